@@ -1,0 +1,1 @@
+"""The wire room (messages, codecs, sockets, liveness); built by the live-sync issue."""

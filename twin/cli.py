@@ -1,0 +1,204 @@
+"""The ``twin`` command line: one entry point that wires scenes, robots and the world.
+
+Bad input (a broken scene file, an unknown model) prints one line per problem to
+stderr and exits with status 2; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from robots import get_model, model_names
+from scenes import SceneError, load_scene
+from scenes.model import Scene
+from twin.summary import scene_summary
+
+log = logging.getLogger(__name__)
+
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    help="Digital twin of a humanoid-robot training hall.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+scene_app = typer.Typer(help="Validate and inspect hall scene files.", no_args_is_help=True)
+app.add_typer(scene_app, name="scene")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+SceneArg = Annotated[
+    Path | None,
+    typer.Argument(
+        help="Scene file (YAML); the default training hall when omitted.", show_default=False
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _load(scene: Path | None) -> Scene:
+    try:
+        return load_scene(scene)
+    except SceneError as exc:
+        for problem in exc.problems:
+            err.print(str(problem), markup=False, soft_wrap=True)
+        count = len(exc.problems)
+        err.print(f"{count} problem{'s' if count != 1 else ''}; scene not loaded", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    floor = summary["floor"]
+    out.print(
+        f"[bold]{summary['scene']}[/]: floor {floor['size_m'][0]:g} x {floor['size_m'][1]:g} m, "
+        f"ceiling {floor['ceiling_m']:g} m"
+    )
+    robots = Table(title="Robots per manufacturer", title_justify="left")
+    for column in ("manufacturer", "robots", "model", "DOF", "rate Hz", "ids / tasks"):
+        robots.add_column(column)
+    for maker in summary["manufacturers"]:
+        mine = [r for r in summary["robots"] if r["manufacturer"] == maker["name"]]
+        for model in maker["models"]:
+            of_model = [r for r in mine if r["model"] == model]
+            robots.add_row(
+                maker["name"],
+                str(len(of_model)),
+                model,
+                str(of_model[0]["dof"]),
+                f"{of_model[0]['telemetry_rate_hz']:g}",
+                ", ".join(f"{r['id']} ({r['task']})" for r in of_model),
+            )
+    out.print(robots)
+    benches = Table(title="Workbenches", title_justify="left")
+    for column in ("bench", "size m", "height m", "items"):
+        benches.add_column(column)
+    for bench in summary["benches"]:
+        benches.add_row(
+            bench["id"],
+            "{:g} x {:g}".format(*bench["size_m"]),
+            f"{bench['height_m']:g}",
+            ", ".join(f"{i['id']} ({i['kind']})" for i in bench["items"]),
+        )
+    out.print(benches)
+    cranes = Table(title="Gantry cranes", title_justify="left")
+    for column in ("crane", "bridge x m", "trolley y m", "hook z m", "load kg"):
+        cranes.add_column(column)
+    for crane in summary["cranes"]:
+        cranes.add_row(
+            crane["id"],
+            "{:g}..{:g}".format(*crane["bridge_travel_m"]),
+            "{:g}..{:g}".format(*crane["trolley_travel_m"]),
+            "{:g}..{:g}".format(*crane["hoist_travel_m"]),
+            f"{crane['load_kg']:g}" if crane["load_kg"] is not None else "-",
+        )
+    out.print(cranes)
+    panels = ", ".join(f"{p['id']} ({', '.join(p['shows'])})" for p in summary["panels"])
+    sensors = ", ".join(f"{s['id']} ({s['kind']})" for s in summary["sensors"])
+    out.print(f"LED panels: {panels or 'none'}")
+    out.print(f"Sensors: {sensors or 'none'}")
+    out.print(f"Data hub: {summary['hub']['id']}")
+
+
+@scene_app.command("check")
+def scene_check(scene: SceneArg = None, as_json: JsonOpt = False) -> None:
+    """Validate a scene; print its robots per manufacturer, benches, cranes and panels."""
+    summary = scene_summary(_load(scene))
+    if as_json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        _print_summary(summary)
+
+
+@app.command("robots")
+def robots_cmd(as_json: JsonOpt = False) -> None:
+    """List the robot models the twin knows, with DOF, height and telemetry profile."""
+    rows: list[dict[str, Any]] = []
+    for name in model_names():
+        model = get_model(name)
+        rows.append(
+            {
+                "model": name,
+                "manufacturer": model.manufacturer,
+                "dof": model.dof,
+                "height_m": round(model.height_m, 3),
+                "telemetry_rate_hz": model.profile.rate_hz,
+                "position_unit": model.profile.position_unit,
+                "encoding": model.profile.encoding,
+                "external": model.external,
+                "urdf": str(model.urdf_path),
+            }
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title="Robot models", title_justify="left")
+    for column in ("model", "manufacturer", "DOF", "height m", "rate Hz", "unit", "encoding"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["model"] + (" (external)" if row["external"] else ""),
+            row["manufacturer"],
+            str(row["dof"]),
+            f"{row['height_m']:.2f}",
+            f"{row['telemetry_rate_hz']:g}",
+            row["position_unit"],
+            row["encoding"],
+        )
+    out.print(table)
+
+
+@app.command("demo")
+def demo(
+    scene: SceneArg = None,
+    seconds: Annotated[
+        float, typer.Option(min=0.0, help="Simulated seconds of physics to step.")
+    ] = 1.0,
+) -> None:
+    """Build the hall's PyBullet world, step it, and print its summary."""
+    from twin.world import World
+
+    loaded = _load(scene)
+    started = time.perf_counter()
+    with World(loaded) as world:
+        built_s = time.perf_counter() - started
+        steps = round(seconds / world.time_step_s)
+        started = time.perf_counter()
+        world.step(steps)
+        stepped_s = time.perf_counter() - started
+        bodies = len(world.body_names())
+    _print_summary(scene_summary(loaded))
+    speed = f"{seconds / stepped_s:.1f}x real time" if stepped_s > 0 else "n/a"
+    out.print(
+        f"World built in {built_s:.2f} s ({bodies} bodies, PyBullet DIRECT); "
+        f"stepped {seconds:g} s of physics ({steps} steps) in {stepped_s:.2f} s, {speed}."
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
