@@ -15,12 +15,11 @@ import sys
 import time
 from pathlib import Path
 
-import pybullet as pb
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import machine_info
 from robots import get_model
+from robots.bullet import pb
 from scenes import load_scene
 from scenes.model import Scene
 from twin.world import World

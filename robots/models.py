@@ -11,18 +11,16 @@ with ``globalScaling=0.25``, which scales both heights by the same factor).
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
-import os
-import sys
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from robots.bullet import quiet_stdout
 from robots.profiles import TelemetryProfile, identity_profile, profile_for_spec
 from robots.reader import JointInfo, parse_urdf
 from robots.spec import BASE_LINK, ModelSpec, urdf_path
@@ -154,42 +152,16 @@ def _generated(spec: ModelSpec) -> RobotModel:
     )
 
 
-def _flush_stdout() -> None:
-    """Flush Python's stdout buffer (best effort)."""
-    with contextlib.suppress(AttributeError, OSError, ValueError):
-        sys.stdout.flush()
-
-
-@contextlib.contextmanager
-def _quiet_stdout() -> Iterator[None]:
-    """Send C-level output on file descriptor 1 to /dev/null for the duration of the block, so a
-    command writing machine-readable output on stdout is not corrupted by PyBullet's messages."""
-    _flush_stdout()
-    try:
-        saved = os.dup(1)
-    except OSError:  # no stdout at all
-        yield
-        return
-    try:
-        with Path(os.devnull).open("wb") as devnull:
-            os.dup2(devnull.fileno(), 1)
-            yield
-            _flush_stdout()
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def measure_standing_extent(
     path: Path, orientation_xyzw: Quaternion, scale: float = 1.0
 ) -> tuple[float, float]:
     """Lowest and highest z of a model's collision AABBs when loaded at the origin with the given
     orientation, ``globalScaling`` and all joints at zero (in a private PyBullet DIRECT client)."""
-    import pybullet as p
+    from robots.bullet import pb as p
 
     client = p.connect(p.DIRECT)
     try:
-        with _quiet_stdout():  # the URDF importer printf()s warnings (e.g. missing <axis>)
+        with quiet_stdout():  # the URDF importer printf()s warnings (e.g. missing <axis>)
             body = p.loadURDF(
                 str(path),
                 basePosition=(0.0, 0.0, 0.0),

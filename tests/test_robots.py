@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pybullet as p
 import pytest
 
 from robots import (
@@ -24,6 +23,7 @@ from robots import (
     model_names,
     parse_urdf,
 )
+from robots.bullet import pb as p
 from robots.canonical import hanim_joint, mirror
 from robots.generate import build_urdf, main
 from robots.spec import urdf_path

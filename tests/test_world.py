@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-import pybullet as pb
 import pytest
 
 from robots import get_model
+from robots.bullet import pb
 from scenes import load_scene, parse_scene
 from twin import CraneLimitError, UnknownNameError, World
 

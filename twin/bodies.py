@@ -10,8 +10,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-import pybullet as pb
-
+from robots.bullet import pb
 from scenes.model import Bench, Scene
 
 _FLOOR_THICKNESS_M: Final = 0.1

@@ -23,9 +23,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-import pybullet as pb
-
 from robots import RobotModel, get_model
+from robots.bullet import pb, quiet_stdout
 from scenes.model import Scene
 from twin.bodies import build_static_bodies
 from twin.crane import AXES, CraneGeometry, crane_urdf
@@ -149,12 +148,13 @@ class World:
         crane = geometry.crane
         path = Path(self._tmp.name) / f"crane_{crane.id}.urdf"
         path.write_text(crane_urdf(geometry), encoding="utf-8")
-        body = pb.loadURDF(
-            str(path),
-            useFixedBase=True,
-            flags=pb.URDF_USE_INERTIA_FROM_FILE,
-            physicsClientId=self.client,
-        )
+        with quiet_stdout():
+            body = pb.loadURDF(
+                str(path),
+                useFixedBase=True,
+                flags=pb.URDF_USE_INERTIA_FROM_FILE,
+                physicsClientId=self.client,
+            )
         joints, links = self._indices(body)
         handle = CraneHandle(geometry, body, {a: joints[a] for a in AXES}, links)
         self.cranes[crane.id] = handle
@@ -183,15 +183,16 @@ class World:
     def _add_robot(self, robot_id: str, model: RobotModel, station_id: str, fixed: bool) -> None:
         station = self.scene.station(station_id)
         x, y, _ = station.pose.xyz
-        body = pb.loadURDF(
-            str(model.urdf_path),
-            basePosition=(x, y, station.pose.xyz[2] + model.base_height_m),
-            baseOrientation=self._heading(station.pose.yaw_rad, model),
-            useFixedBase=fixed,
-            flags=pb.URDF_USE_INERTIA_FROM_FILE,
-            globalScaling=model.scale,
-            physicsClientId=self.client,
-        )
+        with quiet_stdout():  # the URDF importer printf()s its warnings
+            body = pb.loadURDF(
+                str(model.urdf_path),
+                basePosition=(x, y, station.pose.xyz[2] + model.base_height_m),
+                baseOrientation=self._heading(station.pose.yaw_rad, model),
+                useFixedBase=fixed,
+                flags=pb.URDF_USE_INERTIA_FROM_FILE,
+                globalScaling=model.scale,
+                physicsClientId=self.client,
+            )
         joints, links = self._indices(body)
         links[model.base_link] = -1
         self.robots[robot_id] = RobotHandle(robot_id, model, body, joints, links)
