@@ -20,6 +20,7 @@ from rich.table import Table
 from robots import get_model, model_names
 from scenes import SceneError, load_scene
 from scenes.model import Scene
+from twin import cli_live
 from twin.summary import scene_summary
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ scene_app = typer.Typer(help="Validate and inspect hall scene files.", no_args_i
 app.add_typer(scene_app, name="scene")
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 SceneArg = Annotated[
     Path | None,
@@ -55,6 +56,11 @@ def _main(
         level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+
+
+def load_or_exit(scene: Path | None) -> Scene:
+    """Load a scene, or print its problems and exit with status 2."""
+    return _load(scene)
 
 
 def _load(scene: Path | None) -> Scene:
@@ -193,6 +199,58 @@ def demo(
         f"World built in {built_s:.2f} s ({bodies} bodies, PyBullet DIRECT); "
         f"stepped {seconds:g} s of physics ({steps} steps) in {stepped_s:.2f} s, {speed}."
     )
+
+
+@app.command("emulate")
+def emulate_cmd(
+    scene: SceneArg = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="ROBOT:drop=P, ROBOT:delay=50ms, ROBOT:garbage=P, ROBOT:freeze@10s, "
+            "ROBOT:disconnect@5s, ROBOT:restart@8s, ROBOT:fall@12s (repeatable).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the perturbed reality, noise and faults.")] = 0,
+    seconds: cli_live.SecondsOpt = None,
+    ingest: cli_live.IngestOpt = None,
+    stats: Annotated[
+        Path | None, typer.Option(help="Write sent/dropped counts as JSON here on exit.")
+    ] = None,
+    noise: Annotated[
+        bool, typer.Option("--noise/--no-noise", help="Sensor noise on joints.")
+    ] = True,
+    wait_s: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the twin to subscribe.")
+    ] = 10.0,
+) -> None:
+    """Play the hall's hardware: robots doing their tasks in their own physics, over ZeroMQ."""
+    cli_live.emulate(scene, fault or [], seed, seconds, ingest, stats, noise, wait_s)
+
+
+@app.command("live")
+def live_cmd(
+    scene: SceneArg = None,
+    ingest: cli_live.IngestOpt = None,
+    fanout: cli_live.FanoutOpt = None,
+    snapshot: cli_live.SnapshotOpt = None,
+    seconds: cli_live.SecondsOpt = None,
+    tick_hz: Annotated[float, typer.Option(min=1.0, help="World update rate.")] = 240.0,
+    display_hz: Annotated[float, typer.Option(min=1.0, help="Fan-out rate to viewers.")] = 30.0,
+) -> None:
+    """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
+    cli_live.live(scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz)
+
+
+@app.command("status")
+def status_cmd(
+    as_json: JsonOpt = False,
+    snapshot: cli_live.SnapshotOpt = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait.")] = 2.0,
+) -> None:
+    """Ask a running twin: each robot's liveness, rate, gaps, epoch, latency; totals."""
+    cli_live.status(as_json, snapshot, timeout_s)
 
 
 def main() -> None:

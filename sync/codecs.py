@@ -1,0 +1,154 @@
+"""Vendor adapters: each manufacturer's joint-state payload to canonical SI arrays and back.
+
+Encodings (``TelemetryProfile.encoding``), all in the profile's wire order of N joints:
+
+- ``packed_f32``: 3N little-endian float32: positions, then velocities, then efforts
+  (rad, rad/s, N*m; m, m/s, N for prismatic joints).
+- ``packed_deg_f64``: 3N little-endian float64, same order; rotational joints in degrees
+  and degrees per second.
+- ``map``: a MessagePack map ``{vendor joint name: [position, velocity, effort]}``
+  (self-describing; every joint exactly once; units as the profile says).
+
+Decoding refuses a payload of the wrong size, unknown or missing joints, and
+non-finite values (FrameError) rather than guessing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Final
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from robots import RobotModel
+from sync.protocol import MAX_PAYLOAD_BYTES, FrameError
+
+Array = NDArray[np.float64]
+
+_MAP_DECODER: Final = msgspec.msgpack.Decoder(dict[str, tuple[float, float, float]])
+_ENCODER: Final = msgspec.msgpack.Encoder()
+
+
+@dataclass(frozen=True)
+class JointSample:
+    """One joint-state message in SI units, in the profile's wire (vendor) order."""
+
+    positions: Array
+    velocities: Array
+    efforts: Array
+
+
+@dataclass
+class VendorCodec:
+    """Encoder/decoder of one model's joint-state payloads."""
+
+    model: RobotModel
+    names: tuple[str, ...] = field(init=False)
+    canonical_names: tuple[str, ...] = field(init=False)
+    _scale: Array = field(init=False, repr=False)  # wire unit -> SI, per joint
+    _index: dict[str, int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        spherical = [j.name for j in self.model.joints if j.kind == "spherical"]
+        if spherical:
+            raise ValueError(
+                f"{self.model.name}: spherical joints ({', '.join(spherical[:3])}...) carry a "
+                "quaternion each; the telemetry encodings carry one value per joint"
+            )
+        profile = self.model.profile
+        self.names = profile.joint_names
+        self.canonical_names = tuple(profile.canonical_name(n) for n in self.names)
+        degrees = profile.position_unit == "deg"
+        self._scale = np.array(
+            [
+                math.pi / 180.0 if degrees and self.model.joint(n).kind != "prismatic" else 1.0
+                for n in self.names
+            ],
+            dtype=np.float64,
+        )
+        self._index = {n: i for i, n in enumerate(self.names)}
+
+    @property
+    def encoding(self) -> str:
+        """The profile's encoding name."""
+        return self.model.profile.encoding
+
+    def encode(self, positions: Array, velocities: Array, efforts: Array) -> bytes:
+        """SI arrays in wire order -> the vendor's payload bytes."""
+        n = len(self.names)
+        if not (len(positions) == len(velocities) == len(efforts) == n):
+            raise ValueError(f"{self.model.name}: expected {n} values per array")
+        pos = np.asarray(positions, dtype=np.float64) / self._scale
+        vel = np.asarray(velocities, dtype=np.float64) / self._scale
+        eff = np.asarray(efforts, dtype=np.float64)
+        encoding = self.encoding
+        if encoding == "packed_f32":
+            return np.concatenate((pos, vel, eff)).astype("<f4").tobytes()
+        if encoding == "packed_deg_f64":
+            return np.concatenate((pos, vel, eff)).astype("<f8").tobytes()
+        return _ENCODER.encode(
+            {
+                name: (float(pos[i]), float(vel[i]), float(eff[i]))
+                for i, name in enumerate(self.names)
+            }
+        )
+
+    def decode(self, payload: bytes) -> JointSample:
+        """The vendor's payload bytes -> SI arrays in wire order (FrameError if malformed)."""
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise FrameError(
+                "oversized", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
+            )
+        n = len(self.names)
+        encoding = self.encoding
+        if encoding in ("packed_f32", "packed_deg_f64"):
+            dtype = "<f4" if encoding == "packed_f32" else "<f8"
+            expected = 3 * n * np.dtype(dtype).itemsize
+            if len(payload) != expected:
+                raise FrameError(
+                    "bad_payload",
+                    f"{self.model.name} {encoding}: {len(payload)} bytes, expected {expected} "
+                    f"({n} joints x 3 values)",
+                )
+            values = np.frombuffer(payload, dtype=dtype).astype(np.float64).reshape(3, n)
+        else:
+            values = self._decode_map(payload)
+        if not np.isfinite(values).all():
+            raise FrameError("bad_payload", f"{self.model.name}: non-finite joint value")
+        return JointSample(
+            positions=values[0] * self._scale,
+            velocities=values[1] * self._scale,
+            efforts=values[2].copy(),
+        )
+
+    def _decode_map(self, payload: bytes) -> Array:
+        try:
+            entries = _MAP_DECODER.decode(payload)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise FrameError("bad_payload", f"{self.model.name} map: {exc}") from None
+        values = np.empty((3, len(self.names)), dtype=np.float64)
+        seen = 0
+        for name, triple in entries.items():
+            index = self._index.get(name)
+            if index is None:
+                raise FrameError("bad_payload", f"{self.model.name} map: unknown joint {name!r}")
+            values[:, index] = triple
+            seen += 1
+        if seen != len(self.names):
+            missing = sorted(set(self.names) - set(entries))
+            raise FrameError("bad_payload", f"{self.model.name} map: missing joints {missing[:5]}")
+        return values
+
+
+_CODECS: dict[str, VendorCodec] = {}
+
+
+def codec_for(model: RobotModel) -> VendorCodec:
+    """The (cached) codec of a model."""
+    codec = _CODECS.get(model.name)
+    if codec is None:
+        codec = _CODECS[model.name] = VendorCodec(model)
+    return codec

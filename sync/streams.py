@@ -1,0 +1,194 @@
+"""Per-robot bookkeeping on the receiving side: sequence gaps, epochs, liveness, rates, latency.
+
+Nothing here reads a clock or a socket: callers pass ``now_ns`` (monotonic or wall,
+consistently), so every rule is exact under test.
+
+Liveness of a robot, from the time since its last accepted message and the nominal
+period T of its joint-state stream:
+
+- LIVE  while that age is at most 1.5 T;
+- LATE  once it exceeds 1.5 T (a message is overdue);
+- STALE once it exceeds 3 T (three nominal periods without a message);
+- GONE  once it exceeds ``gone_after_s`` (default 2 s), or after a heartbeat in mode
+  ``shutdown``. Any new message makes the robot LIVE again.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Final
+
+import numpy as np
+
+LATE_PERIODS: Final = 1.5
+STALE_PERIODS: Final = 3.0
+GONE_AFTER_S: Final = 2.0
+_RATE_WINDOW_NS: Final = 1_000_000_000
+_LATENCY_SAMPLES: Final = 4096
+_OFFSET_SAMPLES: Final = 512
+
+
+class Liveness(enum.StrEnum):
+    """How current a robot's data is (see the module docstring)."""
+
+    LIVE = "LIVE"
+    LATE = "LATE"
+    STALE = "STALE"
+    GONE = "GONE"
+
+
+class SeqVerdict(enum.Enum):
+    """What a stream tracker decided about one message."""
+
+    ACCEPT = "accept"
+    NEW_EPOCH = "new_epoch"
+    STALE_SEQ = "stale_seq"  # duplicate or older than the last accepted: dropped, counted
+
+
+@dataclass
+class StreamTracker:
+    """Sequence numbers of one (source, kind) stream: gaps, duplicates, epoch changes."""
+
+    epoch: int = 0
+    last_seq: int = -1
+    received: int = 0
+    gaps: int = 0  # messages missing (sum of jumps)
+    stale: int = 0  # duplicates / out of order, dropped
+    epoch_changes: int = 0
+
+    def observe(self, epoch: int, seq: int) -> SeqVerdict:
+        """Account for one message; tell the caller whether to use it.
+
+        Every epoch starts at seq 0, so the first message of an epoch with seq N means
+        N messages were lost before it: they count as gaps too.
+        """
+        if epoch != self.epoch:
+            first = self.epoch == 0
+            self.epoch = epoch
+            self.last_seq = seq
+            self.gaps += seq
+            self.received += 1
+            if first:
+                return SeqVerdict.ACCEPT
+            self.epoch_changes += 1
+            return SeqVerdict.NEW_EPOCH
+        if seq <= self.last_seq:
+            self.stale += 1
+            return SeqVerdict.STALE_SEQ
+        self.gaps += seq - self.last_seq - 1
+        self.last_seq = seq
+        self.received += 1
+        return SeqVerdict.ACCEPT
+
+
+@dataclass
+class RateMeter:
+    """Messages and bytes per second over the last complete one-second window."""
+
+    window_start_ns: int | None = None
+    window_msgs: int = 0
+    window_bytes: int = 0
+    msgs_per_s: float = 0.0
+    bytes_per_s: float = 0.0
+    total_msgs: int = 0
+    total_bytes: int = 0
+
+    def add(self, now_ns: int, size_bytes: int) -> None:
+        """Count one message of ``size_bytes``."""
+        self.roll(now_ns)
+        self.window_msgs += 1
+        self.window_bytes += size_bytes
+        self.total_msgs += 1
+        self.total_bytes += size_bytes
+
+    def roll(self, now_ns: int) -> None:
+        """Close the window if a second has passed (also when nothing arrives)."""
+        if self.window_start_ns is None:
+            self.window_start_ns = now_ns
+            return
+        elapsed = now_ns - self.window_start_ns
+        if elapsed >= _RATE_WINDOW_NS:
+            seconds = elapsed / 1e9
+            # a window with silence after it: the rate drops to what arrived, spread over it
+            self.msgs_per_s = self.window_msgs / seconds
+            self.bytes_per_s = self.window_bytes / seconds
+            self.window_start_ns = now_ns
+            self.window_msgs = 0
+            self.window_bytes = 0
+
+
+@dataclass
+class DelayMeter:
+    """One-way delay and clock offset of a sender, from (receive time - sender stamp).
+
+    The clock offset is estimated as the smallest (receive - stamp) among recent
+    messages, i.e. assuming the fastest message saw ~0 transit time (true to well
+    under a millisecond on one host or a LAN). Latency = (time applied - stamp) - offset.
+    """
+
+    _raw_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_OFFSET_SAMPLES))
+    _latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    _raw_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+
+    def on_receive(self, stamp_ns: int, received_ns: int) -> None:
+        """A message stamped ``stamp_ns`` arrived at ``received_ns`` (receiver's clock)."""
+        self._raw_ns.append(received_ns - stamp_ns)
+
+    def reset(self) -> None:
+        """Forget everything (a new epoch may come with a new clock)."""
+        self._raw_ns.clear()
+        self._latency_ns.clear()
+        self._raw_latency_ns.clear()
+
+    @property
+    def offset_ns(self) -> int:
+        """Estimated receiver clock minus sender clock."""
+        return min(self._raw_ns) if self._raw_ns else 0
+
+    def on_applied(self, stamp_ns: int, applied_ns: int) -> None:
+        """The message stamped ``stamp_ns`` took effect at ``applied_ns``."""
+        self._latency_ns.append(applied_ns - stamp_ns - self.offset_ns)
+        self._raw_latency_ns.append(applied_ns - stamp_ns)
+
+    def percentiles_ms(self, *, raw: bool = False) -> tuple[float, float] | None:
+        """(p50, p99) of latency in milliseconds, or None before any sample.
+
+        ``raw=True`` skips the clock-offset correction: right when sender and twin share
+        one clock (the benchmarks), wrong across machines.
+        """
+        samples = self._raw_latency_ns if raw else self._latency_ns
+        if not samples:
+            return None
+        values = np.fromiter(samples, dtype=np.float64, count=len(samples))
+        p50, p99 = np.percentile(values, [50.0, 99.0])
+        return float(p50) / 1e6, float(p99) / 1e6
+
+
+@dataclass
+class LivenessClock:
+    """Liveness of one source from its nominal period and the age of its last message."""
+
+    period_s: float
+    gone_after_s: float = GONE_AFTER_S
+    last_rx_ns: int = 0
+    shutdown: bool = False
+
+    def on_message(self, now_ns: int) -> None:
+        """A message was accepted now."""
+        self.last_rx_ns = now_ns
+        self.shutdown = False
+
+    def state(self, now_ns: int) -> Liveness:
+        """The liveness at ``now_ns``."""
+        if self.last_rx_ns == 0 or self.shutdown:
+            return Liveness.GONE
+        age_s = (now_ns - self.last_rx_ns) / 1e9
+        if age_s > self.gone_after_s:
+            return Liveness.GONE
+        if age_s > STALE_PERIODS * self.period_s:
+            return Liveness.STALE
+        if age_s > LATE_PERIODS * self.period_s:
+            return Liveness.LATE
+        return Liveness.LIVE

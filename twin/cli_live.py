@@ -1,0 +1,209 @@
+"""The live commands of ``twin``: ``emulate``, ``live`` and ``status``.
+
+Registered on the main app by :mod:`twin.cli`. Each long-running command stops
+cleanly on SIGINT/SIGTERM (sockets closed with linger 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import zmq
+from rich.console import Console
+from rich.table import Table
+
+from sync.addresses import ENV_FANOUT, ENV_INGEST, ENV_SNAPSHOT, Endpoints
+from sync.fanout import RequestError, request_status
+
+log = logging.getLogger(__name__)
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+IngestOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ingest",
+        envvar=ENV_INGEST,
+        help="Telemetry ingest endpoint [default: tcp://127.0.0.1:7700]",
+    ),
+]
+FanoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--fanout",
+        envvar=ENV_FANOUT,
+        help="Viewer fan-out endpoint [default: tcp://127.0.0.1:7702]",
+    ),
+]
+SnapshotOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--snapshot",
+        envvar=ENV_SNAPSHOT,
+        help="Snapshot/status endpoint [default: tcp://127.0.0.1:7703]",
+    ),
+]
+SecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--seconds", min=0.0, help="Stop after this many seconds (default: run until stopped)."
+    ),
+]
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def _handler(signum: int, _frame: object) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, _handler)
+    signal.signal(signal.SIGTERM, _handler)
+    return stop
+
+
+def emulate(
+    scene: Path | None,
+    fault: list[str],
+    seed: int,
+    seconds: float | None,
+    ingest: str | None,
+    stats: Path | None,
+    noise: bool,
+    wait_s: float,
+) -> None:
+    """Run the hall emulator (see ``twin emulate --help``)."""
+    from twin.cli import EXIT_BAD_INPUT, load_or_exit
+    from twin.emulate import HallEmulator
+    from twin.faults import FaultSpecError, parse_faults
+
+    loaded = load_or_exit(scene)
+    try:
+        faults = parse_faults(fault, [r.id for r in loaded.robots])
+    except FaultSpecError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    endpoints = Endpoints.resolve(ingest=ingest)
+    stop = _stop_on_signals()
+    emulator = HallEmulator(loaded, endpoints.ingest, faults=faults, seed=seed, noise=noise)
+    try:
+        if not emulator.wait_for_twin(wait_s):
+            log.warning(
+                "no twin subscribed at %s within %g s; publishing anyway", endpoints.ingest, wait_s
+            )
+        err.print(
+            f"emulating {len(loaded.robots)} robots of {loaded.name!r} -> {endpoints.ingest}"
+            + (f" with faults on {', '.join(sorted(faults))}" if faults else ""),
+            markup=False,
+        )
+        emulator.run(duration_s=seconds, stop=stop)
+    finally:
+        emulator.close()
+    summary = emulator.stats()
+    if stats is not None:
+        stats.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    err.print(
+        f"emulated {summary['simulated_s']} s in {summary['elapsed_s']} s "
+        f"(real-time factor {summary['realtime_factor']}, max lag {summary['max_lag_ms']} ms)",
+        markup=False,
+    )
+
+
+def live(
+    scene: Path | None,
+    ingest: str | None,
+    fanout: str | None,
+    snapshot: str | None,
+    seconds: float | None,
+    tick_hz: float,
+    display_hz: float,
+) -> None:
+    """Run the twin mirror (see ``twin live --help``)."""
+    from twin.cli import load_or_exit
+    from twin.mirror import Mirror
+
+    loaded = load_or_exit(scene)
+    endpoints = Endpoints.resolve(ingest, fanout, snapshot)
+    stop = _stop_on_signals()
+    try:
+        mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz)
+    except OSError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    bound = mirror.endpoints
+    err.print(
+        f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
+        f"snapshot {bound.snapshot}",
+        markup=False,
+    )
+    try:
+        mirror.run(stop=stop, duration_s=seconds)
+    finally:
+        totals = mirror.status()["totals"]
+        mirror.close()
+    err.print(
+        f"received {totals['received']} messages ({totals['accepted']} accepted), "
+        f"gaps {totals['gaps']}, refused {sum(totals['bad_frames'].values())}",
+        markup=False,
+    )
+
+
+def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
+    """Ask a running twin for its status (see ``twin status --help``)."""
+    endpoints = Endpoints.resolve(snapshot=snapshot)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        report = request_status(context, endpoints.snapshot, timeout_s=timeout_s)
+    except RequestError as exc:
+        err.print(f"twin status: {exc} (is `twin live` running?)", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        context.term()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title=f"{report['scene']} (up {report['uptime_s']:.0f} s)", title_justify="left")
+    columns = (
+        "robot",
+        "manufacturer",
+        "liveness",
+        "rate Hz",
+        "gaps",
+        "epoch",
+        "lat p50 ms",
+        "p99 ms",
+        "in kB/s",
+    )
+    for column in columns:
+        table.add_column(column)
+    for row in report["robots"]:
+        style = {"LIVE": "green", "LATE": "yellow", "STALE": "red", "GONE": "dim"}.get(
+            row["liveness"], ""
+        )
+        table.add_row(
+            row["robot"],
+            row["manufacturer"],
+            f"[{style}]{row['liveness']}[/]",
+            f"{row['rate_hz']:.0f}/{row['nominal_rate_hz']:.0f}",
+            str(row["gaps"]),
+            f"{row['epoch']:#x}"[:10],
+            "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.2f}",
+            "-" if row["latency_ms_p99"] is None else f"{row['latency_ms_p99']:.2f}",
+            f"{row['in_bytes_per_s'] / 1000:.1f}",
+        )
+    out.print(table)
+    totals = report["totals"]
+    out.print(
+        f"{totals['live']}/{len(report['robots'])} live; received {totals['received']}, "
+        f"gaps {totals['gaps']}, refused {totals['bad_frames'] or 'none'}",
+        markup=False,
+    )
