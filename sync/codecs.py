@@ -98,6 +98,22 @@ class VendorCodec:
 
     def decode(self, payload: bytes) -> JointSample:
         """The vendor's payload bytes -> SI arrays in wire order (FrameError if malformed)."""
+        return self.to_sample(self.check(payload))
+
+    def to_sample(self, raw: Array | NDArray[np.float32]) -> JointSample:
+        """Checked wire values (shape (3, N), from :meth:`check`) -> SI arrays."""
+        return JointSample(
+            positions=raw[0] * self._scale,
+            velocities=raw[1] * self._scale,
+            efforts=raw[2].astype(np.float64),
+        )
+
+    def check(self, payload: bytes) -> Array | NDArray[np.float32]:
+        """Validate a payload; return its values in wire units, shape (3, N), without copying.
+
+        The cheap half of :meth:`decode`, done for every message on arrival; the unit
+        conversion (:meth:`to_sample`) is left for the messages that are applied.
+        """
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise FrameError(
                 "oversized", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}"
@@ -113,16 +129,12 @@ class VendorCodec:
                     f"{self.model.name} {encoding}: {len(payload)} bytes, expected {expected} "
                     f"({n} joints x 3 values)",
                 )
-            values = np.frombuffer(payload, dtype=dtype).astype(np.float64).reshape(3, n)
+            values: Array | NDArray[np.float32] = np.frombuffer(payload, dtype=dtype).reshape(3, n)
         else:
             values = self._decode_map(payload)
         if not np.isfinite(values).all():
             raise FrameError("bad_payload", f"{self.model.name}: non-finite joint value")
-        return JointSample(
-            positions=values[0] * self._scale,
-            velocities=values[1] * self._scale,
-            efforts=values[2].copy(),
-        )
+        return values
 
     def _decode_map(self, payload: bytes) -> Array:
         try:

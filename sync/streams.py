@@ -9,7 +9,7 @@ period T of its joint-state stream:
 - LIVE  while that age is at most 1.5 T;
 - LATE  once it exceeds 1.5 T (a message is overdue);
 - STALE once it exceeds 3 T (three nominal periods without a message);
-- GONE  once it exceeds ``gone_after_s`` (default 2 s), or after a heartbeat in mode
+- GONE  once it exceeds ``gone_after_s`` (default 10 s), or after a heartbeat in mode
   ``shutdown``. Any new message makes the robot LIVE again.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 LATE_PERIODS: Final = 1.5
 STALE_PERIODS: Final = 3.0
-GONE_AFTER_S: Final = 2.0
+GONE_AFTER_S: Final = 10.0
 _RATE_WINDOW_NS: Final = 1_000_000_000
 _LATENCY_SAMPLES: Final = 4096
 _OFFSET_SAMPLES: Final = 512
@@ -128,24 +128,39 @@ class DelayMeter:
     under a millisecond on one host or a LAN). Latency = (time applied - stamp) - offset.
     """
 
-    _raw_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_OFFSET_SAMPLES))
+    # running minimum of (receive - stamp) over the current and the previous block of
+    # _OFFSET_SAMPLES messages: O(1) per message, forgets within two blocks
+    _block_min_ns: int | None = None
+    _previous_min_ns: int | None = None
+    _block_count: int = 0
     _latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
     _raw_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
 
     def on_receive(self, stamp_ns: int, received_ns: int) -> None:
         """A message stamped ``stamp_ns`` arrived at ``received_ns`` (receiver's clock)."""
-        self._raw_ns.append(received_ns - stamp_ns)
+        raw = received_ns - stamp_ns
+        if self._block_min_ns is None or raw < self._block_min_ns:
+            self._block_min_ns = raw
+        self._block_count += 1
+        if self._block_count >= _OFFSET_SAMPLES:
+            self._previous_min_ns, self._block_min_ns, self._block_count = (
+                self._block_min_ns,
+                None,
+                0,
+            )
 
     def reset(self) -> None:
         """Forget everything (a new epoch may come with a new clock)."""
-        self._raw_ns.clear()
+        self._block_min_ns = self._previous_min_ns = None
+        self._block_count = 0
         self._latency_ns.clear()
         self._raw_latency_ns.clear()
 
     @property
     def offset_ns(self) -> int:
         """Estimated receiver clock minus sender clock."""
-        return min(self._raw_ns) if self._raw_ns else 0
+        known = [m for m in (self._block_min_ns, self._previous_min_ns) if m is not None]
+        return min(known) if known else 0
 
     def on_applied(self, stamp_ns: int, applied_ns: int) -> None:
         """The message stamped ``stamp_ns`` took effect at ``applied_ns``."""

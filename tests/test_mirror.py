@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import zmq
@@ -11,7 +13,7 @@ from sync.codecs import codec_for
 from sync.fanout import CloneClient
 from sync.gateway import Gateway
 from sync.protocol import Kind, pack_header
-from tests.conftest import robot_row, status_of, wait_for
+from tests.helpers import ThreadedMirror, robot_row, status_of, wait_for
 from twin.mirror import Mirror
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
@@ -33,8 +35,8 @@ def connected_gateway(context: Ctx, twin: Mirror) -> Gateway:
     return gateway
 
 
-def wait_received(context: Ctx, twin: Mirror, robot_id: str, count: int) -> dict[str, object]:
-    def done() -> dict[str, object] | None:
+def wait_received(context: Ctx, twin: Mirror, robot_id: str, count: int) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
         status = status_of(context, twin)
         return status if robot_row(status, robot_id)["received"] >= count else None
 
@@ -45,9 +47,9 @@ def wait_received(context: Ctx, twin: Mirror, robot_id: str, count: int) -> dict
 
 
 def test_each_manufacturers_format_lands_in_the_world_in_canonical_si(
-    context: Ctx, mirror: Mirror
+    context: Ctx, mirror: ThreadedMirror
 ) -> None:
-    sent = {}
+    sent: dict[str, tuple[str, np.ndarray]] = {}
     with connected_gateway(context, mirror) as gateway:
         for robot_id, model in (
             ("K1-01", "kestrel_k1"),
@@ -59,7 +61,7 @@ def test_each_manufacturers_format_lands_in_the_world_in_canonical_si(
             sent[robot_id] = (model, state[0])
         for robot_id in sent:
             wait_received(context, mirror, robot_id, 1)
-    mirror.stop_thread()  # type: ignore[attr-defined]
+    mirror.stop_thread()
     for robot_id, (model_name, positions) in sent.items():
         profile = get_model(model_name).profile
         in_world = mirror.world.joint_positions(robot_id)
@@ -68,7 +70,7 @@ def test_each_manufacturers_format_lands_in_the_world_in_canonical_si(
             assert in_world[profile.canonical_name(vendor)] == pytest.approx(value, abs=tolerance)
 
 
-def test_loss_is_counted_exactly(context: Ctx, mirror: Mirror) -> None:
+def test_loss_is_counted_exactly(context: Ctx, mirror: ThreadedMirror) -> None:
     codec = codec_for(get_model("tessel_t3"))
     state = random_state("tessel_t3", 1)
     dropped = 0
@@ -85,7 +87,7 @@ def test_loss_is_counted_exactly(context: Ctx, mirror: Mirror) -> None:
     assert status["totals"]["gaps"] == dropped
 
 
-def test_restart_is_a_new_epoch_not_old_data(context: Ctx, mirror: Mirror) -> None:
+def test_restart_is_a_new_epoch_not_old_data(context: Ctx, mirror: ThreadedMirror) -> None:
     codec = codec_for(get_model("kestrel_k1"))
     before, after = random_state("kestrel_k1", 2), random_state("kestrel_k1", 3)
     with connected_gateway(context, mirror) as gateway:
@@ -101,7 +103,7 @@ def test_restart_is_a_new_epoch_not_old_data(context: Ctx, mirror: Mirror) -> No
     assert row["epoch"] == gateway.epoch != first_epoch
     assert row["epoch_changes"] == 1 and row["stale_seq"] == 0 and row["gaps"] == 0
     assert any(e.kind == "epoch" and e.source_id == "K1-03" for e in mirror.events)
-    mirror.stop_thread()  # type: ignore[attr-defined]
+    mirror.stop_thread()
     knee = get_model("kestrel_k1").profile.joint_names.index("l_knee_joint")
     assert mirror.world.joint_positions("K1-03")["left_knee"] == pytest.approx(
         after[0][knee], abs=1e-6
@@ -109,7 +111,7 @@ def test_restart_is_a_new_epoch_not_old_data(context: Ctx, mirror: Mirror) -> No
 
 
 def test_bad_frames_are_counted_and_good_robots_keep_mirroring(
-    context: Ctx, mirror: Mirror
+    context: Ctx, mirror: ThreadedMirror
 ) -> None:
     codec = codec_for(get_model("kestrel_k1"))
     state = random_state("kestrel_k1", 4)
@@ -152,7 +154,7 @@ def test_bad_frames_are_counted_and_good_robots_keep_mirroring(
 
 
 def test_late_joiner_gets_the_full_state_then_only_newer_updates(
-    context: Ctx, mirror: Mirror
+    context: Ctx, mirror: ThreadedMirror
 ) -> None:
     codec = codec_for(get_model("orca_h2"))
     first, second = random_state("orca_h2", 5), random_state("orca_h2", 6)
@@ -177,7 +179,7 @@ def test_late_joiner_gets_the_full_state_then_only_newer_updates(
             client.close()
 
 
-def test_a_stalled_viewer_does_not_slow_ingest(context: Ctx, mirror: Mirror) -> None:
+def test_a_stalled_viewer_does_not_slow_ingest(context: Ctx, mirror: ThreadedMirror) -> None:
     stalled = context.socket(zmq.SUB)
     stalled.setsockopt(zmq.RCVHWM, 1)
     stalled.setsockopt(zmq.SUBSCRIBE, b"")

@@ -184,12 +184,12 @@ def test_liveness_thresholds_are_exact() -> None:
     assert clock.state(1_016 * MS) is Liveness.LATE
     assert clock.state(1_030 * MS) is Liveness.LATE
     assert clock.state(1_031 * MS) is Liveness.STALE
-    assert clock.state(3_000 * MS) is Liveness.STALE
-    assert clock.state(3_001 * MS) is Liveness.GONE
-    clock.on_message(3_002 * MS)
-    assert clock.state(3_002 * MS) is Liveness.LIVE
+    assert clock.state(11_000 * MS) is Liveness.STALE
+    assert clock.state(11_001 * MS) is Liveness.GONE
+    clock.on_message(11_002 * MS)
+    assert clock.state(11_002 * MS) is Liveness.LIVE
     clock.shutdown = True
-    assert clock.state(3_002 * MS) is Liveness.GONE
+    assert clock.state(11_002 * MS) is Liveness.GONE
 
 
 def test_rate_and_delay_meters() -> None:

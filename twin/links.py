@@ -38,12 +38,17 @@ class RobotLink:
     liveness: LivenessClock = field(init=False)
     reported: Liveness = Liveness.GONE
     rate_in: RateMeter = field(default_factory=RateMeter)
-    rate_joint: RateMeter = field(default_factory=RateMeter)
     rate_out: RateMeter = field(default_factory=RateMeter)
     delay: DelayMeter = field(default_factory=DelayMeter)
-    joints: JointSample | None = None
-    joints_stamp_ns: int = 0
-    joints_dirty: bool = False  # newer joint state than the world has
+    joint_messages: int = 0
+    joint_rate_hz: float = 0.0
+    _joint_messages_at_roll: int = 0
+    _joint_window_start_ns: int | None = None
+    raw_joints: Array | NDArray[np.float32] | None = None  # newest, checked, wire units
+    joints: JointSample | None = None  # newest applied to the world, SI
+    joints_stamp_ns: int = 0  # stamp of raw_joints
+    joints_dirty: bool = False  # raw_joints is newer than what the world has
+    applied_mono_ns: int = 0  # when the world last got this robot's joints
     base: BaseState | None = None
     base_dirty: bool = False
     heartbeat: Heartbeat | None = None
@@ -60,6 +65,27 @@ class RobotLink:
         if tracker is None:
             tracker = self.streams[kind] = StreamTracker()
         return tracker
+
+    def take_joints(self) -> JointSample:
+        """Convert the newest checked joint state to SI and mark it applied."""
+        if self.raw_joints is None:
+            raise RuntimeError(f"{self.robot_id}: no joint state yet")
+        self.joints = self.codec.to_sample(self.raw_joints)
+        self.joints_dirty = False
+        return self.joints
+
+    def roll_rates(self, now_mono_ns: int) -> None:
+        """Close the per-second rate windows (called every tick)."""
+        self.rate_in.roll(now_mono_ns)
+        self.rate_out.roll(now_mono_ns)
+        start = self._joint_window_start_ns
+        if start is None:
+            self._joint_window_start_ns = now_mono_ns
+        elif now_mono_ns - start >= 1_000_000_000:
+            seconds = (now_mono_ns - start) / 1e9
+            self.joint_rate_hz = (self.joint_messages - self._joint_messages_at_roll) / seconds
+            self._joint_messages_at_roll = self.joint_messages
+            self._joint_window_start_ns = now_mono_ns
 
     @property
     def gaps(self) -> int:
@@ -105,7 +131,7 @@ class RobotLink:
             "model": self.model.name,
             "liveness": str(self.reported),
             "nominal_rate_hz": self.model.profile.rate_hz,
-            "rate_hz": round(self.rate_joint.msgs_per_s, 1),
+            "rate_hz": round(self.joint_rate_hz, 1),
             "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
             "in_bytes_per_s": round(self.rate_in.bytes_per_s, 1),
             "out_bytes_per_s": round(self.rate_out.bytes_per_s, 1),

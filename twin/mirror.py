@@ -1,11 +1,18 @@
 """The live mirror: telemetry in, the PyBullet world kept in step, state out to viewers.
 
-One thread, one loop (:meth:`Mirror.run`): it drains the ingest socket, answers
-snapshot/status requests, and on every tick (240 Hz by default) applies the newest
-state of each robot and crane to the world, updates liveness, and at display rate
-publishes what changed to the viewers. A bad frame is counted, logged (rate-limited)
-and dropped; it never stops the loop. Every accepted message is handed to the
-registered sinks (the recorder plugs in there).
+One thread, one loop (:meth:`Mirror.run`): it drains the ingest socket until the
+next tick is due, answers snapshot/status requests, and on every tick (240 Hz by
+default) applies pending states, updates liveness and, at display rate, publishes
+what changed to the viewers.
+
+World updates are rate-limited per robot, not batched: a robot's new joint state is
+applied to the world as it arrives unless that robot was updated less than one tick
+period ago, in which case the next tick applies the newest state. So the world is
+never more than one tick behind, and no robot costs more than ``tick_hz`` world
+updates a second however fast it publishes.
+
+A bad frame is counted, logged (rate-limited) and dropped; it never stops the loop.
+Every accepted message is handed to the registered sinks (the recorder plugs in there).
 """
 
 from __future__ import annotations
@@ -14,9 +21,8 @@ import json
 import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 import zmq
@@ -32,19 +38,10 @@ from sync.addresses import (
     close_quietly,
 )
 from sync.fanout import ENCODER, ERROR, EVENT, SNAPSHOT, STATE, STATUS, Event, Snapshot, StateUpdate
-from sync.protocol import (
-    BaseState,
-    CraneState,
-    FrameError,
-    Header,
-    Heartbeat,
-    Kind,
-    decode_payload,
-    parse_topic,
-    unpack_header,
-)
-from sync.streams import Liveness, SeqVerdict
+from sync.protocol import Kind
+from sync.streams import Liveness
 from twin.crane import CraneLimitError
+from twin.ingest import Ingest, Received
 from twin.links import CraneLink, RobotLink
 from twin.world import World
 
@@ -52,23 +49,11 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TICK_HZ: Final = 240.0
 DEFAULT_DISPLAY_HZ: Final = 30.0
-_DRAIN_BATCH: Final = 2000
 _EVENTS_KEPT: Final = 1000
-_LOG_EVERY_S: Final = 1.0
-
-
-@dataclass(frozen=True)
-class Received:
-    """One accepted telemetry message, as the sinks (recorder) get it."""
-
-    received_ns: int  # receiver's wall clock
-    source_id: str
-    header: Header
-    topic: bytes
-    payload: bytes
-
 
 Sink = Callable[[Received], None]
+
+__all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "Received", "Sink"]
 
 
 class Mirror:
@@ -84,9 +69,9 @@ class Mirror:
         display_hz: float = DEFAULT_DISPLAY_HZ,
     ) -> None:
         self.scene = scene
-        self.endpoints = endpoints
         self.tick_hz = tick_hz
         self.display_hz = display_hz
+        self._tick_ns = int(1e9 / tick_hz)
         self.world = World(scene)
         self.sinks: list[Sink] = []
         self.robots: dict[str, RobotLink] = {}
@@ -102,17 +87,16 @@ class Mirror:
                 home_orientation_xyzw=orientation,
                 joint_indices=[handle.joint_index[n] for n in model.profile.joint_names],
             )
+        self._bodies = {rid: self.world.robot(rid).body for rid in self.robots}
         self.cranes = {c.id: CraneLink(c.id) for c in scene.cranes}
-        self.bad_frames: Counter[str] = Counter()
-        self.unknown_sources: Counter[str] = Counter()
-        self.received = 0
-        self.accepted = 0
-        self.bytes_in = 0
+        self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
         self.ticks = 0
         self.tick_overruns = 0
+        self.world_updates = 0
         self.fanout_seq = 0
+        self.fanout_dropped = 0
+        self.bad_requests = 0
         self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
-        self._last_log_ns: dict[str, int] = {}
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()
@@ -151,7 +135,6 @@ class Mirror:
         poller = zmq.Poller()
         poller.register(self._ingest, zmq.POLLIN)
         poller.register(self._router, zmq.POLLIN)
-        tick_ns = int(1e9 / self.tick_hz)
         display_every = max(1, round(self.tick_hz / self.display_hz))
         start = time.monotonic_ns()
         end = start + int(duration_s * 1e9) if duration_s is not None else None
@@ -160,155 +143,86 @@ class Mirror:
             now = time.monotonic_ns()
             if end is not None and now >= end:
                 break
-            wait_ms = max(0, -(-(next_tick - now) // 1_000_000))
-            ready = dict(poller.poll(wait_ms))
-            if self._ingest in ready:
-                self.drain()
-            if self._router in ready:
-                self.serve_requests()
-            now = time.monotonic_ns()
-            if now >= next_tick:
-                self.tick(publish=self.ticks % display_every == 0)
-                next_tick += tick_ns
-                if now - next_tick > 10 * tick_ns:
-                    self.tick_overruns += 1
-                    next_tick = now + tick_ns
+            if now < next_tick:
+                wait_ms = -(-(next_tick - now) // 1_000_000)  # round up: never spin
+                ready = dict(poller.poll(wait_ms))
+                if self._ingest in ready:
+                    self.drain(until_mono_ns=next_tick)
+                if self._router in ready:
+                    self.serve_requests()
+                continue
+            self.tick(publish=self.ticks % display_every == 0)
+            next_tick += self._tick_ns
+            behind = time.monotonic_ns() - next_tick
+            if behind > 10 * self._tick_ns:  # overloaded: skip ticks rather than pile up
+                self.tick_overruns += 1
+                next_tick = time.monotonic_ns() + self._tick_ns
 
     # -- ingest -----------------------------------------------------------------
 
-    def drain(self, limit: int = _DRAIN_BATCH) -> int:
-        """Receive and handle up to ``limit`` waiting messages; returns how many."""
+    def drain(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
+        """Handle waiting messages until none is left, the deadline, or ``limit``."""
         handled = 0
+        recv = self._ingest.recv_multipart
         while handled < limit:
             try:
-                frames = self._ingest.recv_multipart(zmq.NOBLOCK)
+                frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             handled += 1
-            self.handle(frames, time.time_ns(), time.monotonic_ns())
+            mono_ns = time.monotonic_ns()
+            self.handle(frames, time.time_ns(), mono_ns)
+            if until_mono_ns is not None and handled % 64 == 0 and mono_ns >= until_mono_ns:
+                break
         return handled
 
     def handle(self, frames: list[bytes], received_ns: int, mono_ns: int) -> None:
-        """Account for and apply one multipart message; bad ones are counted and dropped."""
-        self.received += 1
-        size = sum(len(f) for f in frames)
-        self.bytes_in += size
-        source = "?"
-        try:
-            if len(frames) != 3:
-                raise FrameError("bad_framing", f"{len(frames)} frames, expected 3")
-            kind, source = parse_topic(frames[0])
-            header = unpack_header(frames[1])
-            if header.kind != kind:
-                raise FrameError(
-                    "bad_header", f"header kind {header.kind.name} on a {kind.prefix} topic"
-                )
-            if kind == Kind.CRANE:
-                self._on_crane(source, header, frames[2], mono_ns, size)
-            else:
-                self._on_robot(kind, source, header, frames[2], received_ns, mono_ns, size)
-        except FrameError as exc:
-            self.bad_frames[exc.reason] += 1
-            self._log_limited(exc.reason, "refused a frame from %s: %s", source, exc.detail)
+        """Account for one message; apply a joint state now if its robot is due."""
+        accepted = self.ingest.handle(frames, received_ns, mono_ns)
+        if accepted is None:
             return
-        self.accepted += 1
+        link, kind, header = accepted
+        if (
+            kind == Kind.JOINT_STATE
+            and isinstance(link, RobotLink)
+            and mono_ns - link.applied_mono_ns >= self._tick_ns
+        ):
+            self._apply_joints(link, mono_ns)
         if self.sinks:
+            source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
             record = Received(received_ns, source, header, frames[0], frames[2])
             for sink in self.sinks:
                 sink(record)
 
-    def _on_robot(
-        self,
-        kind: Kind,
-        source: str,
-        header: Header,
-        payload: bytes,
-        received_ns: int,
-        mono_ns: int,
-        size: int,
-    ) -> None:
-        link = self.robots.get(source)
-        if link is None:
-            self.unknown_sources[source] += 1
-            raise FrameError(
-                "unknown_source", f"robot {source!r} is not in scene {self.scene.name!r}"
-            )
-        # decode before sequencing, so a garbage frame cannot advance the stream
-        decoded: Any
-        decoded = (
-            link.codec.decode(payload)
-            if kind == Kind.JOINT_STATE
-            else decode_payload(kind, payload)
+    def _apply_joints(self, link: RobotLink, mono_ns: int) -> None:
+        joints = link.take_joints()
+        pb.resetJointStatesMultiDof(
+            self._bodies[link.robot_id],
+            link.joint_indices,
+            targetValues=[[v] for v in joints.positions.tolist()],
+            targetVelocities=[[v] for v in joints.velocities.tolist()],
+            physicsClientId=self.world.client,
         )
-        verdict = link.tracker(kind).observe(header.epoch, header.seq)
-        if verdict is SeqVerdict.STALE_SEQ:
-            raise FrameError("stale_seq", f"{source} {kind.prefix} seq {header.seq} not newer")
-        if verdict is SeqVerdict.NEW_EPOCH and header.epoch != link.epoch:
-            self._event("epoch", source, f"gateway restarted: new epoch {header.epoch:#x}")
-            link.delay.reset()
-        link.epoch = header.epoch
-        link.liveness.on_message(mono_ns)
-        link.rate_in.add(mono_ns, size)
-        link.view_dirty = True
-        if kind == Kind.JOINT_STATE:
-            link.rate_joint.add(mono_ns, size)
-            link.delay.on_receive(header.stamp_ns, received_ns)
-            link.joints = decoded
-            link.joints_stamp_ns = header.stamp_ns
-            link.joints_dirty = True
-        elif isinstance(decoded, Heartbeat):
-            link.heartbeat = decoded
-            if decoded.mode == "shutdown":
-                link.liveness.shutdown = True
-        elif isinstance(decoded, BaseState):
-            link.base = decoded
-            link.base_dirty = True
-
-    def _on_crane(
-        self, source: str, header: Header, payload: bytes, mono_ns: int, size: int
-    ) -> None:
-        link = self.cranes.get(source)
-        if link is None:
-            self.unknown_sources[source] += 1
-            raise FrameError(
-                "unknown_source", f"crane {source!r} is not in scene {self.scene.name!r}"
-            )
-        state = decode_payload(Kind.CRANE, payload)
-        if not isinstance(state, CraneState):  # cannot happen: the decoder is typed
-            raise FrameError("bad_payload", f"crane {source}: not a crane state")
-        verdict = link.stream.observe(header.epoch, header.seq)
-        if verdict is SeqVerdict.STALE_SEQ:
-            raise FrameError("stale_seq", f"crane {source} seq {header.seq} not newer")
-        link.liveness.on_message(mono_ns)
-        link.rate_in.add(mono_ns, size)
-        link.state = state
-        link.stamp_ns = header.stamp_ns
-        link.dirty = True
-        link.view_dirty = True
+        link.applied_mono_ns = mono_ns
+        link.delay.on_applied(link.joints_stamp_ns, time.time_ns())
+        self.world_updates += 1
 
     # -- tick -------------------------------------------------------------------
 
     def tick(self, *, publish: bool = True) -> None:
-        """Apply the newest states to the world, update liveness, publish if asked."""
+        """Apply pending states to the world, update liveness, publish if asked."""
         self.ticks += 1
         client = self.world.client
         now_mono = time.monotonic_ns()
         for link in self.robots.values():
-            body = self.world.robot(link.robot_id).body
-            if link.joints_dirty and link.joints is not None:
-                joints = link.joints
-                pb.resetJointStatesMultiDof(
-                    body,
-                    link.joint_indices,
-                    targetValues=[[v] for v in joints.positions.tolist()],
-                    targetVelocities=[[v] for v in joints.velocities.tolist()],
-                    physicsClientId=client,
-                )
-                link.joints_dirty = False
-                link.delay.on_applied(link.joints_stamp_ns, time.time_ns())
+            if link.joints_dirty:
+                self._apply_joints(link, now_mono)
             if link.base_dirty and link.base is not None:
                 pb.resetBasePositionAndOrientation(
-                    body, link.base.position_m, link.base.orientation_xyzw, physicsClientId=client
+                    self._bodies[link.robot_id],
+                    link.base.position_m,
+                    link.base.orientation_xyzw,
+                    physicsClientId=client,
                 )
                 link.base_dirty = False
             state = link.liveness.state(now_mono)
@@ -316,30 +230,31 @@ class Mirror:
                 self._event("liveness", link.robot_id, f"{link.reported} -> {state}")
                 link.reported = state
                 link.view_dirty = True
-            link.rate_in.roll(now_mono)
-            link.rate_joint.roll(now_mono)
-            link.rate_out.roll(now_mono)
+            link.roll_rates(now_mono)
         for crane in self.cranes.values():
-            if crane.dirty and crane.state is not None:
-                crane.dirty = False
-                try:
-                    self.world.set_crane(
-                        crane.crane_id,
-                        bridge=crane.state.bridge_m,
-                        trolley=crane.state.trolley_m,
-                        hoist=crane.state.hoist_m,
-                    )
-                except CraneLimitError as exc:
-                    crane.refused += 1
-                    self._log_limited("crane_travel", "crane state refused: %s", exc)
-            state = crane.liveness.state(now_mono)
-            if state != crane.reported:
-                self._event("liveness", crane.crane_id, f"{crane.reported} -> {state}")
-                crane.reported = state
-                crane.view_dirty = True
-            crane.rate_in.roll(now_mono)
+            self._tick_crane(crane, now_mono)
         if publish:
             self.publish_update()
+
+    def _tick_crane(self, crane: CraneLink, now_mono: int) -> None:
+        if crane.dirty and crane.state is not None:
+            crane.dirty = False
+            try:
+                self.world.set_crane(
+                    crane.crane_id,
+                    bridge=crane.state.bridge_m,
+                    trolley=crane.state.trolley_m,
+                    hoist=crane.state.hoist_m,
+                )
+            except CraneLimitError as exc:
+                crane.refused += 1
+                self.ingest.log_limited("crane_travel", "crane state refused: %s", exc)
+        state = crane.liveness.state(now_mono)
+        if state != crane.reported:
+            self._event("liveness", crane.crane_id, f"{crane.reported} -> {state}")
+            crane.reported = state
+            crane.view_dirty = True
+        crane.rate_in.roll(now_mono)
 
     # -- fan-out and requests ---------------------------------------------------
 
@@ -362,9 +277,10 @@ class Mirror:
         )
         body = ENCODER.encode(update)
         now_mono = time.monotonic_ns()
-        for link, view in zip(robots, views, strict=True):
+        share = len(body) // max(1, len(robots))  # bytes of this update per robot
+        for link in robots:
             link.view_dirty = False
-            link.rate_out.add(now_mono, len(ENCODER.encode(view)))
+            link.rate_out.add(now_mono, share)
         for crane in cranes:
             crane.view_dirty = False
         self._send_fanout(STATE, body)
@@ -373,7 +289,7 @@ class Mirror:
         try:
             self._fanout.send_multipart((kind, body), zmq.NOBLOCK)
         except zmq.Again:  # PUB drops rather than blocks; viewers see the sequence gap
-            self.bad_frames["fanout_dropped"] += 1
+            self.fanout_dropped += 1
 
     def _event(self, kind: str, source: str, detail: str) -> None:
         event = Event(
@@ -401,23 +317,27 @@ class Mirror:
         """Everything ``twin status`` shows."""
         now_mono = time.monotonic_ns()
         rows = [link.status(now_mono) for link in self.robots.values()]
+        ingest = self.ingest
         return {
             "scene": self.scene.name,
             "uptime_s": round((now_mono - self._started_mono_ns) / 1e9, 3),
             "tick_hz": self.tick_hz,
             "ticks": self.ticks,
             "tick_overruns": self.tick_overruns,
+            "world_updates": self.world_updates,
             "robots": rows,
             "cranes": [c.status() for c in self.cranes.values()],
             "totals": {
-                "received": self.received,
-                "accepted": self.accepted,
-                "bytes_in": self.bytes_in,
+                "received": ingest.received,
+                "accepted": ingest.accepted,
+                "bytes_in": ingest.bytes_in,
                 "gaps": sum(r["gaps"] for r in rows),
-                "bad_frames": dict(self.bad_frames),
-                "unknown_sources": dict(self.unknown_sources),
+                "bad_frames": dict(ingest.bad_frames),
+                "unknown_sources": dict(ingest.unknown_sources),
                 "live": sum(1 for r in rows if r["liveness"] == Liveness.LIVE),
                 "fanout_seq": self.fanout_seq,
+                "fanout_dropped": self.fanout_dropped,
+                "bad_requests": self.bad_requests,
             },
         }
 
@@ -440,18 +360,12 @@ class Mirror:
             elif what == STATUS:
                 reply = [STATUS, json.dumps(self.status()).encode()]
             else:
-                self.bad_frames["bad_request"] += 1
+                self.bad_requests += 1
                 reply = [ERROR, b"unknown request; ask for 'snapshot' or 'status'"]
             try:
                 self._router.send_multipart([*envelope, *reply], zmq.NOBLOCK)
             except zmq.ZMQError as exc:  # the asker went away
                 log.debug("could not answer a request: %s", exc)
-
-    def _log_limited(self, key: str, message: str, *args: object) -> None:
-        now = time.monotonic_ns()
-        if now - self._last_log_ns.get(key, 0) >= _LOG_EVERY_S * 1e9:
-            self._last_log_ns[key] = now
-            log.warning(message + " (further ones counted; logged at most once a second)", *args)
 
 
 def _bind(socket: zmq.Socket[bytes], endpoint: str, what: str) -> str:

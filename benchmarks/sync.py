@@ -1,0 +1,888 @@
+"""Live sync: N robots x J joints x H Hz of joint states into the twin, beside bare pyzmq.
+
+Usage::
+
+    python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
+                              [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
+                              [--profile] [--json]
+
+What it does, all in one run:
+
+1. Builds a synthetic hall (YAML text through ``parse_scene``): N robots of the model
+   with J joints (32 ``orca_h2``, 27 ``kestrel_k1``, 23 ``tessel_t3``) on a 2 m grid of
+   stations, one hub, nothing else.
+2. Starts P publisher processes ("spawn"), each with its own ZeroMQ context and one
+   :class:`~sync.gateway.Gateway` for its share of the robots. A publisher waits for
+   the receiver's subscription, then sends one joint state per robot every 1/H s (a
+   burst per tick, paced by sleeping until the next due time on ``time.monotonic``),
+   for warm-up + S seconds. Payloads are real vendor payloads (``codec.encode`` of
+   slowly varying joint arrays), stamped with ``time.time_ns()`` by ``Gateway.send``.
+   A publisher keeps its socket open until the receiver has drained (closing it with
+   linger 0 would discard its last queued messages) and reports what it sent.
+3. Twin run: the :class:`~twin.mirror.Mirror` runs in the main thread on random ports.
+   After the warm-up its delay meters are reset and its counters read; after S seconds
+   they are read again. Then the twin keeps running until every message sent has been
+   accounted for (or nothing has arrived for 0.3 s, or 5 s passed): the drain.
+4. Baseline, after the twin run, with the same publisher processes and the same sending
+   code: a bare zmq SUB socket in the main process that only counts messages (no
+   decoding, no world), first at the same rate H, then with the publishers sending as
+   fast as they can.
+
+Figures (the measured window is the S seconds after the warm-up):
+
+- ``sent``: joint states the publishers sent in the window (by due time);
+  ``received``: joint states the twin accepted in the window (sequence trackers);
+  ``msgs_per_s`` = received / the window's measured length.
+- ``lost``: over the whole run (warm-up + window, after the drain): sequence gaps plus
+  anything sent that was neither received nor seen as a gap (vanished at the tail).
+  ``backlog_at_window_end``: sent minus accounted for when the window closed (queued
+  or in flight); ``drain_s``: how long it took to account for everything afterwards.
+- ``p50_ms``/``p99_ms``/``max_ms``: send stamp to "state applied in the world"
+  (``DelayMeter`` raw samples of all robots pooled), for states applied in the window
+  and the drain. The mirror applies the newest state of each robot once per tick
+  (``--tick-hz``), so the tick period bounds the latency from below; superseded states
+  are never applied and are not sampled. Each meter keeps the newest 4096 samples;
+  ``latency_samples_capped`` says when that cut some.
+- ``cpu_percent``: the twin process (all its threads) over the window, process time /
+  wall time * 100; ``loop_cpu_percent``: the mirror loop's thread alone (the rest is
+  ZeroMQ's I/O thread); ``publisher_cpu_percent``: the publisher processes' summed.
+- ``ticks``/``tick_overruns``: the mirror's, during the window; ``tick_rate_hz`` the
+  ticks it managed per second (a busy twin ticks less often than ``--tick-hz``, and the
+  world then lags by up to a tick interval, which the latency samples do not show).
+- ``raw_pyzmq_msgs_per_s``, ``raw_pyzmq_max_msgs_per_s``: what the bare SUB counted
+  per second in its window at rate H and flat out (``raw_pyzmq_max_sent_per_s``: what
+  the publishers managed to send flat out; a PUB drops at its high-water mark).
+
+``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
+cumulative and by own time to stderr (the figures of a profiled run are inflated by
+the profiler). The whole run is bounded: every wait has a timeout, and an alarm ends
+it after 3 * (warm-up + S) + 30 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import cProfile
+import io
+import json
+import math
+import multiprocessing
+import pstats
+import signal
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import zmq
+
+from benchmarks.machine import machine_info
+from robots import get_model
+from sync.addresses import INGEST_RCVHWM
+from sync.codecs import codec_for
+from sync.gateway import Gateway
+from sync.protocol import Kind
+
+if TYPE_CHECKING:
+    from scenes.model import Scene
+    from sync.streams import DelayMeter
+    from twin.mirror import Mirror
+
+Ctx = zmq.Context[zmq.Socket[bytes]]
+
+MODEL_BY_JOINTS: Final = {32: "orca_h2", 27: "kestrel_k1", 23: "tessel_t3"}
+ANY_PORT: Final = "tcp://127.0.0.1:*"
+STATION_SPACING_M: Final = 2.0
+PAYLOAD_RING: Final = 256  # distinct payloads per publisher, cycled tick by tick
+SUBSCRIBER_TIMEOUT_S: Final = 5.0
+READY_TIMEOUT_S: Final = 20.0  # spawn + imports + subscription
+START_DELAY_S: Final = 0.2  # "go" to the first send: every publisher starts on time
+DRAIN_CAP_S: Final = 5.0
+DRAIN_QUIET_S: Final = 0.3
+PUMP_S: Final = 0.05
+RELEASE_TIMEOUT_S: Final = DRAIN_CAP_S + 5.0  # a publisher keeps its socket open this long
+
+
+# -- the synthetic hall ---------------------------------------------------------------
+
+
+def hall_yaml(robots: int, model_name: str) -> str:
+    """Scene YAML: ``robots`` robots of one model on a square grid of stations."""
+    model = get_model(model_name)
+    cols = max(1, math.ceil(math.sqrt(robots)))
+    rows = max(1, math.ceil(robots / cols))
+    margin = 4.0
+    size_x = max(10.0, 2 * margin + (cols - 1) * STATION_SPACING_M)
+    size_y = max(10.0, 2 * margin + (rows - 1) * STATION_SPACING_M)
+    lines = [
+        f"name: Synthetic hall ({robots} x {model_name})",
+        "floor:",
+        f"  size: [{size_x:g}, {size_y:g}]",
+        "  ceiling: 10",
+        "hub:",
+        "  id: HUB",
+        "  pose: {xyz: [1.5, 1.5, 0]}",
+        "  size: [1.2, 0.8, 2.0]",
+        "stations:",
+    ]
+    for i in range(robots):
+        x = margin + (i % cols) * STATION_SPACING_M
+        y = margin + (i // cols) * STATION_SPACING_M
+        lines.append(f"  - {{id: S{i:03d}, pose: {{xyz: [{x:g}, {y:g}, 0], yaw: 0 deg}}}}")
+    lines.append("robots:")
+    for i in range(robots):
+        lines.append(
+            f"  - {{id: {robot_id(i)}, model: {model_name}, "
+            f"manufacturer: {model.manufacturer}, station: S{i:03d}, task: idle}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def robot_id(index: int) -> str:
+    """The id of the index-th synthetic robot."""
+    return f"R{index:03d}"
+
+
+def build_scene(robots: int, model_name: str) -> Scene:
+    """Parse (and so validate) the synthetic hall."""
+    from scenes import parse_scene
+
+    return parse_scene(hall_yaml(robots, model_name), "<synthetic hall>")
+
+
+# -- publisher processes --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PhaseSpec:
+    """What one publisher does in one phase (hz 0: as fast as it can)."""
+
+    ingest: str
+    robot_ids: tuple[str, ...]
+    model: str
+    hz: float
+    warmup_s: float
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Command:
+    """Main process -> publisher: "phase" (with spec), "go" (with start time), "release"
+    (the phase's messages are all in: close the socket), "quit"."""
+
+    kind: str
+    spec: PhaseSpec | None = None
+    start_mono: float = 0.0
+
+
+@dataclass(frozen=True)
+class Report:
+    """Publisher -> main process: "ready" after the subscription, "done" after the phase."""
+
+    kind: str
+    worker: int
+    ok: bool = True
+    error: str = ""
+    sent_total: int = 0
+    sent_window: int = 0
+    cpu_window_s: float = 0.0
+    wall_window_s: float = 0.0
+    max_lag_ms: float = 0.0
+
+
+def payload_ring(model_name: str, count: int = PAYLOAD_RING) -> list[bytes]:
+    """Valid vendor payloads of slowly varying joint states, inside the joint limits."""
+    model = get_model(model_name)
+    codec = codec_for(model)
+    names = model.profile.joint_names
+    lower = np.array([model.joint(n).lower for n in names], dtype=np.float64)
+    upper = np.array([model.joint(n).upper for n in names], dtype=np.float64)
+    bounded = np.isfinite(lower) & np.isfinite(upper)
+    lower = np.where(bounded, lower, -1.0)
+    upper = np.where(bounded, upper, 1.0)
+    mid, amp = (lower + upper) / 2.0, (upper - lower) / 4.0
+    phase = np.linspace(0.0, 2.0 * math.pi, len(names), endpoint=False)
+    ring = []
+    for k in range(count):
+        angle = 2.0 * math.pi * k / count + phase
+        ring.append(
+            codec.encode(mid + amp * np.sin(angle), amp * np.cos(angle), 5.0 * np.sin(angle))
+        )
+    return ring
+
+
+def publisher_main(conn: Connection[Any, Any], worker: int) -> None:
+    """A publisher process: run phases on command until "quit" or the parent goes away."""
+    context: Ctx = zmq.Context()
+    try:
+        while True:
+            try:
+                if not conn.poll(1.0):
+                    continue
+                command: Command = conn.recv()
+            except (EOFError, OSError):
+                return
+            if command.kind == "quit":
+                return
+            if (
+                command.kind == "phase"
+                and command.spec is not None
+                and not _phase(context, conn, worker, command.spec)
+            ):
+                return
+    except KeyboardInterrupt:
+        return
+    finally:
+        context.destroy(linger=0)
+
+
+def _phase(context: Ctx, conn: Connection[Any, Any], worker: int, spec: PhaseSpec) -> bool:
+    """Run one phase and report it; False when the main process said quit or went away."""
+    gateway: Gateway | None = None
+    try:
+        gateway = Gateway(context, spec.ingest)
+        report = _run_phase(gateway, conn, worker, spec)
+    except Exception as exc:
+        report = Report("done", worker, ok=False, error=f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send(report)
+        # Keep the socket open until the receiver has drained: closing it (linger 0)
+        # would throw away what is still queued in it.
+        if gateway is not None and conn.poll(RELEASE_TIMEOUT_S):
+            release: Command = conn.recv()
+            return release.kind != "quit"
+        return True
+    except (EOFError, OSError):
+        return False
+    finally:
+        if gateway is not None:
+            gateway.close()
+
+
+def _run_phase(
+    gateway: Gateway, conn: Connection[Any, Any], worker: int, spec: PhaseSpec
+) -> Report:
+    ring = payload_ring(spec.model)
+    if not gateway.wait_for_subscriber(SUBSCRIBER_TIMEOUT_S):
+        conn.send(Report("ready", worker, ok=False, error="no subscription from the receiver"))
+        return Report("done", worker, ok=False, error="no subscription")
+    conn.send(Report("ready", worker))
+    if not conn.poll(READY_TIMEOUT_S):
+        return Report("done", worker, ok=False, error="no 'go' from the main process")
+    go: Command = conn.recv()
+    if go.kind != "go":
+        return Report("done", worker, ok=False, error=f"expected 'go', got {go.kind!r}")
+    if spec.hz > 0:
+        return _paced(gateway, worker, spec, ring, go.start_mono)
+    return _flat_out(gateway, worker, spec, ring, go.start_mono)
+
+
+def _paced(
+    gateway: Gateway, worker: int, spec: PhaseSpec, ring: list[bytes], start: float
+) -> Report:
+    """One burst (a message per robot) every 1/hz s, sleeping until each is due."""
+    period = 1.0 / spec.hz
+    window_start = start + spec.warmup_s
+    window_end = window_start + spec.seconds
+    send = gateway.send
+    joint_state = Kind.JOINT_STATE
+    robots = spec.robot_ids
+    k = 0
+    sent_window = 0
+    max_lag = 0.0
+    cpu0 = wall0 = 0.0
+    in_window = False
+    while True:
+        due = start + k * period
+        if due >= window_end:
+            break
+        now = time.monotonic()
+        if due > now:
+            time.sleep(due - now)
+        if not in_window and due >= window_start:
+            in_window = True
+            cpu0, wall0 = time.process_time(), time.monotonic()
+        if in_window:
+            max_lag = max(max_lag, time.monotonic() - due)
+        payload = ring[k % len(ring)]
+        for rid in robots:
+            send(joint_state, rid, payload)
+        if in_window:
+            sent_window += len(robots)
+        k += 1
+    cpu1, wall1 = time.process_time(), time.monotonic()
+    return Report(
+        "done",
+        worker,
+        sent_total=gateway.sent,
+        sent_window=sent_window,
+        cpu_window_s=cpu1 - cpu0 if in_window else 0.0,
+        wall_window_s=wall1 - wall0 if in_window else 0.0,
+        max_lag_ms=max_lag * 1e3,
+    )
+
+
+def _flat_out(
+    gateway: Gateway, worker: int, spec: PhaseSpec, ring: list[bytes], start: float
+) -> Report:
+    """Bursts back to back, the clock read once per burst."""
+    window_start = start + spec.warmup_s
+    window_end = window_start + spec.seconds
+    now = time.monotonic()
+    if start > now:
+        time.sleep(start - now)
+    send = gateway.send
+    joint_state = Kind.JOINT_STATE
+    robots = spec.robot_ids
+    k = 0
+    sent_window = 0
+    cpu0 = wall0 = 0.0
+    in_window = False
+    while True:
+        now = time.monotonic()
+        if now >= window_end:
+            break
+        if not in_window and now >= window_start:
+            in_window = True
+            cpu0, wall0 = time.process_time(), now
+        payload = ring[k % len(ring)]
+        for rid in robots:
+            send(joint_state, rid, payload)
+        if in_window:
+            sent_window += len(robots)
+        k += 1
+    cpu1, wall1 = time.process_time(), time.monotonic()
+    return Report(
+        "done",
+        worker,
+        sent_total=gateway.sent,
+        sent_window=sent_window,
+        cpu_window_s=cpu1 - cpu0 if in_window else 0.0,
+        wall_window_s=wall1 - wall0 if in_window else 0.0,
+    )
+
+
+@dataclass
+class Pool:
+    """The publisher processes and their pipes."""
+
+    processes: list[BaseProcess] = field(default_factory=list)
+    pipes: list[Connection[Any, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, count: int) -> Pool:
+        """Spawn ``count`` publishers (they import while the main process builds the world)."""
+        ctx = multiprocessing.get_context("spawn")
+        pool = cls()
+        for worker in range(count):
+            parent, child = ctx.Pipe()
+            process = ctx.Process(
+                target=publisher_main, args=(child, worker), name=f"publisher-{worker}"
+            )
+            process.daemon = True
+            process.start()
+            child.close()
+            pool.processes.append(process)
+            pool.pipes.append(parent)
+        return pool
+
+    def begin(
+        self,
+        specs: Sequence[PhaseSpec],
+        pump: Callable[[float], int],
+        start_delay_s: float = START_DELAY_S,
+    ) -> float:
+        """Hand out the phase, wait until every publisher is subscribed, say go; the start.
+
+        The receiver is pumped meanwhile: ZeroMQ sends a SUB socket's subscription to a
+        new peer only when the socket is used (polled) by its thread.
+        """
+        for pipe, spec in zip(self.pipes, specs, strict=True):
+            pipe.send(Command("phase", spec=spec))
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        ready: set[int] = set()
+        while len(ready) < len(self.pipes):
+            if time.monotonic() > deadline:
+                late = sorted(set(range(len(self.pipes))) - ready)
+                raise RuntimeError(f"publishers {late} not ready in {READY_TIMEOUT_S:g} s")
+            pump(PUMP_S)
+            for worker, pipe in enumerate(self.pipes):
+                if worker not in ready and pipe.poll(0):
+                    report = _receive(worker, pipe)
+                    if not report.ok:
+                        raise RuntimeError(f"publisher {worker}: {report.error}")
+                    ready.add(worker)
+        start = time.monotonic() + start_delay_s
+        for pipe in self.pipes:
+            pipe.send(Command("go", start_mono=start))
+        return start
+
+    def collect(self, reports: dict[int, Report]) -> None:
+        """Take whatever "done" reports have arrived (never waits)."""
+        for worker, pipe in enumerate(self.pipes):
+            if worker not in reports and pipe.poll(0):
+                report = _receive(worker, pipe)
+                if not report.ok:
+                    raise RuntimeError(f"publisher {worker}: {report.error}")
+                reports[worker] = report
+
+    def release(self) -> None:
+        """Let the publishers close their sockets: the phase's messages are all in."""
+        for pipe in self.pipes:
+            pipe.send(Command("release"))
+
+    def stop(self) -> None:
+        """Ask politely, then terminate, then kill; close the pipes."""
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError, ValueError):
+                pipe.send(Command("quit"))
+        deadline = time.monotonic() + 3.0
+        for process in self.processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self.processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(1.0)
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+        for pipe in self.pipes:
+            pipe.close()
+
+
+def _receive(worker: int, pipe: Connection[Any, Any]) -> Report:
+    """A publisher's next report; RuntimeError when it has gone away."""
+    try:
+        report: Report = pipe.recv()
+    except (EOFError, OSError):
+        raise RuntimeError(f"publisher {worker} exited unexpectedly") from None
+    return report
+
+
+def phase_specs(
+    ingest: str, robots: int, publishers: int, model: str, hz: float, args: argparse.Namespace
+) -> list[PhaseSpec]:
+    """Robots dealt round-robin to the publishers."""
+    ids = [robot_id(i) for i in range(robots)]
+    return [
+        PhaseSpec(ingest, tuple(ids[p::publishers]), model, hz, args.warmup_s, args.seconds)
+        for p in range(publishers)
+    ]
+
+
+# -- measuring ------------------------------------------------------------------------
+
+
+@dataclass
+class Phase:
+    """What one phase measured, receiver side and publisher side."""
+
+    window_s: float
+    received_window: int
+    cpu_window_s: float
+    reports: list[Report]
+    accounted: int  # received + gaps, whole run, after the drain
+    received_total: int
+    backlog_at_window_end: int
+    drain_s: float
+    drain_complete: bool
+
+    @property
+    def sent_window(self) -> int:
+        return sum(r.sent_window for r in self.reports)
+
+    @property
+    def sent_total(self) -> int:
+        return sum(r.sent_total for r in self.reports)
+
+    @property
+    def publisher_cpu_percent(self) -> float:
+        wall = max((r.wall_window_s for r in self.reports), default=0.0)
+        return 100.0 * sum(r.cpu_window_s for r in self.reports) / wall if wall > 0 else 0.0
+
+    @property
+    def sent_per_s(self) -> float:
+        wall = max((r.wall_window_s for r in self.reports), default=0.0)
+        return self.sent_window / wall if wall > 0 else 0.0
+
+
+def drain(
+    pool: Pool,
+    pump: Callable[[float], int],
+    accounted: Callable[[], int],
+) -> tuple[list[Report], float, bool]:
+    """Keep receiving until every message sent is accounted for, or the queue stays empty.
+
+    ``pump(seconds)`` receives for that long and returns how many messages it handled;
+    ``accounted()`` is received + gaps so far. Returns the publishers' reports, how long
+    the drain took and whether it completed (nothing left that could still arrive).
+    """
+    started = time.monotonic()
+    reports: dict[int, Report] = {}
+    quiet = 0.0
+    complete = False
+    while time.monotonic() - started < DRAIN_CAP_S:
+        got = pump(PUMP_S)
+        pool.collect(reports)
+        if len(reports) < len(pool.pipes):
+            continue
+        if accounted() >= sum(r.sent_total for r in reports.values()):
+            complete = True
+            break
+        quiet = quiet + PUMP_S if got == 0 else 0.0
+        if quiet >= DRAIN_QUIET_S:
+            complete = True  # the queue is empty: what is missing has vanished
+            break
+    if len(reports) < len(pool.pipes):
+        raise RuntimeError("a publisher did not report back after its phase")
+    pool.release()
+    return [reports[w] for w in sorted(reports)], time.monotonic() - started, complete
+
+
+def raw_latencies_ns(meter: DelayMeter) -> list[int]:
+    """The meter's raw (uncorrected) samples: send stamp to applied, nanoseconds."""
+    return list(meter._raw_latency_ns)
+
+
+def _js_totals(mirror: Mirror) -> tuple[int, int]:
+    """(received, gaps) of every robot's joint-state stream."""
+    received = gaps = 0
+    for link in mirror.robots.values():
+        tracker = link.tracker(Kind.JOINT_STATE)
+        received += tracker.received
+        gaps += tracker.gaps
+    return received, gaps
+
+
+@dataclass
+class TwinRun:
+    """The twin phase: the common figures plus the mirror's own."""
+
+    phase: Phase
+    gaps_total: int
+    gaps_window: int
+    loop_cpu_window_s: float  # the mirror loop's thread alone
+    latencies_ns: list[int]
+    latency_samples_capped: bool
+    ticks: int
+    tick_overruns: int
+    bad_frames: dict[str, int]
+    profile_text: str
+
+
+def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
+    """Mirror in the main thread, publishers at ``args.hz``; measure the window and drain."""
+    from sync.addresses import Endpoints
+    from twin.mirror import Mirror
+
+    context: Ctx = zmq.Context()
+    mirror = Mirror(
+        scene, Endpoints(ANY_PORT, ANY_PORT, ANY_PORT), context=context, tick_hz=args.tick_hz
+    )
+    try:
+
+        def pump(seconds: float) -> int:
+            before = mirror.ingest.received
+            mirror.run(duration_s=seconds)
+            return mirror.ingest.received - before
+
+        specs = phase_specs(
+            mirror.endpoints.ingest, args.robots, len(pool.pipes), model, args.hz, args
+        )
+        start = pool.begin(specs, pump)
+        window_start = start + args.warmup_s
+        window_end = window_start + args.seconds
+        mirror.run(duration_s=max(0.0, window_start - time.monotonic()))
+
+        received0, gaps0 = _js_totals(mirror)
+        for link in mirror.robots.values():
+            link.delay.reset()
+        ticks0, overruns0 = mirror.ticks, mirror.tick_overruns
+        profiler = cProfile.Profile() if args.profile else None
+        cpu0, wall0, thread0 = time.process_time(), time.monotonic(), time.thread_time()
+        if profiler is not None:
+            profiler.enable()
+        mirror.run(duration_s=max(0.0, window_end - time.monotonic()))
+        if profiler is not None:
+            profiler.disable()
+        cpu1, wall1, thread1 = time.process_time(), time.monotonic(), time.thread_time()
+        received1, gaps1 = _js_totals(mirror)
+        ticks, overruns = mirror.ticks - ticks0, mirror.tick_overruns - overruns0
+
+        def accounted() -> int:
+            return sum(_js_totals(mirror))
+
+        reports, drain_s, complete = drain(pool, pump, accounted)
+        received_total, gaps_total = _js_totals(mirror)
+        latencies: list[int] = []
+        capped = False
+        for link in mirror.robots.values():
+            samples = raw_latencies_ns(link.delay)
+            latencies.extend(samples)
+            capped = capped or len(samples) == link.delay._raw_latency_ns.maxlen
+        phase = Phase(
+            window_s=wall1 - wall0,
+            received_window=received1 - received0,
+            cpu_window_s=cpu1 - cpu0,
+            reports=reports,
+            accounted=received_total + gaps_total,
+            received_total=received_total,
+            backlog_at_window_end=sum(r.sent_total for r in reports) - received1 - gaps1,
+            drain_s=drain_s,
+            drain_complete=complete,
+        )
+        return TwinRun(
+            phase=phase,
+            gaps_total=gaps_total,
+            gaps_window=gaps1 - gaps0,
+            loop_cpu_window_s=thread1 - thread0,
+            latencies_ns=latencies,
+            latency_samples_capped=capped,
+            ticks=ticks,
+            tick_overruns=overruns,
+            bad_frames=dict(mirror.ingest.bad_frames),
+            profile_text=_profile_text(profiler) if profiler is not None else "",
+        )
+    finally:
+        mirror.close()
+        context.destroy(linger=0)
+
+
+def _profile_text(profiler: cProfile.Profile) -> str:
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.strip_dirs()
+    out.write("== twin window, top 25 by cumulative time ==\n")
+    stats.sort_stats("cumulative").print_stats(25)
+    out.write("== twin window, top 25 by own time ==\n")
+    stats.sort_stats("tottime").print_stats(25)
+    return out.getvalue()
+
+
+def run_raw(pool: Pool, args: argparse.Namespace, model: str, hz: float) -> Phase:
+    """A bare SUB socket that only counts messages; publishers at ``hz`` (0: flat out)."""
+    context: Ctx = zmq.Context()
+    socket = context.socket(zmq.SUB)
+    try:
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
+        socket.setsockopt(zmq.SUBSCRIBE, b"")
+        socket.bind(ANY_PORT)
+        endpoint = socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        counts = [0, 0]  # messages, frames
+
+        def pump(seconds: float) -> int:
+            """Count whatever arrives for ``seconds``; the number of messages."""
+            end = time.monotonic() + seconds
+            before = counts[0]
+            while True:
+                left_ms = int((end - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    break
+                if socket.poll(left_ms, zmq.POLLIN):
+                    for _ in range(2000):
+                        try:
+                            frames = socket.recv_multipart(zmq.NOBLOCK)
+                        except zmq.Again:
+                            break
+                        counts[0] += 1
+                        counts[1] += len(frames)
+            return counts[0] - before
+
+        specs = phase_specs(endpoint, args.robots, len(pool.pipes), model, hz, args)
+        start = pool.begin(specs, pump)
+        window_start = start + args.warmup_s
+        window_end = window_start + args.seconds
+        pump(max(0.0, window_start - time.monotonic()))
+        received0 = counts[0]
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        pump(max(0.0, window_end - time.monotonic()))
+        cpu1, wall1 = time.process_time(), time.monotonic()
+        received1 = counts[0]
+        reports, drain_s, complete = drain(pool, pump, lambda: counts[0])
+        return Phase(
+            window_s=wall1 - wall0,
+            received_window=received1 - received0,
+            cpu_window_s=cpu1 - cpu0,
+            reports=reports,
+            accounted=counts[0],
+            received_total=counts[0],
+            backlog_at_window_end=sum(r.sent_total for r in reports) - received1,
+            drain_s=drain_s,
+            drain_complete=complete,
+        )
+    finally:
+        socket.close(linger=0)
+        context.destroy(linger=0)
+
+
+# -- the command ------------------------------------------------------------------------
+
+
+class BudgetExceeded(Exception):
+    """The whole run took longer than its budget."""
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise BudgetExceeded("the benchmark ran past its time budget")
+
+
+def _percentile_ms(values: np.ndarray[Any, np.dtype[np.float64]], q: float) -> float | None:
+    return round(float(np.percentile(values, q)) / 1e6, 3) if values.size else None
+
+
+def result_of(
+    args: argparse.Namespace, model: str, twin: TwinRun, raw: Phase, raw_max: Phase
+) -> dict[str, Any]:
+    """The JSON object of the run."""
+    phase = twin.phase
+    sent_total = phase.sent_total
+    lost = twin.gaps_total + max(0, sent_total - phase.received_total - twin.gaps_total)
+    values = np.asarray(twin.latencies_ns, dtype=np.float64)
+    return {
+        "benchmark": "sync",
+        "robots": args.robots,
+        "joints": args.joints,
+        "model": model,
+        "target_hz": args.hz,
+        "seconds": args.seconds,
+        "warmup_s": args.warmup_s,
+        "publishers": len(phase.reports),
+        "tick_hz": args.tick_hz,
+        "profiled": bool(args.profile),
+        "target_msgs_per_s": args.robots * args.hz,
+        "sent": phase.sent_window,
+        "received": phase.received_window,
+        "lost": lost,
+        "msgs_per_s": round(phase.received_window / phase.window_s, 1),
+        "p50_ms": _percentile_ms(values, 50.0),
+        "p99_ms": _percentile_ms(values, 99.0),
+        "max_ms": round(float(values.max()) / 1e6, 3) if values.size else None,
+        "latency_samples": int(values.size),
+        "latency_samples_capped": twin.latency_samples_capped,
+        "cpu_percent": round(100.0 * phase.cpu_window_s / phase.window_s, 1),
+        "loop_cpu_percent": round(100.0 * twin.loop_cpu_window_s / phase.window_s, 1),
+        "publisher_cpu_percent": round(phase.publisher_cpu_percent, 1),
+        "publisher_max_lag_ms": round(max(r.max_lag_ms for r in phase.reports), 3),
+        "ticks": twin.ticks,
+        "tick_rate_hz": round(twin.ticks / phase.window_s, 1),
+        "tick_overruns": twin.tick_overruns,
+        "gaps_in_window": twin.gaps_window,
+        "sent_total": sent_total,
+        "received_total": phase.received_total,
+        "backlog_at_window_end": phase.backlog_at_window_end,
+        "drain_s": round(phase.drain_s, 3),
+        "drain_complete": phase.drain_complete,
+        "bad_frames": twin.bad_frames,
+        "raw_pyzmq_msgs_per_s": round(raw.received_window / raw.window_s, 1),
+        "raw_pyzmq_lost": max(0, raw.sent_total - raw.received_total),
+        "raw_pyzmq_cpu_percent": round(100.0 * raw.cpu_window_s / raw.window_s, 1),
+        "raw_pyzmq_max_msgs_per_s": round(raw_max.received_window / raw_max.window_s, 1),
+        "raw_pyzmq_max_sent_per_s": round(raw_max.sent_per_s, 1),
+        "raw_pyzmq_max_publisher_cpu_percent": round(raw_max.publisher_cpu_percent, 1),
+        "machine": machine_info(),
+    }
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for a person."""
+    r = result
+    return "\n".join(
+        [
+            f"sync: {r['robots']} x {r['model']} ({r['joints']} joints) at {r['target_hz']:g} Hz, "
+            f"{r['publishers']} publishers, {r['seconds']:g} s after {r['warmup_s']:g} s warm-up",
+            f"  twin      {r['msgs_per_s']:>10,.0f} msg/s of {r['target_msgs_per_s']:,.0f}  "
+            f"sent {r['sent']:,}  received {r['received']:,}  lost {r['lost']:,}",
+            f"  latency   p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  max {r['max_ms']} ms  "
+            f"(send stamp to applied, tick {r['tick_hz']:g} Hz)",
+            f"  cpu       twin {r['cpu_percent']}%  publishers {r['publisher_cpu_percent']}%  "
+            f"ticks {r['ticks']}  overruns {r['tick_overruns']}  "
+            f"backlog at end {r['backlog_at_window_end']:,}",
+            f"  raw pyzmq {r['raw_pyzmq_msgs_per_s']:>10,.0f} msg/s at the same rate; "
+            f"flat out {r['raw_pyzmq_max_msgs_per_s']:,.0f} msg/s received "
+            f"({r['raw_pyzmq_max_sent_per_s']:,.0f} sent)",
+            f"  machine   {r['machine']['cpu']}, {r['machine']['cores']} cores",
+        ]
+    )
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    from twin.mirror import DEFAULT_TICK_HZ
+
+    doc = __doc__ or ""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--robots", type=int, default=20, help="robots in the hall (default 20)")
+    parser.add_argument(
+        "--joints",
+        type=int,
+        default=32,
+        help="joints per robot: 32 (orca_h2), 27 (kestrel_k1) or 23 (tessel_t3)",
+    )
+    parser.add_argument("--hz", type=float, default=500.0, help="joint states per robot per s")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured window (s)")
+    parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument("--warmup-s", type=float, default=1.0, help="warm-up before the window")
+    parser.add_argument(
+        "--tick-hz", type=float, default=DEFAULT_TICK_HZ, help="the mirror's tick rate"
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile the twin's window; tables on stderr"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.joints not in MODEL_BY_JOINTS:
+        allowed = ", ".join(f"{j} ({m})" for j, m in MODEL_BY_JOINTS.items())
+        parser.error(f"--joints {args.joints}: no model has that many; allowed: {allowed}")
+    for name in ("robots", "publishers"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1")
+    for name in ("hz", "seconds", "tick_hz"):
+        if not getattr(args, name) > 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.warmup_s < 0:
+        parser.error("--warmup-s must not be negative")
+    args.publishers = min(args.publishers, args.robots)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the three phases, print the result; 1 on failure."""
+    args = parse_args(argv)
+    model = MODEL_BY_JOINTS[args.joints]
+    budget_s = 3 * (args.warmup_s + args.seconds) + 30.0
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, budget_s)
+    pool: Pool | None = None
+    try:
+        pool = Pool.start(args.publishers)
+        scene = build_scene(args.robots, model)
+        twin = run_twin(scene, pool, args, model)
+        raw = run_raw(pool, args, model, args.hz)
+        raw_max = run_raw(pool, args, model, 0.0)
+    except (BudgetExceeded, RuntimeError, OSError) as exc:
+        sys.stderr.write(f"sync benchmark failed: {exc}\n")
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        if pool is not None:
+            pool.stop()
+        signal.signal(signal.SIGALRM, previous)
+    if twin.profile_text:
+        sys.stderr.write(twin.profile_text)
+    result = result_of(args, model, twin, raw, raw_max)
+    sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else summary(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Helpers for tests: waiting on conditions, reading a twin's status."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import zmq
+
+from sync.fanout import request_status
+from twin.mirror import Mirror
+
+
+class ThreadedMirror(Mirror):
+    """A mirror whose loop runs in a background thread (tests read it over its sockets)."""
+
+    def start_thread(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self.run, kwargs={"stop": self._stop}, daemon=True)
+        self._thread.start()
+
+    def stop_thread(self) -> None:
+        """Stop the loop; afterwards the world may be read directly (no other thread)."""
+        self._stop.set()
+        self._thread.join(timeout=10.0)
+        assert not self._thread.is_alive(), "the mirror loop did not stop"
+
+
+def wait_for(
+    condition: Callable[[], Any], *, timeout_s: float, interval_s: float = 0.005, what: str = ""
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what or condition}")
+        time.sleep(interval_s)
+
+
+def status_of(context: zmq.Context[zmq.Socket[bytes]], twin: Mirror) -> dict[str, Any]:
+    return request_status(context, twin.endpoints.snapshot, timeout_s=2.0)
+
+
+def robot_row(status: dict[str, Any], robot_id: str) -> dict[str, Any]:
+    return next(r for r in status["robots"] if r["robot"] == robot_id)

@@ -1,0 +1,190 @@
+"""The hall emulator and the twin as real processes over real sockets.
+
+Each test starts ``twin live`` (bound to free ports) and ``twin emulate`` as separate
+processes, exactly as a user would in two terminals, and asks the twin's status
+endpoint what it sees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+
+from robots import get_model
+from scenes import load_scene
+from sync.addresses import Endpoints
+from sync.fanout import request_status
+from tests.helpers import wait_for
+
+STARTUP_S = 60.0  # building two worlds on a loaded 2-core machine
+DETECTION_MARGIN_S = 0.050
+
+
+class Proc:
+    """A child process whose stderr is drained by a thread (so it can never block on it)."""
+
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "twin", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.stderr.append(line)
+            self.lines.put(line)
+
+    def wait_line(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
+            if match := re.search(pattern, line):
+                return match
+            if time.monotonic() > deadline:
+                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            if os.name == "posix":
+                self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10.0)
+
+
+@pytest.fixture
+def twin() -> Iterator[tuple[Proc, Endpoints]]:
+    any_port = "tcp://127.0.0.1:*"
+    proc = Proc("live", "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port)
+    try:
+        match = proc.wait_line(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", STARTUP_S)
+        yield proc, Endpoints(match.group(1), match.group(2), match.group(3))
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def context() -> Iterator[zmq.Context[zmq.Socket[bytes]]]:
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    yield ctx
+    ctx.destroy(linger=0)
+
+
+def rows(context: zmq.Context[zmq.Socket[bytes]], endpoints: Endpoints) -> dict[str, Any]:
+    status = request_status(context, endpoints.snapshot, timeout_s=5.0)
+    return {row["robot"]: row for row in status["robots"]}
+
+
+def all_live(context: zmq.Context[zmq.Socket[bytes]], endpoints: Endpoints) -> bool:
+    return all(r["liveness"] == "LIVE" for r in rows(context, endpoints).values())
+
+
+def emulator(endpoints: Endpoints, *args: str) -> Proc:
+    return Proc("emulate", "--ingest", endpoints.ingest, "--no-noise", *args)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_dead_or_frozen_emulator_turns_every_robot_stale_in_time(
+    twin: tuple[Proc, Endpoints], context: zmq.Context[zmq.Socket[bytes]], how: str
+) -> None:
+    _, endpoints = twin
+    hall = emulator(endpoints, "--seconds", "120")
+    try:
+        wait_for(lambda: all_live(context, endpoints), timeout_s=STARTUP_S, what="all robots LIVE")
+        periods = {r.id: 1.0 / get_model(r.model).profile.rate_hz for r in load_scene().robots}
+        hall.popen.send_signal(getattr(signal, how))
+        killed = time.monotonic()
+        noticed: dict[str, float] = {}
+        while len(noticed) < len(periods) and time.monotonic() - killed < 2.0:
+            for robot_id, row in rows(context, endpoints).items():
+                if robot_id not in noticed and row["liveness"] in ("STALE", "GONE"):
+                    noticed[robot_id] = time.monotonic() - killed
+        assert set(noticed) == set(periods)
+        for robot_id, after_s in noticed.items():
+            assert after_s <= 3 * periods[robot_id] + DETECTION_MARGIN_S, (robot_id, after_s)
+        if how == "SIGSTOP":
+            hall.popen.send_signal(signal.SIGCONT)
+            wait_for(lambda: all_live(context, endpoints), timeout_s=5.0, what="LIVE again")
+    finally:
+        hall.stop()
+
+
+def test_injected_faults_are_seen_exactly_as_injected(
+    twin: tuple[Proc, Endpoints], context: zmq.Context[zmq.Socket[bytes]], tmp_path: Path
+) -> None:
+    _, endpoints = twin
+    stats_path = tmp_path / "stats.json"
+    hall = emulator(
+        endpoints,
+        "--seconds", "6",
+        "--stats", str(stats_path),
+        "--fault", "T3-01:drop=0.05",
+        "--fault", "K1-03:garbage=0.02",
+        "--fault", "H2-02:restart@2s",
+        "--fault", "T3-04:freeze@3s",
+    )  # fmt: skip
+    try:
+        hall.popen.wait(timeout=STARTUP_S + 6.0)
+    finally:
+        hall.stop()
+    assert hall.popen.returncode == 0, "".join(hall.stderr)
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))["robots"]
+    seen = rows(context, endpoints)
+    status = request_status(context, endpoints.snapshot, timeout_s=5.0)
+    # every message dropped by the emulator is a counted gap: no more, no fewer
+    assert stats["T3-01"]["dropped"] > 10
+    assert seen["T3-01"]["gaps"] == stats["T3-01"]["dropped"]
+    # and nothing else went missing anywhere
+    assert {r: row["gaps"] for r, row in seen.items() if r != "T3-01"} == dict.fromkeys(
+        [r for r in seen if r != "T3-01"], 0
+    )
+    # malformed frames were refused and counted, and K1-03 kept being mirrored
+    refused = sum(status["totals"]["bad_frames"].values())
+    assert refused == stats["K1-03"]["garbage"] > 0
+    assert seen["K1-03"]["received"] == stats["K1-03"]["sent"]
+    # the restarted gateway is a new epoch, accepted
+    assert seen["H2-02"]["epoch_changes"] == 1
+    assert seen["H2-02"]["epoch"] == stats["H2-02"]["epoch"]
+    # frozen at 3 s of 6: silent since (STALE), while the others said goodbye (GONE)
+    assert seen["T3-04"]["last_seen_s_ago"] > 2.5
+    assert seen["T3-04"]["received"] < seen["T3-02"]["received"]
+    assert seen.pop("T3-04")["liveness"] == "STALE"
+    assert {row["liveness"] for row in seen.values()} == {"GONE"}
+
+
+def test_bad_fault_spec_is_refused_with_exit_2() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "twin", "emulate", "--fault", "NOPE-9:drop=0.1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "no robot 'NOPE-9' in the scene" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,381 @@
+"""The hall emulator: the stand-in for real hardware, publishing over the real protocol.
+
+It runs its own physics (:class:`twin.emulator.physics.EmulatedHall`: a perturbed
+reality where each robot performs its task), and for every robot a gateway that
+publishes that robot's telemetry in its manufacturer's own format and rate: joint
+states at the profile rate, base pose + IMU at 100 Hz (or the profile rate if lower),
+heartbeats at 10 Hz; cranes at 20 Hz. Each gateway has its own socket, epoch and
+clock skew, and adds sensor noise. Faults (:mod:`twin.faults`) are injected per robot.
+
+Joint states are sampled from the newest physics step (240 Hz); a 500 Hz stream thus
+repeats a physics state about every other message, stamped at its own send time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import zmq
+
+from robots import RobotModel, get_model
+from scenes.model import Scene
+from sync.codecs import VendorCodec, codec_for
+from sync.gateway import Gateway
+from sync.protocol import (
+    BaseState,
+    CraneState,
+    Heartbeat,
+    Kind,
+    encode_payload,
+    pack_header,
+    topic,
+)
+from twin.emulator.physics import EmulatedHall, Perturbation, RobotSample
+from twin.faults import RESTART_SILENCE_S, RobotFaults
+
+log = logging.getLogger(__name__)
+
+BASE_RATE_HZ: Final = 100.0
+HEARTBEAT_RATE_HZ: Final = 10.0
+CRANE_RATE_HZ: Final = 20.0
+POSITION_NOISE_RAD: Final = 0.0005
+EFFORT_NOISE_NM: Final = 0.05
+MAX_CLOCK_SKEW_NS: Final = 3_000_000
+
+
+@dataclass
+class Channel:
+    """One robot's gateway inside the emulator, with its fault state and counters."""
+
+    robot_id: str
+    model: RobotModel
+    task: str
+    codec: VendorCodec
+    gateway: Gateway
+    faults: RobotFaults
+    rng: random.Random
+    counts: dict[str, int] = field(default_factory=lambda: {"sent": 0, "dropped": 0, "garbage": 0})
+    frozen: bool = False
+    connected: bool = True
+    silent_until_ns: int = 0
+    delayed: deque[tuple[int, tuple[bytes, bytes, bytes]]] = field(default_factory=deque)
+    restarts_done: int = 0
+    fell: bool = False
+
+
+class HallEmulator:
+    """Run an :class:`EmulatedHall` in real time and publish it like the real hall would."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        ingest: str,
+        *,
+        faults: dict[str, RobotFaults] | None = None,
+        seed: int = 0,
+        noise: bool = True,
+        perturbation: Perturbation | None = None,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+    ) -> None:
+        self.scene = scene
+        self.seed = seed
+        self.noise = noise
+        self._np_rng = np.random.default_rng(seed)
+        self.hall = EmulatedHall(
+            scene,
+            seed=seed,
+            perturbation=perturbation if perturbation is not None else Perturbation(),
+        )
+        self._owns_context = context is None
+        self.context = context or zmq.Context()
+        faults = faults or {}
+        skew_rng = random.Random(seed)
+        self.channels: dict[str, Channel] = {}
+        for robot in scene.robots:
+            model = get_model(robot.model)
+            self.channels[robot.id] = Channel(
+                robot_id=robot.id,
+                model=model,
+                task=robot.task,
+                codec=codec_for(model),
+                gateway=Gateway(
+                    self.context,
+                    ingest,
+                    clock_skew_ns=skew_rng.randint(-MAX_CLOCK_SKEW_NS, MAX_CLOCK_SKEW_NS),
+                ),
+                faults=faults.get(robot.id, RobotFaults()),
+                rng=random.Random(f"{seed}:{robot.id}"),
+            )
+        self.crane_gateway = Gateway(self.context, ingest)
+        self.steps = 0
+        self.late_steps = 0
+        self.max_lag_s = 0.0
+        self.elapsed_s = 0.0
+        self._samples: dict[str, tuple[int, RobotSample]] = {}
+
+    # -- publishing -------------------------------------------------------------
+
+    def _sample(self, robot_id: str) -> RobotSample:
+        cached = self._samples.get(robot_id)
+        if cached is not None and cached[0] == self.steps:
+            return cached[1]
+        sample = self.hall.sample(robot_id)
+        self._samples[robot_id] = (self.steps, sample)
+        return sample
+
+    def _emit(self, channel: Channel, kind: Kind, payload: bytes, now_ns: int) -> None:
+        """Send one message through the channel's faults."""
+        if channel.frozen or not channel.connected or now_ns < channel.silent_until_ns:
+            return
+        faults = channel.faults
+        key, seq = channel.gateway.next_seq(kind, channel.robot_id)
+        stamp = time.time_ns() + channel.gateway.clock_skew_ns
+        frames = (key, pack_header(kind, seq, stamp, channel.gateway.epoch), payload)
+        if faults.drop_p and channel.rng.random() < faults.drop_p:
+            channel.counts["dropped"] += 1
+        elif faults.delay_s:
+            channel.delayed.append((now_ns + int(faults.delay_s * 1e9), frames))
+        else:
+            self._send(channel, frames)
+        if faults.garbage_p and channel.rng.random() < faults.garbage_p:
+            self._send_garbage(channel, kind, seq + 1)
+
+    def _send(self, channel: Channel, frames: tuple[bytes, ...]) -> None:
+        channel.gateway.socket.send_multipart(frames)
+        channel.counts["sent"] += 1
+
+    def _send_garbage(self, channel: Channel, kind: Kind, seq: int) -> None:
+        """A malformed frame of a random kind; it never consumes a sequence number."""
+        rng = channel.rng
+        epoch = channel.gateway.epoch
+        good_topic = topic(kind, channel.robot_id)
+        header = pack_header(kind, seq, time.time_ns(), epoch)
+        choice = rng.randrange(6)
+        if choice == 0:
+            frames: tuple[bytes, ...] = (good_topic, header, rng.randbytes(rng.randrange(1, 300)))
+        elif choice == 1:
+            frames = (good_topic, header[: rng.randrange(1, 31)], b"")
+        elif choice == 2:  # wrong protocol version
+            frames = (good_topic, bytes([header[0], header[1], 99]) + header[3:], b"")
+        elif choice == 3:
+            frames = (good_topic, header, b"\x00" * (64 * 1024 + 1))
+        elif choice == 4:
+            frames = (good_topic,)
+        else:
+            frames = (rng.randbytes(16), header, b"")
+        channel.gateway.socket.send_multipart(frames)
+        channel.counts["garbage"] += 1
+
+    def _publish_joints(self, channel: Channel, now_ns: int) -> None:
+        sample = self._sample(channel.robot_id)
+        positions, efforts = sample.positions, sample.efforts
+        if self.noise:
+            positions = positions + self._np_rng.normal(0.0, POSITION_NOISE_RAD, positions.shape)
+            efforts = efforts + self._np_rng.normal(0.0, EFFORT_NOISE_NM, efforts.shape)
+        payload = channel.codec.encode(positions, sample.velocities, efforts)
+        self._emit(channel, Kind.JOINT_STATE, payload, now_ns)
+
+    def _publish_base(self, channel: Channel, now_ns: int) -> None:
+        sample = self._sample(channel.robot_id)
+        payload = encode_payload(
+            BaseState(
+                position_m=sample.base_position_m,
+                orientation_xyzw=sample.base_orientation_xyzw,
+                linear_velocity_m_s=sample.base_linear_velocity_m_s,
+                angular_velocity_rad_s=sample.base_angular_velocity_rad_s,
+                linear_acceleration_m_s2=sample.base_linear_acceleration_m_s2,
+            )
+        )
+        self._emit(channel, Kind.BASE, payload, now_ns)
+
+    def _publish_heartbeat(self, channel: Channel, now_ns: int) -> None:
+        fallen = self._sample(channel.robot_id).fallen
+        payload = encode_payload(
+            Heartbeat(
+                mode="fault" if fallen else "running",
+                estop=False,
+                protective_stop=fallen,
+                manufacturer=channel.model.manufacturer,
+                model=channel.model.name,
+                task=channel.task,
+            )
+        )
+        self._emit(channel, Kind.HEARTBEAT, payload, now_ns)
+
+    def _publish_cranes(self) -> None:
+        for crane in self.scene.cranes:
+            state = self.hall.crane_sample(crane.id)
+            payload = encode_payload(
+                CraneState(
+                    bridge_m=state.bridge_m,
+                    trolley_m=state.trolley_m,
+                    hoist_m=state.hoist_m,
+                    moving=state.moving,
+                )
+            )
+            self.crane_gateway.send(Kind.CRANE, crane.id, payload)
+
+    # -- faults in time ---------------------------------------------------------
+
+    def _timed_faults(self, channel: Channel, t_s: float, now_ns: int) -> None:
+        faults = channel.faults
+        if faults.freeze_at_s is not None and t_s >= faults.freeze_at_s and not channel.frozen:
+            channel.frozen = True
+            log.info("%s: frozen at %.2f s (alive, silent)", channel.robot_id, t_s)
+        if (
+            faults.disconnect_at_s is not None
+            and t_s >= faults.disconnect_at_s
+            and channel.connected
+        ):
+            channel.connected = False
+            channel.gateway.close()
+            log.info("%s: disconnected at %.2f s", channel.robot_id, t_s)
+        pending = faults.restart_at_s[channel.restarts_done :]
+        if pending and t_s >= pending[0]:
+            channel.restarts_done += 1
+            channel.gateway.restart()
+            channel.delayed.clear()
+            channel.silent_until_ns = now_ns + int(RESTART_SILENCE_S * 1e9)
+            log.info("%s: restarted at %.2f s (new epoch)", channel.robot_id, t_s)
+        if faults.fall_at_s is not None and t_s >= faults.fall_at_s and not channel.fell:
+            channel.fell = True
+            self.hall.inject_fall(channel.robot_id)
+            log.info("%s: falls at %.2f s", channel.robot_id, t_s)
+
+    # -- the loop ---------------------------------------------------------------
+
+    def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
+        """Run in real time until ``duration_s`` passes or ``stop`` is set."""
+        dt_ns = int(self.hall.time_step_s * 1e9)
+        start = time.monotonic_ns()
+        end = start + int(duration_s * 1e9) if duration_s is not None else None
+        # (due time, order, what, robot id): a heap of the next thing to do per stream
+        due: list[tuple[int, int, str, str]] = []
+        order = 0
+        periods: dict[tuple[str, str], int] = {}
+        for robot_id, channel in self.channels.items():
+            rate = channel.model.profile.rate_hz
+            for what, hz in (
+                ("js", rate),
+                ("base", min(rate, BASE_RATE_HZ)),
+                ("hb", HEARTBEAT_RATE_HZ),
+            ):
+                periods[(what, robot_id)] = int(1e9 / hz)
+                heapq.heappush(due, (start, order, what, robot_id))
+                order += 1
+        crane_period = int(1e9 / CRANE_RATE_HZ)
+        heapq.heappush(due, (start, order, "crane", ""))
+        next_step = start
+        while not (stop is not None and stop.is_set()):
+            now = time.monotonic_ns()
+            if end is not None and now >= end:
+                break
+            if now >= next_step:
+                self.hall.step()
+                self.steps += 1
+                next_step += dt_ns
+                lag_s = (now - next_step) / 1e9
+                if lag_s > 0:
+                    self.late_steps += 1
+                    self.max_lag_s = max(self.max_lag_s, lag_s)
+                    if lag_s > 0.25:  # hopelessly behind: drop the backlog, keep real time
+                        next_step = now + dt_ns
+                t_s = (now - start) / 1e9
+                for channel in self.channels.values():
+                    self._timed_faults(channel, t_s, now)
+            while due and due[0][0] <= now:
+                when, tie, what, robot_id = heapq.heappop(due)
+                if what == "crane":
+                    self._publish_cranes()
+                    heapq.heappush(due, (max(when + crane_period, now), tie, what, robot_id))
+                    continue
+                channel = self.channels[robot_id]
+                if what == "js":
+                    self._publish_joints(channel, now)
+                elif what == "base":
+                    self._publish_base(channel, now)
+                else:
+                    self._publish_heartbeat(channel, now)
+                period = periods[(what, robot_id)]
+                heapq.heappush(due, (max(when + period, now - period), tie, what, robot_id))
+            for channel in self.channels.values():
+                while channel.delayed and channel.delayed[0][0] <= now and channel.connected:
+                    self._send(channel, channel.delayed.popleft()[1])
+            wake = min(next_step, due[0][0] if due else next_step)
+            sleep_s = (wake - time.monotonic_ns()) / 1e9
+            if sleep_s > 0:
+                time.sleep(sleep_s)
+        self.elapsed_s = (time.monotonic_ns() - start) / 1e9
+        self._say_goodbye()
+
+    def wait_for_twin(self, timeout_s: float) -> bool:
+        """Wait until the twin subscribed to every gateway (False on timeout)."""
+        deadline = time.monotonic() + timeout_s
+        gateways = [c.gateway for c in self.channels.values()] + [self.crane_gateway]
+        return all(g.wait_for_subscriber(max(0.0, deadline - time.monotonic())) for g in gateways)
+
+    def _say_goodbye(self) -> None:
+        """On a clean stop: send what is delayed, then one last message on every stream.
+
+        The last messages are never dropped, so the twin can count every earlier drop as a
+        gap; the last heartbeat says ``shutdown`` (the twin shows the robot GONE at once).
+        """
+        now = time.monotonic_ns()
+        for channel in self.channels.values():
+            if channel.frozen or not channel.connected:
+                continue
+            while channel.delayed:
+                self._send(channel, channel.delayed.popleft()[1])
+            channel.faults = RobotFaults()
+            channel.silent_until_ns = 0
+            self._publish_joints(channel, now)
+            self._publish_base(channel, now)
+            model = channel.model
+            goodbye = Heartbeat(
+                mode="shutdown",
+                estop=False,
+                protective_stop=False,
+                manufacturer=model.manufacturer,
+                model=model.name,
+                task=channel.task,
+            )
+            self._emit(channel, Kind.HEARTBEAT, encode_payload(goodbye), now)
+
+    def stats(self) -> dict[str, Any]:
+        """What was sent, dropped and garbled per robot, and how well real time was kept."""
+        sim_s = self.steps * self.hall.time_step_s
+        return {
+            "elapsed_s": round(self.elapsed_s, 3),
+            "simulated_s": round(sim_s, 3),
+            "realtime_factor": round(sim_s / self.elapsed_s, 4) if self.elapsed_s else None,
+            "steps": self.steps,
+            "late_steps": self.late_steps,
+            "max_lag_ms": round(self.max_lag_s * 1e3, 3),
+            "robots": {
+                robot_id: {**channel.counts, "epoch": channel.gateway.epoch}
+                for robot_id, channel in self.channels.items()
+            },
+        }
+
+    def write_stats(self, path: Path) -> None:
+        """Write :meth:`stats` as JSON."""
+        path.write_text(json.dumps(self.stats(), indent=2) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        """Close gateways (linger 0) and the physics."""
+        for channel in self.channels.values():
+            channel.gateway.close()
+        self.crane_gateway.close()
+        self.hall.close()
+        if self._owns_context:
+            self.context.term()
