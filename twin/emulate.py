@@ -119,6 +119,7 @@ class HallEmulator:
         self.crane_gateway = Gateway(self.context, ingest)
         self.steps = 0
         self.late_steps = 0
+        self.skipped_steps = 0
         self.max_lag_s = 0.0
         self.elapsed_s = 0.0
         self._samples: dict[str, tuple[int, RobotSample]] = {}
@@ -281,15 +282,16 @@ class HallEmulator:
             if end is not None and now >= end:
                 break
             if now >= next_step:
+                lag_s = (now - next_step) / 1e9  # how late this step starts
+                self.max_lag_s = max(self.max_lag_s, lag_s)
+                if lag_s > self.hall.time_step_s:  # more than a whole step behind
+                    self.late_steps += 1
                 self.hall.step()
                 self.steps += 1
                 next_step += dt_ns
-                lag_s = (now - next_step) / 1e9
-                if lag_s > 0:
-                    self.late_steps += 1
-                    self.max_lag_s = max(self.max_lag_s, lag_s)
-                    if lag_s > 0.25:  # hopelessly behind: drop the backlog, keep real time
-                        next_step = now + dt_ns
+                if lag_s > 0.25:  # hopelessly behind: drop the backlog, keep real time
+                    self.skipped_steps += round(lag_s / self.hall.time_step_s)
+                    next_step = now + dt_ns
                 t_s = (now - start) / 1e9
                 for channel in self.channels.values():
                     self._timed_faults(channel, t_s, now)
@@ -360,6 +362,7 @@ class HallEmulator:
             "realtime_factor": round(sim_s / self.elapsed_s, 4) if self.elapsed_s else None,
             "steps": self.steps,
             "late_steps": self.late_steps,
+            "skipped_steps": self.skipped_steps,
             "max_lag_ms": round(self.max_lag_s * 1e3, 3),
             "robots": {
                 robot_id: {**channel.counts, "epoch": channel.gateway.epoch}
