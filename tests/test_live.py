@@ -26,7 +26,7 @@ import zmq
 from robots import get_model
 from scenes import load_scene
 from sync.addresses import Endpoints
-from sync.fanout import request_status
+from sync.fanout import CloneClient, request_status
 from tests.helpers import wait_for
 
 STARTUP_S = 60.0  # building two worlds on a loaded 2-core machine
@@ -147,6 +147,8 @@ def test_injected_faults_are_seen_exactly_as_injected(
         "--fault", "K1-03:garbage=0.02",
         "--fault", "H2-02:restart@2s",
         "--fault", "T3-04:freeze@3s",
+        "--fault", "K1-05:fall@1s",
+        "--fault", "T3-02:delay=50ms",
     )  # fmt: skip
     try:
         hall.popen.wait(timeout=STARTUP_S + 6.0)
@@ -156,6 +158,18 @@ def test_injected_faults_are_seen_exactly_as_injected(
     stats = json.loads(stats_path.read_text(encoding="utf-8"))["robots"]
     seen = rows(context, endpoints)
     status = request_status(context, endpoints.snapshot, timeout_s=5.0)
+    # the fallen robot really fell in physics: its gateway reports a fault, its pelvis is low
+    snapshot = CloneClient(context, endpoints.fanout, endpoints.snapshot)
+    try:
+        snapshot.start(timeout_s=5.0)
+    finally:
+        snapshot.close()
+    fallen = snapshot.robots["K1-05"]
+    assert fallen.protective_stop and fallen.base_position_m[2] < 0.5
+    assert snapshot.robots["K1-03"].base_position_m[2] > 0.8
+    # a delayed gateway: one host, one clock, so the stamp-to-applied delay shows it (the
+    # offset-corrected latency cannot: one-way data cannot tell a constant delay from skew)
+    assert seen["T3-02"]["delay_ms_p50"] >= 50.0 > seen["T3-01"]["delay_ms_p50"]
     # every message dropped by the emulator is a counted gap: no more, no fewer
     assert stats["T3-01"]["dropped"] > 10
     assert seen["T3-01"]["gaps"] == stats["T3-01"]["dropped"]

@@ -197,3 +197,16 @@ def test_a_stalled_viewer_does_not_slow_ingest(context: Ctx, mirror: ThreadedMir
         stalled.close(linger=0)
     row = robot_row(status, "T3-02")
     assert row["received"] == n and row["gaps"] == 0
+
+
+def test_every_accepted_message_reaches_the_sinks(context: Ctx, mirror: ThreadedMirror) -> None:
+    kept: list[object] = []
+    mirror.sinks.append(kept.append)  # the recorder plugs in here
+    codec = codec_for(get_model("kestrel_k1"))
+    with connected_gateway(context, mirror) as gateway:
+        for i in range(50):
+            gateway.send(Kind.JOINT_STATE, "K1-05", codec.encode(*random_state("kestrel_k1", i)))
+        gateway.socket.send_multipart([b"js/K1-05", b"short", b""])  # refused: not kept
+        status = wait_received(context, mirror, "K1-05", 50)
+    mirror.stop_thread()
+    assert len(kept) == status["totals"]["accepted"] == 50

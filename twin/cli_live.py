@@ -24,7 +24,7 @@ from sync.fanout import RequestError, request_status
 
 log = logging.getLogger(__name__)
 
-out = Console(highlight=False)
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 IngestOpt = Annotated[

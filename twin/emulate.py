@@ -346,7 +346,7 @@ class HallEmulator:
             goodbye = Heartbeat(
                 mode="shutdown",
                 estop=False,
-                protective_stop=False,
+                protective_stop=self._sample(channel.robot_id).fallen,
                 manufacturer=model.manufacturer,
                 model=model.name,
                 task=channel.task,

@@ -123,6 +123,7 @@ class RobotLink:
     def status(self, now_mono_ns: int) -> dict[str, Any]:
         """One row of ``twin status``."""
         latency = self.delay.percentiles_ms()
+        raw = self.delay.percentiles_ms(raw=True)
         js = self.streams.get(Kind.JOINT_STATE)
         last = self.liveness.last_rx_ns
         return {
@@ -144,6 +145,9 @@ class RobotLink:
             "latency_ms_p50": round(latency[0], 3) if latency else None,
             "latency_ms_p99": round(latency[1], 3) if latency else None,
             "clock_offset_ms": round(self.delay.offset_ns / 1e6, 3),
+            # stamp to applied without the offset estimate: true when clocks agree
+            "delay_ms_p50": round(raw[0], 3) if raw else None,
+            "delay_ms_p99": round(raw[1], 3) if raw else None,
             "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 3) if last else None,
             "mode": self.heartbeat.mode if self.heartbeat else "unknown",
             "estop": self.heartbeat.estop if self.heartbeat else False,
