@@ -177,27 +177,71 @@ def robots_cmd(as_json: JsonOpt = False) -> None:
 @app.command("demo")
 def demo(
     scene: SceneArg = None,
-    seconds: Annotated[
-        float, typer.Option(min=0.0, help="Simulated seconds of physics to step.")
-    ] = 1.0,
+    seconds: Annotated[float, typer.Option(min=1.0, help="Length of the headless video.")] = 10.0,
+    headless: Annotated[
+        bool, typer.Option("--headless", help="No window: write a video and a screenshot.")
+    ] = False,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the video.")] = None,
+    fault: Annotated[
+        list[str] | None, typer.Option("--fault", help="Faults for the emulator (as twin emulate).")
+    ] = None,
 ) -> None:
-    """Build the hall's PyBullet world, step it, and print its summary."""
+    """Emulator + twin + viewer in one command: a window, or (headless) a video and a PNG."""
+    from twin import cli_view
     from twin.world import World
 
     loaded = _load(scene)
     started = time.perf_counter()
     with World(loaded) as world:
         built_s = time.perf_counter() - started
-        steps = round(seconds / world.time_step_s)
-        started = time.perf_counter()
-        world.step(steps)
-        stepped_s = time.perf_counter() - started
         bodies = len(world.body_names())
     _print_summary(scene_summary(loaded))
-    speed = f"{seconds / stepped_s:.1f}x real time" if stepped_s > 0 else "n/a"
-    out.print(
-        f"World built in {built_s:.2f} s ({bodies} bodies, PyBullet DIRECT); "
-        f"stepped {seconds:g} s of physics ({steps} steps) in {stepped_s:.2f} s, {speed}."
+    out.print(f"World built in {built_s:.2f} s ({bodies} bodies, PyBullet DIRECT).")
+    cli_view.run_demo(
+        scene, loaded, seconds=seconds, headless=headless, out_dir=out_dir, faults=fault or []
+    )
+
+
+@app.command("view")
+def view_cmd(
+    scene: SceneArg = None,
+    connect: Annotated[
+        str | None,
+        typer.Option(
+            help="A live twin's fan-out, e.g. tcp://127.0.0.1:7702 (default: the scene at rest)."
+        ),
+    ] = None,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Its snapshot endpoint [default: the fan-out's port + 1].")
+    ] = None,
+    screenshot: Annotated[
+        Path | None, typer.Option(help="Write one frame as PNG and exit.")
+    ] = None,
+    video: Annotated[Path | None, typer.Option(help="Write an MP4 of --seconds and exit.")] = None,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Video length.")] = 10.0,
+    kiosk: Annotated[
+        bool, typer.Option(help="Full screen, no controls, a slow camera tour.")
+    ] = False,
+    colour_by: Annotated[
+        str, typer.Option(help="manufacturer, effort, position or velocity.")
+    ] = "manufacturer",
+    lidar: Annotated[bool, typer.Option(help="Show a simulated LiDAR scan (toggle: l).")] = False,
+    size: Annotated[str, typer.Option(help="Window or image size.")] = "1280x720",
+) -> None:
+    """The 3D viewer: live (--connect), the scene at rest, or off screen (--screenshot/--video)."""
+    from twin import cli_view
+
+    cli_view.run_viewer(
+        _load(scene),
+        connect=connect,
+        snapshot=snapshot,
+        screenshot=screenshot,
+        video=video,
+        seconds=seconds,
+        kiosk=kiosk,
+        colour_by=colour_by,
+        lidar=lidar,
+        size=size,
     )
 
 

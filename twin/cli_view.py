@@ -1,0 +1,298 @@
+"""The viewer commands of ``twin``: ``view`` (live, static, off screen) and ``demo``.
+
+``twin demo`` wires the whole product in one command: the hall emulator and the twin as
+child processes, and the viewer on the twin's fan-out; a window where there is a
+display, else (or with ``--headless``) a short video and a screenshot.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from scenes.model import Scene
+
+log = logging.getLogger(__name__)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_STARTUP_S = 60.0
+
+
+def snapshot_for(fanout: str) -> str:
+    """The snapshot endpoint beside a fan-out endpoint: same host, port + 1."""
+    match = re.match(r"^(.*):(\d+)$", fanout)
+    if match is None:
+        raise typer.BadParameter(
+            f"cannot derive a snapshot endpoint from {fanout!r}; give --snapshot"
+        )
+    return f"{match.group(1)}:{int(match.group(2)) + 1}"
+
+
+def has_display() -> bool:
+    """True where a window can open (X11 or Wayland)."""
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def run_viewer(
+    scene: Scene,
+    *,
+    connect: str | None,
+    snapshot: str | None,
+    screenshot: Path | None,
+    video: Path | None,
+    seconds: float,
+    kiosk: bool,
+    colour_by: str,
+    lidar: bool,
+    size: str,
+) -> None:
+    """Open the viewer on a source and show it, or write a screenshot/video."""
+    import pyvista as pv
+
+    from viz.sources import LiveSource, SourceError, StaticSource
+    from viz.viewer import COLOUR_MODES, HallViewer, parse_size
+
+    try:
+        window = parse_size(size)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if colour_by not in COLOUR_MODES:
+        raise typer.BadParameter(f"--colour-by must be one of {', '.join(COLOUR_MODES)}")
+    off_screen = screenshot is not None or video is not None or not has_display()
+    if off_screen:
+        pv.OFF_SCREEN = True
+    source: LiveSource | StaticSource
+    if connect:
+        try:
+            source = LiveSource(connect, snapshot or snapshot_for(connect))
+        except SourceError as exc:
+            err.print(f"twin view: {exc} (is `twin live` running?)", markup=False)
+            raise typer.Exit(1) from None
+    else:
+        source = StaticSource(scene)
+    viewer = HallViewer(
+        scene,
+        source,
+        off_screen=off_screen,
+        window_size=window,
+        colour_by=colour_by,  # type: ignore[arg-type]
+        kiosk=kiosk,
+        lidar=lidar,
+    )
+    try:
+        if video is not None:
+            frames = viewer.record(video, seconds)
+            out.print(f"video: {video} ({frames} frames, {seconds:g} s)", markup=False)
+        if screenshot is not None:
+            viewer.screenshot(screenshot)
+            out.print(f"screenshot: {screenshot}", markup=False)
+        if video is None and screenshot is None:
+            if off_screen:
+                err.print("no display here: use --screenshot PNG or --video MP4", markup=False)
+                raise typer.Exit(1)
+            _interactive(viewer, kiosk)
+    finally:
+        viewer.close()
+
+
+def _interactive(viewer: object, kiosk: bool) -> None:
+    from viz.viewer import COLOUR_MODES, HallViewer
+
+    assert isinstance(viewer, HallViewer)
+    plotter = viewer.plotter
+
+    def tick(_step: int) -> None:
+        viewer.update()
+        plotter.render()
+
+    if not kiosk:
+
+        def picked(_point: object, picker: object) -> None:
+            cell = picker.GetCellId()  # type: ignore[attr-defined]
+            actor = picker.GetActor()  # type: ignore[attr-defined]
+            if cell >= 0 and actor is viewer.robot_actor:
+                viewer.pick_cell(int(cell))
+            plotter.render()
+
+        plotter.enable_point_picking(
+            callback=picked,
+            use_picker=True,
+            left_clicking=True,
+            show_message=False,
+            show_point=False,
+            pickable_window=False,
+        )
+
+        def cycle_colour() -> None:
+            modes = list(COLOUR_MODES)
+            viewer.set_colour_by(modes[(modes.index(viewer.colour_by) + 1) % len(modes)])  # type: ignore[arg-type]
+
+        plotter.add_key_event("c", cycle_colour)
+        plotter.add_key_event("f", lambda: viewer.flows.set_visible(not viewer.flows.visible))
+        plotter.add_key_event("l", lambda: viewer.show_lidar(viewer.lidar_actor is None))
+        plotter.add_key_event("h", viewer.home_camera)
+        plotter.add_key_event("Escape", lambda: viewer.select(None))
+        plotter.add_text(
+            "click a robot: its joints | c: colour by | f: flows | l: LiDAR | h: home | q: quit",
+            position="lower_left",
+            font_size=9,
+            color="black",
+        )
+    viewer.update()
+    plotter.add_timer_event(max_steps=10**9, duration=33, callback=tick)
+    log.info("viewer ready; robots on screen: %s", _on_screen(viewer))
+    plotter.show(full_screen=kiosk, auto_close=False)
+
+
+def _on_screen(viewer: object) -> str:
+    from viz.viewer import HallViewer, robots_on_screen
+
+    assert isinstance(viewer, HallViewer)
+    viewer.plotter.render()
+    return " ".join(f"{rid}@{x},{y}" for rid, (x, y) in robots_on_screen(viewer).items())
+
+
+def _wait_all_live(snapshot: str, *, timeout_s: float) -> None:
+    """Wait (polling the twin's status) until every robot is LIVE, or warn on timeout."""
+    import zmq
+
+    from sync.fanout import RequestError, request_status
+
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            try:
+                status = request_status(context, snapshot, timeout_s=2.0)
+            except RequestError:
+                continue
+            if status["robots"] and all(r["liveness"] == "LIVE" for r in status["robots"]):
+                return
+            time.sleep(0.1)  # a status poll, not a wait for a condition we could block on
+        log.warning("not every robot is LIVE after %g s; showing what there is", timeout_s)
+    finally:
+        context.destroy(linger=0)
+
+
+class _Child:
+    """A child ``twin`` process whose stderr is drained into a list (never blocks)."""
+
+    def __init__(self, *args: str) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "twin", *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str] | None:
+        deadline = time.monotonic() + timeout_s
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self.lines[seen:]:
+                    if match := re.search(pattern, line):
+                        return match
+                seen = len(self.lines)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.popen.poll() is not None:
+                    return None
+                self._cond.wait(min(remaining, 0.2))
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10.0)
+
+
+def run_demo(
+    scene_path: Path | None,
+    scene: Scene,
+    *,
+    seconds: float,
+    headless: bool,
+    out_dir: Path | None,
+    faults: list[str],
+) -> None:
+    """Emulator + twin + viewer in one command."""
+    any_port = "tcp://127.0.0.1:*"
+    scene_args = [str(scene_path)] if scene_path is not None else []
+    twin = _Child(
+        "live", *scene_args, "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port
+    )
+    hall: _Child | None = None
+    try:
+        match = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", _STARTUP_S)
+        if match is None:
+            err.print(
+                "twin demo: the twin did not start:\n" + "".join(twin.lines[-20:]), markup=False
+            )
+            raise typer.Exit(1)
+        ingest, fanout, snapshot = match.groups()
+        fault_args = [a for f in faults for a in ("--fault", f)]
+        hall = _Child("emulate", *scene_args, "--ingest", ingest, *fault_args)
+        if hall.wait_for(r"emulating", _STARTUP_S) is None:
+            err.print(
+                "twin demo: the emulator did not start:\n" + "".join(hall.lines[-20:]), markup=False
+            )
+            raise typer.Exit(1)
+        err.print(f"demo: emulator -> twin ({ingest}) -> viewer ({fanout})", markup=False)
+        _wait_all_live(snapshot, timeout_s=_STARTUP_S)
+        if headless or not has_display():
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+            folder = out_dir or Path("out") / f"demo-{stamp}"
+            folder.mkdir(parents=True, exist_ok=True)
+            run_viewer(
+                scene,
+                connect=fanout,
+                snapshot=snapshot,
+                screenshot=folder / "hall.png",
+                video=folder / "hall.mp4",
+                seconds=seconds,
+                kiosk=False,
+                colour_by="manufacturer",
+                lidar=False,
+                size="1280x720",
+            )
+        else:
+            run_viewer(
+                scene,
+                connect=fanout,
+                snapshot=snapshot,
+                screenshot=None,
+                video=None,
+                seconds=seconds,
+                kiosk=False,
+                colour_by="manufacturer",
+                lidar=False,
+                size="1280x720",
+            )
+    finally:
+        if hall is not None:
+            hall.stop()
+        twin.stop()

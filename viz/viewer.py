@@ -1,0 +1,521 @@
+"""The hall viewer: the live floor in 3D, joint states, and the data flowing to the hub.
+
+Read-only by design: it takes canonical state from a source (:mod:`viz.sources`),
+poses its own kinematic copy of the world (no physics step, ever), and draws the hall
+(:mod:`viz.hall`), every robot as one batched mesh (:mod:`viz.robot_mesh`), floating
+labels, the data-sharing flows (:mod:`viz.flows`) and optionally a LiDAR point layer
+(:mod:`viz.lidar`). The same object renders interactively, to a PNG, or to an MP4.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+import numpy as np
+import pyvista as pv
+from matplotlib import colormaps
+from numpy.typing import NDArray
+
+from robots import get_model
+from scenes.model import Scene
+from sync.fanout import RobotView
+from twin.world import World
+from viz.flows import FlowLayer
+from viz.hall import HallDrawing
+from viz.robot_mesh import RobotBatch
+from viz.sources import Source
+from viz.tour import CameraTour
+
+log = logging.getLogger(__name__)
+
+ColourBy = Literal["manufacturer", "effort", "position", "velocity"]
+COLOUR_MODES: Final[tuple[str, ...]] = ("manufacturer", "effort", "position", "velocity")
+GREY_RGB: Final = np.array([150, 150, 150], dtype=np.uint8)
+BACKGROUND_TOP: Final = (0.80, 0.86, 0.94)
+BACKGROUND_BOTTOM: Final = (0.97, 0.98, 1.0)
+HISTORY_S: Final = 10.0
+HISTORY_HZ: Final = 30.0
+_DEAD: Final = frozenset({"STALE", "GONE"})
+
+
+@dataclass
+class JointIndex:
+    """For one robot: where each view joint goes in the world, and its limits."""
+
+    names: list[str]
+    link: NDArray[np.int64]  # PyBullet link (= joint) index per view joint
+    lower: NDArray[np.float64]
+    upper: NDArray[np.float64]
+    effort_limit: NDArray[np.float64]
+    velocity_limit: NDArray[np.float64]
+
+
+class HallViewer:
+    """Draw a hall from a source, on screen or off."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        source: Source,
+        *,
+        off_screen: bool,
+        window_size: tuple[int, int] = (1280, 720),
+        colour_by: ColourBy = "manufacturer",
+        kiosk: bool = False,
+        lidar: bool = False,
+    ) -> None:
+        self.scene = scene
+        self.source = source
+        self.kiosk = kiosk
+        self.colour_by: ColourBy = colour_by
+        self.world = World(scene)
+        self.plotter = pv.Plotter(off_screen=off_screen, window_size=list(window_size))
+        self.plotter.set_background(BACKGROUND_BOTTOM, top=BACKGROUND_TOP)
+        self.plotter.enable_anti_aliasing("ssaa") if not off_screen else None
+        self.hall = HallDrawing.build(self.plotter, self.world)
+        self.robots = RobotBatch(self.world)
+        self._robot_index = {rid: i for i, rid in enumerate(self.robots.robot_ids)}
+        self._base_rgb = np.asarray(self.robots.mesh.point_data["rgb"]).copy()
+        self._point_robot = np.asarray(self.robots.mesh.point_data["robot"])
+        self._point_link = np.asarray(self.robots.mesh.point_data["link"]) + 1  # base -1 -> 0
+        self._link_values = np.zeros((len(self.robots.robot_ids), int(self._point_link.max()) + 2))
+        self.robot_actor = self.plotter.add_mesh(
+            self.robots.mesh,
+            scalars="rgb",
+            rgb=True,
+            name="robots",
+            specular=0.5,
+            specular_power=25.0,
+            ambient=0.2,
+        )
+        self._joints: dict[str, JointIndex] = {}
+        self._history: dict[str, deque[tuple[float, list[float], list[float]]]] = {}
+        self._last_history_s: dict[str, float] = {}
+        self.selected: str | None = None
+        self._chart: pv.Chart2D | None = None
+        self._chart_lines: list[pv.charts.LinePlot2D] = []
+        hub = scene.hub
+        self.flows = FlowLayer(
+            self.plotter,
+            (hub.pose.xyz[0], hub.pose.xyz[1], hub.pose.xyz[2] + hub.size[2]),
+            self.robots.robot_ids,
+        )
+        self._label_points = pv.PolyData(np.zeros((max(1, len(self.robots.robot_ids)), 3)))
+        self._label_points.point_data["label"] = np.array(
+            [""] * self._label_points.n_points, dtype=object
+        )
+        self._label_text: list[str] = []
+        self._labels_actor: pv.Actor | None = None
+        self._markers = pv.PolyData(np.full((max(1, len(self.robots.robot_ids)), 3), -10.0))
+        self.plotter.add_mesh(
+            self._markers,
+            color=(0.9, 0.1, 0.1),
+            point_size=28,
+            render_points_as_spheres=True,
+            lighting=False,
+            name="fallen",
+        )
+        self.fallen: set[str] = set()
+        self.lidar_actor: pv.Actor | None = None
+        if lidar:
+            self.show_lidar(True)
+        self._scalar_bar_mesh: pv.PolyData | None = None
+        self._set_colour_bar()
+        self.tour = CameraTour(scene)
+        self._started = time.monotonic()
+        self.frames = 0
+        self.home_camera()
+
+    # -- camera -----------------------------------------------------------------
+
+    def home_camera(self) -> None:
+        """A three-quarter view of the whole floor."""
+        sx, sy = self.scene.floor.size
+        self.plotter.camera_position = [
+            (-0.15 * sx, -0.55 * sy, 0.55 * max(sx, sy)),
+            (0.5 * sx, 0.5 * sy, 0.0),
+            (0.0, 0.0, 1.0),
+        ]
+        self.plotter.camera.view_angle = 40.0
+
+    # -- state in ---------------------------------------------------------------
+
+    def _joint_index(self, view: RobotView) -> JointIndex | None:
+        cached = self._joints.get(view.robot_id)
+        if cached is not None and cached.names == view.joint_names:
+            return cached
+        if view.robot_id not in self.world.robots:
+            return None
+        handle = self.world.robot(view.robot_id)
+        model = get_model(handle.model.name)
+        links, lower, upper, effort, velocity = [], [], [], [], []
+        for name in view.joint_names:
+            joint = model.joint(name)
+            links.append(handle.joint_index[joint.name])
+            lower.append(joint.lower)
+            upper.append(joint.upper)
+            effort.append(joint.effort_limit)
+            velocity.append(joint.velocity_limit)
+        index = JointIndex(
+            list(view.joint_names),
+            np.array(links, dtype=np.int64),
+            np.array(lower),
+            np.array(upper),
+            np.array(effort),
+            np.array(velocity),
+        )
+        self._joints[view.robot_id] = index
+        return index
+
+    def apply(self, now_s: float) -> None:
+        """Pose the viewer's world from the source's views."""
+        for view in self.source.robots.values():
+            index = self._joint_index(view)
+            if index is None:
+                continue
+            if view.positions:
+                self.world.set_joint_positions(
+                    view.robot_id, dict(zip(view.joint_names, view.positions, strict=True))
+                )
+            self.world.set_base_pose(
+                view.robot_id, view.base_position_m, view.base_orientation_xyzw
+            )
+            self._remember(view, now_s)
+        for crane in self.source.cranes.values():
+            try:
+                self.world.set_crane(
+                    crane.crane_id,
+                    bridge=crane.bridge_m,
+                    trolley=crane.trolley_m,
+                    hoist=crane.hoist_m,
+                )
+            except (ValueError, KeyError) as exc:
+                log.warning("crane %s not drawn at its reported place: %s", crane.crane_id, exc)
+
+    def _remember(self, view: RobotView, now_s: float) -> None:
+        if (
+            not view.positions
+            or now_s - self._last_history_s.get(view.robot_id, -1.0) < 1 / HISTORY_HZ
+        ):
+            return
+        self._last_history_s[view.robot_id] = now_s
+        history = self._history.setdefault(view.robot_id, deque(maxlen=int(HISTORY_S * HISTORY_HZ)))
+        history.append((now_s, list(view.positions), list(view.efforts)))
+
+    # -- drawing ----------------------------------------------------------------
+
+    def update(self, now_s: float | None = None) -> None:
+        """One frame: take in new state, pose everything, recolour, move flows and camera."""
+        now = time.monotonic() - self._started if now_s is None else now_s
+        self.source.poll()
+        self.apply(now)
+        self.robots.update()
+        self.hall.update_cranes()
+        self._recolour()
+        self._update_labels_and_markers()
+        chest = {}
+        rates = {}
+        for robot_id in self.robots.robot_ids:
+            x, y, z = self.robots.head_position(robot_id)
+            chest[robot_id] = (x, y, z - 0.35)
+            view = self.source.robots.get(robot_id)
+            rates[robot_id] = (
+                view.in_bytes_per_s if view is not None and view.liveness not in _DEAD else 0.0
+            )
+        self.flows.update(now, chest, rates)
+        for event in self.source.new_events():
+            if event.kind == "lesson":
+                task = event.detail
+                same = tuple(r.robot_id for r in self.source.robots.values() if r.task == task)
+                self.flows.share_lesson(now, same)
+        self._update_panels()
+        if self.kiosk:
+            self.tour.apply(self.plotter, now)
+        if self.selected is not None:
+            self._update_chart()
+        self.frames += 1
+
+    def _recolour(self) -> None:
+        rgb = self.robots.mesh.point_data["rgb"]
+        if self.colour_by == "manufacturer":
+            colours = self._base_rgb.copy()
+        else:
+            self._link_values[:] = 0.0
+            for robot_id, view in self.source.robots.items():
+                index = self._joints.get(robot_id)
+                robot = self._robot_index.get(robot_id)
+                if index is None or robot is None or not view.positions:
+                    continue
+                self._link_values[robot, index.link + 1] = self._fractions(view, index)
+            values = self._link_values[self._point_robot, self._point_link]
+            colours = (colormaps["turbo"](np.clip(values, 0.0, 1.0))[:, :3] * 255).astype(np.uint8)
+        for robot_id, view in self.source.robots.items():
+            robot = self._robot_index.get(robot_id)
+            if robot is not None and view.liveness in _DEAD:
+                colours[self._point_robot == robot] = GREY_RGB
+        rgb[:] = colours
+
+    def _fractions(self, view: RobotView, index: JointIndex) -> NDArray[np.float64]:
+        if self.colour_by == "effort":
+            effort: NDArray[np.float64] = np.abs(np.asarray(view.efforts)) / np.maximum(
+                index.effort_limit, 1e-9
+            )
+            return effort
+        if self.colour_by == "velocity":
+            speed: NDArray[np.float64] = np.abs(np.asarray(view.velocities)) / np.maximum(
+                index.velocity_limit, 1e-9
+            )
+            return speed
+        span = np.where(
+            np.isfinite(index.upper - index.lower), index.upper - index.lower, 2 * math.pi
+        )
+        lower = np.where(np.isfinite(index.lower), index.lower, -math.pi)
+        fractions: NDArray[np.float64] = (np.asarray(view.positions) - lower) / np.maximum(
+            span, 1e-9
+        )
+        return fractions
+
+    def set_colour_by(self, mode: ColourBy) -> None:
+        """Colour links by manufacturer colours, or a joint quantity as a fraction of its limit."""
+        self.colour_by = mode
+        self._set_colour_bar()
+
+    def _set_colour_bar(self) -> None:
+        if self._scalar_bar_mesh is not None:
+            self.plotter.remove_actor("colour-bar-holder")
+            self.plotter.remove_scalar_bar()
+            self._scalar_bar_mesh = None
+        if self.colour_by == "manufacturer":
+            return
+        title = {
+            "effort": "effort / rating",
+            "position": "position / range",
+            "velocity": "speed / limit",
+        }[self.colour_by]
+        holder = pv.PolyData(np.array([[-100.0, -100.0, -100.0], [-100.0, -100.0, -100.0]]))
+        holder.point_data[title] = np.array([0.0, 1.0])
+        self._scalar_bar_mesh = holder
+        self.plotter.add_mesh(
+            holder,
+            scalars=title,
+            cmap="turbo",
+            clim=(0.0, 1.0),
+            name="colour-bar-holder",
+            point_size=0.1,
+            scalar_bar_args={"title": title, "vertical": True, "position_x": 0.02},
+        )
+
+    def _label(self, view: RobotView | None, robot_id: str) -> str:
+        if view is None:
+            return robot_id
+        state = "FALLEN" if robot_id in self.fallen else view.liveness
+        return f"{robot_id} {view.manufacturer}\n{view.task} - {state}"
+
+    def _update_labels_and_markers(self) -> None:
+        ids = self.robots.robot_ids
+        heads = np.array([self.robots.head_position(r) for r in ids]) if ids else np.zeros((1, 3))
+        self.fallen = set()
+        markers = np.full((max(1, len(ids)), 3), -10.0)
+        for i, robot_id in enumerate(ids):
+            view = self.source.robots.get(robot_id)
+            if view is None:
+                continue
+            standing = get_model(view.model).base_height_m
+            if (
+                view.protective_stop
+                or view.mode == "fault"
+                or view.base_position_m[2] < 0.6 * standing
+            ):
+                self.fallen.add(robot_id)
+                markers[i] = heads[i] + np.array([0.0, 0.0, 0.5])
+        self._markers.points = markers
+        texts = [self._label(self.source.robots.get(r), r) for r in ids]
+        self._label_points.points = heads + np.array([0.0, 0.0, 0.35])
+        if texts != self._label_text:
+            self._label_text = texts
+            self._labels_actor = self.plotter.add_point_labels(
+                self._label_points,
+                texts,
+                font_size=12,
+                point_size=1,
+                shape_color=(0.06, 0.12, 0.22),
+                shape_opacity=0.75,
+                text_color="white",
+                always_visible=True,
+                name="labels",
+                show_points=False,
+            )
+
+    def _update_panels(self) -> None:
+        views = list(self.source.robots.values())
+        live = sum(1 for v in views if v.liveness == "LIVE")
+        tasks = sum(1 for v in views if v.liveness == "LIVE" and v.mode == "running")
+        rate_kb = sum(v.in_bytes_per_s for v in views if v.liveness not in _DEAD) / 1000.0
+        clock = time.strftime("%H:%M:%S")
+        failures = len(self.fallen)
+        lines = {
+            "robots_live": f"LIVE {live}/{len(views)}",
+            "tasks_running": f"TASKS {tasks}",
+            "failures_today": f"FAILURES {failures}",
+            "data_rate": f"DATA {rate_kb:.0f} kB/s",
+            "clock": clock,
+        }
+        for panel in self.scene.panels:
+            shown = [lines[s] for s in panel.shows][:3]
+            self.hall.set_panel_text(panel.id, "\n".join(shown))
+
+    # -- selection and the joint panel -----------------------------------------
+
+    def select(self, robot_id: str | None) -> None:
+        """Select a robot: its joint history and limits appear in a side panel."""
+        self.selected = robot_id
+        if self._chart is not None:
+            self.plotter.remove_chart(self._chart)
+            self._chart = None
+            self._chart_lines = []
+        if robot_id is None:
+            return
+        chart = pv.Chart2D(
+            size=(0.34, 0.42), loc=(0.64, 0.05), x_label="s", y_label="position / range"
+        )
+        chart.title = f"{robot_id}: joints (last {HISTORY_S:.0f} s)"
+        chart.background_color = (1.0, 1.0, 1.0, 0.85)
+        self._chart = chart
+        self.plotter.add_chart(chart)
+        log.info("selected %s; joint panel shown", robot_id)
+        self._update_chart()
+
+    def _update_chart(self) -> None:
+        chart, robot_id = self._chart, self.selected
+        if chart is None or robot_id is None:
+            return
+        history = self._history.get(robot_id)
+        index = self._joints.get(robot_id)
+        if not history or index is None:
+            return
+        t = np.array([h[0] for h in history])
+        positions = np.array([h[1] for h in history])
+        span = np.where(
+            np.isfinite(index.upper - index.lower), index.upper - index.lower, 2 * math.pi
+        )
+        lower = np.where(np.isfinite(index.lower), index.lower, -math.pi)
+        fraction = (positions - lower) / np.maximum(span, 1e-9)
+        shown = [
+            i for i, n in enumerate(index.names) if "knee" in n or "elbow" in n or "hip_pitch" in n
+        ][:6]
+        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+        if len(self._chart_lines) != len(shown):
+            chart.clear()
+            self._chart_lines = [
+                chart.line(
+                    t - t[-1], fraction[:, j], color=palette[k % len(palette)], label=index.names[j]
+                )
+                for k, j in enumerate(shown)
+            ]
+            chart.y_range = [0.0, 1.0]
+        else:
+            for line, j in zip(self._chart_lines, shown, strict=True):
+                line.update(t - t[-1], fraction[:, j])
+        chart.x_range = [-HISTORY_S, 0.0]
+
+    def pick_cell(self, cell_id: int) -> None:
+        """Select the robot that owns a picked cell of the robot mesh."""
+        self.select(self.robots.robot_of_cell(cell_id))
+
+    # -- LiDAR ------------------------------------------------------------------
+
+    def show_lidar(self, visible: bool) -> None:
+        """Toggle a simulated LiDAR scan (Open3D raycasting) of the current world."""
+        if not visible:
+            if self.lidar_actor is not None:
+                self.plotter.remove_actor(self.lidar_actor)
+                self.lidar_actor = None
+            return
+        from viz.lidar import LidarScanner, LidarSpec
+
+        sensors = [s for s in self.scene.sensors if s.kind == "lidar"]
+        if not sensors:
+            log.warning("the scene has no LiDAR sensor")
+            return
+        scan = LidarScanner(self.world, LidarSpec.from_sensor(sensors[0])).scan()
+        cloud = pv.PolyData(scan.points_m.astype(np.float64))
+        cloud.point_data["range m"] = scan.ranges_m
+        self.lidar_actor = self.plotter.add_mesh(
+            cloud,
+            scalars="range m",
+            cmap="cool",
+            point_size=3,
+            render_points_as_spheres=False,
+            show_scalar_bar=False,
+            name="lidar",
+        )
+
+    # -- output -----------------------------------------------------------------
+
+    def screenshot(self, path: Path) -> Path:
+        """Render one frame and write it as PNG."""
+        self.update()
+        self.plotter.render()
+        self.plotter.screenshot(str(path))
+        return path
+
+    def record(self, path: Path, seconds: float, *, fps: int = 24) -> int:
+        """Render ``seconds`` of the live hall to an MP4 (off screen); returns frames written."""
+        self.plotter.open_movie(str(path), framerate=fps, quality=6)
+        frames = max(1, round(seconds * fps))
+        start = time.monotonic()
+        try:
+            for frame in range(frames):
+                due = start + frame / fps
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pace against the wall clock: the video is real time
+                self.update()
+                self.plotter.write_frame()
+        finally:
+            self.plotter.mwriter.close()
+        return frames
+
+    def close(self) -> None:
+        """Close the window and the world."""
+        self.plotter.close()
+        self.world.close()
+        self.source.close()
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'1280x720' -> (1280, 720)."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720")
+    return int(width), int(height)
+
+
+def robots_on_screen(viewer: HallViewer) -> dict[str, tuple[int, int]]:
+    """Where each robot's chest is on screen, in window pixels from the top-left."""
+    renderer = viewer.plotter.renderer
+    height = viewer.plotter.window_size[1]
+    out: dict[str, tuple[int, int]] = {}
+    for robot_id in viewer.robots.robot_ids:
+        x, y, z = viewer.robots.head_position(robot_id)
+        renderer.SetWorldPoint(x, y, z - 0.5, 1.0)
+        renderer.WorldToDisplay()
+        dx, dy, _ = renderer.GetDisplayPoint()
+        out[robot_id] = (round(dx), round(height - dy))
+    return out
+
+
+def world_to_pixel(viewer: HallViewer, point: Sequence[float]) -> tuple[int, int]:
+    """A world point's pixel (column, row from the top) in the last render."""
+    renderer = viewer.plotter.renderer
+    renderer.SetWorldPoint(point[0], point[1], point[2], 1.0)
+    renderer.WorldToDisplay()
+    dx, dy, _ = renderer.GetDisplayPoint()
+    return round(dx), round(viewer.plotter.window_size[1] - dy)
