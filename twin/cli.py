@@ -53,9 +53,12 @@ def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
 ) -> None:
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if verbose:  # our own debug messages, not every library's
+        for package in ("twin", "sync", "viz", "scenes", "robots"):
+            logging.getLogger(package).setLevel(logging.DEBUG)
 
 
 def load_or_exit(scene: Path | None) -> Scene:

@@ -119,12 +119,13 @@ def _interactive(viewer: object, kiosk: bool) -> None:
     if not kiosk:
 
         def picked(_point: object, picker: object) -> None:
-            cell = picker.GetCellId()  # type: ignore[attr-defined]
+            point = picker.GetPointId()  # type: ignore[attr-defined]
             actor = picker.GetActor()  # type: ignore[attr-defined]
-            if cell >= 0 and actor is viewer.robot_actor:
-                viewer.pick_cell(int(cell))
+            if point >= 0 and actor is viewer.robot_actor:
+                viewer.select(viewer.robots.robot_of_point(int(point)))
             plotter.render()
 
+        plotter.pickable_actors = [viewer.robot_actor]  # clicks go to robots, not the floor
         plotter.enable_point_picking(
             callback=picked,
             use_picker=True,
