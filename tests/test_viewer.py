@@ -151,3 +151,35 @@ def test_colour_by_effort_changes_the_robot_colours(viewer: HallViewer) -> None:
         f"saturated effort should be red, got {after}"
     )
     assert np.abs(after - before).max() > 30
+
+
+def test_lidar_layer_toggles_a_real_scan(viewer: HallViewer) -> None:
+    viewer.show_lidar(True)
+    assert viewer.lidar_actor is not None
+    cloud = viewer.lidar_actor.mapper.dataset
+    assert cloud.n_points > 1000
+    lidar = next(s for s in viewer.scene.sensors if s.kind == "lidar")
+    distances = np.linalg.norm(cloud.points - np.array(lidar.pose.xyz), axis=1)
+    assert distances.max() <= lidar.range + 1e-3
+    viewer.show_lidar(False)
+    assert viewer.lidar_actor is None and "lidar" not in viewer.plotter.actors
+
+
+def test_a_shared_lesson_sends_pulses_from_the_hub_to_robots_on_that_task(
+    viewer: HallViewer,
+) -> None:
+    viewer.update(now_s=0.0)
+    squatters = tuple(r.id for r in viewer.scene.robots if r.task == "walking")
+    viewer.flows.share_lesson(0.0, squatters)
+    hub_top = np.array(viewer.flows.hub_top_m)
+    viewer.update(now_s=0.2)
+    early = np.asarray(viewer.flows.lesson_mesh.points[: len(squatters)])
+    viewer.update(now_s=1.8)
+    late = np.asarray(viewer.flows.lesson_mesh.points[: len(squatters)])
+    for i, robot_id in enumerate(squatters):
+        chest = viewer.flows.arcs[robot_id][0]
+        # pulses leave the hub and travel towards each robot on that task
+        assert np.linalg.norm(early[i] - hub_top) < np.linalg.norm(late[i] - hub_top)
+        assert np.linalg.norm(late[i] - chest) < np.linalg.norm(early[i] - chest)
+    viewer.update(now_s=5.0)  # the burst is over: pulses wait, hidden, inside the hub
+    assert (viewer.flows.lesson_mesh.points[:, 2] < hub_top[2]).all()

@@ -468,7 +468,7 @@ class HallViewer:
 
     def record(self, path: Path, seconds: float, *, fps: int = 24) -> int:
         """Render ``seconds`` of the live hall to an MP4 (off screen); returns frames written."""
-        self.plotter.open_movie(str(path), framerate=fps, quality=6)
+        self.plotter.open_movie(str(path), framerate=fps, quality=6, macro_block_size=1)
         frames = max(1, round(seconds * fps))
         start = time.monotonic()
         try:
