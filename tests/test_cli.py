@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import imageio.v3 as iio
+import numpy as np
+
 from scenes import DEFAULT_SCENE
 
 
@@ -75,8 +78,32 @@ def test_robots_lists_models_with_dof_and_height() -> None:
     assert all(1.0 < row["height_m"] < 2.2 for row in rows.values())
 
 
-def test_demo_builds_the_world_and_prints_the_summary() -> None:
-    result = twin("demo", "--seconds", "0.5")
-    assert result.returncode == 0, result.stderr
-    assert "Training hall A" in result.stdout
-    assert "World built in" in result.stdout and "120 steps" in result.stdout
+def test_headless_demo_runs_emulator_twin_and_viewer_and_writes_a_video(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "twin",
+            "demo",
+            "--headless",
+            "--seconds",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},  # no DISPLAY
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Training hall A" in result.stdout and "World built in" in result.stdout
+    video, picture = tmp_path / "hall.mp4", tmp_path / "hall.png"
+    assert f"video: {video} (48 frames, 2 s)" in result.stdout
+    assert f"screenshot: {picture}" in result.stdout
+    frames = iio.imread(video, index=None)
+    assert frames.shape[0] == 48
+    # the robots move between the first and the last frame: it is the live hall
+    assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 60
+    assert "emulator -> twin" in result.stderr
