@@ -183,3 +183,19 @@ def test_a_shared_lesson_sends_pulses_from_the_hub_to_robots_on_that_task(
         assert np.linalg.norm(late[i] - chest) < np.linalg.norm(early[i] - chest)
     viewer.update(now_s=5.0)  # the burst is over: pulses wait, hidden, inside the hub
     assert (viewer.flows.lesson_mesh.points[:, 2] < hub_top[2]).all()
+
+
+def test_a_fallen_robot_is_marked(viewer: HallViewer) -> None:
+    viewer.update(now_s=0.0)
+    assert viewer.fallen == set()
+    view = viewer.source.robots["T3-04"]
+    x, y, _ = view.base_position_m
+    view.base_position_m = (x, y, 0.2)  # pelvis on the floor
+    viewer.update(now_s=0.1)
+    assert viewer.fallen == {"T3-04"}
+    index = viewer.robots.robot_ids.index("T3-04")
+    marker = np.asarray(viewer._markers.points[index])
+    assert np.linalg.norm(marker[:2] - np.array([x, y])) < 1.0 and marker[2] > 0.0
+    others = np.delete(np.asarray(viewer._markers.points), index, axis=0)
+    assert (others[:, 2] < 0).all(), "only the fallen robot carries a marker"
+    assert "FALLEN" in viewer._label_text[index]

@@ -387,9 +387,9 @@ class HallViewer:
         if robot_id is None:
             return
         chart = pv.Chart2D(
-            size=(0.34, 0.42), loc=(0.64, 0.05), x_label="s", y_label="position / range"
+            size=(0.34, 0.42), loc=(0.64, 0.05), x_label="s", y_label="fraction of limit"
         )
-        chart.title = f"{robot_id}: joints (last {HISTORY_S:.0f} s)"
+        chart.title = f"{robot_id}: position / range (solid), effort / rating (dashed)"
         chart.background_color = (1.0, 1.0, 1.0, 0.85)
         self._chart = chart
         self.plotter.add_chart(chart)
@@ -406,27 +406,31 @@ class HallViewer:
             return
         t = np.array([h[0] for h in history])
         positions = np.array([h[1] for h in history])
-        span = np.where(
-            np.isfinite(index.upper - index.lower), index.upper - index.lower, 2 * math.pi
-        )
+        efforts = np.abs(np.array([h[2] for h in history]))
+        finite = np.isfinite(index.upper - index.lower)
+        span = np.where(finite, index.upper - index.lower, 2 * math.pi)
         lower = np.where(np.isfinite(index.lower), index.lower, -math.pi)
         fraction = (positions - lower) / np.maximum(span, 1e-9)
+        effort = np.clip(efforts / np.maximum(index.effort_limit, 1e-9), 0.0, 1.0)
         shown = [
             i for i, n in enumerate(index.names) if "knee" in n or "elbow" in n or "hip_pitch" in n
         ][:6]
         palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-        if len(self._chart_lines) != len(shown):
+        series = [fraction[:, j] for j in shown] + [effort[:, j] for j in shown]
+        x = t - t[-1]
+        if len(self._chart_lines) != len(series):
             chart.clear()
             self._chart_lines = [
-                chart.line(
-                    t - t[-1], fraction[:, j], color=palette[k % len(palette)], label=index.names[j]
-                )
+                chart.line(x, fraction[:, j], color=palette[k % 6], label=index.names[j])
+                for k, j in enumerate(shown)
+            ] + [
+                chart.line(x, effort[:, j], color=palette[k % 6], style="--")
                 for k, j in enumerate(shown)
             ]
             chart.y_range = [0.0, 1.0]
         else:
-            for line, j in zip(self._chart_lines, shown, strict=True):
-                line.update(t - t[-1], fraction[:, j])
+            for line, values in zip(self._chart_lines, series, strict=True):
+                line.update(x, values)
         chart.x_range = [-HISTORY_S, 0.0]
 
     def pick_cell(self, cell_id: int) -> None:
