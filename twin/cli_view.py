@@ -266,7 +266,7 @@ def run_demo(
         _wait_all_live(snapshot, timeout_s=_STARTUP_S)
         if headless or not has_display():
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-            folder = out_dir or Path("out") / f"demo-{stamp}"
+            folder = (out_dir or Path("out") / f"demo-{stamp}").resolve()
             folder.mkdir(parents=True, exist_ok=True)
             run_viewer(
                 scene,
