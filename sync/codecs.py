@@ -141,6 +141,8 @@ class VendorCodec:
             entries = _MAP_DECODER.decode(payload)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             raise FrameError("bad_payload", f"{self.model.name} map: {exc}") from None
+        except RecursionError:
+            raise FrameError("bad_payload", f"{self.model.name} map: nested too deeply") from None
         values = np.empty((3, len(self.names)), dtype=np.float64)
         seen = 0
         for name, triple in entries.items():

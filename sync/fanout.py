@@ -36,6 +36,7 @@ EVENT: Final = b"event"
 SNAPSHOT: Final = b"snapshot"
 STATUS: Final = b"status"
 ERROR: Final = b"error"
+_RESYNC_TIMEOUT_S: Final = 0.5
 
 
 class RobotView(msgspec.Struct):
@@ -77,6 +78,7 @@ class CraneView(msgspec.Struct):
 class StateUpdate(msgspec.Struct):
     """Robots and cranes that changed since the previous update."""
 
+    run_id: int  # random per twin run: a new one means the twin restarted
     seq: int
     stamp_ns: int
     robots: list[RobotView]
@@ -86,6 +88,7 @@ class StateUpdate(msgspec.Struct):
 class Event(msgspec.Struct):
     """Something that happened (liveness change, new epoch, refused frame, ...)."""
 
+    run_id: int
     seq: int
     stamp_ns: int
     kind: str
@@ -96,6 +99,7 @@ class Event(msgspec.Struct):
 class Snapshot(msgspec.Struct):
     """The full state at fan-out sequence number ``seq``."""
 
+    run_id: int
     seq: int
     stamp_ns: int
     scene: str
@@ -127,6 +131,8 @@ def request(
         frames = socket.recv_multipart()
     except zmq.Again:
         raise RequestError(f"no answer from {endpoint} within {timeout_s:g} s") from None
+    except zmq.ZMQError as exc:  # e.g. a malformed endpoint
+        raise RequestError(f"cannot ask {endpoint!r}: {exc}") from None
     finally:
         close_quietly(socket)
     if len(frames) != 2 or frames[0] != what:
@@ -165,6 +171,7 @@ class CloneClient:
         self.cranes: dict[str, CraneView] = {}
         self.events: deque[Event] = deque(maxlen=events_kept)
         self.scene = ""
+        self.run_id = 0
         self.seq = -1
         self.resyncs = 0
         self.gaps = 0
@@ -179,14 +186,26 @@ class CloneClient:
         """Take a snapshot (the subscription is already open, so nothing falls between)."""
         body = request(self._context, self._snapshot_endpoint, SNAPSHOT, timeout_s=timeout_s)
         snap = _SNAPSHOT_DECODER.decode(body)
+        self.run_id = snap.run_id
         self.scene = snap.scene
         self.robots = {r.robot_id: r for r in snap.robots}
         self.cranes = {c.crane_id: c for c in snap.cranes}
         self.seq = snap.seq
         self.synced = True
 
+    def _resync(self) -> int:
+        self.resyncs += 1
+        self.synced = False
+        try:
+            self.start(timeout_s=_RESYNC_TIMEOUT_S)
+        except RequestError as exc:  # the twin is away: keep the last state, retry later
+            log.warning("fresh snapshot failed (%s); will retry", exc)
+        return 0
+
     def poll(self, timeout_s: float = 0.0) -> int:
         """Apply every update waiting (waiting up to ``timeout_s`` for the first); returns count."""
+        if not self.synced and self.resyncs:
+            self._resync()
         applied = 0
         if not self._sub.poll(int(timeout_s * 1000)):
             return 0
@@ -208,14 +227,15 @@ class CloneClient:
         except msgspec.DecodeError as exc:
             log.warning("ignoring a malformed fan-out message: %s", exc)
             return 0
+        if self.synced and message.run_id != self.run_id:
+            log.info("the twin restarted; taking a fresh snapshot")
+            return self._resync()
         if not self.synced or message.seq <= self.seq:
             return 0  # older than the snapshot: already in it
         if message.seq != self.seq + 1:
             self.gaps += message.seq - self.seq - 1
-            self.resyncs += 1
             log.info("fan-out gap before seq %d; taking a fresh snapshot", message.seq)
-            self.start()
-            return 0
+            return self._resync()
         self.seq = message.seq
         if isinstance(message, StateUpdate):
             for robot in message.robots:

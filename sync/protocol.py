@@ -36,6 +36,11 @@ HEADER_SIZE: Final = HEADER.size  # 32
 MAX_TOPIC_BYTES: Final = 128
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
 """Frames larger than this are refused and counted as oversized."""
+MAX_COORDINATE_M: Final = 10_000.0
+"""Positions beyond this (in any axis) are refused: no hall is 10 km wide."""
+QUATERNION_NORM_TOLERANCE: Final = 1e-3
+MAX_SEQ_JUMP: Final = 10_000_000
+"""A forward jump larger than this (5.5 h at 500 Hz) is a resync, not that many losses."""
 
 
 class Kind(enum.IntEnum):
@@ -189,6 +194,8 @@ def decode_payload(kind: Kind, frame: bytes) -> Heartbeat | BaseState | CraneSta
         raise FrameError("bad_payload", f"{kind.prefix}: {exc}") from None
     except msgspec.DecodeError as exc:
         raise FrameError("bad_payload", f"{kind.prefix}: not MessagePack ({exc})") from None
+    except RecursionError:  # absurdly nested values (even under ignored keys)
+        raise FrameError("bad_payload", f"{kind.prefix}: nested too deeply") from None
     values: tuple[float, ...] = ()
     if isinstance(message, BaseState):
         values = (
@@ -202,4 +209,13 @@ def decode_payload(kind: Kind, frame: bytes) -> Heartbeat | BaseState | CraneSta
         values = (message.bridge_m, message.trolley_m, message.hoist_m)
     if any(v != v or v in (float("inf"), float("-inf")) for v in values):
         raise FrameError("bad_payload", f"{kind.prefix}: non-finite value")
+    if any(abs(v) > MAX_COORDINATE_M for v in values[:3]):
+        raise FrameError("bad_payload", f"{kind.prefix}: position beyond {MAX_COORDINATE_M:g} m")
+    if isinstance(message, BaseState):
+        norm = sum(q * q for q in message.orientation_xyzw) ** 0.5
+        if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
+            raise FrameError(
+                "bad_payload",
+                f"{kind.prefix}: orientation is not a unit quaternion (norm {norm:.4g})",
+            )
     return message

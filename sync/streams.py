@@ -3,14 +3,15 @@
 Nothing here reads a clock or a socket: callers pass ``now_ns`` (monotonic or wall,
 consistently), so every rule is exact under test.
 
-Liveness of a robot, from the time since its last accepted message and the nominal
-period T of its joint-state stream:
+Liveness of a robot, from the time since its last accepted joint state and the
+nominal period T of its joint-state stream:
 
 - LIVE  while that age is at most 1.5 T;
 - LATE  once it exceeds 1.5 T (a message is overdue);
-- STALE once it exceeds 3 T (three nominal periods without a message);
-- GONE  once it exceeds ``gone_after_s`` (default 10 s), or after a heartbeat in mode
-  ``shutdown``. Any new message makes the robot LIVE again.
+- STALE once it exceeds 3 T (three nominal periods without a joint state), or when it
+  sends only heartbeats or base poses;
+- GONE  when nothing at all arrived for ``gone_after_s`` (default 10 s), or after a
+  heartbeat in mode ``shutdown``. A new joint state makes the robot LIVE again.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
+
+from sync.protocol import MAX_SEQ_JUMP
 
 LATE_PERIODS: Final = 1.5
 STALE_PERIODS: Final = 3.0
@@ -44,7 +47,12 @@ class SeqVerdict(enum.Enum):
 
     ACCEPT = "accept"
     NEW_EPOCH = "new_epoch"
+    RESYNC = "resync"  # an implausible forward jump: accepted, not counted as losses
     STALE_SEQ = "stale_seq"  # duplicate or older than the last accepted: dropped, counted
+    STALE_EPOCH = "stale_epoch"  # from an epoch this stream already left: dropped, counted
+
+
+_RETIRED_EPOCHS_KEPT: Final = 8
 
 
 @dataclass
@@ -57,19 +65,31 @@ class StreamTracker:
     gaps: int = 0  # messages missing (sum of jumps)
     stale: int = 0  # duplicates / out of order, dropped
     epoch_changes: int = 0
+    resyncs: int = 0
+    retired: deque[int] = field(default_factory=lambda: deque(maxlen=_RETIRED_EPOCHS_KEPT))
 
     def observe(self, epoch: int, seq: int) -> SeqVerdict:
         """Account for one message; tell the caller whether to use it.
 
         Every epoch starts at seq 0, so the first message of an epoch with seq N means
-        N messages were lost before it: they count as gaps too.
+        N messages were lost before it: they count as gaps too. Messages of an epoch the
+        stream already left (an old connection's backlog, a second gateway) are dropped,
+        and a forward jump beyond MAX_SEQ_JUMP is a resync, not billions of losses.
         """
         if epoch != self.epoch:
+            if epoch in self.retired:
+                self.stale += 1
+                return SeqVerdict.STALE_EPOCH
             first = self.epoch == 0
+            if not first:
+                self.retired.append(self.epoch)
             self.epoch = epoch
             self.last_seq = seq
-            self.gaps += seq
             self.received += 1
+            if seq > MAX_SEQ_JUMP:
+                self.resyncs += 1
+            else:
+                self.gaps += seq
             if first:
                 return SeqVerdict.ACCEPT
             self.epoch_changes += 1
@@ -77,9 +97,13 @@ class StreamTracker:
         if seq <= self.last_seq:
             self.stale += 1
             return SeqVerdict.STALE_SEQ
-        self.gaps += seq - self.last_seq - 1
+        jump = seq - self.last_seq - 1
         self.last_seq = seq
         self.received += 1
+        if jump > MAX_SEQ_JUMP:
+            self.resyncs += 1
+            return SeqVerdict.RESYNC
+        self.gaps += jump
         return SeqVerdict.ACCEPT
 
 
@@ -183,25 +207,35 @@ class DelayMeter:
 
 @dataclass
 class LivenessClock:
-    """Liveness of one source from its nominal period and the age of its last message."""
+    """Liveness of one source from its main stream's nominal period.
+
+    LIVE/LATE/STALE follow the age of the newest message on the main stream (a robot's
+    joint states: a robot that only sends heartbeats is not live); any message at all
+    keeps a source from GONE.
+    """
 
     period_s: float
     gone_after_s: float = GONE_AFTER_S
-    last_rx_ns: int = 0
+    last_rx_ns: int = 0  # newest message on the main stream
+    last_any_ns: int = 0  # newest message of any kind
     shutdown: bool = False
 
-    def on_message(self, now_ns: int) -> None:
-        """A message was accepted now."""
-        self.last_rx_ns = now_ns
+    def on_message(self, now_ns: int, *, main: bool = True) -> None:
+        """A message was accepted now (``main``: on the stream liveness is judged by)."""
+        self.last_any_ns = now_ns
+        if main:
+            self.last_rx_ns = now_ns
         self.shutdown = False
 
     def state(self, now_ns: int) -> Liveness:
         """The liveness at ``now_ns``."""
-        if self.last_rx_ns == 0 or self.shutdown:
+        if self.last_any_ns == 0 or self.shutdown:
             return Liveness.GONE
+        if (now_ns - self.last_any_ns) / 1e9 > self.gone_after_s:
+            return Liveness.GONE
+        if self.last_rx_ns == 0:
+            return Liveness.STALE
         age_s = (now_ns - self.last_rx_ns) / 1e9
-        if age_s > self.gone_after_s:
-            return Liveness.GONE
         if age_s > STALE_PERIODS * self.period_s:
             return Liveness.STALE
         if age_s > LATE_PERIODS * self.period_s:

@@ -119,14 +119,17 @@ def test_a_dead_or_frozen_emulator_turns_every_robot_stale_in_time(
         periods = {r.id: 1.0 / get_model(r.model).profile.rate_hz for r in load_scene().robots}
         hall.popen.send_signal(getattr(signal, how))
         killed = time.monotonic()
+        # the twin's own view: how long after a robot's last message it called it STALE
+        # (independent of how quickly this test gets to ask)
         noticed: dict[str, float] = {}
-        while len(noticed) < len(periods) and time.monotonic() - killed < 2.0:
+        while len(noticed) < len(periods) and time.monotonic() - killed < 5.0:
             for robot_id, row in rows(context, endpoints).items():
-                if robot_id not in noticed and row["liveness"] in ("STALE", "GONE"):
-                    noticed[robot_id] = time.monotonic() - killed
+                if robot_id not in noticed and row["liveness"] == "STALE":
+                    # silence before the twin said STALE = since last message - in STALE for
+                    noticed[robot_id] = row["last_seen_s_ago"] - row["liveness_for_s"]
         assert set(noticed) == set(periods)
-        for robot_id, after_s in noticed.items():
-            assert after_s <= 3 * periods[robot_id] + DETECTION_MARGIN_S, (robot_id, after_s)
+        for robot_id, silent_s in noticed.items():
+            assert silent_s <= 3 * periods[robot_id] + DETECTION_MARGIN_S, (robot_id, silent_s)
         if how == "SIGSTOP":
             hall.popen.send_signal(signal.SIGCONT)
             wait_for(lambda: all_live(context, endpoints), timeout_s=5.0, what="LIVE again")

@@ -167,7 +167,9 @@ def test_late_joiner_gets_the_full_state_then_only_newer_updates(
             view = client.robots["H2-02"]
             assert set(client.robots) == {r.id for r in mirror.scene.robots}
             assert view.positions == pytest.approx(list(first[0]), abs=1e-9)
-            assert view.joint_names[view.joint_names.index("left_knee")] == "left_knee"
+            knee = codec.names.index("L_KNEE")  # Orca's wire order, canonical name in the view
+            assert view.joint_names[knee] == "left_knee"
+            assert view.positions[knee] == pytest.approx(first[0][knee], abs=1e-9)
             snapshot_seq = client.seq
             gateway.send(Kind.JOINT_STATE, "H2-02", codec.encode(*second))
             assert client.wait_until(

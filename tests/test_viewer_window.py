@@ -86,7 +86,6 @@ def test_click_on_a_robot_selects_it_and_opens_its_joint_panel(display: str) -> 
         target = "K1-01"
         x, y = places[target]
         assert 0 < x < 1024 and 0 < y < 640, places
-        time.sleep(0.5)  # let the window map before the pointer moves (no event to wait on)
         subprocess.run(
             ["xdotool", "mousemove", "--sync", str(x), str(y), "click", "1"],
             env=env,

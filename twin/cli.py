@@ -215,7 +215,7 @@ def view_cmd(
         ),
     ] = None,
     snapshot: Annotated[
-        str | None, typer.Option(help="Its snapshot endpoint [default: the fan-out's port + 1].")
+        str | None, typer.Option(help="Its snapshot endpoint \\[default: the fan-out's port + 1].")
     ] = None,
     screenshot: Annotated[
         Path | None, typer.Option(help="Write one frame as PNG and exit.")

@@ -32,7 +32,7 @@ IngestOpt = Annotated[
     typer.Option(
         "--ingest",
         envvar=ENV_INGEST,
-        help="Telemetry ingest endpoint [default: tcp://127.0.0.1:7700]",
+        help="Telemetry ingest endpoint \\[default: tcp://127.0.0.1:7700]",
     ),
 ]
 FanoutOpt = Annotated[
@@ -40,7 +40,7 @@ FanoutOpt = Annotated[
     typer.Option(
         "--fanout",
         envvar=ENV_FANOUT,
-        help="Viewer fan-out endpoint [default: tcp://127.0.0.1:7702]",
+        help="Viewer fan-out endpoint \\[default: tcp://127.0.0.1:7702]",
     ),
 ]
 SnapshotOpt = Annotated[
@@ -48,7 +48,7 @@ SnapshotOpt = Annotated[
     typer.Option(
         "--snapshot",
         envvar=ENV_SNAPSHOT,
-        help="Snapshot/status endpoint [default: tcp://127.0.0.1:7703]",
+        help="Snapshot/status endpoint \\[default: tcp://127.0.0.1:7703]",
     ),
 ]
 SecondsOpt = Annotated[
@@ -83,7 +83,7 @@ def emulate(
 ) -> None:
     """Run the hall emulator (see ``twin emulate --help``)."""
     from twin.cli import EXIT_BAD_INPUT, load_or_exit
-    from twin.emulate import HallEmulator
+    from twin.emulate import EmulatorError, HallEmulator
     from twin.faults import FaultSpecError, parse_faults
 
     loaded = load_or_exit(scene)
@@ -94,7 +94,11 @@ def emulate(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     endpoints = Endpoints.resolve(ingest=ingest)
     stop = _stop_on_signals()
-    emulator = HallEmulator(loaded, endpoints.ingest, faults=faults, seed=seed, noise=noise)
+    try:
+        emulator = HallEmulator(loaded, endpoints.ingest, faults=faults, seed=seed, noise=noise)
+    except EmulatorError as exc:
+        err.print(f"twin emulate: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     try:
         if not emulator.wait_for_twin(wait_s):
             log.warning(
@@ -129,13 +133,16 @@ def live(
 ) -> None:
     """Run the twin mirror (see ``twin live --help``)."""
     from twin.cli import load_or_exit
-    from twin.mirror import Mirror
+    from twin.mirror import Mirror, MirrorError
 
     loaded = load_or_exit(scene)
     endpoints = Endpoints.resolve(ingest, fanout, snapshot)
     stop = _stop_on_signals()
     try:
         mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz)
+    except MirrorError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        raise typer.Exit(2) from None
     except OSError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None

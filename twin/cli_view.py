@@ -112,9 +112,15 @@ def _interactive(viewer: object, kiosk: bool) -> None:
     assert isinstance(viewer, HallViewer)
     plotter = viewer.plotter
 
+    ready = False
+
     def tick(_step: int) -> None:
+        nonlocal ready
         viewer.update()
         plotter.render()
+        if not ready:  # the window is mapped and drawn: say where the robots are
+            ready = True
+            log.info("viewer ready; robots on screen: %s", _on_screen(viewer))
 
     if not kiosk:
 
@@ -152,7 +158,6 @@ def _interactive(viewer: object, kiosk: bool) -> None:
         )
     viewer.update()
     plotter.add_timer_event(max_steps=10**9, duration=33, callback=tick)
-    log.info("viewer ready; robots on screen: %s", _on_screen(viewer))
     plotter.show(full_screen=kiosk, auto_close=False)
 
 
@@ -160,7 +165,6 @@ def _on_screen(viewer: object) -> str:
     from viz.viewer import HallViewer, robots_on_screen
 
     assert isinstance(viewer, HallViewer)
-    viewer.plotter.render()
     return " ".join(f"{rid}@{x},{y}" for rid, (x, y) in robots_on_screen(viewer).items())
 
 

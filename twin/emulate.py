@@ -53,6 +53,10 @@ EFFORT_NOISE_NM: Final = 0.05
 MAX_CLOCK_SKEW_NS: Final = 3_000_000
 
 
+class EmulatorError(RuntimeError):
+    """The emulator cannot start (said why, in one line)."""
+
+
 @dataclass
 class Channel:
     """One robot's gateway inside the emulator, with its fault state and counters."""
@@ -101,22 +105,34 @@ class HallEmulator:
         faults = faults or {}
         skew_rng = random.Random(seed)
         self.channels: dict[str, Channel] = {}
-        for robot in scene.robots:
-            model = get_model(robot.model)
-            self.channels[robot.id] = Channel(
-                robot_id=robot.id,
-                model=model,
-                task=robot.task,
-                codec=codec_for(model),
-                gateway=Gateway(
+        gateways: list[Gateway] = []
+        try:
+            for robot in scene.robots:
+                model = get_model(robot.model)
+                codec = codec_for(model)
+                gateway = Gateway(
                     self.context,
                     ingest,
                     clock_skew_ns=skew_rng.randint(-MAX_CLOCK_SKEW_NS, MAX_CLOCK_SKEW_NS),
-                ),
-                faults=faults.get(robot.id, RobotFaults()),
-                rng=random.Random(f"{seed}:{robot.id}"),
-            )
-        self.crane_gateway = Gateway(self.context, ingest)
+                )
+                gateways.append(gateway)
+                self.channels[robot.id] = Channel(
+                    robot_id=robot.id,
+                    model=model,
+                    task=robot.task,
+                    codec=codec,
+                    gateway=gateway,
+                    faults=faults.get(robot.id, RobotFaults()),
+                    rng=random.Random(f"{seed}:{robot.id}"),
+                )
+            self.crane_gateway = Gateway(self.context, ingest)
+        except (ValueError, zmq.ZMQError) as exc:
+            for gateway in gateways:
+                gateway.close()
+            self.hall.close()
+            if self._owns_context:
+                self.context.destroy(linger=0)
+            raise EmulatorError(f"cannot emulate {scene.name!r} into {ingest}: {exc}") from None
         self.steps = 0
         self.late_steps = 0
         self.skipped_steps = 0

@@ -82,6 +82,7 @@ def parse_faults(specs: Iterable[str], robot_ids: Iterable[str]) -> dict[str, Ro
                 entry.disconnect_at_s = at_s
             elif what == "restart":
                 entry.restart_at_s.append(at_s)
+                entry.restart_at_s.sort()
             else:
                 entry.fall_at_s = at_s
         else:

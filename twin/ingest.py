@@ -41,6 +41,8 @@ from twin.links import CraneLink, RobotLink
 log = logging.getLogger(__name__)
 
 _LOG_EVERY_NS: Final = 1_000_000_000
+_TRAVEL_SLACK_M: Final = 0.01  # a crane may report a hair past its end stop
+_UNKNOWN_SOURCES_KEPT: Final = 100
 _KINDS: Final = {int(k): k for k in Kind}
 
 
@@ -101,7 +103,10 @@ class Ingest:
             route = self.routes.get(topic_frame)
             if route is None:
                 kind, source = parse_topic(topic_frame)  # raises for a malformed topic
-                self.unknown_sources[source] += 1
+                key = source if len(self.unknown_sources) < _UNKNOWN_SOURCES_KEPT else "(more)"
+                if source in self.unknown_sources:
+                    key = source
+                self.unknown_sources[key] += 1
                 raise FrameError(
                     "unknown_source", f"{source!r} is not in scene {self.scene_name!r}"
                 )
@@ -114,7 +119,11 @@ class Ingest:
                 self._on_crane(link, header, payload, mono_ns, size)
         except FrameError as exc:
             self.bad_frames[exc.reason] += 1
-            self.log_limited(exc.reason, "refused a frame from %s: %s", source, exc.detail)
+            self.log_limited(exc.reason, "refused a frame from %r: %s", source, exc.detail)
+            return None
+        except Exception as exc:  # a bug of ours must not let one message stop the twin
+            self.bad_frames["internal_error"] += 1
+            self.log_limited("internal_error", "could not handle a frame from %r: %r", source, exc)
             return None
         self.accepted += 1
         return link, kind, header
@@ -146,11 +155,15 @@ class Ingest:
         verdict = link.tracker(kind).observe(header.epoch, header.seq)
         if verdict is SeqVerdict.STALE_SEQ:
             raise FrameError("stale_seq", f"{kind.prefix} seq {header.seq} is not newer")
+        if verdict is SeqVerdict.STALE_EPOCH:
+            raise FrameError("stale_epoch", f"{kind.prefix} from a retired epoch {header.epoch:#x}")
+        if verdict is SeqVerdict.RESYNC:
+            self.on_event("resync", link.robot_id, f"{kind.prefix} seq jumped to {header.seq}")
         if verdict is SeqVerdict.NEW_EPOCH and header.epoch != link.epoch:
             self.on_event("epoch", link.robot_id, f"gateway restarted: new epoch {header.epoch:#x}")
             link.delay.reset()
         link.epoch = header.epoch
-        link.liveness.on_message(mono_ns)
+        link.liveness.on_message(mono_ns, main=kind == Kind.JOINT_STATE)
         link.rate_in.add(mono_ns, size)
         link.view_dirty = True
         if kind == Kind.JOINT_STATE:
@@ -173,8 +186,19 @@ class Ingest:
         state = decode_payload(Kind.CRANE, payload)
         if not isinstance(state, CraneState):  # the decoder is typed: cannot happen
             raise FrameError("bad_payload", f"crane {link.crane_id}: not a crane state")
-        if link.stream.observe(header.epoch, header.seq) is SeqVerdict.STALE_SEQ:
-            raise FrameError("stale_seq", f"crane seq {header.seq} is not newer")
+        for axis, value in (
+            ("bridge", state.bridge_m),
+            ("trolley", state.trolley_m),
+            ("hoist", state.hoist_m),
+        ):
+            low, high = link.travel_m[axis]
+            if not low - _TRAVEL_SLACK_M <= value <= high + _TRAVEL_SLACK_M:
+                raise FrameError(
+                    "out_of_travel", f"{axis} at {value:g} m is outside {low:g}..{high:g} m"
+                )
+        verdict = link.stream.observe(header.epoch, header.seq)
+        if verdict in (SeqVerdict.STALE_SEQ, SeqVerdict.STALE_EPOCH):
+            raise FrameError(verdict.value, f"crane seq {header.seq} is not newer")
         link.liveness.on_message(mono_ns)
         link.rate_in.add(mono_ns, size)
         link.state = state

@@ -37,6 +37,7 @@ class RobotLink:
     streams: dict[Kind, StreamTracker] = field(default_factory=dict)
     liveness: LivenessClock = field(init=False)
     reported: Liveness = Liveness.GONE
+    reported_since_ns: int = 0  # monotonic time the current liveness began
     rate_in: RateMeter = field(default_factory=RateMeter)
     rate_out: RateMeter = field(default_factory=RateMeter)
     delay: DelayMeter = field(default_factory=DelayMeter)
@@ -148,7 +149,8 @@ class RobotLink:
             # stamp to applied without the offset estimate: true when clocks agree
             "delay_ms_p50": round(raw[0], 3) if raw else None,
             "delay_ms_p99": round(raw[1], 3) if raw else None,
-            "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 3) if last else None,
+            "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 4) if last else None,
+            "liveness_for_s": round((now_mono_ns - self.reported_since_ns) / 1e9, 4),
             "mode": self.heartbeat.mode if self.heartbeat else "unknown",
             "estop": self.heartbeat.estop if self.heartbeat else False,
         }
@@ -159,6 +161,7 @@ class CraneLink:
     """One crane: newest state and its stream bookkeeping."""
 
     crane_id: str
+    travel_m: dict[str, tuple[float, float]]  # axis -> (low, high), hall coordinates
     stream: StreamTracker = field(default_factory=StreamTracker)
     liveness: LivenessClock = field(default_factory=lambda: LivenessClock(CRANE_PERIOD_S))
     reported: Liveness = Liveness.GONE

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections import deque
@@ -54,11 +55,17 @@ DEFAULT_TICK_HZ: Final = 240.0
 DEFAULT_DISPLAY_HZ: Final = 30.0
 _EVENTS_KEPT: Final = 1000
 _APPLY_BUDGET_FRACTION: Final = 0.4
+_TICK_DRAIN_LIMIT: Final = 2000
 _NOTEWORTHY: Final = frozenset({Liveness.STALE, Liveness.GONE})
 
 Sink = Callable[[Received], None]
 
-__all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "Received", "Sink"]
+
+class MirrorError(RuntimeError):
+    """The scene cannot be mirrored (said why, in one line)."""
+
+
+__all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "MirrorError", "Received", "Sink"]
 
 
 class Mirror:
@@ -80,20 +87,34 @@ class Mirror:
         self.world = World(scene)
         self.sinks: list[Sink] = []
         self.robots: dict[str, RobotLink] = {}
-        for robot in scene.robots:
-            handle = self.world.robot(robot.id)
-            model = get_model(robot.model)
-            position, orientation = self.world.base_pose(robot.id)
-            self.robots[robot.id] = RobotLink(
-                robot_id=robot.id,
-                model=model,
-                task=robot.task,
-                home_position_m=position,
-                home_orientation_xyzw=orientation,
-                joint_indices=[handle.joint_index[n] for n in model.profile.joint_names],
-            )
+        try:
+            for robot in scene.robots:
+                handle = self.world.robot(robot.id)
+                model = get_model(robot.model)
+                position, orientation = self.world.base_pose(robot.id)
+                self.robots[robot.id] = RobotLink(
+                    robot_id=robot.id,
+                    model=model,
+                    task=robot.task,
+                    home_position_m=position,
+                    home_orientation_xyzw=orientation,
+                    joint_indices=[handle.joint_index[n] for n in model.profile.joint_names],
+                )
+        except ValueError as exc:  # e.g. a model no telemetry encoding can carry
+            self.world.close()
+            raise MirrorError(f"robot {robot.id!r} cannot be mirrored: {exc}") from None
         self._bodies = {rid: self.world.robot(rid).body for rid in self.robots}
-        self.cranes = {c.id: CraneLink(c.id) for c in scene.cranes}
+        self.cranes = {
+            c.id: CraneLink(
+                c.id,
+                {
+                    "bridge": c.bridge.travel,
+                    "trolley": c.trolley.travel,
+                    "hoist": c.hoist.travel,
+                },
+            )
+            for c in scene.cranes
+        }
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
         self.ticks = 0
         self.tick_overruns = 0
@@ -104,6 +125,7 @@ class Mirror:
         self._apply_budget_ns = int(self._tick_ns * _APPLY_BUDGET_FRACTION)
         self._apply_spent_ns = 0
         self.fanout_seq = 0
+        self.run_id = secrets.randbits(63) | 1
         self.fanout_dropped = 0
         self.bad_requests = 0
         self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
@@ -225,6 +247,9 @@ class Mirror:
         """Apply pending states to the world, update liveness, publish if asked."""
         self.ticks += 1
         client = self.world.client
+        # what already waits in the socket is not late: take it in before judging liveness
+        # (a slow status reply or a GC pause of ours must not make robots look STALE)
+        self.drain(limit=_TICK_DRAIN_LIMIT)
         now_mono = time.monotonic_ns()
         self._apply_spent_ns = 0  # a fresh budget for this tick period
         self._apply_pending(now_mono)
@@ -242,6 +267,7 @@ class Mirror:
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
                     self._event("liveness", link.robot_id, f"{link.reported} -> {state}")
                 link.reported = state
+                link.reported_since_ns = now_mono
                 link.view_dirty = True
             link.roll_rates(now_mono)
         for crane in self.cranes.values():
@@ -297,6 +323,7 @@ class Mirror:
             return
         views = [link.view() for link in robots]
         update = StateUpdate(
+            run_id=self.run_id,
             seq=self._next_seq(),
             stamp_ns=time.time_ns(),
             robots=views,
@@ -320,6 +347,7 @@ class Mirror:
 
     def _event(self, kind: str, source: str, detail: str) -> None:
         event = Event(
+            run_id=self.run_id,
             seq=self._next_seq(),
             stamp_ns=time.time_ns(),
             kind=kind,
@@ -333,6 +361,7 @@ class Mirror:
     def snapshot(self) -> Snapshot:
         """The full state, stamped with the current fan-out sequence number."""
         return Snapshot(
+            run_id=self.run_id,
             seq=self.fanout_seq,
             stamp_ns=time.time_ns(),
             scene=self.scene.name,

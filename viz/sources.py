@@ -122,6 +122,7 @@ class LiveSource:
             self.close()
             raise SourceError(f"no twin at {snapshot}: {exc}") from None
         self._seen_events = 0
+        self._events_run = self.client.run_id
         log.info("live view of %r: %d robots", self.client.scene, len(self.client.robots))
 
     @property
@@ -140,6 +141,9 @@ class LiveSource:
         return self.client.poll(0.0) > 0
 
     def new_events(self) -> Iterator[Event]:
+        if self.client.run_id != self._events_run:  # a restarted twin counts from 1 again
+            self._events_run = self.client.run_id
+            self._seen_events = 0
         events = list(self.client.events)
         fresh = [e for e in events if e.seq > self._seen_events]
         if fresh:
