@@ -10,8 +10,9 @@ import pytest
 import pyvista as pv
 
 from scenes import load_scene
+from viz.screen import world_to_pixel
 from viz.sources import StaticSource
-from viz.viewer import HallViewer, world_to_pixel
+from viz.viewer import HallViewer
 
 pv.OFF_SCREEN = True
 SIZE = (960, 540)

@@ -89,7 +89,7 @@ def test_bad_joint_updates_apply_nothing(world: World) -> None:
 
 
 def test_crane_positions_move_its_links_and_limits_are_refused(world: World) -> None:
-    world.set_crane("C1", bridge=10.0, trolley=6.0, hoist=3.0)
+    world.set_crane("C1", bridge_m=10.0, trolley_m=6.0, hoist_m=3.0)
     assert world.crane_positions("C1") == pytest.approx(
         {"bridge": 10.0, "trolley": 6.0, "hoist": 3.0}
     )
@@ -100,23 +100,23 @@ def test_crane_positions_move_its_links_and_limits_are_refused(world: World) -> 
     with pytest.raises(
         CraneLimitError, match=r"crane:C1/bridge: 39\.5 m is outside travel 2\.\.38 m"
     ):
-        world.set_crane("C1", trolley=8.0, bridge=39.5)
+        world.set_crane("C1", trolley_m=8.0, bridge_m=39.5)
     assert world.crane_positions("C1")["trolley"] == pytest.approx(6.0)  # nothing moved
     with pytest.raises(CraneLimitError, match="hoist"):
-        world.set_crane("C1", hoist=7.5)
+        world.set_crane("C1", hoist_m=7.5)
 
 
 def test_crane_physics_stops_at_the_travel_limit() -> None:
     scene = load_scene()
     with World(scene) as world:
         crane = scene.cranes[0]
-        world.set_crane("C1", bridge=crane.bridge.travel[1] - 0.5)
+        world.set_crane("C1", bridge_m=crane.bridge.travel[1] - 0.5)
         world.drive_crane("C1", "bridge", crane.bridge.speed)
         world.step(round(3.0 / world.time_step_s))  # 1.8 m of travel asked for, 0.5 m left
         assert world.crane_positions("C1")["bridge"] == pytest.approx(
             crane.bridge.travel[1], abs=0.02
         )
-        world.set_crane("C1", hoist=crane.hoist.travel[1] - 0.3)
+        world.set_crane("C1", hoist_m=crane.hoist.travel[1] - 0.3)
         world.drive_crane("C1", "hoist", crane.hoist.speed)  # raise the hook and its load
         world.step(round(3.0 / world.time_step_s))
         assert world.crane_positions("C1")["hoist"] == pytest.approx(
@@ -152,9 +152,11 @@ def test_crane_load_lowered_onto_a_robot_touches_it() -> None:
     scene = load_scene()
     with World(scene) as world:
         station = scene.station(scene.robot("K1-03").station)
-        world.set_crane("C1", bridge=station.pose.xyz[0], trolley=station.pose.xyz[1], hoist=6.0)
+        world.set_crane(
+            "C1", bridge_m=station.pose.xyz[0], trolley_m=station.pose.xyz[1], hoist_m=6.0
+        )
         assert world.contacts("crane:C1/load", "robot:K1-03") == []
-        world.set_crane("C1", hoist=2.5)
+        world.set_crane("C1", hoist_m=2.5)
         hits = world.contacts("crane:C1", "robot:K1-03")
         assert hits and hits[0].a == "crane:C1/load"
 

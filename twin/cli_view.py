@@ -16,11 +16,15 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from scenes.model import Scene
+
+if TYPE_CHECKING:
+    from viz.viewer import HallViewer
 
 log = logging.getLogger(__name__)
 out = Console(highlight=False, soft_wrap=True)
@@ -60,8 +64,9 @@ def run_viewer(
     """Open the viewer on a source and show it, or write a screenshot/video."""
     import pyvista as pv
 
+    from viz.screen import parse_size
     from viz.sources import LiveSource, SourceError, StaticSource
-    from viz.viewer import COLOUR_MODES, HallViewer, parse_size
+    from viz.viewer import COLOUR_MODES, HallViewer
 
     try:
         window = parse_size(size)
@@ -106,10 +111,9 @@ def run_viewer(
         viewer.close()
 
 
-def _interactive(viewer: object, kiosk: bool) -> None:
-    from viz.viewer import COLOUR_MODES, HallViewer
+def _interactive(viewer: HallViewer, kiosk: bool) -> None:
+    from viz.viewer import COLOUR_MODES
 
-    assert isinstance(viewer, HallViewer)
     plotter = viewer.plotter
 
     ready = False
@@ -161,10 +165,9 @@ def _interactive(viewer: object, kiosk: bool) -> None:
     plotter.show(full_screen=kiosk, auto_close=False)
 
 
-def _on_screen(viewer: object) -> str:
-    from viz.viewer import HallViewer, robots_on_screen
+def _on_screen(viewer: HallViewer) -> str:
+    from viz.screen import robots_on_screen
 
-    assert isinstance(viewer, HallViewer)
     return " ".join(f"{rid}@{x},{y}" for rid, (x, y) in robots_on_screen(viewer).items())
 
 

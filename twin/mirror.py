@@ -295,9 +295,9 @@ class Mirror:
             try:
                 self.world.set_crane(
                     crane.crane_id,
-                    bridge=crane.state.bridge_m,
-                    trolley=crane.state.trolley_m,
-                    hoist=crane.state.hoist_m,
+                    bridge_m=crane.state.bridge_m,
+                    trolley_m=crane.state.trolley_m,
+                    hoist_m=crane.state.hoist_m,
                 )
             except CraneLimitError as exc:
                 crane.refused += 1

@@ -62,8 +62,8 @@ class Contact:
     a: str
     b: str
     distance_m: float
-    position_on_a: Vec3
-    position_on_b: Vec3
+    point_on_a_m: Vec3
+    point_on_b_m: Vec3
 
 
 @dataclass
@@ -177,7 +177,10 @@ class World:
                 physicsClientId=self.client,
             )
         self.set_crane(
-            crane.id, bridge=crane.home.bridge, trolley=crane.home.trolley, hoist=crane.home.hoist
+            crane.id,
+            bridge_m=crane.home.bridge,
+            trolley_m=crane.home.trolley,
+            hoist_m=crane.home.hoist,
         )
 
     def _add_robot(self, robot_id: str, model: RobotModel, station_id: str, fixed: bool) -> None:
@@ -295,19 +298,29 @@ class World:
         return out
 
     def set_base_pose(
-        self, robot_id: str, xyz: Sequence[float], quat_xyzw: Sequence[float]
+        self, robot_id: str, position_m: Sequence[float], orientation_xyzw: Sequence[float]
     ) -> None:
-        """Put a robot's base (pelvis) at a position and orientation in the hall frame."""
+        """Put a robot's base (pelvis) at a position and orientation in the hall frame.
+
+        Refused (ValueError, nothing moves): not 3 + 4 finite numbers, or an orientation
+        that is not a unit quaternion (|q| off 1 by more than 1e-3).
+        """
         handle = self.robot(robot_id)
+        values = (*position_m, *orientation_xyzw)
         if (
-            len(xyz) != 3
-            or len(quat_xyzw) != 4
-            or not all(math.isfinite(v) for v in (*xyz, *quat_xyzw))
+            len(position_m) != 3
+            or len(orientation_xyzw) != 4
+            or not all(math.isfinite(v) for v in values)
         ):
             raise ValueError(
                 f"robot:{robot_id}: base pose needs 3 finite coordinates and a quaternion"
             )
-        pb.resetBasePositionAndOrientation(handle.body, xyz, quat_xyzw, physicsClientId=self.client)
+        norm = math.sqrt(sum(q * q for q in orientation_xyzw))
+        if abs(norm - 1.0) > 1e-3:
+            raise ValueError(f"robot:{robot_id}: orientation is not a unit quaternion ({norm:.4g})")
+        pb.resetBasePositionAndOrientation(
+            handle.body, position_m, orientation_xyzw, physicsClientId=self.client
+        )
 
     def base_pose(self, robot_id: str) -> tuple[Vec3, Quat]:
         """A robot's base position (m) and orientation (x, y, z, w)."""
@@ -331,9 +344,9 @@ class World:
         self,
         crane_id: str,
         *,
-        bridge: float | None = None,
-        trolley: float | None = None,
-        hoist: float | None = None,
+        bridge_m: float | None = None,
+        trolley_m: float | None = None,
+        hoist_m: float | None = None,
     ) -> None:
         """Put crane axes at hall positions (bridge x, trolley y, hook height; m).
 
@@ -341,7 +354,7 @@ class World:
         and nothing moves.
         """
         handle = self.crane(crane_id)
-        wanted = {"bridge": bridge, "trolley": trolley, "hoist": hoist}
+        wanted = {"bridge": bridge_m, "trolley": trolley_m, "hoist": hoist_m}
         for axis, value in wanted.items():
             if value is not None:
                 handle.geometry.check(axis, value)
@@ -438,8 +451,8 @@ class World:
                 a=self._link_name(ref_a, int(point[3])),
                 b=self._link_name(ref_b, int(point[4])),
                 distance_m=float(point[8]),
-                position_on_a=_vec(point[5]),
-                position_on_b=_vec(point[6]),
+                point_on_a_m=_vec(point[5]),
+                point_on_b_m=_vec(point[6]),
             )
 
     def _link_name(self, ref: Ref, link: int) -> str:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -29,6 +26,7 @@ from sync.fanout import RobotView
 from twin.world import World
 from viz.flows import FlowLayer
 from viz.hall import HallDrawing
+from viz.joint_panel import JointIndex, JointPanel
 from viz.robot_mesh import RobotBatch
 from viz.sources import Source
 from viz.tour import CameraTour
@@ -40,21 +38,7 @@ COLOUR_MODES: Final[tuple[str, ...]] = ("manufacturer", "effort", "position", "v
 GREY_RGB: Final = np.array([150, 150, 150], dtype=np.uint8)
 BACKGROUND_TOP: Final = (0.80, 0.86, 0.94)
 BACKGROUND_BOTTOM: Final = (0.97, 0.98, 1.0)
-HISTORY_S: Final = 10.0
-HISTORY_HZ: Final = 30.0
 _DEAD: Final = frozenset({"STALE", "GONE"})
-
-
-@dataclass
-class JointIndex:
-    """For one robot: where each view joint goes in the world, and its limits."""
-
-    names: list[str]
-    link: NDArray[np.int64]  # PyBullet link (= joint) index per view joint
-    lower: NDArray[np.float64]
-    upper: NDArray[np.float64]
-    effort_limit: NDArray[np.float64]
-    velocity_limit: NDArray[np.float64]
 
 
 class HallViewer:
@@ -100,11 +84,7 @@ class HallViewer:
             ambient=0.2,
         )
         self._joints: dict[str, JointIndex] = {}
-        self._history: dict[str, deque[tuple[float, list[float], list[float]]]] = {}
-        self._last_history_s: dict[str, float] = {}
-        self.selected: str | None = None
-        self._chart: pv.Chart2D | None = None
-        self._chart_lines: list[pv.charts.LinePlot2D] = []
+        self.panel = JointPanel(self.plotter)
         hub = scene.hub
         self.flows = FlowLayer(
             self.plotter,
@@ -191,27 +171,17 @@ class HallViewer:
             self.world.set_base_pose(
                 view.robot_id, view.base_position_m, view.base_orientation_xyzw
             )
-            self._remember(view, now_s)
+            self.panel.remember(view, now_s)
         for crane in self.source.cranes.values():
             try:
                 self.world.set_crane(
                     crane.crane_id,
-                    bridge=crane.bridge_m,
-                    trolley=crane.trolley_m,
-                    hoist=crane.hoist_m,
+                    bridge_m=crane.bridge_m,
+                    trolley_m=crane.trolley_m,
+                    hoist_m=crane.hoist_m,
                 )
             except (ValueError, KeyError) as exc:
                 log.warning("crane %s not drawn at its reported place: %s", crane.crane_id, exc)
-
-    def _remember(self, view: RobotView, now_s: float) -> None:
-        if (
-            not view.positions
-            or now_s - self._last_history_s.get(view.robot_id, -1.0) < 1 / HISTORY_HZ
-        ):
-            return
-        self._last_history_s[view.robot_id] = now_s
-        history = self._history.setdefault(view.robot_id, deque(maxlen=int(HISTORY_S * HISTORY_HZ)))
-        history.append((now_s, list(view.positions), list(view.efforts)))
 
     # -- drawing ----------------------------------------------------------------
 
@@ -242,8 +212,8 @@ class HallViewer:
         self._update_panels()
         if self.kiosk:
             self.tour.apply(self.plotter, now)
-        if self.selected is not None:
-            self._update_chart()
+        if self.panel.selected is not None:
+            self.panel.update(self._joints.get(self.panel.selected))
         self.frames += 1
 
     def _recolour(self) -> None:
@@ -379,59 +349,12 @@ class HallViewer:
 
     def select(self, robot_id: str | None) -> None:
         """Select a robot: its joint history and limits appear in a side panel."""
-        self.selected = robot_id
-        if self._chart is not None:
-            self.plotter.remove_chart(self._chart)
-            self._chart = None
-            self._chart_lines = []
-        if robot_id is None:
-            return
-        chart = pv.Chart2D(
-            size=(0.34, 0.42), loc=(0.64, 0.05), x_label="s", y_label="fraction of limit"
-        )
-        chart.title = f"{robot_id}: position / range (solid), effort / rating (dashed)"
-        chart.background_color = (1.0, 1.0, 1.0, 0.85)
-        self._chart = chart
-        self.plotter.add_chart(chart)
-        log.info("selected %s; joint panel shown", robot_id)
-        self._update_chart()
+        self.panel.select(robot_id, self._joints.get(robot_id) if robot_id else None)
 
-    def _update_chart(self) -> None:
-        chart, robot_id = self._chart, self.selected
-        if chart is None or robot_id is None:
-            return
-        history = self._history.get(robot_id)
-        index = self._joints.get(robot_id)
-        if not history or index is None:
-            return
-        t = np.array([h[0] for h in history])
-        positions = np.array([h[1] for h in history])
-        efforts = np.abs(np.array([h[2] for h in history]))
-        finite = np.isfinite(index.upper - index.lower)
-        span = np.where(finite, index.upper - index.lower, 2 * math.pi)
-        lower = np.where(np.isfinite(index.lower), index.lower, -math.pi)
-        fraction = (positions - lower) / np.maximum(span, 1e-9)
-        effort = np.clip(efforts / np.maximum(index.effort_limit, 1e-9), 0.0, 1.0)
-        shown = [
-            i for i, n in enumerate(index.names) if "knee" in n or "elbow" in n or "hip_pitch" in n
-        ][:6]
-        palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
-        series = [fraction[:, j] for j in shown] + [effort[:, j] for j in shown]
-        x = t - t[-1]
-        if len(self._chart_lines) != len(series):
-            chart.clear()
-            self._chart_lines = [
-                chart.line(x, fraction[:, j], color=palette[k % 6], label=index.names[j])
-                for k, j in enumerate(shown)
-            ] + [
-                chart.line(x, effort[:, j], color=palette[k % 6], style="--")
-                for k, j in enumerate(shown)
-            ]
-            chart.y_range = [0.0, 1.0]
-        else:
-            for line, values in zip(self._chart_lines, series, strict=True):
-                line.update(x, values)
-        chart.x_range = [-HISTORY_S, 0.0]
+    @property
+    def selected(self) -> str | None:
+        """The selected robot, if any."""
+        return self.panel.selected
 
     def pick_cell(self, cell_id: int) -> None:
         """Select the robot that owns a picked cell of the robot mesh."""
@@ -496,34 +419,3 @@ class HallViewer:
         self.plotter.close()
         self.world.close()
         self.source.close()
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'1280x720' -> (1280, 720)."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise ValueError(f"size {text!r} is not WIDTHxHEIGHT, e.g. 1280x720")
-    return int(width), int(height)
-
-
-def robots_on_screen(viewer: HallViewer) -> dict[str, tuple[int, int]]:
-    """Where each robot's chest is on screen, in window pixels from the top-left."""
-    renderer = viewer.plotter.renderer
-    height = viewer.plotter.window_size[1]
-    out: dict[str, tuple[int, int]] = {}
-    for robot_id in viewer.robots.robot_ids:
-        x, y, z = viewer.robots.head_position(robot_id)
-        renderer.SetWorldPoint(x, y, z - 0.5, 1.0)
-        renderer.WorldToDisplay()
-        dx, dy, _ = renderer.GetDisplayPoint()
-        out[robot_id] = (round(dx), round(height - dy))
-    return out
-
-
-def world_to_pixel(viewer: HallViewer, point: Sequence[float]) -> tuple[int, int]:
-    """A world point's pixel (column, row from the top) in the last render."""
-    renderer = viewer.plotter.renderer
-    renderer.SetWorldPoint(point[0], point[1], point[2], 1.0)
-    renderer.WorldToDisplay()
-    dx, dy, _ = renderer.GetDisplayPoint()
-    return round(dx), round(viewer.plotter.window_size[1] - dy)
