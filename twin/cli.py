@@ -285,9 +285,16 @@ def live_cmd(
     seconds: cli_live.SecondsOpt = None,
     tick_hz: Annotated[float, typer.Option(min=1.0, help="World update rate.")] = 240.0,
     display_hz: Annotated[float, typer.Option(min=1.0, help="Fan-out rate to viewers.")] = 30.0,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Record every accepted message to this MCAP file (raw frames + canonical JSON).",
+        ),
+    ] = None,
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
-    cli_live.live(scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz)
+    cli_live.live(scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record)
 
 
 @app.command("status")

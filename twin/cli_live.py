@@ -11,8 +11,9 @@ import logging
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import zmq
@@ -21,6 +22,11 @@ from rich.table import Table
 
 from sync.addresses import ENV_FANOUT, ENV_INGEST, ENV_SNAPSHOT, Endpoints
 from sync.fanout import RequestError, request_status
+
+if TYPE_CHECKING:
+    from scenes.model import Scene
+    from twin.mirror import Mirror
+    from twin.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +136,14 @@ def live(
     seconds: float | None,
     tick_hz: float,
     display_hz: float,
+    record: Path | None = None,
 ) -> None:
-    """Run the twin mirror (see ``twin live --help``)."""
+    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write."""
     from twin.cli import load_or_exit
     from twin.mirror import Mirror, MirrorError
 
     loaded = load_or_exit(scene)
+    recorder = None
     endpoints = Endpoints.resolve(ingest, fanout, snapshot)
     stop = _stop_on_signals()
     try:
@@ -146,6 +154,13 @@ def live(
     except OSError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
+    if record is not None:
+        recorder = _start_recorder(record, scene, loaded)
+        if recorder is None:
+            mirror.close()
+            raise typer.Exit(1)
+        mirror.sinks.append(recorder.sink)
+        _record_ingest_events(mirror, recorder)
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
@@ -157,11 +172,47 @@ def live(
     finally:
         totals = mirror.status()["totals"]
         mirror.close()
+        if recorder is not None:
+            recorder.close()
     err.print(
         f"received {totals['received']} messages ({totals['accepted']} accepted), "
         f"gaps {totals['gaps']}, refused {sum(totals['bad_frames'].values())}",
         markup=False,
     )
+    if recorder is not None:
+        err.print(f"recorded {recorder.messages} messages to {recorder.path}", markup=False)
+
+
+def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from scenes import DEFAULT_SCENE
+    from twin.recorder import Recorder, RecorderError
+
+    try:
+        twin_version = version("hall-twin")
+    except PackageNotFoundError:
+        twin_version = "unknown"
+    scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
+    try:
+        return Recorder(record, loaded, scene_text, twin_version=twin_version)
+    except RecorderError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        return None
+
+
+def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
+    """Also record the ingest's events (epoch changes, resyncs) on ``/events``.
+
+    Liveness changes are raised inside the mirror itself and are not recorded yet.
+    """
+    forward = mirror.ingest.on_event
+
+    def on_event(kind: str, source: str, detail: str) -> None:
+        forward(kind, source, detail)
+        recorder.event(kind, source, detail, time.time_ns())
+
+    mirror.ingest.on_event = on_event
 
 
 def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:

@@ -1,0 +1,164 @@
+"""How many messages a second the recorder's sink sustains, beside plain mcap writing.
+
+Usage: ``python benchmarks/record.py [--messages N] [--json]``. Feeds
+:meth:`twin.recorder.Recorder.sink` realistic accepted joint states (the default hall's
+robots: Kestrel packed float32, Orca packed float64 degrees, Tessel MessagePack maps,
+in proportion to their rates) and, in the same run, writes the same bytes with a bare
+``mcap.writer.Writer`` (two ``add_message`` calls a message: raw frame + JSON, no
+decoding) as the baseline. Also times the parts of the sink (canonical JSON alone) so
+a shortfall can be placed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mcap.writer import Writer
+
+from benchmarks.machine import machine_info
+from robots import get_model
+from scenes import DEFAULT_SCENE, load_scene
+from scenes.model import Scene
+from sync.codecs import codec_for
+from sync.protocol import Header, Kind, pack_header, topic
+from twin.ingest import Received
+from twin.recorder import COMPRESSION, Recorder
+
+TARGET_MSGS_PER_S = 50_000
+
+
+def realistic_messages(scene: Scene, count: int, seed: int = 1) -> list[Received]:
+    """``count`` joint states of the scene's robots, interleaved in proportion to rate."""
+    rng = np.random.default_rng(seed)
+    robots = list(scene.robots)
+    rates = np.array([get_model(r.model).profile.rate_hz for r in robots])
+    picks = rng.choice(len(robots), size=count, p=rates / rates.sum())
+    seqs = dict.fromkeys(range(len(robots)), 0)
+    start_ns = time.time_ns()
+    out: list[Received] = []
+    for i, index in enumerate(picks):
+        robot = robots[int(index)]
+        model = get_model(robot.model)
+        codec = codec_for(model)
+        n = len(codec.names)
+        low = np.array([model.joint(name).lower for name in codec.names])
+        high = np.array([model.joint(name).upper for name in codec.names])
+        positions = rng.uniform(low, high)
+        payload = codec.encode(positions, rng.normal(0, 1, n), rng.normal(0, 10, n))
+        stamp_ns = start_ns + i * 20_000
+        seq = seqs[int(index)]
+        seqs[int(index)] = seq + 1
+        header = Header(kind=Kind.JOINT_STATE, seq=seq, stamp_ns=stamp_ns, epoch=0x1234)
+        wire_topic = topic(Kind.JOINT_STATE, robot.id)
+        out.append(Received(stamp_ns + 300_000, robot.id, header, wire_topic, payload))
+    return out
+
+
+def _bench_sink(scene: Scene, messages: list[Received], folder: Path) -> tuple[float, int]:
+    text = DEFAULT_SCENE.read_text(encoding="utf-8")
+    path = folder / "sink.mcap"
+    recorder = Recorder(path, scene, text, twin_version="bench")
+    sink = recorder.sink
+    started = time.perf_counter()
+    for message in messages:
+        sink(message)
+    recorder.close()
+    elapsed = time.perf_counter() - started
+    return len(messages) / elapsed, path.stat().st_size
+
+
+def _pairs(scene: Scene, messages: list[Received]) -> list[tuple[bytes, bytes]]:
+    recorder = Recorder(
+        Path(tempfile.mkstemp(suffix=".mcap")[1]), scene, "", twin_version="bench"
+    )  # only to build the same bytes the sink writes
+    routes = recorder._routes
+    pairs = []
+    for m in messages:
+        raw = pack_header(m.header.kind, m.header.seq, m.header.stamp_ns, m.header.epoch)
+        pairs.append((raw + m.payload, recorder._canonical(routes[m.topic], m)))
+    recorder.close()
+    recorder.path.unlink()
+    return pairs
+
+
+def _bench_raw(pairs: list[tuple[bytes, bytes]], chunk_size: int, folder: Path) -> float:
+    with (folder / "raw.mcap").open("wb") as stream:
+        writer = Writer(stream, chunk_size=chunk_size, compression=COMPRESSION)
+        writer.start()
+        raw_channel = writer.register_channel("/raw", "hall-twin-v1", 0)
+        json_channel = writer.register_channel("/json", "json", 0)
+        add = writer.add_message
+        started = time.perf_counter()
+        for i, (raw, canonical) in enumerate(pairs):
+            add(raw_channel, i, raw, i, i)
+            add(json_channel, i, canonical, i, i)
+        writer.finish()  # type: ignore[no-untyped-call]
+        return len(pairs) / (time.perf_counter() - started)
+
+
+def _bench_json_only(scene: Scene, messages: list[Received]) -> float:
+    path = Path(tempfile.mkstemp(suffix=".mcap")[1])
+    recorder = Recorder(path, scene, "", twin_version="bench")
+    routes, canonical = recorder._routes, recorder._canonical
+    started = time.perf_counter()
+    for m in messages:
+        canonical(routes[m.topic], m)
+    rate = len(messages) / (time.perf_counter() - started)
+    recorder.close()
+    path.unlink()
+    return rate
+
+
+def run(count: int) -> dict[str, Any]:
+    """Run every measurement once; returns the JSON report."""
+    scene = load_scene()
+    messages = realistic_messages(scene, count)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        sink_rate, size = _bench_sink(scene, messages, folder)
+        chunk = Recorder(folder / "probe.mcap", scene, "", twin_version="bench")
+        chunk_size = chunk.chunk_size_bytes
+        chunk.close()
+        pairs = _pairs(scene, messages)
+        raw_rate = _bench_raw(pairs, chunk_size, folder)
+        json_rate = _bench_json_only(scene, messages)
+    return {
+        "messages": count,
+        "msgs_per_s": round(sink_rate),
+        "raw_mcap_msgs_per_s": round(raw_rate),
+        "canonical_json_only_msgs_per_s": round(json_rate),
+        "target_msgs_per_s": TARGET_MSGS_PER_S,
+        "meets_target": sink_rate >= TARGET_MSGS_PER_S,
+        "bytes_per_msg_on_disk": round(size / count, 1),
+        "chunk_size_bytes": chunk_size,
+        "compression": COMPRESSION.name.lower(),
+        "machine": machine_info(),
+    }
+
+
+def main() -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="Print JSON.")
+    args = parser.parse_args()
+    report = run(args.messages)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    for key, value in report.items():
+        print(f"{key}: {value}")
+
+
+if __name__ == "__main__":
+    main()

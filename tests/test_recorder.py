@@ -1,0 +1,327 @@
+"""The recorder (MCAP writing) and the recording reader, checked with the plain mcap reader."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mcap.reader import make_reader
+from mcap.records import Chunk, Message
+from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.writer import Writer
+
+import twin.recorder as recorder_module
+from robots import get_model
+from scenes import DEFAULT_SCENE, load_scene
+from scenes.model import Scene
+from sync.codecs import codec_for
+from sync.protocol import (
+    BaseState,
+    CraneState,
+    Heartbeat,
+    Kind,
+    encode_payload,
+    pack_header,
+    topic,
+    unpack_header,
+)
+from twin.ingest import Received
+from twin.recorder import Recorder
+from twin.recording import RecordingError, open_recording
+
+T0_NS = 1_700_000_000_000_000_000
+EPOCH = 0xABCDEF
+
+
+@pytest.fixture(scope="module")
+def scene() -> Scene:
+    return load_scene()
+
+
+def scene_text() -> str:
+    return DEFAULT_SCENE.read_text(encoding="utf-8")
+
+
+def received(kind: Kind, source: str, seq: int, stamp_ns: int, payload: bytes) -> Received:
+    header = unpack_header(pack_header(kind, seq, stamp_ns, EPOCH))
+    return Received(stamp_ns + 250_000, source, header, topic(kind, source), payload)
+
+
+def joint_values(model_name: str, seq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    model = get_model(model_name)
+    names = codec_for(model).names
+    low = np.array([model.joint(n).lower for n in names])
+    high = np.array([model.joint(n).upper for n in names])
+    k = np.arange(len(names))
+    frac = (np.sin(k * 0.7 + seq * 0.1) + 1.0) / 2.0
+    return low + frac * (high - low), np.cos(k + seq) * 0.5, np.sin(k - seq) * 3.0
+
+
+def hall_messages(scene: Scene, rounds: int, spread_ns: int = 1_000_000_000) -> list[Received]:
+    """``rounds`` of: a joint state per robot, plus heartbeat, base and crane messages."""
+    out = []
+    for seq in range(rounds):
+        stamp = T0_NS + seq * spread_ns // max(1, rounds)
+        for robot in scene.robots:
+            codec = codec_for(get_model(robot.model))
+            out.append(
+                received(
+                    Kind.JOINT_STATE,
+                    robot.id,
+                    seq,
+                    stamp,
+                    codec.encode(*joint_values(robot.model, seq)),
+                )
+            )
+            if seq % 5 == 0:
+                hb = Heartbeat("running", False, False, "maker", robot.model, "walk")
+                out.append(received(Kind.HEARTBEAT, robot.id, seq // 5, stamp, encode_payload(hb)))
+                base = BaseState(
+                    (1.0, 2.0, 0.9), (0.0, 0.0, 0.0, 1.0), (0, 0, 0), (0, 0, 0), (0, 0, 9.81)
+                )
+                out.append(received(Kind.BASE, robot.id, seq // 5, stamp, encode_payload(base)))
+        for crane in scene.cranes:
+            state = CraneState(
+                crane.bridge.travel[0] + 0.5, crane.trolley.travel[0] + 0.5, 3.0, False
+            )
+            out.append(received(Kind.CRANE, crane.id, seq, stamp, encode_payload(state)))
+    return out
+
+
+def record(path: Path, scene: Scene, messages: list[Received], **kwargs: int) -> None:
+    with Recorder(path, scene, scene_text(), twin_version="test", **kwargs) as rec:  # type: ignore[arg-type]
+        for message in messages:
+            rec.sink(message)
+        rec.event("epoch", "K1-01", "gateway restarted", T0_NS)
+
+
+def test_every_message_is_recorded_raw_and_canonical(tmp_path: Path, scene: Scene) -> None:
+    messages = hall_messages(scene, 20)
+    path = tmp_path / "hall.mcap"
+    record(path, scene, messages)
+    with path.open("rb") as stream:
+        reader = make_reader(stream)
+        summary = reader.get_summary()
+        assert summary is not None
+        assert summary.statistics is not None
+        by_topic = {c.topic: c for c in summary.channels.values()}
+        counts = {
+            summary.channels[c].topic: n
+            for c, n in summary.statistics.channel_message_counts.items()
+        }
+        schemas = {s.id: s for s in summary.schemas.values()}
+        for robot in scene.robots:
+            assert counts[f"/raw/js/{robot.id}"] == 20
+            assert counts[f"/joints/{robot.id}"] == 20
+            assert counts[f"/heartbeat/{robot.id}"] == counts[f"/raw/hb/{robot.id}"] == 4
+            assert counts[f"/base/{robot.id}"] == counts[f"/raw/base/{robot.id}"] == 4
+            assert by_topic[f"/raw/js/{robot.id}"].message_encoding == "hall-twin-v1"
+            assert by_topic[f"/raw/js/{robot.id}"].schema_id == 0
+            assert schemas[by_topic[f"/joints/{robot.id}"].schema_id].name == "hall_twin.JointState"
+            assert schemas[by_topic[f"/base/{robot.id}"].schema_id].name == "foxglove.PoseInFrame"
+            json.loads(schemas[by_topic[f"/joints/{robot.id}"].schema_id].data)
+        assert counts["/crane/C1"] == counts["/raw/crane/C1"] == 20
+        assert counts["/events"] == 1
+        assert summary.statistics.message_count == 2 * len(messages) + 1
+        meta = {m.name: m.metadata for m in reader.iter_metadata()}
+        assert meta["twin"]["twin_version"] == "test"
+        assert meta["twin"]["scene"] == scene.name
+        assert int(meta["twin"]["start_time_ns"]) > 0
+        assert meta["twin"]["python_version"].count(".") == 2
+        attachments = {a.name: a.data for a in reader.iter_attachments()}
+        assert attachments["scene.yaml"].decode() == scene_text()
+        for name in {r.model for r in scene.robots}:
+            assert attachments[f"robots/{name}.urdf"] == get_model(name).urdf_path.read_bytes()
+        models = {r.id: r.model for r in scene.robots}
+        joints_seen = 0
+        for _schema, channel, message in reader.iter_messages(log_time_order=False):
+            if channel.topic.startswith("/joints/"):
+                body = json.loads(message.data)
+                robot_id = channel.topic.removeprefix("/joints/")
+                model = get_model(models[robot_id])
+                seq = body["seq"]
+                positions, velocities, efforts = joint_values(model.name, seq)
+                codec = codec_for(model)
+                assert body["name"] == [model.profile.canonical_name(n) for n in codec.names]
+                tolerance = 1e-6 if model.profile.encoding == "packed_f32" else 1e-12
+                np.testing.assert_allclose(
+                    body["position"], positions, rtol=tolerance, atol=tolerance
+                )
+                np.testing.assert_allclose(
+                    body["velocity"], velocities, rtol=tolerance, atol=tolerance
+                )
+                np.testing.assert_allclose(body["effort"], efforts, rtol=tolerance, atol=tolerance)
+                assert body["epoch"] == EPOCH
+                assert message.publish_time == body["stamp_ns"]
+                assert message.log_time == body["stamp_ns"] + 250_000
+                joints_seen += 1
+            elif channel.topic.startswith("/raw/"):
+                header = unpack_header(message.data[:32])
+                assert header.epoch == EPOCH
+                assert message.publish_time == header.stamp_ns
+        assert joints_seen == 20 * len(scene.robots)
+
+
+def test_orca_degrees_become_radians(tmp_path: Path, scene: Scene) -> None:
+    orca = next(r for r in scene.robots if r.model == "orca_h2")
+    codec = codec_for(get_model("orca_h2"))
+    index = codec.names.index("L_KNEE")
+    positions = np.zeros(len(codec.names))
+    positions[index] = 1.0  # radians: the wire carries 57.2958 degrees
+    payload = codec.encode(positions, np.zeros_like(positions), np.zeros_like(positions))
+    assert math.isclose(np.frombuffer(payload, "<f8")[index], math.degrees(1.0))
+    path = tmp_path / "orca.mcap"
+    record(path, scene, [received(Kind.JOINT_STATE, orca.id, 0, T0_NS, payload)])
+    with path.open("rb") as stream:
+        ((_, _, message),) = make_reader(stream).iter_messages(topics=[f"/joints/{orca.id}"])
+    body = json.loads(message.data)
+    assert math.isclose(body["position"][index], 1.0, rel_tol=1e-12)
+    assert body["name"][index] == get_model("orca_h2").profile.canonical_name("L_KNEE")
+
+
+def chunk_spans(path: Path) -> list[tuple[int, int, int]]:
+    """(start offset, end offset, message count) of every chunk of a complete file."""
+    spans = []
+    with path.open("rb") as stream:
+        summary = make_reader(stream).get_summary()
+        assert summary is not None
+        for index in sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset):
+            stream.seek(index.chunk_start_offset)
+            chunk = next(StreamReader(stream, skip_magic=True, emit_chunks=True).records)
+            assert isinstance(chunk, Chunk)
+            count = sum(isinstance(r, Message) for r in breakup_chunk(chunk))
+            spans.append(
+                (index.chunk_start_offset, index.chunk_start_offset + index.chunk_length, count)
+            )
+    return spans
+
+
+def test_a_cut_file_yields_every_message_of_its_complete_chunks(
+    tmp_path: Path, scene: Scene
+) -> None:
+    messages = hall_messages(scene, 600, spread_ns=3_000_000_000)  # 3 s of log time
+    path = tmp_path / "full.mcap"
+    record(path, scene, messages, chunk_size_bytes=128 * 1024)
+    with path.open("rb") as stream:
+        full = [
+            (c.topic, m.log_time, m.data)
+            for _, c, m in make_reader(stream).iter_messages(log_time_order=False)
+        ]
+    spans = chunk_spans(path)
+    assert len(spans) >= 8
+    data = path.read_bytes()
+    for k in (0, 1, len(spans) // 2, len(spans) - 1):
+        start, end, _ = spans[k]
+        for cut in (start + 5, (start + end) // 2, end - 1):
+            cut_path = tmp_path / f"cut-{cut}.mcap"
+            cut_path.write_bytes(data[:cut])
+            recording = open_recording(cut_path)
+            assert not recording.complete
+            assert recording.scene_text == scene_text()
+            got = [(m.topic, m.log_time_ns, m.data) for m in recording.iter_messages()]
+            expected = sum(count for _, chunk_end, count in spans if chunk_end <= cut)
+            assert got == full[:expected]
+            assert recording.summary()["messages"] == expected
+    # cut after the data, inside the summary: every message is there
+    summary_cut = tmp_path / "summary-cut.mcap"
+    summary_cut.write_bytes(data[: spans[-1][1] + (len(data) - spans[-1][1]) // 2])
+    assert [
+        (m.topic, m.log_time_ns, m.data) for m in open_recording(summary_cut).iter_messages()
+    ] == full
+
+
+def test_a_killed_recorder_loses_nothing_already_flushed(
+    tmp_path: Path, scene: Scene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recorder_module, "FLUSH_EVERY_NS", 0)  # flush after every message
+    path = tmp_path / "killed.mcap"
+    rec = Recorder(path, scene, scene_text(), twin_version="test")
+    messages = hall_messages(scene, 3)
+    for message in messages:
+        rec.sink(message)
+    # no close(): as if the process had been killed (the stream was flushed to the OS)
+    recording = open_recording(path)
+    assert not recording.complete
+    assert sum(1 for m in recording.iter_messages() if m.topic.startswith("/raw/")) == len(messages)
+    rec.close()
+    complete = open_recording(path)
+    assert complete.complete
+    assert complete.summary()["messages"] == 2 * len(messages)
+    assert complete.metadata["twin"]["scene"] == scene.name
+    assert set(complete.attachments) >= {"scene.yaml", "robots/kestrel_k1.urdf"}
+
+
+def test_bad_files_give_one_clear_error(tmp_path: Path) -> None:
+    cases = {
+        "text.mcap": (b"hello, not a recording at all", "not an MCAP file"),
+        "empty.mcap": (b"", "empty file"),
+        "magic-only.mcap": (b"\x89MCAP0\r\n", "truncated header"),
+        "short.mcap": (b"\x89MCA", "truncated header"),
+    }
+    for name, (content, reason) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(RecordingError, match=reason):
+            open_recording(path)
+    plain = tmp_path / "plain.mcap"
+    with plain.open("wb") as stream:
+        writer = Writer(stream)
+        writer.start()
+        writer.add_message(writer.register_channel("/x", "json", 0), 1, b"{}", 1)
+        writer.finish()  # type: ignore[no-untyped-call]
+    with pytest.raises(RecordingError, match=r"missing attachments: no 'scene\.yaml'"):
+        open_recording(plain)
+    with pytest.raises(RecordingError, match="cannot read"):
+        open_recording(tmp_path / "absent.mcap")
+
+
+def test_twin_live_records_what_it_accepts(tmp_path: Path) -> None:
+    from tests.test_live import STARTUP_S, Proc
+
+    path = tmp_path / "live.mcap"
+    any_port = "tcp://127.0.0.1:*"
+    twin = Proc(
+        "live",
+        "--record",
+        str(path),
+        "--ingest",
+        any_port,
+        "--fanout",
+        any_port,
+        "--snapshot",
+        any_port,
+    )
+    hall = None
+    try:
+        ingest = twin.wait_line(r"ingest (\S+) fan-out", STARTUP_S).group(1)
+        hall = Proc("emulate", "--ingest", ingest, "--no-noise", "--seconds", "3")
+        assert hall.popen.wait(timeout=STARTUP_S) == 0, "".join(hall.stderr)[-2000:]
+        time.sleep(0.5)
+        twin.popen.send_signal(signal.SIGTERM)
+        twin.popen.wait(timeout=30.0)
+        done = twin.wait_line(r"received (\d+) messages \((\d+) accepted\)", 5.0)
+        twin.wait_line(r"recorded \d+ messages to", 5.0)
+    finally:
+        twin.stop()
+        if hall is not None:
+            hall.stop()
+    accepted = int(done.group(2))
+    assert accepted > 0
+    recording = open_recording(path)
+    assert recording.complete
+    counts = recording.summary()["message_counts"]
+    raw_total = sum(n for t, n in counts.items() if t.startswith("/raw/"))
+    canonical_total = sum(
+        n for t, n in counts.items() if re.match(r"/(joints|heartbeat|base|crane)/", t)
+    )
+    assert raw_total == canonical_total == accepted
+    for robot in load_scene().robots:
+        assert counts.get(f"/joints/{robot.id}", 0) > 0, robot.id
+    first = next(recording.iter_messages([f"/joints/{load_scene().robots[0].id}"]))
+    assert first.schema_name == "hall_twin.JointState"

@@ -1,0 +1,167 @@
+"""Message shapes and JSON schemas of hall-twin recordings (MCAP channels' schemas).
+
+The canonical channels carry JSON (msgspec structs below); each channel's schema is
+a JSON Schema that names the units, so a recording opens and reads in Foxglove.
+``/base/<robot>`` uses the shape of Foxglove's ``foxglove.PoseInFrame``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+
+class JointTail(msgspec.Struct):
+    """The per-message part of a joint state; the constant prefix is precomputed."""
+
+    stamp_ns: int
+    seq: int
+    epoch: int
+    position: list[float]
+    velocity: list[float]
+    effort: list[float]
+
+
+class HeartbeatMsg(msgspec.Struct):
+    robot: str
+    stamp_ns: int
+    seq: int
+    epoch: int
+    mode: str
+    estop: bool
+    protective_stop: bool
+    manufacturer: str
+    model: str
+    task: str
+
+
+class Time(msgspec.Struct):
+    sec: int
+    nsec: int
+
+
+class Vector3(msgspec.Struct):
+    x: float
+    y: float
+    z: float
+
+
+class Quaternion(msgspec.Struct):
+    x: float
+    y: float
+    z: float
+    w: float
+
+
+class Pose(msgspec.Struct):
+    position: Vector3
+    orientation: Quaternion
+
+
+class PoseInFrame(msgspec.Struct):
+    timestamp: Time
+    frame_id: str
+    pose: Pose
+
+
+class CraneMsg(msgspec.Struct):
+    crane: str
+    stamp_ns: int
+    seq: int
+    epoch: int
+    bridge_m: float
+    trolley_m: float
+    hoist_m: float
+    moving: bool
+
+
+class EventMsg(msgspec.Struct):
+    id: int
+    stamp_ns: int
+    kind: str
+    source: str
+    detail: str
+
+
+def object(properties: dict[str, Any], title: str, description: str = "") -> dict[str, Any]:
+    return {
+        "title": title,
+        "description": description,
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+    }
+
+
+_INT: Final = {"type": "integer"}
+_STR: Final = {"type": "string"}
+_BOOL: Final = {"type": "boolean"}
+_NUM: Final = {"type": "number"}
+_NUMS: Final = {"type": "array", "items": _NUM}
+_XYZ: Final = {"x": _NUM, "y": _NUM, "z": _NUM}
+
+SCHEMAS: Final[dict[str, dict[str, Any]]] = {
+    "hall_twin.JointState": object(
+        {
+            "robot": _STR,
+            "name": {"type": "array", "items": _STR},
+            "stamp_ns": _INT,
+            "seq": _INT,
+            "epoch": _INT,
+            "position": _NUMS,
+            "velocity": _NUMS,
+            "effort": _NUMS,
+        },
+        "hall_twin.JointState",
+        "Joint state in canonical names (wire order); position rad (m for prismatic "
+        "joints), velocity rad/s (m/s), effort N*m (N); stamp_ns is the sender's clock.",
+    ),
+    "hall_twin.Heartbeat": object(
+        {
+            "robot": _STR,
+            "stamp_ns": _INT,
+            "seq": _INT,
+            "epoch": _INT,
+            "mode": _STR,
+            "estop": _BOOL,
+            "protective_stop": _BOOL,
+            "manufacturer": _STR,
+            "model": _STR,
+            "task": _STR,
+        },
+        "hall_twin.Heartbeat",
+    ),
+    "foxglove.PoseInFrame": object(
+        {
+            "timestamp": object({"sec": _INT, "nsec": _INT}, "time"),
+            "frame_id": _STR,
+            "pose": object(
+                {
+                    "position": object(_XYZ, "foxglove.Vector3"),
+                    "orientation": object({**_XYZ, "w": _NUM}, "foxglove.Quaternion"),
+                },
+                "foxglove.Pose",
+            ),
+        },
+        "foxglove.PoseInFrame",
+        "Base (pelvis) pose in the hall frame, metres; velocities and IMU: see /raw/base/.",
+    ),
+    "hall_twin.Crane": object(
+        {
+            "crane": _STR,
+            "stamp_ns": _INT,
+            "seq": _INT,
+            "epoch": _INT,
+            "bridge_m": _NUM,
+            "trolley_m": _NUM,
+            "hoist_m": _NUM,
+            "moving": _BOOL,
+        },
+        "hall_twin.Crane",
+    ),
+    "hall_twin.Event": object(
+        {"id": _INT, "stamp_ns": _INT, "kind": _STR, "source": _STR, "detail": _STR},
+        "hall_twin.Event",
+    ),
+}
