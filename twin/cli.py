@@ -188,6 +188,9 @@ def demo(
     fault: Annotated[
         list[str] | None, typer.Option("--fault", help="Faults for the emulator (as twin emulate).")
     ] = None,
+    record: Annotated[
+        Path | None, typer.Option("--record", help="Record the twin to this MCAP file.")
+    ] = None,
 ) -> None:
     """Emulator + twin + viewer in one command: a window, or (headless) a video and a PNG."""
     from twin import cli_view
@@ -201,7 +204,13 @@ def demo(
     _print_summary(scene_summary(loaded))
     out.print(f"World built in {built_s:.2f} s ({bodies} bodies, PyBullet DIRECT).")
     cli_view.run_demo(
-        scene, loaded, seconds=seconds, headless=headless, out_dir=out_dir, faults=fault or []
+        scene,
+        loaded,
+        seconds=seconds,
+        headless=headless,
+        out_dir=out_dir,
+        faults=fault or [],
+        record=record,
     )
 
 
@@ -305,6 +314,46 @@ def status_cmd(
 ) -> None:
     """Ask a running twin: each robot's liveness, rate, gaps, epoch, latency; totals."""
     cli_live.status(as_json, snapshot, timeout_s)
+
+
+@app.command("replay")
+def replay_cmd(
+    recording: Annotated[Path, typer.Argument(help="An MCAP file from `twin live --record`.")],
+    event: Annotated[
+        int | None, typer.Option("--event", help="Centre on this event id (see /events).")
+    ] = None,
+    at: Annotated[float | None, typer.Option("--at", help="Start here (seconds).")] = None,
+    before: Annotated[
+        float | None, typer.Option("--before", min=0.0, help="Seconds before the event/--at.")
+    ] = None,
+    after: Annotated[
+        float | None, typer.Option("--after", min=0.0, help="Seconds after the event/--at.")
+    ] = None,
+    speed: Annotated[float, typer.Option(min=0.1, max=10.0, help="Playback speed.")] = 1.0,
+    loop: Annotated[bool, typer.Option("--loop", help="Loop the chosen window.")] = False,
+    clip: Annotated[
+        Path | None, typer.Option("--clip", help="Render the window to this MP4 and exit.")
+    ] = None,
+    size: Annotated[str, typer.Option(help="Window or video size.")] = "1280x720",
+) -> None:
+    """Replay a recording in the viewer: scrub, jump to events, or cut a clip (--clip)."""
+    from twin import replay
+
+    replay.run_replay(
+        recording, event_id=event, at_s=at, before_s=before, after_s=after, speed=speed,
+        loop=loop, clip=clip, size=size,
+    )  # fmt: skip
+
+
+@app.command("failures")
+def failures_cmd(
+    recording: Annotated[Path, typer.Argument(help="A recording (twin live --record).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """List a recording's failures: falls, joints over limit, efforts, stale data, collisions."""
+    from twin import failures
+
+    failures.run(recording, as_json)
 
 
 def main() -> None:

@@ -137,10 +137,13 @@ def live(
     tick_hz: float,
     display_hz: float,
     record: Path | None = None,
+    monitors: bool = True,
 ) -> None:
-    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write."""
+    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
+    ``monitors``: detect failures (falls, limits, stale telemetry, collisions)."""
     from twin.cli import load_or_exit
     from twin.mirror import Mirror, MirrorError
+    from twin.monitors import Monitors
 
     loaded = load_or_exit(scene)
     recorder = None
@@ -154,6 +157,8 @@ def live(
     except OSError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(1) from None
+    if monitors:
+        mirror.monitors = Monitors()
     if record is not None:
         recorder = _start_recorder(record, scene, loaded)
         if recorder is None:
@@ -161,6 +166,8 @@ def live(
             raise typer.Exit(1)
         mirror.sinks.append(recorder.sink)
         _record_ingest_events(mirror, recorder)
+        if mirror.monitors is not None:
+            _record_failures(mirror, recorder)
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
@@ -213,6 +220,25 @@ def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
         recorder.event(kind, source, detail, time.time_ns())
 
     mirror.ingest.on_event = on_event
+
+
+def _record_failures(mirror: Mirror, recorder: Recorder) -> None:
+    """Record failure events on ``/events`` (kind ``failure``, detail: the event as JSON).
+
+    A first ``monitors`` event says detection was on, so ``twin failures`` can tell a
+    recording without failures from one recorded without detection.
+    """
+    import msgspec
+
+    from twin.monitors import FailureEvent
+
+    recorder.event("monitors", "twin", "failure detection on", time.time_ns())
+
+    def on_failure(failure: FailureEvent) -> None:
+        detail = msgspec.json.encode(failure).decode()
+        recorder.event("failure", failure.robot_id, detail, failure.stamp_ns)
+
+    mirror.on_failure.append(on_failure)
 
 
 def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:

@@ -246,12 +246,22 @@ def run_demo(
     headless: bool,
     out_dir: Path | None,
     faults: list[str],
+    record: Path | None = None,
 ) -> None:
-    """Emulator + twin + viewer in one command."""
+    """Emulator + twin + viewer in one command; ``record``: the twin records to this file."""
     any_port = "tcp://127.0.0.1:*"
     scene_args = [str(scene_path)] if scene_path is not None else []
+    record_args = ["--record", str(record)] if record is not None else []
     twin = _Child(
-        "live", *scene_args, "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port
+        "live",
+        *scene_args,
+        "--ingest",
+        any_port,
+        "--fanout",
+        any_port,
+        "--snapshot",
+        any_port,
+        *record_args,
     )
     hall: _Child | None = None
     try:

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
 
+import msgspec
 import zmq
 
 from robots import get_model
@@ -47,6 +48,7 @@ from sync.streams import Liveness
 from twin.crane import CraneLimitError
 from twin.ingest import Ingest, Received
 from twin.links import CraneLink, RobotLink
+from twin.monitors import FailureEvent, Monitors
 from twin.world import World
 
 log = logging.getLogger(__name__)
@@ -129,6 +131,9 @@ class Mirror:
         self.fanout_dropped = 0
         self.bad_requests = 0
         self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
+        # failure detection (time-gated inside Monitors); `twin live` sets one by default
+        self.monitors: Monitors | None = None
+        self.on_failure: list[Callable[[FailureEvent], None]] = []
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()
@@ -274,6 +279,18 @@ class Mirror:
             self._tick_crane(crane, now_mono)
         if publish:
             self.publish_update()
+        if self.monitors is not None and self.monitors.due(now_mono):
+            self._run_monitors(self.monitors)
+
+    def _run_monitors(self, monitors: Monitors) -> None:
+        """Run the failure detectors; publish and hand out what they found."""
+        now_mono = time.monotonic_ns()
+        for failure in monitors.check(now_mono, self.robots, self.world):
+            # stamp on the wall clock, like every other event
+            failure = msgspec.structs.replace(failure, stamp_ns=time.time_ns())
+            self._event("failure", failure.robot_id, msgspec.json.encode(failure).decode())
+            for callback in self.on_failure:
+                callback(failure)
 
     def _apply_pending(self, now_mono: int) -> None:
         """Apply changed joint states, round robin, within the tick's time budget."""

@@ -1,0 +1,157 @@
+"""How fast a long recording opens, seeks and replays (state reconstruction, no rendering).
+
+Usage: ``python benchmarks/replay.py [--robots 20] [--minutes 10] [--hz 20] [--json]``.
+Writes a synthetic recording with :class:`twin.recorder.Recorder` (as the tests do:
+:class:`twin.ingest.Received` objects fed to its sink, no sockets): ``--robots`` Kestrel
+K1 robots (27 joints) in a synthetic hall (``benchmarks.sync.hall_yaml``, no cranes),
+joint states at ``--hz`` each, base pose and heartbeat at 1 Hz, an event every 30 s,
+log times spread over ``--minutes``. Then measures ``open_s`` (open + index build),
+``seek_ms_p50``/``seek_ms_max`` over 200 random seeks, and ``rebuild_x_realtime``:
+the whole recording played through :meth:`ReplaySource.advance` in 1 ms steps,
+simulated seconds per wall second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.machine import machine_info
+from benchmarks.sync import hall_yaml, robot_id
+from robots import get_model
+from scenes import parse_scene
+from sync.codecs import codec_for
+from sync.protocol import BaseState, Header, Heartbeat, Kind, encode_payload, topic
+from twin.ingest import Received
+from twin.recorder import Recorder
+from twin.recording import open_recording
+from viz.replay_source import ReplaySource
+
+MODEL = "kestrel_k1"
+T0_NS = 1_700_000_000_000_000_000
+SEEK_TARGET_MS = 100.0
+REBUILD_TARGET_X = 20.0
+
+
+def _received(kind: Kind, source: str, seq: int, log_ns: int, payload: bytes) -> Received:
+    header = Header(kind=kind, seq=seq, stamp_ns=log_ns - 200_000, epoch=0x1234)
+    return Received(log_ns, source, header, topic(kind, source), payload)
+
+
+def write_recording(path: Path, robots: int, seconds: float, hz: float) -> int:
+    """The synthetic recording; returns the number of messages fed to the recorder."""
+    text = hall_yaml(robots, MODEL)
+    scene = parse_scene(text, "synthetic")
+    model = get_model(MODEL)
+    codec = codec_for(model)
+    rng = np.random.default_rng(3)
+    low = np.array([model.joint(n).lower for n in codec.names])
+    high = np.array([model.joint(n).upper for n in codec.names])
+    n = len(codec.names)
+    variants = [
+        codec.encode(rng.uniform(low, high), rng.normal(0, 1, n), rng.normal(0, 10, n))
+        for _ in range(64)
+    ]
+    beat = encode_payload(Heartbeat("running", False, False, model.manufacturer, MODEL, "idle"))
+    period_ns = int(1e9 / hz)
+    steps = int(seconds * hz)
+    count = 0
+    with Recorder(path, scene, text, twin_version="bench") as recorder:
+        sink = recorder.sink
+        for step in range(steps):
+            base_ns = T0_NS + step * period_ns
+            for r in range(robots):
+                rid = robot_id(r)
+                log_ns = base_ns + r * 1000
+                sink(_received(Kind.JOINT_STATE, rid, step, log_ns, variants[(step + r) % 64]))
+                count += 1
+                if step % int(hz) == 0:
+                    x = 4.0 + 0.001 * step
+                    pose = BaseState((x, 4.0, 0.9), (0, 0, 0, 1), (0, 0, 0), (0, 0, 0), (0, 0, 9.8))
+                    sink(_received(Kind.BASE, rid, step, log_ns, encode_payload(pose)))
+                    sink(_received(Kind.HEARTBEAT, rid, step, log_ns, beat))
+                    count += 2
+            if step % int(30 * hz) == 0:
+                recorder.event("synthetic", robot_id(step % robots), "tick", base_ns)
+                count += 1
+    return count
+
+
+def measure(path: Path, seeks: int, step_s: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    source = ReplaySource(open_recording(path))
+    open_s = time.perf_counter() - started
+    rng = np.random.default_rng(11)
+    seek_ms = []
+    for t_s in rng.uniform(0.0, source.duration_s, seeks):
+        started = time.perf_counter()
+        source.seek(float(t_s))
+        seek_ms.append((time.perf_counter() - started) * 1000.0)
+    source.seek(0.0)
+    source.playing = True
+    started = time.perf_counter()
+    steps = 0
+    while source.playing:
+        source.advance(step_s)
+        source.poll()
+        steps += 1
+    wall_s = time.perf_counter() - started
+    return {
+        "open_s": round(open_s, 3),
+        "seeks": seeks,
+        "seek_ms_p50": round(float(np.percentile(seek_ms, 50)), 3),
+        "seek_ms_max": round(max(seek_ms), 3),
+        "seek_target_ms": SEEK_TARGET_MS,
+        "rebuild_steps": steps,
+        "rebuild_step_s": step_s,
+        "rebuild_wall_s": round(wall_s, 3),
+        "rebuild_x_realtime": round(source.duration_s / wall_s, 1),
+        "rebuild_target_x": REBUILD_TARGET_X,
+        "duration_s": round(source.duration_s, 3),
+        "events": len(source.events),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--robots", type=int, default=20)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--hz", type=float, default=20.0, help="joint states/s per robot")
+    parser.add_argument("--seeks", type=int, default=200)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "long.mcap"
+        started = time.perf_counter()
+        messages = write_recording(path, args.robots, args.minutes * 60.0, args.hz)
+        write_s = time.perf_counter() - started
+        result: dict[str, Any] = {
+            "benchmark": "replay",
+            "robots": args.robots,
+            "model": MODEL,
+            "joint_hz": args.hz,
+            "minutes": args.minutes,
+            "messages": messages,
+            "file_mb": round(path.stat().st_size / 1e6, 1),
+            "write_s": round(write_s, 1),
+            **measure(path, args.seeks, 0.001),
+            "machine": machine_info(),
+        }
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        for key, value in result.items():
+            sys.stdout.write(f"{key}: {value}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""Failure detection: falls, joints over limit, efforts over rating, stale telemetry, collisions.
+
+:class:`Monitors` runs a set of detectors over plain per-robot state (anything shaped like
+:class:`twin.links.RobotLink`: ``model``, ``joints``, ``base``, ``reported``, ``liveness``),
+so the same code runs live (the mirror's links, at the end of a tick) and offline (state
+rebuilt from a recording's ``/joints/<robot>`` and ``/base/<robot>`` channels, see
+:mod:`twin.failures`).
+
+Every detector has hysteresis: a condition raises ONE :class:`FailureEvent` when it starts,
+and is re-armed only after it has been clear (with a stricter threshold where noise could
+make it flap) for a hold time. Detectors are time-gated: :meth:`Monitors.check` does its
+work at most ``rate_hz`` times a second (20 Hz by default) and the collision detector,
+which asks PyBullet for closest points, at most ``collision_hz`` (4 Hz).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+from robots import RobotModel
+from sync.codecs import JointSample, codec_for
+from sync.streams import Liveness, LivenessClock
+from twin.world import World
+
+log = logging.getLogger(__name__)
+
+Severity = Literal["warning", "error", "critical"]
+
+DEFAULT_RATE_HZ: Final = 20.0
+DEFAULT_COLLISION_HZ: Final = 4.0
+FALL_HEIGHT_FRACTION: Final = 0.5  # base below this share of the standing base height
+FALL_TILT_RAD: Final = math.radians(60.0)
+RISE_HEIGHT_FRACTION: Final = 0.7  # a fallen robot counts as up again above this ...
+RISE_TILT_RAD: Final = math.radians(45.0)  # ... and below this tilt
+JOINT_LIMIT_MARGIN_RAD: Final = 0.02
+EFFORT_CLEAR_FRACTION: Final = 0.9
+PENETRATION_M: Final = 0.005  # overlap deeper than this counts as a collision
+CLEAR_HOLD_NS: Final = 1_000_000_000  # a condition must stay clear this long to re-arm
+_SILENT: Final = frozenset({Liveness.STALE, Liveness.GONE})
+
+
+class FailureEvent(msgspec.Struct, frozen=True):
+    """One detected failure (``details`` is one human-readable line)."""
+
+    id: str
+    stamp_ns: int
+    robot_id: str
+    kind: str  # fall, joint_limit, effort, stale, collision
+    severity: Severity
+    details: str
+
+
+class BaseLike(Protocol):
+    """A base pose: :class:`sync.protocol.BaseState` or anything with the same two fields."""
+
+    @property
+    def position_m(self) -> tuple[float, float, float]: ...
+
+    @property
+    def orientation_xyzw(self) -> tuple[float, float, float, float]: ...
+
+
+class RobotLike(Protocol):
+    """What the detectors read of a robot (a :class:`twin.links.RobotLink` fits)."""
+
+    @property
+    def model(self) -> RobotModel: ...
+
+    @property
+    def joints(self) -> JointSample | None: ...
+
+    @property
+    def base(self) -> BaseLike | None: ...
+
+    @property
+    def reported(self) -> Liveness: ...
+
+    @property
+    def liveness(self) -> LivenessClock: ...
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """A model's joint limits in wire order."""
+
+    names: tuple[str, ...]  # canonical names
+    lower: NDArray[np.float64]
+    upper: NDArray[np.float64]
+    effort: NDArray[np.float64]
+
+
+def _limits(model: RobotModel) -> _Limits:
+    codec = codec_for(model)
+    joints = [model.joint(name) for name in codec.names]
+    return _Limits(
+        names=tuple(codec.canonical_names),
+        lower=np.array([j.lower for j in joints], dtype=np.float64),
+        upper=np.array([j.upper for j in joints], dtype=np.float64),
+        effort=np.array([j.effort_limit for j in joints], dtype=np.float64),
+    )
+
+
+def tilt_rad(orientation_xyzw: tuple[float, ...], standing_xyzw: tuple[float, ...]) -> float:
+    """Angle between the robot's up axis now and when standing (the model's own frame undone)."""
+    x1, y1, z1, w1 = orientation_xyzw
+    bx, by, bz, bw = standing_xyzw
+    x2, y2, z2, w2 = -bx, -by, -bz, bw  # conjugate of the standing orientation
+    x = w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2
+    y = w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2
+    norm = x1 * x1 + y1 * y1 + z1 * z1 + w1 * w1
+    cos_tilt = 1.0 - 2.0 * (x * x + y * y) / max(norm, 1e-12)
+    return math.acos(max(-1.0, min(1.0, cos_tilt)))
+
+
+class _Latch:
+    """Hysteresis per condition key: raise once, re-arm after staying clear for a hold time."""
+
+    def __init__(self, hold_ns: int) -> None:
+        self.hold_ns = hold_ns
+        self._active: dict[tuple[str, ...], int | None] = {}  # key -> clear since (or None)
+
+    def update(self, key: tuple[str, ...], bad: bool, clear: bool, now_ns: int) -> bool:
+        """True when ``key`` just became bad (raise an event)."""
+        if key not in self._active:
+            if bad:
+                self._active[key] = None
+                return True
+            return False
+        if bad or not clear:
+            self._active[key] = None
+            return False
+        since = self._active[key]
+        if since is None:
+            self._active[key] = now_ns
+        elif now_ns - since >= self.hold_ns:
+            del self._active[key]
+        return False
+
+    def active(self, key: tuple[str, ...]) -> bool:
+        """Whether an event for ``key`` is outstanding."""
+        return key in self._active
+
+
+class Monitors:
+    """The failure detectors of one hall; call :meth:`check` as often as you like."""
+
+    def __init__(
+        self,
+        *,
+        rate_hz: float = DEFAULT_RATE_HZ,
+        collision_hz: float = DEFAULT_COLLISION_HZ,
+        collisions: bool = True,
+        pose_world: bool = False,
+    ) -> None:
+        """``pose_world``: put each robot's base and joints into the world before looking
+        for collisions (offline; live, the mirror's world is posed already)."""
+        self.period_ns = int(1e9 / rate_hz)
+        self.collision_period_ns = int(1e9 / collision_hz)
+        self.collisions = collisions
+        self.pose_world = pose_world
+        self.count = 0
+        self._next_ns: int | None = None
+        self._next_collision_ns: int | None = None
+        self._latch = _Latch(CLEAR_HOLD_NS)
+        self._limits: dict[str, _Limits] = {}
+        self._was_heard: set[str] = set()
+        self._watch: dict[str, set[int]] = {}  # robot -> joints with a latched condition
+
+    def due(self, now_ns: int) -> bool:
+        """Whether :meth:`check` would run the detectors now."""
+        return self._next_ns is None or now_ns >= self._next_ns
+
+    def check(
+        self, now_ns: int, robots: Mapping[str, RobotLike], world: World | None
+    ) -> list[FailureEvent]:
+        """Run the detectors if due; the failures that began since the last check."""
+        if not self.due(now_ns):
+            return []
+        self._next_ns = now_ns + self.period_ns
+        found: list[FailureEvent] = []
+        for robot_id, robot in robots.items():
+            self._fall(now_ns, robot_id, robot, found)
+            self._joints(now_ns, robot_id, robot, found)
+            self._stale(now_ns, robot_id, robot, found)
+        collide_due = self._next_collision_ns is None or now_ns >= self._next_collision_ns
+        if self.collisions and world is not None and collide_due:
+            self._next_collision_ns = now_ns + self.collision_period_ns
+            self._collide(now_ns, robots, world, found)
+        return found
+
+    def _raise(
+        self,
+        found: list[FailureEvent],
+        now_ns: int,
+        robot_id: str,
+        kind: str,
+        severity: Severity,
+        details: str,
+    ) -> None:
+        self.count += 1
+        event = FailureEvent(f"F{self.count:04d}", now_ns, robot_id, kind, severity, details)
+        log.info("failure %s %s %s: %s", event.id, robot_id, kind, details)
+        found.append(event)
+
+    # -- detectors --------------------------------------------------------------
+
+    def _fall(
+        self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
+    ) -> None:
+        base = robot.base
+        if base is None:
+            return
+        model = robot.model
+        height_m = base.position_m[2]
+        tilt = tilt_rad(base.orientation_xyzw, model.base_orientation_xyzw)
+        standing_m = model.base_height_m
+        low = height_m < FALL_HEIGHT_FRACTION * standing_m
+        bad = low or tilt > FALL_TILT_RAD
+        clear = height_m > RISE_HEIGHT_FRACTION * standing_m and tilt < RISE_TILT_RAD
+        if self._latch.update((robot_id, "fall"), bad, clear, now_ns):
+            why = "base height" if low else "tilt"
+            self._raise(
+                found, now_ns, robot_id, "fall", "critical",
+                f"fell ({why}): base {height_m:.3f} m (standing {standing_m:.3f} m), "
+                f"tilt {math.degrees(tilt):.0f} deg",
+            )  # fmt: skip
+
+    def _joints(
+        self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
+    ) -> None:
+        sample = robot.joints
+        if sample is None:
+            return
+        model = robot.model
+        limits = self._limits.get(model.name)
+        if limits is None:
+            limits = self._limits[model.name] = _limits(model)
+        pos = sample.positions
+        over = (pos < limits.lower - JOINT_LIMIT_MARGIN_RAD) | (
+            pos > limits.upper + JOINT_LIMIT_MARGIN_RAD
+        )
+        inside = (pos >= limits.lower) & (pos <= limits.upper)
+        effort = np.abs(sample.efforts)
+        strong = effort > limits.effort
+        weak = effort < EFFORT_CLEAR_FRACTION * limits.effort
+        # only joints in trouble now, or latched earlier (their clear timers run), one by one
+        trouble = set(np.flatnonzero(over | ~inside | strong | ~weak).tolist())
+        watched = self._watch.setdefault(robot_id, set())
+        for i in sorted(trouble | watched):
+            name = limits.names[i]
+            key = (robot_id, "joint_limit", name)
+            if self._latch.update(key, bool(over[i]), bool(inside[i]), now_ns):
+                low = pos[i] < limits.lower[i]
+                limit = limits.lower[i] if low else limits.upper[i]
+                self._raise(
+                    found, now_ns, robot_id, "joint_limit", "error",
+                    f"{name} at {pos[i]:.3f} rad, {'below' if low else 'above'} its limit "
+                    f"{limit:.3f} rad",
+                )  # fmt: skip
+            e_key = (robot_id, "effort", name)
+            if self._latch.update(e_key, bool(strong[i]), bool(weak[i]), now_ns):
+                self._raise(
+                    found, now_ns, robot_id, "effort", "warning",
+                    f"{name} effort {sample.efforts[i]:.1f} N*m over its rating "
+                    f"{limits.effort[i]:.1f} N*m",
+                )  # fmt: skip
+            if self._latch.active(key) or self._latch.active(e_key):
+                watched.add(i)
+            else:
+                watched.discard(i)
+
+    def _stale(
+        self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
+    ) -> None:
+        state = robot.reported
+        if state in (Liveness.LIVE, Liveness.LATE):
+            self._was_heard.add(robot_id)
+        silent = state in _SILENT and robot_id in self._was_heard
+        bad = silent and not robot.liveness.shutdown
+        if self._latch.update((robot_id, "stale"), bad, not silent, now_ns):
+            self._raise(
+                found, now_ns, robot_id, "stale", "warning",
+                f"telemetry {state}: no joint state for "
+                f"{(now_ns - robot.liveness.last_rx_ns) / 1e9:.2f} s"
+                if robot.liveness.last_rx_ns and robot.liveness.last_rx_ns <= now_ns
+                else f"telemetry {state}",
+            )  # fmt: skip
+        if state == Liveness.GONE and robot.liveness.shutdown:
+            self._was_heard.discard(robot_id)  # an orderly shutdown: nothing to report
+
+    def _collide(
+        self,
+        now_ns: int,
+        robots: Mapping[str, RobotLike],
+        world: World,
+        found: list[FailureEvent],
+    ) -> None:
+        ids = [rid for rid in robots if rid in world.robots]
+        if self.pose_world:
+            pose_world(world, {rid: robots[rid] for rid in ids})
+        others = [n for n in world.body_names() if n.startswith(("bench:", "crane:"))]
+        bases = {rid: world.base_pose(rid)[0] for rid in ids}
+        for n, a in enumerate(ids):
+            targets = [f"robot:{b}" for b in ids[n + 1 :] if _near(robots, a, b, bases)]
+            for other in [*targets, *others]:
+                contacts = world.contacts(f"robot:{a}", other, margin_m=0.0)
+                depth_m = -min((c.distance_m for c in contacts), default=0.0)
+                key = (a, "collision", other)
+                if self._latch.update(key, depth_m > PENETRATION_M, depth_m <= 0.0, now_ns):
+                    self._raise(
+                        found, now_ns, a, "collision", "error",
+                        f"robot:{a} collides with {other} ({depth_m * 1000:.0f} mm deep)",
+                    )  # fmt: skip
+
+
+def _near(
+    robots: Mapping[str, RobotLike],
+    a: str,
+    b: str,
+    bases: Mapping[str, tuple[float, float, float]],
+) -> bool:
+    """Whether two robots' bases are close enough for their bodies to touch at all."""
+    pa, pb_ = bases[a], bases[b]
+    reach_m = robots[a].model.height_m + robots[b].model.height_m
+    return math.dist(pa, pb_) < reach_m
+
+
+def pose_world(world: World, robots: Mapping[str, RobotLike]) -> None:
+    """Put robots' newest bases and joints into ``world`` (offline collision checks)."""
+    from robots.bullet import pb
+
+    for robot_id, robot in robots.items():
+        handle = world.robot(robot_id)
+        if robot.base is not None:
+            pb.resetBasePositionAndOrientation(
+                handle.body,
+                robot.base.position_m,
+                robot.base.orientation_xyzw,
+                physicsClientId=world.client,
+            )
+        sample = robot.joints
+        if sample is not None:
+            codec = codec_for(robot.model)
+            indices = [handle.joint_index[name] for name in codec.names]
+            pb.resetJointStatesMultiDof(
+                handle.body,
+                indices,
+                targetValues=[[v] for v in sample.positions.tolist()],
+                physicsClientId=world.client,
+            )
