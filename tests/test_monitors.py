@@ -115,9 +115,22 @@ def test_an_effort_over_its_rating_is_one_warning_despite_noise() -> None:
     assert robot.joints is not None
     found = []
     for k in range(40):  # hovering around the rating: over, just under, over...
-        robot.joints.efforts[i] = -limits[i].effort_limit * (1.05 if k % 2 else 0.97)
+        robot.joints.efforts[i] = -limits[i].effort_limit * (1.08 if k % 2 else 0.97)
         found += run(monitors, robot, 1, k * STEP_NS)
     assert [(f.kind, f.severity) for f in found] == [("effort", "warning")]
+
+
+def test_a_motor_saturating_at_its_rating_and_a_stale_blip_are_no_failures() -> None:
+    monitors, robot = Monitors(collisions=False), fake()
+    limits = [robot.model.joint(n) for n in codec_for(robot.model).names]
+    i = next(k for k, j in enumerate(limits) if math.isfinite(j.effort_limit))
+    assert robot.joints is not None
+    robot.joints.efforts[i] = limits[i].effort_limit * 1.001  # at its rating, plus noise
+    robot.reported = Liveness.LIVE
+    assert run(monitors, robot, 5, 0) == []
+    robot.reported = Liveness.STALE  # silent for 0.1 s only: shown live, not a failure
+    robot.liveness.last_rx_ns = 5 * STEP_NS
+    assert run(monitors, robot, 2, 5 * STEP_NS + 100 * 1_000_000) == []
 
 
 def test_stale_telemetry_is_one_warning_and_a_shutdown_is_none() -> None:

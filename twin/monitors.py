@@ -41,7 +41,9 @@ FALL_TILT_RAD: Final = math.radians(60.0)
 RISE_HEIGHT_FRACTION: Final = 0.7  # a fallen robot counts as up again above this ...
 RISE_TILT_RAD: Final = math.radians(45.0)  # ... and below this tilt
 JOINT_LIMIT_MARGIN_RAD: Final = 0.02
+EFFORT_OVER_FRACTION: Final = 1.05  # a motor saturating at its rating is normal; 5 % over is not
 EFFORT_CLEAR_FRACTION: Final = 0.9
+STALE_FAILURE_S: Final = 0.5  # a blip of STALE is shown live; a failure needs this much silence
 PENETRATION_M: Final = 0.005  # overlap deeper than this counts as a collision
 CLEAR_HOLD_NS: Final = 1_000_000_000  # a condition must stay clear this long to re-arm
 _SILENT: Final = frozenset({Liveness.STALE, Liveness.GONE})
@@ -249,7 +251,7 @@ class Monitors:
         )
         inside = (pos >= limits.lower) & (pos <= limits.upper)
         effort = np.abs(sample.efforts)
-        strong = effort > limits.effort
+        strong = effort > EFFORT_OVER_FRACTION * limits.effort
         weak = effort < EFFORT_CLEAR_FRACTION * limits.effort
         # only joints in trouble now, or latched earlier (their clear timers run), one by one
         trouble = set(np.flatnonzero(over | ~inside | strong | ~weak).tolist())
@@ -284,7 +286,9 @@ class Monitors:
         if state in (Liveness.LIVE, Liveness.LATE):
             self._was_heard.add(robot_id)
         silent = state in _SILENT and robot_id in self._was_heard
-        bad = silent and not robot.liveness.shutdown
+        last = robot.liveness.last_rx_ns
+        quiet_s = (now_ns - last) / 1e9 if last else math.inf
+        bad = silent and not robot.liveness.shutdown and quiet_s >= STALE_FAILURE_S
         if self._latch.update((robot_id, "stale"), bad, not silent, now_ns):
             self._raise(
                 found, now_ns, robot_id, "stale", "warning",
