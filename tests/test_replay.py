@@ -91,8 +91,11 @@ def test_liveness_is_replay_or_stale(source: ReplaySource, scene: Scene) -> None
     assert source.poll()
     assert not source.poll()
     assert all(v.liveness == REPLAY for v in source.robots.values())
-    source.seek(1.049)  # ~49 ms after it: older than 3 periods of even the 100 Hz Tessel
-    assert all(v.liveness == STALE for v in source.robots.values())
+    source.seek(1.049)  # ~49 ms after it: within the default floor, still REPLAY
+    assert all(v.liveness == REPLAY for v in source.robots.values())
+    strict = ReplaySource(source.recording, stale_floor_s=0.0)  # three periods only
+    strict.seek(1.049)  # older than 3 periods of even the 100 Hz Tessel
+    assert all(v.liveness == STALE for v in strict.robots.values())
 
 
 def states(source: ReplaySource, start_s: float, end_s: float) -> list[object]:
@@ -144,15 +147,15 @@ def test_playback_matches_seek_and_respects_speed_and_loop(source: ReplaySource)
 
 def test_events_on_the_timeline(source: ReplaySource) -> None:
     offset_s = (T0_NS - source.start_ns) / 1e9
-    assert [(e.id, e.kind) for e in source.events] == [(i, k) for i, _, k in EVENTS]
+    assert [(e.id, e.kind) for e in source.events] == [(str(i), k) for i, _, k in EVENTS]
     times = [e.t_s for e in source.events]
     assert times == pytest.approx([offset_s + t for _, t, _ in EVENTS])
     nxt = source.next_event(0.0)
-    assert nxt is not None and nxt.id == 1
+    assert nxt is not None and nxt.id == "1"
     after_first = source.next_event(times[0])
-    assert after_first is not None and after_first.id == 2
+    assert after_first is not None and after_first.id == "2"
     before_last = source.previous_event(times[2])
-    assert before_last is not None and before_last.id == 2
+    assert before_last is not None and before_last.id == "2"
     assert source.previous_event(times[0]) is None
     assert source.next_event(times[2]) is None
     source.playing = True

@@ -320,7 +320,8 @@ def status_cmd(
 def replay_cmd(
     recording: Annotated[Path, typer.Argument(help="An MCAP file from `twin live --record`.")],
     event: Annotated[
-        int | None, typer.Option("--event", help="Centre on this event id (see /events).")
+        str | None,
+        typer.Option("--event", help="Centre on this event id (as `twin failures` lists)."),
     ] = None,
     at: Annotated[float | None, typer.Option("--at", help="Start here (seconds).")] = None,
     before: Annotated[

@@ -54,7 +54,7 @@ def load_source(path: Path) -> ReplaySource:
 def choose_window(
     source: ReplaySource,
     *,
-    event_id: int | None,
+    event_id: str | None,
     at_s: float | None,
     before_s: float | None,
     after_s: float | None,
@@ -110,7 +110,7 @@ def render_clip(
 def run_replay(
     path: Path,
     *,
-    event_id: int | None,
+    event_id: str | None,
     at_s: float | None,
     before_s: float | None,
     after_s: float | None,

@@ -9,12 +9,14 @@ messages between the previous and the new instant.
 
 Times on the timeline are seconds from the recording's first message (``t_s``); the
 state at ``t_s`` is, for every stream, the newest message logged at or before it. A
-robot whose newest joint state is older than three of its nominal periods (or that
-has none yet) shows as ``STALE``, else ``REPLAY``. It never opens a socket.
+robot whose newest joint state is older than three of its nominal periods and at least
+``STALE_FLOOR_S`` (or that has none yet) shows as ``STALE``, else ``REPLAY``. It never
+opens a socket.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from bisect import bisect_right
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 REPLAY: Final = "REPLAY"
 STALE: Final = "STALE"
 STALE_PERIODS: Final = 3.0
+STALE_FLOOR_S: Final = 0.25
 MIN_SPEED: Final = 0.1
 MAX_SPEED: Final = 10.0
 _NS: Final = 1_000_000_000
@@ -61,7 +64,7 @@ class ReplayEvent:
     """One ``/events`` message, placed on the timeline."""
 
     t_s: float
-    id: int
+    id: str  # a failure's own id ("F0003"), else the recorder's event number
     stamp_ns: int
     kind: str
     source: str
@@ -132,8 +135,18 @@ def _at_rest_pose(scene: Scene, robot_id: str) -> tuple[Vec3, Quat]:
 class ReplaySource:
     """A recording as a viewer :class:`viz.sources.Source`, with seek, play, speed, loop."""
 
-    def __init__(self, recording: Recording, scene: Scene | None = None) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        scene: Scene | None = None,
+        *,
+        stale_floor_s: float = STALE_FLOOR_S,
+    ) -> None:
+        """``stale_floor_s``: a robot shows STALE only after at least this much silence
+        (and three nominal periods): recorded receive times come in bursts, and a 500 Hz
+        robot would otherwise flicker STALE between bursts that the live twin took in."""
         self.recording = recording
+        self._stale_floor_s = stale_floor_s
         self.scene = scene if scene is not None else parse_scene(recording.scene_text, "scene.yaml")
         self.robot_ids = [r.id for r in self.scene.robots]
         self.crane_ids = [c.id for c in self.scene.cranes]
@@ -229,7 +242,14 @@ class ReplaySource:
         self.end_ns = end_ns if end_ns is not None else self.start_ns
         self.events = sorted(
             (
-                ReplayEvent((t - self.start_ns) / _NS, e.id, e.stamp_ns, e.kind, e.source, e.detail)
+                ReplayEvent(
+                    (t - self.start_ns) / _NS,
+                    _event_id(e.id, e.kind, e.detail),
+                    e.stamp_ns,
+                    e.kind,
+                    e.source,
+                    e.detail,
+                )
                 for t, e in raw_events
             ),
             key=lambda e: (e.t_s, e.id),
@@ -253,7 +273,13 @@ class ReplaySource:
         self._all_row = (np.concatenate(rows) if rows else self._all_ns)[merged]
         self._last_ns = np.full(len(self.robot_ids), -1, dtype=np.int64)
         self._stale_ns = np.array(
-            [STALE_PERIODS * _NS / get_model(r.model).profile.rate_hz for r in self.scene.robots]
+            [
+                max(
+                    self._stale_floor_s * _NS,
+                    STALE_PERIODS * _NS / get_model(r.model).profile.rate_hz,
+                )
+                for r in self.scene.robots
+            ]
         )
         self._live = np.zeros(len(self.robot_ids), dtype=bool)
         log.info(
@@ -408,7 +434,7 @@ class ReplaySource:
         """The last event strictly before ``t_s`` (1 ms tolerance), if any."""
         return next((e for e in reversed(self.events) if e.t_s < t_s - 1e-3), None)
 
-    def event(self, event_id: int) -> ReplayEvent | None:
+    def event(self, event_id: str) -> ReplayEvent | None:
         """The event with this id, if recorded."""
         return next((e for e in self.events if e.id == event_id), None)
 
@@ -422,7 +448,22 @@ class ReplaySource:
     def new_events(self) -> Iterator[Event]:
         """Events that playback passed since the last call (seeking passes none)."""
         pending, self._pending = self._pending, []
-        return iter(Event(0, e.id, e.stamp_ns, e.kind, e.source, e.detail) for e in pending)
+        return iter(
+            Event(0, self.events.index(e) + 1, e.stamp_ns, e.kind, e.source, e.detail)
+            for e in pending
+        )
 
     def close(self) -> None:
         """Nothing to release: the index is in memory and no socket was ever opened."""
+
+
+def _event_id(number: int, kind: str, detail: str) -> str:
+    """A failure event carries its own id (what ``twin failures`` lists); use it."""
+    if kind == "failure":
+        try:
+            found = json.loads(detail).get("id")
+        except (ValueError, AttributeError):
+            found = None
+        if isinstance(found, str) and found:
+            return found
+    return str(number)
