@@ -200,3 +200,15 @@ def test_a_fallen_robot_is_marked(viewer: HallViewer) -> None:
     others = np.delete(np.asarray(viewer._markers.points), index, axis=0)
     assert (others[:, 2] < 0).all(), "only the fallen robot carries a marker"
     assert "FALLEN" in viewer._label_text[index]
+
+
+def test_failure_events_count_on_the_led_panels(viewer: HallViewer) -> None:
+    from sync.fanout import Event
+
+    events = [Event(1, i, 0, "failure", "T3-04", "{}") for i in range(3)]
+    viewer.source.new_events = lambda: iter(events)  # type: ignore[method-assign]
+    viewer.update(now_s=0.0)
+    assert viewer.failures_seen == 3
+    shows = {p.id: p.shows for p in viewer.scene.panels}
+    panel = next(pid for pid, what in shows.items() if "failures_today" in what)
+    assert "FAILURES 3" in viewer.hall.panel_text[panel]

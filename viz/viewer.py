@@ -107,6 +107,7 @@ class HallViewer:
             name="fallen",
         )
         self.fallen: set[str] = set()
+        self.failures_seen = 0
         self.lidar_actor: pv.Actor | None = None
         if lidar:
             self.show_lidar(True)
@@ -205,6 +206,8 @@ class HallViewer:
             )
         self.flows.update(now, chest, rates)
         for event in self.source.new_events():
+            if event.kind == "failure":
+                self.failures_seen += 1
             if event.kind == "lesson":
                 task = event.detail
                 same = tuple(r.robot_id for r in self.source.robots.values() if r.task == task)
@@ -333,7 +336,8 @@ class HallViewer:
         tasks = sum(1 for v in views if v.liveness == "LIVE" and v.mode == "running")
         rate_kb = sum(v.in_bytes_per_s for v in views if v.liveness not in _DEAD) / 1000.0
         clock = time.strftime("%H:%M:%S")
-        failures = len(self.fallen)
+        # failures the twin reported while we watched; at least the robots down right now
+        failures = max(self.failures_seen, len(self.fallen))
         lines = {
             "robots_live": f"LIVE {live}/{len(views)}",
             "tasks_running": f"TASKS {tasks}",
