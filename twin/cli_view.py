@@ -7,9 +7,11 @@ display, else (or with ``--headless``) a short video and a screenshot.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +33,7 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _STARTUP_S = 60.0
+_PR_SET_PDEATHSIG = 1
 
 
 def snapshot_for(fanout: str) -> str:
@@ -193,6 +196,13 @@ def _wait_all_live(snapshot: str, *, timeout_s: float) -> None:
         context.destroy(linger=0)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the demo process dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 class _Child:
     """A child ``twin`` process whose stderr is drained into a list (never blocks)."""
 
@@ -202,6 +212,7 @@ class _Child:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent,
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
@@ -249,6 +260,8 @@ def run_demo(
     record: Path | None = None,
 ) -> None:
     """Emulator + twin + viewer in one command; ``record``: the twin records to this file."""
+    # a terminated demo (SIGTERM) unwinds like Ctrl-C, so its children are stopped too
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     any_port = "tcp://127.0.0.1:*"
     scene_args = [str(scene_path)] if scene_path is not None else []
     record_args = ["--record", str(record)] if record is not None else []
