@@ -357,6 +357,29 @@ def failures_cmd(
     failures.run(recording, as_json)
 
 
+@app.command("resim")
+def resim_cmd(
+    recording: Annotated[Path, typer.Argument(help="A recording (twin live --record).")],
+    at: Annotated[float, typer.Option("--at", help="Re-simulate from here (seconds).")],
+    seconds: Annotated[
+        float, typer.Option("--seconds", help="Simulated seconds to run on for.")
+    ] = 10.0,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="friction=F or mass_scale=K (repeatable)."),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the emulated hall.")] = 0,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Output MCAP (default: <REC>-resim-<at>s.mcap beside it)."),
+    ] = None,
+) -> None:
+    """What-if: re-simulate a recording from --at with physics, into a new recording."""
+    from twin import resim
+
+    resim.run(recording, at, seconds, settings or [], seed, record)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

@@ -137,7 +137,10 @@ class Recorder:
         twin_version: str,
         chunk_size_bytes: int | None = None,
         compression: CompressionType = COMPRESSION,
+        start_ns: int | None = None,
     ) -> None:
+        """``start_ns``: the recording's time zero (default now; a re-simulation passes the
+        instant of the original recording it starts from)."""
         self.path = Path(path)
         self.scene = scene
         if chunk_size_bytes is None:
@@ -155,7 +158,7 @@ class Recorder:
         self.failed = 0
         self._event_id = 0
         self._encode = msgspec.json.Encoder().encode
-        start_ns = time.time_ns()
+        start_ns = time.time_ns() if start_ns is None else start_ns
         self.start_ns = start_ns
         self._last_flush_ns = time.monotonic_ns()
         writer = self._writer
@@ -283,6 +286,10 @@ class Recorder:
         self._event_id += 1
         body = self._encode(EventMsg(self._event_id, stamp_ns, kind, source_id, detail))
         self._writer.add_message(self._events_channel, stamp_ns, body, stamp_ns, self._event_id)
+
+    def add_metadata(self, name: str, data: dict[str, str]) -> None:
+        """One more metadata record (e.g. what a re-simulation started from)."""
+        self._writer.add_metadata(name, data)
 
     def flush(self, now_mono_ns: int | None = None) -> None:
         """Close the chunk in progress and hand everything to the OS."""

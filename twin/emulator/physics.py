@@ -40,8 +40,14 @@ import numpy as np
 
 from robots.bullet import pb
 from scenes.model import Scene
-from twin.emulator.actors import EmulatedCrane, EmulatedRobot, leg_geometry
-from twin.emulator.motion import FloatArray, MotionTarget, RobotMotion, task_period_s
+from twin.emulator.actors import FALL_SHOVE_S, EmulatedCrane, EmulatedRobot, leg_geometry
+from twin.emulator.motion import (
+    FloatArray,
+    MotionTarget,
+    RobotMotion,
+    quat_mul,
+    task_period_s,
+)
 from twin.emulator.plans import plan_walks
 from twin.world import UnknownNameError, World
 
@@ -348,6 +354,56 @@ class EmulatedHall:
                 raise ValueError(f"robot:{robot_id}/{name}: non-finite target {value!r}")
             resolved[index] = float(value)
         robot.set_override(resolved, self.sim_time_s)
+
+    def restore(
+        self,
+        robot_id: str,
+        joint_positions: Mapping[str, float],
+        base_position_m: Vec3,
+        base_orientation_xyzw: Quat,
+        *,
+        task_time_s: float = 0.0,
+        fallen: bool = False,
+    ) -> None:
+        """Put a robot into a recorded state, at rest: joints (canonical or vendor names; rad,
+        m for prismatic joints; names the robot lacks are ignored), base pose, and the
+        stabiliser there; the task loop goes on from ``task_time_s``, blending from the
+        recorded state over half a second. ``fallen``: stabiliser released and motors cut, as
+        after :meth:`inject_fall` but without the shove."""
+        robot = self._robot(robot_id)
+        handle, client, now = robot.handle, self._client, self.sim_time_s
+        targets = robot.last.joint_targets.copy()
+        for name, value in joint_positions.items():
+            try:
+                vendor = handle.model.profile.vendor_name(name)
+                index = handle.joint_index[vendor]
+            except KeyError:
+                continue
+            if index in robot.spherical:
+                continue
+            pb.resetJointState(handle.body, index, float(value), 0.0, physicsClientId=client)
+            if vendor in robot.motion.index_of:
+                targets[robot.motion.index_of[vendor]] = float(value)
+        pb.resetBasePositionAndOrientation(
+            handle.body, base_position_m, base_orientation_xyzw, physicsClientId=client
+        )
+        pb.resetBaseVelocity(handle.body, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), physicsClientId=client)
+        bx, by, bz, bw = handle.model.base_orientation_xyzw
+        x, y, z, w = quat_mul(base_orientation_xyzw, (-bx, -by, -bz, bw))
+        yaw = math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+        pitch = math.asin(max(-1.0, min(1.0, 2.0 * (w * y - z * x))))
+        plan = robot.motion.at(task_time_s)
+        # the task clock: paused "for" -task_time_s, then back with a blend from the record
+        robot.set_override({}, now + task_time_s)
+        robot.last = MotionTarget(
+            targets, base_position_m, yaw, pitch, plan.feet_xy_m, plan.wrist_load
+        )
+        robot.clear_override(now)
+        dt = self._divisor * self.time_step_s
+        for _ in range(2):  # twice: the stabiliser's planned velocity starts at zero
+            robot.command(now, dt)
+        if fallen:
+            robot.inject_fall(now - FALL_SHOVE_S)  # released and limp, shove already over
 
     def clear_joint_targets(self, robot_id: str) -> None:
         """Return the robot to its task loop where it paused, blending back over half a second
