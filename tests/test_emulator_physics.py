@@ -205,6 +205,15 @@ def test_injected_fall_brings_the_robot_down_and_leaves_the_others_standing(scen
         assert hall.sample(victim).base_position_m[2] < 0.5
         others = [r for r in hall.robot_ids if r != victim]
         assert not any(hall.sample(r).fallen for r in others)
+        # helped up: standing again and stays up, and it can fall again later
+        hall.stand_up(victim)
+        hall.step(480)
+        standing = get_model(scene.robot(victim).model).base_height_m
+        assert not hall.sample(victim).fallen
+        assert hall.sample(victim).base_position_m[2] > 0.8 * standing
+        hall.inject_fall(victim)
+        hall.step(480)
+        assert hall.sample(victim).fallen
 
 
 def test_same_seed_same_samples_and_seeds_perturb_masses(scene: Scene) -> None:

@@ -205,3 +205,29 @@ def test_bad_fault_spec_is_refused_with_exit_2() -> None:
     assert result.returncode == 2
     assert "no robot 'NOPE-9' in the scene" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_incidents_make_robots_fall_and_get_up_again(
+    twin: tuple[Proc, Endpoints], context: zmq.Context[zmq.Socket[bytes]], tmp_path: Path
+) -> None:
+    _, endpoints = twin
+    stats_path = tmp_path / "stats.json"
+    hall = emulator(
+        endpoints, "--seconds", "6", "--incidents-every", "2", "--stats", str(stats_path)
+    )
+    try:
+        hall.popen.wait(timeout=STARTUP_S + 6.0)
+    finally:
+        hall.stop()
+    assert hall.popen.returncode == 0, "".join(hall.stderr)
+    incidents = json.loads(stats_path.read_text(encoding="utf-8"))["incidents"]
+    assert [round(i["t_s"]) for i in incidents] == [2, 4]  # every 2 s, each a different robot
+    assert len({i["robot"] for i in incidents}) == 2
+    # the robots that fell are down at the end (helped up only after 15 s)
+    snapshot = CloneClient(context, endpoints.fanout, endpoints.snapshot)
+    try:
+        snapshot.start(timeout_s=5.0)
+    finally:
+        snapshot.close()
+    for incident in incidents:
+        assert snapshot.robots[incident["robot"]].protective_stop

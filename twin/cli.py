@@ -191,6 +191,14 @@ def demo(
     record: Annotated[
         Path | None, typer.Option("--record", help="Record the twin to this MCAP file.")
     ] = None,
+    incidents_every_s: Annotated[
+        float,
+        typer.Option(
+            "--incidents-every",
+            min=0.0,
+            help="A random robot falls this often (s) and is helped up 15 s later; 0: never.",
+        ),
+    ] = 120.0,
 ) -> None:
     """Emulator + twin + viewer in one command: a window, or (headless) a video and a PNG."""
     from twin import cli_view
@@ -211,6 +219,7 @@ def demo(
         out_dir=out_dir,
         faults=fault or [],
         record=record,
+        incidents_every_s=incidents_every_s,
     )
 
 
@@ -280,9 +289,19 @@ def emulate_cmd(
     wait_s: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for the twin to subscribe.")
     ] = 10.0,
+    incidents_every_s: Annotated[
+        float,
+        typer.Option(
+            "--incidents-every",
+            min=0.0,
+            help="Every this many seconds a random robot falls (helped up 15 s later); 0: never.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Play the hall's hardware: robots doing their tasks in their own physics, over ZeroMQ."""
-    cli_live.emulate(scene, fault or [], seed, seconds, ingest, stats, noise, wait_s)
+    cli_live.emulate(
+        scene, fault or [], seed, seconds, ingest, stats, noise, wait_s, incidents_every_s
+    )
 
 
 @app.command("live")

@@ -86,6 +86,7 @@ def emulate(
     stats: Path | None,
     noise: bool,
     wait_s: float,
+    incidents_every_s: float = 0.0,
 ) -> None:
     """Run the hall emulator (see ``twin emulate --help``)."""
     from twin.cli import EXIT_BAD_INPUT, load_or_exit
@@ -101,7 +102,14 @@ def emulate(
     endpoints = Endpoints.resolve(ingest=ingest)
     stop = _stop_on_signals()
     try:
-        emulator = HallEmulator(loaded, endpoints.ingest, faults=faults, seed=seed, noise=noise)
+        emulator = HallEmulator(
+            loaded,
+            endpoints.ingest,
+            faults=faults,
+            seed=seed,
+            noise=noise,
+            incidents_every_s=incidents_every_s,
+        )
     except EmulatorError as exc:
         err.print(f"twin emulate: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None

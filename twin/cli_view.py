@@ -258,6 +258,7 @@ def run_demo(
     out_dir: Path | None,
     faults: list[str],
     record: Path | None = None,
+    incidents_every_s: float = 0.0,
 ) -> None:
     """Emulator + twin + viewer in one command; ``record``: the twin records to this file."""
     # a terminated demo (SIGTERM) unwinds like Ctrl-C, so its children are stopped too
@@ -286,7 +287,10 @@ def run_demo(
             raise typer.Exit(1)
         ingest, fanout, snapshot = match.groups()
         fault_args = [a for f in faults for a in ("--fault", f)]
-        hall = _Child("emulate", *scene_args, "--ingest", ingest, *fault_args)
+        hall = _Child(
+            "emulate", *scene_args, "--ingest", ingest, *fault_args,
+            "--incidents-every", f"{incidents_every_s:g}",
+        )  # fmt: skip
         if hall.wait_for(r"emulating", _STARTUP_S) is None:
             err.print(
                 "twin demo: the emulator did not start:\n" + "".join(hall.lines[-20:]), markup=False

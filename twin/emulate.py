@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import json
 import logging
+import math
 import random
 import threading
 import time
@@ -51,6 +52,7 @@ CRANE_RATE_HZ: Final = 20.0
 POSITION_NOISE_RAD: Final = 0.0005
 EFFORT_NOISE_NM: Final = 0.05
 MAX_CLOCK_SKEW_NS: Final = 3_000_000
+GET_UP_AFTER_S: Final = 15.0  # an incident's fallen robot is helped up after this long
 
 
 class EmulatorError(RuntimeError):
@@ -90,6 +92,7 @@ class HallEmulator:
         noise: bool = True,
         perturbation: Perturbation | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        incidents_every_s: float = 0.0,
     ) -> None:
         self.scene = scene
         self.seed = seed
@@ -133,6 +136,11 @@ class HallEmulator:
             if self._owns_context:
                 self.context.destroy(linger=0)
             raise EmulatorError(f"cannot emulate {scene.name!r} into {ingest}: {exc}") from None
+        self.incidents_every_s = incidents_every_s
+        self._incident_rng = random.Random(f"{seed}:incidents")
+        self._next_incident_s = incidents_every_s if incidents_every_s > 0 else math.inf
+        self._get_up_at_s: dict[str, float] = {}
+        self.incidents: list[tuple[float, str]] = []
         self.steps = 0
         self.late_steps = 0
         self.skipped_steps = 0
@@ -269,6 +277,27 @@ class HallEmulator:
             self.hall.inject_fall(channel.robot_id)
             log.info("%s: falls at %.2f s", channel.robot_id, t_s)
 
+    def _incidents(self, t_s: float) -> None:
+        """Now and then a robot falls, and is helped up later (so a demo hall has failures)."""
+        for robot_id, when in list(self._get_up_at_s.items()):
+            if t_s >= when:
+                del self._get_up_at_s[robot_id]
+                self.hall.stand_up(robot_id)
+                log.info("%s: helped up at %.2f s", robot_id, t_s)
+        if t_s < self._next_incident_s:
+            return
+        self._next_incident_s += self.incidents_every_s
+        standing = [
+            r for r, c in self.channels.items() if not c.fell and r not in self._get_up_at_s
+        ]
+        if not standing:
+            return
+        robot_id = self._incident_rng.choice(sorted(standing))
+        self.hall.inject_fall(robot_id)
+        self._get_up_at_s[robot_id] = t_s + GET_UP_AFTER_S
+        self.incidents.append((round(t_s, 3), robot_id))
+        log.info("%s: incident, falls at %.2f s", robot_id, t_s)
+
     # -- the loop ---------------------------------------------------------------
 
     def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
@@ -311,6 +340,7 @@ class HallEmulator:
                 t_s = (now - start) / 1e9
                 for channel in self.channels.values():
                     self._timed_faults(channel, t_s, now)
+                self._incidents(t_s)
             while due and due[0][0] <= now:
                 when, tie, what, robot_id = heapq.heappop(due)
                 if what == "crane":
@@ -378,6 +408,7 @@ class HallEmulator:
             "realtime_factor": round(sim_s / self.elapsed_s, 4) if self.elapsed_s else None,
             "steps": self.steps,
             "late_steps": self.late_steps,
+            "incidents": [{"t_s": t, "robot": r} for t, r in self.incidents],
             "skipped_steps": self.skipped_steps,
             "max_lag_ms": round(self.max_lag_s * 1e3, 3),
             "robots": {

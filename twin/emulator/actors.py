@@ -123,6 +123,7 @@ class EmulatedRobot:
         self._held: MotionTarget | None = None
         self._blend_from: tuple[MotionTarget, float] | None = None
         self.fallen_injected = False
+        self._nominal_forces = list(self.forces)
         self._shove_until_s = -1.0
         self._velocity_prev: Vec3 = (0.0, 0.0, 0.0)
         self._velocity_now: Vec3 = (0.0, 0.0, 0.0)
@@ -251,6 +252,27 @@ class EmulatedRobot:
             self.constraint = None
         self.forces = [FALL_MOTOR_FRACTION * f for f in self.forces]
         self._shove_until_s = t_s + FALL_SHOVE_S
+
+    def stand_up(self) -> None:
+        """After a fall, helped back up (the hall crew's job): at its last planned pose, the
+        stabiliser back on, motors at full strength."""
+        if not self.fallen_injected:
+            return
+        body, client = self.handle.body, self.client
+        self.forces = list(self._nominal_forces)
+        for index, value in zip(self.motors, self.last.joint_targets.tolist(), strict=True):
+            pb.resetJointState(body, index, value, 0.0, physicsClientId=client)
+        position, orientation = self.pelvis_pose(self.last)
+        pb.resetBasePositionAndOrientation(body, position, orientation, physicsClientId=client)
+        pb.resetBaseVelocity(body, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), physicsClientId=client)
+        self._pivot, self._orientation = position, orientation
+        self._pivot_velocity = (0.0, 0.0, 0.0)
+        self.constraint = pb.createConstraint(
+            body, -1, -1, -1, pb.JOINT_FIXED, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), position,
+            childFrameOrientation=orientation, physicsClientId=client,
+        )  # fmt: skip
+        self.fallen_injected = False
+        self._shove_until_s = -1.0
 
     # -- reading ----------------------------------------------------------------
 

@@ -405,6 +405,10 @@ class EmulatedHall:
         if fallen:
             robot.inject_fall(now - FALL_SHOVE_S)  # released and limp, shove already over
 
+    def stand_up(self, robot_id: str) -> None:
+        """Help a fallen robot back up at its planned pose (nothing if it is standing)."""
+        self._robot(robot_id).stand_up()
+
     def clear_joint_targets(self, robot_id: str) -> None:
         """Return the robot to its task loop where it paused, blending back over half a second
         (nothing happens when nothing is overridden)."""
