@@ -266,3 +266,30 @@ def test_a_recording_without_monitors_is_checked_offline(tmp_path: Path) -> None
     # every robot's base was recorded at the same spot: they collide, once per pair
     pairs = [(r["robot"], str(r["details"]).split()[3]) for r in rows if r["kind"] == "collision"]
     assert len(pairs) == len(set(pairs)) >= len(scene.robots) - 1
+
+
+def test_a_report_far_from_the_twins_prediction_is_one_divergence() -> None:
+    monitors, robot = Monitors(collisions=False), fake()
+    assert robot.joints is not None
+    robot.reported = Liveness.LIVE
+    n = len(robot.joints.positions)
+    found: list[FailureEvent] = []
+    # smooth motion the twin predicts well: 0.5 rad/s on every joint, new sample each check
+    for k in range(10):
+        t_s = k * STEP_NS / 1e9
+        robot.joints = JointSample(np.full(n, 0.5 * t_s), np.full(n, 0.5), np.zeros(n))
+        found += monitors.check(k * STEP_NS, {"R1": robot}, None)
+    found = [f for f in found if f.kind == "divergence"]  # (limits are not this test's job)
+    assert found == []
+    # one joint jumps 2 rad in 50 ms, far beyond its speed limit: a divergence, once
+    for k in range(10, 20):
+        t_s = k * STEP_NS / 1e9
+        positions = np.full(n, 0.5 * t_s)
+        positions[3] += 2.0 if k >= 12 else 0.0
+        robot.joints = JointSample(positions, np.full(n, 0.5), np.zeros(n))
+        found += [
+            f for f in monitors.check(k * STEP_NS, {"R1": robot}, None) if f.kind == "divergence"
+        ]
+    assert [(f.kind, f.severity) for f in found] == [("divergence", "error")]
+    name = codec_for(robot.model).canonical_names[3]
+    assert name in found[0].details and "predicted" in found[0].details

@@ -1,4 +1,4 @@
-"""Failure detection: falls, joints over limit, efforts over rating, stale telemetry, collisions.
+"""Failure detection: falls, joint limits, efforts, stale telemetry, collisions, divergence.
 
 :class:`Monitors` runs a set of detectors over plain per-robot state (anything shaped like
 :class:`twin.links.RobotLink`: ``model``, ``joints``, ``base``, ``reported``, ``liveness``),
@@ -46,6 +46,10 @@ EFFORT_CLEAR_FRACTION: Final = 0.9
 STALE_FAILURE_S: Final = 0.5  # a blip of STALE is shown live; a failure needs this much silence
 PENETRATION_M: Final = 0.005  # overlap deeper than this counts as a collision
 CLEAR_HOLD_NS: Final = 1_000_000_000  # a condition must stay clear this long to re-arm
+DIVERGENCE_RAD: Final = 0.2  # beyond the reachable envelope, any joint
+DIVERGENCE_SPEED_FACTOR: Final = 1.5
+DIVERGENCE_CLEAR_RAD: Final = 0.1
+MAX_PREDICTION_S: Final = 0.25  # predict no further (beyond: a telemetry gap, not motion)
 _SILENT: Final = frozenset({Liveness.STALE, Liveness.GONE})
 
 
@@ -55,7 +59,7 @@ class FailureEvent(msgspec.Struct, frozen=True):
     id: str
     stamp_ns: int
     robot_id: str
-    kind: str  # fall, joint_limit, effort, stale, collision
+    kind: str  # fall, joint_limit, effort, stale, collision, divergence
     severity: Severity
     details: str
 
@@ -97,6 +101,7 @@ class _Limits:
     lower: NDArray[np.float64]
     upper: NDArray[np.float64]
     effort: NDArray[np.float64]
+    velocity: NDArray[np.float64]
 
 
 def _limits(model: RobotModel) -> _Limits:
@@ -107,6 +112,7 @@ def _limits(model: RobotModel) -> _Limits:
         lower=np.array([j.lower for j in joints], dtype=np.float64),
         upper=np.array([j.upper for j in joints], dtype=np.float64),
         effort=np.array([j.effort_limit for j in joints], dtype=np.float64),
+        velocity=np.array([j.velocity_limit for j in joints], dtype=np.float64),
     )
 
 
@@ -175,6 +181,7 @@ class Monitors:
         self._limits: dict[str, _Limits] = {}
         self._was_heard: set[str] = set()
         self._watch: dict[str, set[int]] = {}  # robot -> joints with a latched condition
+        self._previous: dict[str, tuple[int, JointSample]] = {}  # robot -> (check ns, sample)
 
     def due(self, now_ns: int) -> bool:
         """Whether :meth:`check` would run the detectors now."""
@@ -192,6 +199,7 @@ class Monitors:
             self._fall(now_ns, robot_id, robot, found)
             self._joints(now_ns, robot_id, robot, found)
             self._stale(now_ns, robot_id, robot, found)
+            self._diverge(now_ns, robot_id, robot, found)
         collide_due = self._next_collision_ns is None or now_ns >= self._next_collision_ns
         if self.collisions and world is not None and collide_due:
             self._next_collision_ns = now_ns + self.collision_period_ns
@@ -213,6 +221,53 @@ class Monitors:
         found.append(event)
 
     # -- detectors --------------------------------------------------------------
+
+    def _diverge(
+        self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
+    ) -> None:
+        """The twin's prediction against what the robot reports.
+
+        From the previous report, the twin predicts where each joint can be now: within
+        its velocity limit (times DIVERGENCE_SPEED_FACTOR) of where it was, plus
+        DIVERGENCE_RAD. A report outside that envelope is a divergence: a jump no motor
+        could make (a bad sensor, a restart into another pose, a wrong calibration). A
+        constant-velocity prediction was tried first and rejected: heel strikes reverse a
+        walking ankle within one 50 ms check and flagged healthy robots."""
+        sample = robot.joints
+        previous = self._previous.get(robot_id)
+        if sample is None:
+            return
+        self._previous[robot_id] = (now_ns, sample)
+        if previous is None or previous[1] is sample:
+            return  # nothing new to compare
+        then_ns, before = previous
+        dt_s = (now_ns - then_ns) / 1e9
+        if not 0.0 < dt_s <= MAX_PREDICTION_S:
+            return
+        model = robot.model
+        limits = self._limits.get(model.name)
+        if limits is None:
+            limits = self._limits[model.name] = _limits(model)
+        reach = np.where(
+            np.isfinite(limits.velocity), limits.velocity * DIVERGENCE_SPEED_FACTOR * dt_s, np.inf
+        )
+        moved = np.abs(sample.positions - before.positions)
+        error = np.maximum(moved - reach, 0.0)
+        worst = int(np.argmax(error))
+        predicted = before.positions + np.sign(sample.positions - before.positions) * reach
+        key = (robot_id, "divergence")
+        if self._latch.update(
+            key,
+            bool(error[worst] > DIVERGENCE_RAD),
+            bool(error.max() < DIVERGENCE_CLEAR_RAD),
+            now_ns,
+        ):
+            name = robot.model.profile.canonical_name(robot.model.profile.joint_names[worst])
+            self._raise(
+                found, now_ns, robot_id, "divergence", "error",
+                f"{name} reported {sample.positions[worst]:.3f} rad, twin predicted at most "
+                f"{predicted[worst]:.3f} rad ({error[worst]:.2f} rad beyond its speed limit)",
+            )  # fmt: skip
 
     def _fall(
         self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
