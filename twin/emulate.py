@@ -37,6 +37,7 @@ from sync.protocol import (
     CraneState,
     Heartbeat,
     Kind,
+    RobotMode,
     encode_payload,
     pack_header,
     topic,
@@ -223,11 +224,13 @@ class HallEmulator:
         )
         self._emit(channel, Kind.BASE, payload, now_ns)
 
-    def _publish_heartbeat(self, channel: Channel, now_ns: int) -> None:
+    def _publish_heartbeat(self, channel: Channel, now_ns: int, *, goodbye: bool = False) -> None:
+        """A heartbeat; ``goodbye``: mode 'shutdown' (the twin shows the robot GONE at once)."""
         fallen = self._sample(channel.robot_id).fallen
+        mode: RobotMode = "shutdown" if goodbye else "fault" if fallen else "running"
         payload = encode_payload(
             Heartbeat(
-                mode="fault" if fallen else "running",
+                mode=mode,
                 estop=False,
                 protective_stop=fallen,
                 manufacturer=channel.model.manufacturer,
@@ -388,16 +391,7 @@ class HallEmulator:
             channel.silent_until_ns = 0
             self._publish_joints(channel, now)
             self._publish_base(channel, now)
-            model = channel.model
-            goodbye = Heartbeat(
-                mode="shutdown",
-                estop=False,
-                protective_stop=self._sample(channel.robot_id).fallen,
-                manufacturer=model.manufacturer,
-                model=model.name,
-                task=channel.task,
-            )
-            self._emit(channel, Kind.HEARTBEAT, encode_payload(goodbye), now)
+            self._publish_heartbeat(channel, now, goodbye=True)
 
     def stats(self) -> dict[str, Any]:
         """What was sent, dropped and garbled per robot, and how well real time was kept."""

@@ -19,6 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+from numpy.typing import NDArray
+
 from sync.protocol import (
     HEADER,
     HEADER_SIZE,
@@ -55,6 +58,9 @@ class Received:
     header: Header
     topic: bytes
     payload: bytes
+    joint_values: NDArray[np.float64] | NDArray[np.float32] | None = None
+    """For joint states: the payload's values as ingest checked them (wire units, shape
+    (3, N)), so a sink need not parse the payload again."""
 
 
 EventHook = Callable[[str, str, str], None]  # (kind, source id, detail)

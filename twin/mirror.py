@@ -228,7 +228,12 @@ class Mirror(FanoutServer):
             self._apply_joints(link, mono_ns)
         if self.sinks:
             source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
-            record = Received(received_ns, source, header, frames[0], frames[2])
+            values = (
+                link.raw_joints
+                if kind == Kind.JOINT_STATE and isinstance(link, RobotLink)
+                else None
+            )
+            record = Received(received_ns, source, header, frames[0], frames[2], values)
             for sink in self.sinks:
                 sink(record)
 

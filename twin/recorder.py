@@ -243,7 +243,10 @@ class Recorder:
         header = received.header
         codec = route.codec
         if route.kind == Kind.JOINT_STATE and codec is not None:
-            sample = codec.to_sample(codec.check(received.payload))
+            values = received.joint_values
+            sample = codec.to_sample(
+                values if values is not None else codec.check(received.payload)
+            )
             tail = JointTail(
                 header.stamp_ns,
                 header.seq,

@@ -12,6 +12,19 @@ from typing import Any, Final
 import msgspec
 
 
+class JointMsg(msgspec.Struct):
+    """The canonical ``/joints/<robot>`` message."""
+
+    robot: str
+    name: list[str]
+    stamp_ns: int
+    seq: int
+    epoch: int
+    position: list[float]
+    velocity: list[float]
+    effort: list[float]
+
+
 class JointTail(msgspec.Struct):
     """The per-message part of a joint state; the constant prefix is precomputed."""
 

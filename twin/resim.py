@@ -294,7 +294,7 @@ def run(
             recording, at_s, seconds=seconds, overrides=overrides, seed=seed, output=output
         )
     except ResimInputError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"twin resim: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     out.print(str(result.path), markup=False)
     out.print(

@@ -33,7 +33,7 @@ from scenes import parse_scene
 from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
 from twin.recording import Recording, RecordingError
-from twin.recording_schemas import CraneMsg, EventMsg, HeartbeatMsg, PoseInFrame
+from twin.recording_schemas import CraneMsg, EventMsg, HeartbeatMsg, JointMsg, PoseInFrame
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +44,6 @@ STALE_FLOOR_S: Final = 0.25
 MIN_SPEED: Final = 0.1
 MAX_SPEED: Final = 10.0
 _NS: Final = 1_000_000_000
-
-
-class JointMsg(msgspec.Struct):
-    """The canonical ``/joints/<robot>`` message."""
-
-    robot: str
-    name: list[str]
-    stamp_ns: int
-    seq: int
-    epoch: int
-    position: list[float]
-    velocity: list[float]
-    effort: list[float]
 
 
 @dataclass(frozen=True)
