@@ -1,0 +1,95 @@
+"""A task plan: what a robot should do over time, compiled once from a task file.
+
+The preview engine and the hall emulator execute the same plan (each with its own physics),
+and the dispatch gate sends it to a robot's gateway, so it is plain data: keyframes of
+canonical joint targets (rad), the base's path on the floor and the grip, linearly
+interpolated between keyframes.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+
+import msgspec
+
+
+class PlanFrame(msgspec.Struct, frozen=True):
+    """One keyframe: at ``t_s`` (from the task's start) the robot should be here.
+
+    ``joints_rad`` holds canonical joint names (see :mod:`robots.canonical`) the frame sets;
+    a joint it does not name keeps the previous frame's target (the first frame's missing joints
+    are the robot's rest pose). ``base_xy_yaw`` is the pelvis' floor position (m) and heading
+    (rad, about +Z from +X) in the hall frame. ``grip`` is 0 open .. 1 closed. ``step`` is the
+    index of the task step this frame belongs to.
+    """
+
+    t_s: float
+    step: int
+    base_xy_yaw: tuple[float, float, float]
+    joints_rad: dict[str, float]
+    grip: float = 0.0
+
+
+class PlanSample(msgspec.Struct, frozen=True):
+    """The plan interpolated at one instant (every joint named by any frame is present)."""
+
+    t_s: float
+    step: int
+    base_xy_yaw: tuple[float, float, float]
+    joints_rad: dict[str, float]
+    grip: float
+
+
+class TaskPlan(msgspec.Struct, frozen=True):
+    """A robot's task as keyframes, sorted by time; ``duration_s`` is the last frame's time."""
+
+    task_name: str
+    robot: str
+    frames: list[PlanFrame]
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames[-1].t_s if self.frames else 0.0
+
+    def at(self, t_s: float, rest_rad: Mapping[str, float] | None = None) -> PlanSample:
+        """The plan at ``t_s``, clamped to its first and last frames."""
+        if not self.frames:
+            raise ValueError(f"plan of {self.task_name!r} has no frames")
+        filled = _filled(self.frames, rest_rad or {})
+        times = [frame.t_s for frame in self.frames]
+        i = bisect.bisect_right(times, t_s) - 1
+        if i < 0:
+            i = 0
+        a = self.frames[i]
+        if i >= len(self.frames) - 1 or t_s <= a.t_s:
+            return PlanSample(t_s, a.step, a.base_xy_yaw, dict(filled[i]), a.grip)
+        b = self.frames[i + 1]
+        span = b.t_s - a.t_s
+        w = 0.0 if span <= 0 else (t_s - a.t_s) / span
+        joints = {
+            name: (1.0 - w) * value + w * filled[i + 1].get(name, value)
+            for name, value in filled[i].items()
+        }
+        base = (
+            (1.0 - w) * a.base_xy_yaw[0] + w * b.base_xy_yaw[0],
+            (1.0 - w) * a.base_xy_yaw[1] + w * b.base_xy_yaw[1],
+            a.base_xy_yaw[2] + w * _wrap(b.base_xy_yaw[2] - a.base_xy_yaw[2]),
+        )
+        return PlanSample(t_s, a.step, base, joints, (1.0 - w) * a.grip + w * b.grip)
+
+
+def _wrap(angle_rad: float) -> float:
+    """An angle difference into (-pi, pi]."""
+    return math.atan2(math.sin(angle_rad), math.cos(angle_rad))
+
+
+def _filled(frames: list[PlanFrame], rest_rad: Mapping[str, float]) -> list[dict[str, float]]:
+    """Each frame's full joint targets (carrying earlier values forward)."""
+    current = dict(rest_rad)
+    out: list[dict[str, float]] = []
+    for frame in frames:
+        current = {**current, **frame.joints_rad}
+        out.append(current)
+    return out

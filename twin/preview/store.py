@@ -1,0 +1,81 @@
+"""Preview records: which task files passed a preview, keyed by the SHA-256 of their bytes.
+
+The dispatch gate lets a task through only if a passing record exists for the exact bytes of
+the task file being dispatched; editing the file (even a comment) changes its digest, so an
+edited task needs a fresh preview. Records are small JSON files in one directory:
+
+* ``$HALL_TWIN_PREVIEWS`` when set, else
+* ``${XDG_STATE_HOME:-~/.local/state}/hall-twin/previews``.
+
+Each record is ``<sha256>.json``; the latest preview of a file replaces the earlier one, so a
+failing re-run revokes an earlier pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+log = logging.getLogger(__name__)
+
+ENV_PREVIEWS: Final = "HALL_TWIN_PREVIEWS"
+
+
+class PreviewRecord(msgspec.Struct, frozen=True):
+    """The outcome of one preview of one task file."""
+
+    task_sha256: str
+    task_path: str
+    robot: str
+    passed: bool
+    reasons: list[dict[str, Any]]
+    created_ns: int
+    scene_name: str
+    trials: int = 1
+    success_rate: float | None = None
+
+
+def task_digest(path: Path) -> str:
+    """SHA-256 (hex) of a task file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def default_store_dir() -> Path:
+    """Where preview records live (see the module docstring)."""
+    if explicit := os.environ.get(ENV_PREVIEWS):
+        return Path(explicit)
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "hall-twin" / "previews"
+
+
+def save_record(record: PreviewRecord, store_dir: Path | None = None) -> Path:
+    """Write (or replace) the record of a task file; returns its path. Written atomically."""
+    root = store_dir or default_store_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / f"{record.task_sha256}.json"
+    partial = target.with_suffix(".json.partial")
+    partial.write_bytes(msgspec.json.encode(record))
+    partial.replace(target)
+    log.debug("preview record %s (passed=%s) -> %s", record.task_path, record.passed, target)
+    return target
+
+
+def find_record(task_path: Path, store_dir: Path | None = None) -> PreviewRecord | None:
+    """The record for the task file's current bytes, or None (never previewed, or edited since).
+
+    A record that cannot be read is logged and treated as missing: the gate then refuses.
+    """
+    root = store_dir or default_store_dir()
+    target = root / f"{task_digest(task_path)}.json"
+    try:
+        return msgspec.json.decode(target.read_bytes(), type=PreviewRecord)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("%s: unreadable preview record (%s); treated as missing", target, exc)
+        return None
