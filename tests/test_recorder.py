@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import signal
+import subprocess
+import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -325,3 +329,85 @@ def test_twin_live_records_what_it_accepts(tmp_path: Path) -> None:
         assert counts.get(f"/joints/{robot.id}", 0) > 0, robot.id
     first = next(recording.iter_messages([f"/joints/{load_scene().robots[0].id}"]))
     assert first.schema_name == "hall_twin.JointState"
+
+
+def test_a_bare_record_means_a_timestamped_file_under_recordings() -> None:
+    from twin.record_path import expand_bare_record
+
+    now_ns = 1_795_569_300_000_000_000  # 2026-11-25 01:15:00 UTC
+    auto = "--record=recordings/20261125T011500Z.mcap"
+    assert expand_bare_record(["live", "--record"], now_ns) == ["live", auto]
+    assert expand_bare_record(["-v", "demo", "--record", "--seconds", "3"], now_ns) == [
+        "-v", "demo", auto, "--seconds", "3",
+    ]  # fmt: skip
+    for given in (
+        ["live", "--record", "x.mcap"],
+        ["live", "--record=x.mcap"],
+        ["resim", "r.mcap", "--record"],  # resim has its own default beside the input
+        ["live", "--", "--record"],
+    ):
+        assert expand_bare_record(given, now_ns) == given
+
+
+def _twin_in(
+    folder: Path, *args: str, timeout_s: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """``python -m twin ARGS`` run in ``folder``, without a display."""
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    return subprocess.run(
+        [sys.executable, "-m", "twin", *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+        env=env,
+    )
+
+
+def test_twin_live_bare_record_writes_recordings_utc_stamp(tmp_path: Path) -> None:
+    any_port = "tcp://127.0.0.1:*"
+    before = time.time()
+    result = _twin_in(
+        tmp_path, "live", "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port,
+        "--seconds", "0.5", "--record",
+    )  # fmt: skip
+    after = time.time()
+    assert result.returncode == 0, result.stderr[-2000:]
+    files = list((tmp_path / "recordings").iterdir())
+    assert len(files) == 1
+    path = files[0]
+    assert re.fullmatch(r"\d{8}T\d{6}Z\.mcap", path.name), path.name
+    stamp = datetime.strptime(path.stem, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    assert math.floor(before) <= stamp <= after
+    assert f"recording to {path}" in result.stderr
+    recording = open_recording(path)
+    assert recording.complete
+    assert recording.scene_text == scene_text()
+
+
+def test_record_refuses_to_overwrite_a_file_that_is_not_a_recording(tmp_path: Path) -> None:
+    hall = tmp_path / "my_hall.yaml"
+    hall.write_text(scene_text(), encoding="utf-8")
+    result = _twin_in(tmp_path, "live", "--record", "my_hall.yaml", "--seconds", "0.1")
+    assert result.returncode == 1
+    assert "my_hall.yaml exists and is not an MCAP recording; not overwriting it" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert hall.read_text(encoding="utf-8") == scene_text()
+
+
+def test_twin_demo_bare_record_records_the_demo_under_recordings(tmp_path: Path) -> None:
+    result = _twin_in(
+        tmp_path, "demo", "--headless", "--seconds", "1", "--out", "out", "--record",
+        "--incidents-every", "0", timeout_s=300.0,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (path,) = (tmp_path / "recordings").iterdir()
+    assert re.fullmatch(r"\d{8}T\d{6}Z\.mcap", path.name), path.name
+    assert f"demo: the twin records to {path}" in result.stderr
+    recording = open_recording(path)
+    assert recording.complete
+    counts = recording.summary()["message_counts"]
+    for robot in load_scene().robots:
+        assert counts.get(f"/joints/{robot.id}", 0) > 0, robot.id

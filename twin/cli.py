@@ -189,7 +189,13 @@ def demo(
         list[str] | None, typer.Option("--fault", help="Faults for the emulator (as twin emulate).")
     ] = None,
     record: Annotated[
-        Path | None, typer.Option("--record", help="Record the twin to this MCAP file.")
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="[PATH]",
+            help="Record the twin to this MCAP file; bare --record (last, or before another "
+            "option): recordings/<UTC time>.mcap.",
+        ),
     ] = None,
     incidents_every_s: Annotated[
         float,
@@ -317,7 +323,9 @@ def live_cmd(
         Path | None,
         typer.Option(
             "--record",
-            help="Record every accepted message to this MCAP file (raw frames + canonical JSON).",
+            metavar="[PATH]",
+            help="Record every accepted message to this MCAP file (raw frames + canonical JSON); "
+            "bare --record (last, or before another option): recordings/<UTC time>.mcap.",
         ),
     ] = None,
 ) -> None:
@@ -401,7 +409,9 @@ def resim_cmd(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    from twin.record_path import expand_bare_record
+
+    app(args=expand_bare_record(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -172,6 +172,7 @@ def live(
         if recorder is None:
             mirror.close()
             raise typer.Exit(1)
+        err.print(f"recording to {recorder.path.resolve()}", markup=False)
         mirror.sinks.append(recorder.sink)
         _record_ingest_events(mirror, recorder)
         if mirror.monitors is not None:

@@ -297,6 +297,8 @@ def run_demo(
             )
             raise typer.Exit(1)
         err.print(f"demo: emulator -> twin ({ingest}) -> viewer ({fanout})", markup=False)
+        if record is not None:
+            err.print(f"demo: the twin records to {record.resolve()}", markup=False)
         _wait_all_live(snapshot, timeout_s=_STARTUP_S)
         if headless or not has_display():
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

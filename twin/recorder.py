@@ -71,6 +71,7 @@ FLUSH_EVERY_NS: Final = 1_000_000_000
 MIN_CHUNK_BYTES: Final = 256 * 1024
 MAX_CHUNK_BYTES: Final = 32 * 1024 * 1024
 PROFILE: Final = "hall-twin"
+MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
 
 
 def _best_compression() -> CompressionType:
@@ -125,6 +126,22 @@ def estimate_bytes_per_s(scene: Scene) -> int:
     return int(total)
 
 
+def _refuse_to_overwrite(path: Path) -> None:
+    """A file that exists and is not MCAP (a scene given to ``--record`` by mistake) stays."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(len(MCAP_MAGIC))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise RecorderError(f"cannot write {path}: {exc.strerror}") from None
+    if head and head != MCAP_MAGIC:
+        raise RecorderError(
+            f"{path} exists and is not an MCAP recording; not overwriting it "
+            "(a bare --record goes after the scene argument)"
+        )
+
+
 class Recorder:
     """Writes accepted telemetry and events of a running twin to an MCAP file."""
 
@@ -148,7 +165,9 @@ class Recorder:
                 MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, estimate_bytes_per_s(scene))
             )
         self.chunk_size_bytes = chunk_size_bytes
+        _refuse_to_overwrite(self.path)
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self._stream: IO[bytes] = self.path.open("wb")
         except OSError as exc:
             raise RecorderError(f"cannot write {self.path}: {exc.strerror}") from None
