@@ -22,7 +22,9 @@ class PlanFrame(msgspec.Struct, frozen=True):
     a joint it does not name keeps the previous frame's target (the first frame's missing joints
     are the robot's rest pose). ``base_xy_yaw`` is the pelvis' floor position (m) and heading
     (rad, about +Z from +X) in the hall frame. ``grip`` is 0 open .. 1 closed. ``step`` is the
-    index of the task step this frame belongs to.
+    index of the task step this frame belongs to. ``pelvis_pitch_rad`` (added after the first
+    contract, default 0) is the pelvis' forward lean (rad, > 0 leans forward), with which a short
+    robot reaches over a bench; an executor that ignores it keeps the pelvis upright.
     """
 
     t_s: float
@@ -30,6 +32,7 @@ class PlanFrame(msgspec.Struct, frozen=True):
     base_xy_yaw: tuple[float, float, float]
     joints_rad: dict[str, float]
     grip: float = 0.0
+    pelvis_pitch_rad: float = 0.0
 
 
 class PlanSample(msgspec.Struct, frozen=True):
@@ -40,6 +43,7 @@ class PlanSample(msgspec.Struct, frozen=True):
     base_xy_yaw: tuple[float, float, float]
     joints_rad: dict[str, float]
     grip: float
+    pelvis_pitch_rad: float = 0.0
 
 
 class TaskPlan(msgspec.Struct, frozen=True):
@@ -64,7 +68,9 @@ class TaskPlan(msgspec.Struct, frozen=True):
             i = 0
         a = self.frames[i]
         if i >= len(self.frames) - 1 or t_s <= a.t_s:
-            return PlanSample(t_s, a.step, a.base_xy_yaw, dict(filled[i]), a.grip)
+            return PlanSample(
+                t_s, a.step, a.base_xy_yaw, dict(filled[i]), a.grip, a.pelvis_pitch_rad
+            )
         b = self.frames[i + 1]
         span = b.t_s - a.t_s
         w = 0.0 if span <= 0 else (t_s - a.t_s) / span
@@ -77,7 +83,14 @@ class TaskPlan(msgspec.Struct, frozen=True):
             (1.0 - w) * a.base_xy_yaw[1] + w * b.base_xy_yaw[1],
             a.base_xy_yaw[2] + w * _wrap(b.base_xy_yaw[2] - a.base_xy_yaw[2]),
         )
-        return PlanSample(t_s, a.step, base, joints, (1.0 - w) * a.grip + w * b.grip)
+        return PlanSample(
+            t_s,
+            a.step,
+            base,
+            joints,
+            (1.0 - w) * a.grip + w * b.grip,
+            (1.0 - w) * a.pelvis_pitch_rad + w * b.pelvis_pitch_rad,
+        )
 
 
 def _wrap(angle_rad: float) -> float:
