@@ -1,18 +1,23 @@
 """How many messages a second the recorder's sink sustains, beside plain mcap writing.
 
-Usage: ``python benchmarks/record.py [--messages N] [--json]``. Feeds
+Usage: ``python benchmarks/record.py [--messages N] [--repeat R] [--json]``. Feeds
 :meth:`twin.recorder.Recorder.sink` realistic accepted joint states (the default hall's
 robots: Kestrel packed float32, Orca packed float64 degrees, Tessel MessagePack maps,
-in proportion to their rates) and, in the same run, writes the same bytes with a bare
+in proportion to their rates, with the values ingest has already checked, as the
+mirror hands them over) and, in the same run, writes the same bytes with a bare
 ``mcap.writer.Writer`` (two ``add_message`` calls a message: raw frame + JSON, no
-decoding) as the baseline. Also times the parts of the sink (canonical JSON alone) so
-a shortfall can be placed.
+decoding) as the baseline. Also times the parts: the sink with the writer's
+compression inline (no background thread), the recorder's writer alone
+(:class:`twin.mcap_writer.ChunkedMcapWriter`, same bytes as the baseline) and the
+canonical JSON alone, so a shortfall can be placed. Every figure is the median of
+``--repeat`` runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +37,7 @@ from scenes.model import Scene
 from sync.codecs import codec_for
 from sync.protocol import Header, Kind, pack_header, topic
 from twin.ingest import Received
+from twin.mcap_writer import ChunkedMcapWriter
 from twin.recorder import COMPRESSION, Recorder
 
 TARGET_MSGS_PER_S = 50_000
@@ -60,14 +66,18 @@ def realistic_messages(scene: Scene, count: int, seed: int = 1) -> list[Received
         seqs[int(index)] = seq + 1
         header = Header(kind=Kind.JOINT_STATE, seq=seq, stamp_ns=stamp_ns, epoch=0x1234)
         wire_topic = topic(Kind.JOINT_STATE, robot.id)
-        out.append(Received(stamp_ns + 300_000, robot.id, header, wire_topic, payload))
+        checked = codec.check(payload)  # ingest checks every joint state and passes this on
+        received = Received(stamp_ns + 300_000, robot.id, header, wire_topic, payload, checked)
+        out.append(received)
     return out
 
 
-def _bench_sink(scene: Scene, messages: list[Received], folder: Path) -> tuple[float, int]:
+def _bench_sink(
+    scene: Scene, messages: list[Received], folder: Path, *, background: bool = True
+) -> tuple[float, int]:
     text = DEFAULT_SCENE.read_text(encoding="utf-8")
     path = folder / "sink.mcap"
-    recorder = Recorder(path, scene, text, twin_version="bench")
+    recorder = Recorder(path, scene, text, twin_version="bench", background=background)
     sink = recorder.sink
     started = time.perf_counter()
     for message in messages:
@@ -106,6 +116,20 @@ def _bench_raw(pairs: list[tuple[bytes, bytes]], chunk_size: int, folder: Path) 
         return len(pairs) / (time.perf_counter() - started)
 
 
+def _bench_chunked(pairs: list[tuple[bytes, bytes]], chunk_size: int, folder: Path) -> float:
+    with (folder / "chunked.mcap").open("wb") as stream:
+        writer = ChunkedMcapWriter(stream, chunk_size_bytes=chunk_size, compression=COMPRESSION)
+        raw_channel = writer.register_channel("/raw", "hall-twin-v1", 0)
+        json_channel = writer.register_channel("/json", "json", 0)
+        add = writer.add_message
+        started = time.perf_counter()
+        for i, (raw, canonical) in enumerate(pairs):
+            add(raw_channel, i, raw, i, i)
+            add(json_channel, i, canonical, i, i)
+        writer.finish()
+        return len(pairs) / (time.perf_counter() - started)
+
+
 def _bench_json_only(scene: Scene, messages: list[Received]) -> float:
     path = Path(tempfile.mkstemp(suffix=".mcap")[1])
     recorder = Recorder(path, scene, "", twin_version="bench")
@@ -119,27 +143,41 @@ def _bench_json_only(scene: Scene, messages: list[Received]) -> float:
     return rate
 
 
-def run(count: int) -> dict[str, Any]:
-    """Run every measurement once; returns the JSON report."""
+def run(count: int, repeat: int = 3) -> dict[str, Any]:
+    """Run every measurement ``repeat`` times; returns the JSON report (medians)."""
     scene = load_scene()
     messages = realistic_messages(scene, count)
+    runs: dict[str, list[float]] = {
+        k: [] for k in ("sink", "sink_inline", "raw", "chunked", "json", "bytes")
+    }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        sink_rate, size = _bench_sink(scene, messages, folder)
         chunk = Recorder(folder / "probe.mcap", scene, "", twin_version="bench")
         chunk_size = chunk.chunk_size_bytes
         chunk.close()
         pairs = _pairs(scene, messages)
-        raw_rate = _bench_raw(pairs, chunk_size, folder)
-        json_rate = _bench_json_only(scene, messages)
+        for _ in range(repeat):
+            sink_rate, size = _bench_sink(scene, messages, folder)
+            runs["sink"].append(sink_rate)
+            runs["bytes"].append(size)
+            runs["sink_inline"].append(_bench_sink(scene, messages, folder, background=False)[0])
+            runs["raw"].append(_bench_raw(pairs, chunk_size, folder))
+            runs["chunked"].append(_bench_chunked(pairs, chunk_size, folder))
+            runs["json"].append(_bench_json_only(scene, messages))
+    median = {k: statistics.median(v) for k, v in runs.items()}
     return {
         "messages": count,
-        "msgs_per_s": round(sink_rate),
-        "raw_mcap_msgs_per_s": round(raw_rate),
-        "canonical_json_only_msgs_per_s": round(json_rate),
+        "repeat": repeat,
+        "msgs_per_s": round(median["sink"]),
+        "msgs_per_s_all_runs": [round(r) for r in runs["sink"]],
+        "msgs_per_s_inline_compression": round(median["sink_inline"]),
+        "raw_mcap_msgs_per_s": round(median["raw"]),
+        "raw_mcap_msgs_per_s_all_runs": [round(r) for r in runs["raw"]],
+        "recorder_writer_only_msgs_per_s": round(median["chunked"]),
+        "canonical_json_only_msgs_per_s": round(median["json"]),
         "target_msgs_per_s": TARGET_MSGS_PER_S,
-        "meets_target": sink_rate >= TARGET_MSGS_PER_S,
-        "bytes_per_msg_on_disk": round(size / count, 1),
+        "meets_target": median["sink"] >= TARGET_MSGS_PER_S,
+        "bytes_per_msg_on_disk": round(median["bytes"] / count, 1),
         "chunk_size_bytes": chunk_size,
         "compression": COMPRESSION.name.lower(),
         "machine": machine_info(),
@@ -150,9 +188,10 @@ def main() -> None:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3, help="Runs; figures are medians.")
     parser.add_argument("--json", action="store_true", help="Print JSON.")
     args = parser.parse_args()
-    report = run(args.messages)
+    report = run(args.messages, args.repeat)
     if args.json:
         print(json.dumps(report, indent=2))
         return
