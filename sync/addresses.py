@@ -5,6 +5,10 @@
 | telemetry ingest (gateways connect and publish) | tcp://127.0.0.1:7700 | HALL_TWIN_INGEST |
 | viewer fan-out (viewers connect and subscribe) | tcp://127.0.0.1:7702 | HALL_TWIN_FANOUT |
 | snapshot / status (request-reply) | tcp://127.0.0.1:7703 | HALL_TWIN_SNAPSHOT |
+| command channel (gateways connect; CURVE) | tcp://127.0.0.1:7701 | HALL_TWIN_COMMAND |
+| dispatch control (``twin dispatch``; CURVE) | tcp://127.0.0.1:7704 | HALL_TWIN_CONTROL |
+
+The last two exist only when the twin runs with a key directory (``twin live --keys DIR``).
 
 A command-line flag beats the environment, which beats the default. To serve other
 machines, bind ``tcp://0.0.0.0:7700`` (and tell the gateways the twin's address).
@@ -21,10 +25,14 @@ import zmq
 DEFAULT_INGEST: Final = "tcp://127.0.0.1:7700"
 DEFAULT_FANOUT: Final = "tcp://127.0.0.1:7702"
 DEFAULT_SNAPSHOT: Final = "tcp://127.0.0.1:7703"
+DEFAULT_COMMAND: Final = "tcp://127.0.0.1:7701"
+DEFAULT_CONTROL: Final = "tcp://127.0.0.1:7704"
 
 ENV_INGEST: Final = "HALL_TWIN_INGEST"
 ENV_FANOUT: Final = "HALL_TWIN_FANOUT"
 ENV_SNAPSHOT: Final = "HALL_TWIN_SNAPSHOT"
+ENV_COMMAND: Final = "HALL_TWIN_COMMAND"
+ENV_CONTROL: Final = "HALL_TWIN_CONTROL"
 
 # High-water marks, chosen deliberately:
 INGEST_RCVHWM: Final = 200_000
@@ -41,11 +49,13 @@ MAX_MESSAGE_BYTES: Final = 1 << 20
 
 @dataclass(frozen=True)
 class Endpoints:
-    """The three endpoints of one twin."""
+    """The endpoints of one twin (command and control exist only with ``--keys``)."""
 
     ingest: str = DEFAULT_INGEST
     fanout: str = DEFAULT_FANOUT
     snapshot: str = DEFAULT_SNAPSHOT
+    command: str = DEFAULT_COMMAND
+    control: str = DEFAULT_CONTROL
 
     @classmethod
     def resolve(
@@ -53,12 +63,16 @@ class Endpoints:
         ingest: str | None = None,
         fanout: str | None = None,
         snapshot: str | None = None,
+        command: str | None = None,
+        control: str | None = None,
     ) -> Endpoints:
         """Flag, else environment variable, else default, for each endpoint."""
         return cls(
             ingest=ingest or os.environ.get(ENV_INGEST) or DEFAULT_INGEST,
             fanout=fanout or os.environ.get(ENV_FANOUT) or DEFAULT_FANOUT,
             snapshot=snapshot or os.environ.get(ENV_SNAPSHOT) or DEFAULT_SNAPSHOT,
+            command=command or os.environ.get(ENV_COMMAND) or DEFAULT_COMMAND,
+            control=control or os.environ.get(ENV_CONTROL) or DEFAULT_CONTROL,
         )
 
 

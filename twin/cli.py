@@ -20,7 +20,7 @@ from rich.table import Table
 from robots import get_model, model_names
 from scenes import SceneError, load_scene
 from scenes.model import Scene
-from twin import cli_live
+from twin import cli_dispatch, cli_live
 from twin.summary import scene_summary
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ app = typer.Typer(
 )
 scene_app = typer.Typer(help="Validate and inspect hall scene files.", no_args_is_help=True)
 app.add_typer(scene_app, name="scene")
+cli_dispatch.register(app)  # twin keys init, twin dispatch
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -303,11 +304,14 @@ def emulate_cmd(
             help="Every this many seconds a random robot falls (helped up 15 s later); 0: never.",
         ),
     ] = 0.0,
+    keys: cli_dispatch.KeysOpt = None,
+    command: cli_dispatch.CommandOpt = None,
 ) -> None:
     """Play the hall's hardware: robots doing their tasks in their own physics, over ZeroMQ."""
     cli_live.emulate(
-        scene, fault or [], seed, seconds, ingest, stats, noise, wait_s, incidents_every_s
-    )
+        scene, fault or [], seed, seconds, ingest, stats, noise, wait_s, incidents_every_s,
+        keys=keys, command=command,
+    )  # fmt: skip
 
 
 @app.command("live")
@@ -328,9 +332,15 @@ def live_cmd(
             "bare --record (last, or before another option): recordings/<UTC time>.mcap.",
         ),
     ] = None,
+    keys: cli_dispatch.KeysOpt = None,
+    command: cli_dispatch.CommandOpt = None,
+    control: cli_dispatch.ControlOpt = None,
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
-    cli_live.live(scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record)
+    cli_live.live(
+        scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
+        keys=keys, command=command, control=control,
+    )  # fmt: skip
 
 
 @app.command("status")

@@ -87,8 +87,12 @@ def emulate(
     noise: bool,
     wait_s: float,
     incidents_every_s: float = 0.0,
+    *,
+    keys: Path | None = None,
+    command: str | None = None,
 ) -> None:
-    """Run the hall emulator (see ``twin emulate --help``)."""
+    """Run the hall emulator (see ``twin emulate --help``); with ``keys`` its gateways take
+    commands from the twin's ``command`` channel."""
     from twin.cli import EXIT_BAD_INPUT, load_or_exit
     from twin.emulate import EmulatorError, HallEmulator
     from twin.faults import FaultSpecError, parse_faults
@@ -99,7 +103,7 @@ def emulate(
     except FaultSpecError as exc:
         err.print(str(exc), markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    endpoints = Endpoints.resolve(ingest=ingest)
+    endpoints = Endpoints.resolve(ingest=ingest, command=command)
     stop = _stop_on_signals()
     try:
         emulator = HallEmulator(
@@ -109,10 +113,13 @@ def emulate(
             seed=seed,
             noise=noise,
             incidents_every_s=incidents_every_s,
+            keys=keys,
+            command=endpoints.command,
         )
     except EmulatorError as exc:
         err.print(f"twin emulate: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    emulator.stats_path = stats
     try:
         if not emulator.wait_for_twin(wait_s):
             log.warning(
@@ -120,7 +127,8 @@ def emulate(
             )
         err.print(
             f"emulating {len(loaded.robots)} robots of {loaded.name!r} -> {endpoints.ingest}"
-            + (f" with faults on {', '.join(sorted(faults))}" if faults else ""),
+            + (f" with faults on {', '.join(sorted(faults))}" if faults else "")
+            + (f"; commands from {endpoints.command}" if keys is not None else ""),
             markup=False,
         )
         emulator.run(duration_s=seconds, stop=stop)
@@ -146,16 +154,21 @@ def live(
     display_hz: float,
     record: Path | None = None,
     monitors: bool = True,
+    keys: Path | None = None,
+    command: str | None = None,
+    control: str | None = None,
 ) -> None:
     """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
-    ``monitors``: detect failures (falls, limits, stale telemetry, collisions)."""
+    ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
+    key directory, for the dispatch gate's command channel (none without)."""
     from twin.cli import load_or_exit
+    from twin.cli_dispatch import start_gate
     from twin.mirror import Mirror, MirrorError
     from twin.monitors import Monitors
 
     loaded = load_or_exit(scene)
     recorder = None
-    endpoints = Endpoints.resolve(ingest, fanout, snapshot)
+    endpoints = Endpoints.resolve(ingest, fanout, snapshot, command, control)
     stop = _stop_on_signals()
     try:
         mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz)
@@ -167,6 +180,7 @@ def live(
         raise typer.Exit(1) from None
     if monitors:
         mirror.monitors = Monitors()
+    gate = start_gate(mirror, keys, endpoints) if keys is not None else None
     if record is not None:
         recorder = _start_recorder(record, scene, loaded)
         if recorder is None:
@@ -177,10 +191,17 @@ def live(
         _record_ingest_events(mirror, recorder)
         if mirror.monitors is not None:
             _record_failures(mirror, recorder)
+        if gate is not None:
+            gate.listeners.append(recorder.event)
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
-        f"snapshot {bound.snapshot}",
+        f"snapshot {bound.snapshot}"
+        + (
+            f" command {gate.command_endpoint} control {gate.control_endpoint}"
+            if gate is not None
+            else " (no command channel)"
+        ),
         markup=False,
     )
     try:

@@ -6,6 +6,8 @@ publishes that robot's telemetry in its manufacturer's own format and rate: join
 states at the profile rate, base pose + IMU at 100 Hz (or the profile rate if lower),
 heartbeats at 10 Hz; cranes at 20 Hz. Each gateway has its own socket, epoch and
 clock skew, and adds sensor noise. Faults (:mod:`twin.faults`) are injected per robot.
+With a key directory the gateways also take commands from the twin's command channel and
+execute dispatched plans (:mod:`twin.emulator.commands`).
 
 Joint states are sampled from the newest physics step (240 Hz); a 500 Hz stream thus
 repeats a physics state about every other message, stamped at its own send time.
@@ -30,8 +32,10 @@ import zmq
 
 from robots import RobotModel, get_model
 from scenes.model import Scene
+from sync.addresses import DEFAULT_COMMAND
 from sync.codecs import VendorCodec, codec_for
 from sync.gateway import Gateway
+from sync.keys import KeyDirError
 from sync.protocol import (
     BaseState,
     CraneState,
@@ -40,10 +44,10 @@ from sync.protocol import (
     RobotMode,
     encode_payload,
     pack_header,
-    topic,
 )
+from twin.emulator.commands import CommandDesk
 from twin.emulator.physics import EmulatedHall, Perturbation, RobotSample
-from twin.faults import RESTART_SILENCE_S, RobotFaults
+from twin.faults import RESTART_SILENCE_S, RobotFaults, garbage_frames
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,8 @@ POSITION_NOISE_RAD: Final = 0.0005
 EFFORT_NOISE_NM: Final = 0.05
 MAX_CLOCK_SKEW_NS: Final = 3_000_000
 GET_UP_AFTER_S: Final = 15.0  # an incident's fallen robot is helped up after this long
+STATS_EVERY_S: Final = 1.0  # --stats is rewritten this often while running
+COMMAND_POLL_STEPS: Final = 12  # physics steps between command-channel polls (20 Hz)
 
 
 class EmulatorError(RuntimeError):
@@ -78,6 +84,7 @@ class Channel:
     delayed: deque[tuple[int, tuple[bytes, bytes, bytes]]] = field(default_factory=deque)
     restarts_done: int = 0
     fell: bool = False
+    estopped: bool = False
 
 
 class HallEmulator:
@@ -94,7 +101,11 @@ class HallEmulator:
         perturbation: Perturbation | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         incidents_every_s: float = 0.0,
+        keys: Path | None = None,
+        command: str = DEFAULT_COMMAND,
     ) -> None:
+        """``keys``: a key directory; the gateways then connect to the twin's ``command``
+        channel and execute dispatched plans."""
         self.scene = scene
         self.seed = seed
         self.noise = noise
@@ -130,7 +141,18 @@ class HallEmulator:
                     rng=random.Random(f"{seed}:{robot.id}"),
                 )
             self.crane_gateway = Gateway(self.context, ingest)
-        except (ValueError, zmq.ZMQError) as exc:
+            self.commands = (
+                CommandDesk(
+                    self.context,
+                    command,
+                    keys,
+                    scene,
+                    {robot_id: c.model for robot_id, c in self.channels.items()},
+                )
+                if keys is not None
+                else None
+            )
+        except (ValueError, zmq.ZMQError, KeyDirError) as exc:
             for gateway in gateways:
                 gateway.close()
             self.hall.close()
@@ -148,6 +170,8 @@ class HallEmulator:
         self.max_lag_s = 0.0
         self.elapsed_s = 0.0
         self._samples: dict[str, tuple[int, RobotSample]] = {}
+        self._start_ns = time.monotonic_ns()
+        self.stats_path: Path | None = None  # rewritten every STATS_EVERY_S while running
 
     # -- publishing -------------------------------------------------------------
 
@@ -182,29 +206,16 @@ class HallEmulator:
 
     def _send_garbage(self, channel: Channel, kind: Kind, seq: int) -> None:
         """A malformed frame of a random kind; it never consumes a sequence number."""
-        rng = channel.rng
-        epoch = channel.gateway.epoch
-        good_topic = topic(kind, channel.robot_id)
-        header = pack_header(kind, seq, time.time_ns(), epoch)
-        choice = rng.randrange(6)
-        if choice == 0:
-            frames: tuple[bytes, ...] = (good_topic, header, rng.randbytes(rng.randrange(1, 300)))
-        elif choice == 1:
-            frames = (good_topic, header[: rng.randrange(1, 31)], b"")
-        elif choice == 2:  # wrong protocol version
-            frames = (good_topic, bytes([header[0], header[1], 99]) + header[3:], b"")
-        elif choice == 3:
-            frames = (good_topic, header, b"\x00" * (64 * 1024 + 1))
-        elif choice == 4:
-            frames = (good_topic,)
-        else:
-            frames = (rng.randbytes(16), header, b"")
+        frames = garbage_frames(channel.rng, kind, channel.robot_id, seq, channel.gateway.epoch)
         channel.gateway.socket.send_multipart(frames)
         channel.counts["garbage"] += 1
 
     def _publish_joints(self, channel: Channel, now_ns: int) -> None:
         sample = self._sample(channel.robot_id)
         positions, efforts = sample.positions, sample.efforts
+        lie = channel.faults.lie_rad((now_ns - self._start_ns) / 1e9)
+        if lie:
+            positions = positions + lie
         if self.noise:
             positions = positions + self._np_rng.normal(0.0, POSITION_NOISE_RAD, positions.shape)
             efforts = efforts + self._np_rng.normal(0.0, EFFORT_NOISE_NM, efforts.shape)
@@ -227,11 +238,14 @@ class HallEmulator:
     def _publish_heartbeat(self, channel: Channel, now_ns: int, *, goodbye: bool = False) -> None:
         """A heartbeat; ``goodbye``: mode 'shutdown' (the twin shows the robot GONE at once)."""
         fallen = self._sample(channel.robot_id).fallen
-        mode: RobotMode = "shutdown" if goodbye else "fault" if fallen else "running"
+        mode: RobotMode = (
+            "shutdown" if goodbye else "fault" if fallen else "stopped" if channel.estopped
+            else "running"
+        )  # fmt: skip
         payload = encode_payload(
             Heartbeat(
                 mode=mode,
-                estop=False,
+                estop=channel.estopped,
                 protective_stop=fallen,
                 manufacturer=channel.model.manufacturer,
                 model=channel.model.name,
@@ -275,6 +289,10 @@ class HallEmulator:
             channel.delayed.clear()
             channel.silent_until_ns = now_ns + int(RESTART_SILENCE_S * 1e9)
             log.info("%s: restarted at %.2f s (new epoch)", channel.robot_id, t_s)
+        if faults.estop_at_s is not None and t_s >= faults.estop_at_s and not channel.estopped:
+            channel.estopped = True
+            self.hall.set_joint_targets(channel.robot_id, {})  # holds still where it is
+            log.info("%s: e-stop at %.2f s", channel.robot_id, t_s)
         if faults.fall_at_s is not None and t_s >= faults.fall_at_s and not channel.fell:
             channel.fell = True
             self.hall.inject_fall(channel.robot_id)
@@ -306,7 +324,8 @@ class HallEmulator:
     def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
         """Run in real time until ``duration_s`` passes or ``stop`` is set."""
         dt_ns = int(self.hall.time_step_s * 1e9)
-        start = time.monotonic_ns()
+        start = self._start_ns = time.monotonic_ns()
+        next_stats = start
         end = start + int(duration_s * 1e9) if duration_s is not None else None
         # (due time, order, what, robot id): a heap of the next thing to do per stream
         due: list[tuple[int, int, str, str]] = []
@@ -315,7 +334,7 @@ class HallEmulator:
         for robot_id, channel in self.channels.items():
             rate = channel.model.profile.rate_hz
             for what, hz in (
-                ("js", rate),
+                ("js", channel.faults.js_rate_hz or rate),
                 ("base", min(rate, BASE_RATE_HZ)),
                 ("hb", HEARTBEAT_RATE_HZ),
             ):
@@ -344,6 +363,12 @@ class HallEmulator:
                 for channel in self.channels.values():
                     self._timed_faults(channel, t_s, now)
                 self._incidents(t_s)
+                if self.commands is not None and self.steps % COMMAND_POLL_STEPS == 0:
+                    self.commands.poll(self.hall, self._stopped())
+            if self.stats_path is not None and now >= next_stats:
+                next_stats = now + int(STATS_EVERY_S * 1e9)
+                self.elapsed_s = (now - start) / 1e9
+                self.write_stats(self.stats_path)
             while due and due[0][0] <= now:
                 when, tie, what, robot_id = heapq.heappop(due)
                 if what == "crane":
@@ -368,6 +393,14 @@ class HallEmulator:
                 time.sleep(sleep_s)
         self.elapsed_s = (time.monotonic_ns() - start) / 1e9
         self._say_goodbye()
+
+    def _stopped(self) -> dict[str, str]:
+        """Robots that cannot take commands now, and why."""
+        out = {r: "emergency stop engaged" for r, c in self.channels.items() if c.estopped}
+        for robot_id in self.channels:
+            if robot_id not in out and self._sample(robot_id).fallen:
+                out[robot_id] = "the robot has fallen"
+        return out
 
     def wait_for_twin(self, timeout_s: float) -> bool:
         """Wait until the twin subscribed to every gateway (False on timeout)."""
@@ -409,17 +442,23 @@ class HallEmulator:
                 robot_id: {**channel.counts, "epoch": channel.gateway.epoch}
                 for robot_id, channel in self.channels.items()
             },
+            # what reached each gateway on the command channel (None: no command channel)
+            "commands": self.commands.stats() if self.commands is not None else None,
         }
 
     def write_stats(self, path: Path) -> None:
-        """Write :meth:`stats` as JSON."""
-        path.write_text(json.dumps(self.stats(), indent=2) + "\n", encoding="utf-8")
+        """Write :meth:`stats` as JSON (atomically: a reader never sees half a file)."""
+        partial = path.with_name(path.name + ".partial")
+        partial.write_text(json.dumps(self.stats(), indent=2) + "\n", encoding="utf-8")
+        partial.replace(path)
 
     def close(self) -> None:
         """Close gateways (linger 0) and the physics."""
         for channel in self.channels.values():
             channel.gateway.close()
         self.crane_gateway.close()
+        if self.commands is not None:
+            self.commands.close()
         self.hall.close()
         if self._owns_context:
             self.context.term()

@@ -9,22 +9,36 @@ Spec grammar (one per ``--fault``)::
     ROBOT:disconnect@5s    at t = 5 s the gateway closes its socket for good
     ROBOT:restart@8s       at t = 8 s the gateway restarts: 0.5 s silent, new epoch, seq from 0
     ROBOT:fall@12s         at t = 12 s the robot physically falls
+    ROBOT:estop@3s         from t = 3 s its emergency stop is engaged: it holds still, its
+                           heartbeats say estop (mode 'stopped'), it rejects commands
+    ROBOT:lie@4s           from t = 4 s its reported joints lie: every position is off by
+                           +-LIE_RAD, the sign flipping every LIE_PERIOD_S (a jump no motor
+                           makes, so the twin's divergence detector fires and stays raised)
+    ROBOT:rate=2Hz         joint states at 2 Hz instead of the profile's rate (a robot that
+                           is STALE between messages, yet never GONE)
 
 Times are seconds since the emulator started (``s`` or ``ms``); probabilities in 0..1.
 """
 
 from __future__ import annotations
 
+import random
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
+from sync.protocol import Kind, pack_header, topic
+
 RESTART_SILENCE_S: Final = 0.5
+LIE_RAD: Final = 1.0
+LIE_PERIOD_S: Final = 0.25
 
 _RATE = re.compile(r"^(drop|garbage)=(\d*\.?\d+)$")
 _DELAY = re.compile(r"^delay=(\d*\.?\d+)(ms|s)$")
-_AT = re.compile(r"^(freeze|disconnect|restart|fall)@(\d*\.?\d+)(ms|s)?$")
+_AT = re.compile(r"^(freeze|disconnect|restart|fall|estop|lie)@(\d*\.?\d+)(ms|s)?$")
+_JS_RATE = re.compile(r"^rate=(\d*\.?\d+)Hz$")
 
 
 class FaultSpecError(ValueError):
@@ -42,6 +56,16 @@ class RobotFaults:
     disconnect_at_s: float | None = None
     restart_at_s: list[float] = field(default_factory=list)
     fall_at_s: float | None = None
+    estop_at_s: float | None = None
+    lie_at_s: float | None = None
+    js_rate_hz: float | None = None
+
+    def lie_rad(self, t_s: float) -> float:
+        """What the lie adds to every reported joint position at ``t_s`` (0: honest)."""
+        if self.lie_at_s is None or t_s < self.lie_at_s:
+            return 0.0
+        flips = int((t_s - self.lie_at_s) / LIE_PERIOD_S)
+        return LIE_RAD if flips % 2 == 0 else -LIE_RAD
 
 
 def _seconds(number: str, unit: str | None) -> float:
@@ -71,6 +95,11 @@ def parse_faults(specs: Iterable[str], robot_ids: Iterable[str]) -> dict[str, Ro
                 entry.drop_p = probability
             else:
                 entry.garbage_p = probability
+        elif match := _JS_RATE.match(rule):
+            rate_hz = float(match.group(1))
+            if rate_hz <= 0.0:
+                raise FaultSpecError(f"--fault {spec!r}: the rate must be above 0 Hz")
+            entry.js_rate_hz = rate_hz
         elif match := _DELAY.match(rule):
             entry.delay_s = _seconds(match.group(1), match.group(2))
         elif match := _AT.match(rule):
@@ -83,11 +112,36 @@ def parse_faults(specs: Iterable[str], robot_ids: Iterable[str]) -> dict[str, Ro
             elif what == "restart":
                 entry.restart_at_s.append(at_s)
                 entry.restart_at_s.sort()
+            elif what == "estop":
+                entry.estop_at_s = at_s
+            elif what == "lie":
+                entry.lie_at_s = at_s
             else:
                 entry.fall_at_s = at_s
         else:
             raise FaultSpecError(
                 f"--fault {spec!r}: unknown rule {rule!r} (drop=P, garbage=P, delay=Nms, "
-                "freeze@Ts, disconnect@Ts, restart@Ts, fall@Ts)"
+                "rate=NHz, freeze@Ts, disconnect@Ts, restart@Ts, fall@Ts, estop@Ts, lie@Ts)"
             )
     return faults
+
+
+def garbage_frames(
+    rng: random.Random, kind: Kind, robot_id: str, seq: int, epoch: int
+) -> tuple[bytes, ...]:
+    """A malformed message of one of six sorts (random payload, cut header, wrong version,
+    oversized payload, missing frames, bad topic) for the ``garbage`` fault."""
+    good_topic = topic(kind, robot_id)
+    header = pack_header(kind, seq, time.time_ns(), epoch)
+    choice = rng.randrange(6)
+    if choice == 0:
+        return (good_topic, header, rng.randbytes(rng.randrange(1, 300)))
+    if choice == 1:
+        return (good_topic, header[: rng.randrange(1, 31)], b"")
+    if choice == 2:  # wrong protocol version
+        return (good_topic, bytes([header[0], header[1], 99]) + header[3:], b"")
+    if choice == 3:
+        return (good_topic, header, b"\x00" * (64 * 1024 + 1))
+    if choice == 4:
+        return (good_topic,)
+    return (rng.randbytes(16), header, b"")

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 import zmq
@@ -50,6 +50,9 @@ from twin.links import CraneLink, RobotLink
 from twin.monitors import FailureEvent, Monitors
 from twin.serve import FanoutServer
 from twin.world import World
+
+if TYPE_CHECKING:
+    from twin.dispatch import DispatchGate
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,9 @@ class Mirror(FanoutServer):
         # failure detection (time-gated inside Monitors); `twin live` sets one by default
         self.monitors: Monitors | None = None
         self.on_failure: list[Callable[[FailureEvent], None]] = []
+        # the dispatch gate (`twin live --keys`); None: no command channel at all
+        self.gate: DispatchGate | None = None
+        self.silent_mono_ns: dict[str, int] = {}  # robot -> last tick it was STALE or GONE
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()
@@ -161,7 +167,10 @@ class Mirror(FanoutServer):
     # -- lifetime ---------------------------------------------------------------
 
     def close(self) -> None:
-        """Close sockets (linger 0) and the world."""
+        """Close sockets (linger 0), the dispatch gate and the world."""
+        if self.gate is not None:
+            self.gate.close()
+            self.gate = None
         for socket in (self._ingest, self._fanout, self._router):
             close_quietly(socket)
         if self._owns_context:
@@ -173,6 +182,11 @@ class Mirror(FanoutServer):
         poller = zmq.Poller()
         poller.register(self._ingest, zmq.POLLIN)
         poller.register(self._router, zmq.POLLIN)
+        command = control = None
+        if self.gate is not None:
+            command, control = self.gate.sockets
+            poller.register(command, zmq.POLLIN)
+            poller.register(control, zmq.POLLIN)
         display_every = max(1, round(self.tick_hz / self.display_hz))
         start = time.monotonic_ns()
         end = start + int(duration_s * 1e9) if duration_s is not None else None
@@ -188,6 +202,11 @@ class Mirror(FanoutServer):
                     self.drain(until_mono_ns=next_tick)
                 if self._router in ready:
                     self.serve_requests()
+                if self.gate is not None:
+                    if command in ready:
+                        self.gate.serve_command()
+                    if control in ready:
+                        self.gate.serve_control()
                 continue
             self.tick(publish=self.ticks % display_every == 0)
             next_tick += self._tick_ns
@@ -274,6 +293,8 @@ class Mirror(FanoutServer):
                 )
                 link.base_dirty = False
             state = link.liveness.state(now_mono)
+            if state in _NOTEWORTHY:
+                self.silent_mono_ns[link.robot_id] = now_mono
             if state != link.reported:
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
                     self._event("liveness", link.robot_id, f"{link.reported} -> {state}")
@@ -287,6 +308,8 @@ class Mirror(FanoutServer):
             self.publish_update()
         if self.monitors is not None and self.monitors.due(now_mono):
             self._run_monitors(self.monitors)
+        if self.gate is not None:
+            self.gate.expire(now_mono)
 
     def _run_monitors(self, monitors: Monitors) -> None:
         """Run the failure detectors; publish and hand out what they found."""

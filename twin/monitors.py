@@ -183,6 +183,11 @@ class Monitors:
         self._watch: dict[str, set[int]] = {}  # robot -> joints with a latched condition
         self._previous: dict[str, tuple[int, JointSample]] = {}  # robot -> (check ns, sample)
 
+    def active(self, robot_id: str, kind: str) -> bool:
+        """Whether a ``kind`` failure of the robot is outstanding: raised and not yet clear for
+        the hold time (e.g. ``divergence``: its reports still jump beyond the prediction)."""
+        return self._latch.active((robot_id, kind))
+
     def due(self, now_ns: int) -> bool:
         """Whether :meth:`check` would run the detectors now."""
         return self._next_ns is None or now_ns >= self._next_ns

@@ -10,7 +10,7 @@ import json
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -19,6 +19,9 @@ from sync.streams import Liveness
 from twin.ingest import Ingest
 from twin.links import CraneLink, RobotLink
 from twin.world import World
+
+if TYPE_CHECKING:
+    from twin.dispatch import DispatchGate
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class FanoutServer:
     tick_overruns: int
     world_updates: int
     world_update_deferrals: int
+    gate: DispatchGate | None
     _started_mono_ns: int
     _fanout: zmq.Socket[bytes]
     _router: zmq.Socket[bytes]
@@ -118,6 +122,8 @@ class FanoutServer:
             "world_update_deferrals": self.world_update_deferrals,
             "robots": rows,
             "cranes": [c.status() for c in self.cranes.values()],
+            # None: no command channel (the twin runs without --keys)
+            "dispatch": self.gate.status() if self.gate is not None else None,
             "totals": {
                 "received": ingest.received,
                 "accepted": ingest.accepted,

@@ -11,13 +11,20 @@ three axes along its :class:`~twin.emulator.plans.CranePlan`. :class:`twin.emula
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from robots.bullet import pb
-from twin.emulator.motion import FloatArray, LegGeometry, MotionTarget, RobotMotion, quat_mul
+from twin.emulator.follow import PlanRun, blend_time_s
+from twin.emulator.motion import (
+    FloatArray,
+    LegGeometry,
+    MotionTarget,
+    RobotMotion,
+    lerp_target,
+    quat_mul,
+)
 from twin.emulator.motion import pelvis_orientation as _pelvis_orientation
 from twin.emulator.plans import CranePlan
 from twin.world import GRAVITY_M_S2, CraneHandle, RobotHandle
@@ -121,7 +128,8 @@ class EmulatedRobot:
         self._override_since_s = 0.0
         self._paused_s = 0.0
         self._held: MotionTarget | None = None
-        self._blend_from: tuple[MotionTarget, float] | None = None
+        self._blend_from: tuple[MotionTarget, float, float] | None = None  # from, since, for
+        self.plan_run: PlanRun | None = None  # a dispatched plan being followed
         self.fallen_injected = False
         self._nominal_forces = list(self.forces)
         self._shove_until_s = -1.0
@@ -184,6 +192,10 @@ class EmulatedRobot:
             )
 
     def _target(self, t_s: float) -> MotionTarget:
+        if self.plan_run is not None:
+            if not self.plan_run.finished(t_s):
+                return self.plan_run.target(t_s)
+            self.end_plan(t_s)
         if self.override is not None and self._held is not None:
             held = self._held
             targets = held.joint_targets.copy()
@@ -199,8 +211,8 @@ class EmulatedRobot:
             )
         target = self.motion.at(t_s - self._paused_s)
         if self._blend_from is not None:
-            start, since = self._blend_from
-            w = (t_s - since) / RETURN_BLEND_S
+            start, since, span_s = self._blend_from
+            w = (t_s - since) / span_s
             if w >= 1.0:
                 self._blend_from = None
             else:
@@ -233,14 +245,29 @@ class EmulatedRobot:
             self._blend_from = None
         self.override.update(resolved)
 
-    def clear_override(self, t_s: float) -> None:
-        """Back to the task loop where it paused, blending over :data:`RETURN_BLEND_S`."""
+    def clear_override(self, t_s: float, blend_s: float = RETURN_BLEND_S) -> None:
+        """Back to the task loop where it paused, blending over ``blend_s``."""
         if self.override is None:
             return
         self._paused_s += t_s - self._override_since_s
         self.override = None
         self._held = None
-        self._blend_from = (self.last, t_s)
+        self._blend_from = (self.last, t_s, blend_s)
+
+    def start_plan(self, run: PlanRun, t_s: float) -> None:
+        """Leave the task loop (its clock pauses) and follow a dispatched plan."""
+        self.set_override({}, t_s)
+        self.plan_run = run
+
+    def end_plan(self, t_s: float) -> None:
+        """Stop following the plan (at its end, or cut short); back to the loop, blending over
+        the time a walk back at :data:`twin.emulator.follow.RETURN_SPEED_M_S` takes."""
+        if self.plan_run is None:
+            return
+        self.plan_run = None
+        loop = self.motion.at(t_s - self._paused_s - (t_s - self._override_since_s))
+        span_s = blend_time_s(self.last, loop)
+        self.clear_override(t_s, span_s)
 
     def inject_fall(self, t_s: float) -> None:
         """Release the stabiliser, cut the motors, shove the pelvis; it stays down."""
@@ -370,25 +397,6 @@ class EmulatedCrane:
         states = pb.getJointStates(self.body, self.joints, physicsClientId=self.client)
         (b, vb), (t, vt), (c, vc) = ((float(s[0]), float(s[1])) for s in states)
         return (b, t, self.rail_height_m - c), (vb, vt, -vc)
-
-
-def lerp_target(a: MotionTarget, b: MotionTarget, w: float) -> MotionTarget:
-    """Blend two motion targets (``w`` = 0: ``a``, 1: ``b``); yaw the short way round."""
-
-    def mix(p: Sequence[float], q: Sequence[float]) -> list[float]:
-        return [x + w * (y - x) for x, y in zip(p, q, strict=True)]
-
-    px, py, pz = mix(a.pelvis_xyz_m, b.pelvis_xyz_m)
-    fx, fy = mix(a.feet_xy_m, b.feet_xy_m)
-    yaw = a.pelvis_yaw_rad + w * math.remainder(b.pelvis_yaw_rad - a.pelvis_yaw_rad, math.tau)
-    return MotionTarget(
-        a.joint_targets + w * (b.joint_targets - a.joint_targets),
-        (px, py, pz),
-        yaw,
-        a.pelvis_pitch_rad + w * (b.pelvis_pitch_rad - a.pelvis_pitch_rad),
-        (fx, fy),
-        a.wrist_load + w * (b.wrist_load - a.wrist_load),
-    )
 
 
 def _norm(values: Any) -> float:

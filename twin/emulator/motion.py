@@ -20,7 +20,7 @@ alternating-leg gait and counter-swinging arms. Every task fades in from standin
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -307,6 +307,15 @@ class RobotMotion:
         out: FloatArray = np.clip(values, self.lower, self.upper)
         return out
 
+    def grip_targets(self, targets: FloatArray, grip: float) -> FloatArray:
+        """``targets`` with the grippers (prismatic joints without a canonical name) set for
+        ``grip`` (0 open .. 1 closed)."""
+        values = np.where(
+            self._gripper, self._finite_lower + (1.0 - grip) * self._grip_span, targets
+        )
+        out: FloatArray = values
+        return out
+
     def pelvis_over_feet(self, targets: FloatArray, pelvis_pitch_rad: float) -> tuple[float, float]:
         """(forward offset, height) of the pelvis over the feet for joint targets: the stance leg
         (the longer one) carries it. Without leg geometry: no offset, standing height."""
@@ -333,3 +342,22 @@ class RobotMotion:
                 effort = joint.effort_limit if math.isfinite(joint.effort_limit) else 10.0
                 return self.index_of[vendor], WRIST_LOAD_FRACTION * effort
         return None
+
+
+def lerp_target(a: MotionTarget, b: MotionTarget, w: float) -> MotionTarget:
+    """Blend two motion targets (``w`` = 0: ``a``, 1: ``b``); yaw the short way round."""
+
+    def mix(p: Sequence[float], q: Sequence[float]) -> list[float]:
+        return [x + w * (y - x) for x, y in zip(p, q, strict=True)]
+
+    px, py, pz = mix(a.pelvis_xyz_m, b.pelvis_xyz_m)
+    fx, fy = mix(a.feet_xy_m, b.feet_xy_m)
+    yaw = a.pelvis_yaw_rad + w * math.remainder(b.pelvis_yaw_rad - a.pelvis_yaw_rad, math.tau)
+    return MotionTarget(
+        a.joint_targets + w * (b.joint_targets - a.joint_targets),
+        (px, py, pz),
+        yaw,
+        a.pelvis_pitch_rad + w * (b.pelvis_pitch_rad - a.pelvis_pitch_rad),
+        (fx, fy),
+        a.wrist_load + w * (b.wrist_load - a.wrist_load),
+    )

@@ -41,6 +41,7 @@ import numpy as np
 from robots.bullet import pb
 from scenes.model import Scene
 from twin.emulator.actors import FALL_SHOVE_S, EmulatedCrane, EmulatedRobot, leg_geometry
+from twin.emulator.follow import PlanRun
 from twin.emulator.motion import (
     FloatArray,
     MotionTarget,
@@ -49,6 +50,7 @@ from twin.emulator.motion import (
     task_period_s,
 )
 from twin.emulator.plans import plan_walks
+from twin.preview.plan import TaskPlan
 from twin.world import UnknownNameError, World
 
 log = logging.getLogger(__name__)
@@ -408,6 +410,21 @@ class EmulatedHall:
     def stand_up(self, robot_id: str) -> None:
         """Help a fallen robot back up at its planned pose (nothing if it is standing)."""
         self._robot(robot_id).stand_up()
+
+    def follow_plan(self, robot_id: str, plan: TaskPlan) -> None:
+        """Leave the task loop and follow a dispatched plan (:mod:`twin.emulator.follow`);
+        back to the loop at its end. The plan must be checked already (known joints)."""
+        robot = self._robot(robot_id)
+        robot.start_plan(PlanRun(plan, robot.motion, robot.last, self.sim_time_s), self.sim_time_s)
+
+    def following(self, robot_id: str) -> bool:
+        """Whether the robot is still following a dispatched plan."""
+        robot = self._robot(robot_id)
+        return robot.plan_run is not None and not robot.plan_run.finished(self.sim_time_s)
+
+    def stop_plan(self, robot_id: str) -> None:
+        """Cut a dispatched plan short (back to the loop); nothing if none runs."""
+        self._robot(robot_id).end_plan(self.sim_time_s)
 
     def clear_joint_targets(self, robot_id: str) -> None:
         """Return the robot to its task loop where it paused, blending back over half a second

@@ -1,0 +1,173 @@
+"""The command channel and the dispatch control endpoint: messages and CURVE sockets.
+
+Two endpoints of the twin exist only when it runs with a key directory (``twin live
+--keys DIR``), both CurveZMQ servers behind one ZAP authenticator:
+
+* the **command channel** (ROUTER, ``:7701``, ZAP domain ``gateways``): each robot gateway
+  connects a DEALER whose routing id is its robot id, with a gateway key, and says
+  ``hello`` once a second; the twin sends ``dispatch`` commands, the gateway ``answer``\\ s
+  (accept, reject, then done or failed);
+* the **control endpoint** (ROUTER, ``:7704``, ZAP domain ``operators``): ``twin dispatch``
+  (REQ, operator key) sends a ``dispatch`` request with the task file's bytes and gets one
+  ``outcome``.
+
+Frames are ``[kind, msgpack body]``. The plan inside a command is the twin's ``TaskPlan``
+(``twin/preview/plan.py``) as a nested MessagePack map, carried here as raw bytes so this
+layer does not depend on the twin. See docs/protocol.md, "Command channel".
+
+Failing closed: the authenticator runs before any CURVE server socket is bound
+(:class:`CommandAuth`), it allows only the public keys listed in the key directory, and
+:func:`peer_key` lets the receiver drop any message whose connection carries no
+authenticated key (the case if ZAP were somehow absent: libzmq then lets every CURVE
+client in).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Final, Literal
+
+import msgspec
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from sync.addresses import MAX_MESSAGE_BYTES
+from sync.keys import GATEWAYS, OPERATORS, KeyDirError, KeyPair, allowed_keys, check_key_dir
+
+log = logging.getLogger(__name__)
+
+HELLO: Final = b"hello"
+DISPATCH: Final = b"dispatch"
+ANSWER: Final = b"answer"
+OUTCOME: Final = b"outcome"
+HELLO_PERIOD_S: Final = 1.0
+"""A gateway says hello this often; the twin forgets a gateway silent for 3 periods."""
+
+AnswerStatus = Literal["accept", "reject", "done", "failed"]
+Outcome = Literal["accepted", "done", "refused", "rejected", "failed", "timeout", "error"]
+
+
+class Hello(msgspec.Struct, frozen=True):
+    """Gateway -> twin, once a second: I am this robot's gateway, I take commands."""
+
+    robot_id: str
+
+
+class Command(msgspec.Struct, frozen=True):
+    """Twin -> gateway: execute this plan (``plan``: a TaskPlan as MessagePack)."""
+
+    dispatch_id: str
+    robot_id: str
+    task_name: str
+    task_sha256: str
+    plan: msgspec.Raw
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """Gateway -> twin: ``accept`` or ``reject`` (with a reason) on receipt; later ``done``
+    (the plan ran to its end) or ``failed`` (stopped before its end, with a reason)."""
+
+    dispatch_id: str
+    status: AnswerStatus
+    reason: str = ""
+
+
+class DispatchRequest(msgspec.Struct, frozen=True):
+    """Operator -> twin: dispatch this task file (its exact bytes) to this robot.
+
+    ``wait``: answer only when the robot is done (or failed); ``timeout_s``: how long the twin
+    may take to answer (the operator waits a little longer)."""
+
+    task_path: str
+    task_text: bytes
+    robot_id: str
+    wait: bool = False
+    timeout_s: float = 10.0
+
+
+class DispatchOutcome(msgspec.Struct, frozen=True):
+    """Twin -> operator. ``condition`` names the gate condition that refused (``task``,
+    ``robot``, ``preview``, ``live``, ``in_sync``, ``stop``, ``plan``, ``gateway``, ``busy``),
+    or is empty."""
+
+    outcome: Outcome
+    detail: str
+    condition: str = ""
+    dispatch_id: str = ""
+    robot_id: str = ""
+
+
+ENCODER: Final = msgspec.msgpack.Encoder()
+HELLO_DECODER: Final = msgspec.msgpack.Decoder(Hello)
+COMMAND_DECODER: Final = msgspec.msgpack.Decoder(Command)
+ANSWER_DECODER: Final = msgspec.msgpack.Decoder(Answer)
+REQUEST_DECODER: Final = msgspec.msgpack.Decoder(DispatchRequest)
+OUTCOME_DECODER: Final = msgspec.msgpack.Decoder(DispatchOutcome)
+
+
+def curve_server(socket: zmq.Socket[bytes], keys: KeyPair, domain: str) -> None:
+    """Make ``socket`` a CURVE server in a ZAP domain (before it binds)."""
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    socket.setsockopt(zmq.ZAP_DOMAIN, domain.encode())
+    socket.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    socket.setsockopt(zmq.CURVE_SERVER, 1)
+
+
+def curve_client(socket: zmq.Socket[bytes], keys: KeyPair, server_public: bytes) -> None:
+    """Make ``socket`` a CURVE client of the server with ``server_public`` (before it connects)."""
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+    socket.setsockopt(zmq.CURVE_SERVERKEY, server_public)
+    socket.setsockopt(zmq.CURVE_PUBLICKEY, keys.public)
+    socket.setsockopt(zmq.CURVE_SECRETKEY, keys.secret)
+
+
+def peer_key(frame: zmq.Frame) -> bytes | None:
+    """The authenticated public key (z85) of the connection a frame came in on, or None.
+
+    The ZAP handler (pyzmq's authenticator) names each CURVE client by its z85 public key
+    (``User-Id``); a connection never authenticated by ZAP has none.
+    """
+    try:
+        user = frame.get("User-Id")
+    except zmq.ZMQError:
+        return None
+    if not user or not isinstance(user, str):
+        return None
+    return user.encode("ascii", "replace")
+
+
+class CommandAuth:
+    """The ZAP authenticator of one twin: gateways' and operators' keys from ``root``.
+
+    ``start`` raises :class:`sync.keys.KeyDirError` for a bad directory and RuntimeError if
+    the authenticator does not come up; the caller binds its CURVE sockets only afterwards.
+    """
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]], root: Path) -> None:
+        check_key_dir(root)
+        self.root = root
+        self.gateways = allowed_keys(root, GATEWAYS)
+        self.operators = allowed_keys(root, OPERATORS)
+        self._auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
+
+    def start(self) -> None:
+        self._auth.start()
+        if not self._auth.is_alive():
+            raise RuntimeError("the ZAP authenticator did not start; no command channel")
+        self._auth.configure_curve(domain=GATEWAYS, location=str(self.root / GATEWAYS))
+        self._auth.configure_curve(domain=OPERATORS, location=str(self.root / OPERATORS))
+        for domain, wanted in ((GATEWAYS, self.gateways), (OPERATORS, self.operators)):
+            loaded = set(self._auth.certs.get(domain, {}))
+            if loaded != set(wanted):  # configure_curve only logs a failure to load
+                self.stop()
+                raise KeyDirError(f"{self.root / domain}: the authenticator could not load keys")
+
+    def is_alive(self) -> bool:
+        return self._auth.is_alive()
+
+    def stop(self) -> None:
+        self._auth.stop()

@@ -1,0 +1,293 @@
+"""The dispatch gate's conditions, one function each, all pure reads of the twin's state.
+
+The twin checks them in this order and refuses with the first that fails, naming it
+(:class:`Refusal`): ``task`` (the file parses against the twin's scene and compiles),
+``robot`` (the task is for the robot asked for, and the hall has it), ``preview`` (a passing
+preview record for exactly these bytes), ``live``, ``in_sync``, ``stop`` (no e-stop, no
+protective stop, mode running or idle), ``plan`` (every joint target known, finite and
+within limits; the base path on the floor), then the gate's own ``gateway`` (the robot's
+gateway is connected to the command channel) and ``busy`` (no dispatch of it running).
+
+:func:`plan_problems` is shared with the gateway side: the hall emulator checks every plan
+again on receipt.
+
+Tolerances (why these numbers):
+
+* ``live``: LIVE or LATE now (LATE is jitter within three periods), and not STALE or GONE at
+  any moment of the last :data:`LIVE_HOLD_S` (a robot that just came back, or flickers, is
+  not trusted yet).
+* ``in_sync``: no divergence (the twin's failure monitors: a reported joint outside what its
+  speed limit allows since the previous report) outstanding, and none raised in the last
+  :data:`DIVERGENCE_HOLD_S`; the twin's world applied the robot's newest report within
+  :data:`LAG_TOLERANCE_S` (the mirror is not lagging this robot's stream); the newest
+  heartbeat younger than :data:`HEARTBEAT_MAX_AGE_S`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+import msgspec
+
+from robots import RobotModel
+from scenes.model import Scene
+from scenes.tasks import Task, TaskError, parse_task_text
+from sync.command import DispatchRequest
+from sync.streams import Liveness
+from twin.links import RobotLink
+from twin.preview.plan import TaskPlan
+from twin.preview.store import PreviewRecord, default_store_dir
+
+if TYPE_CHECKING:
+    from twin.mirror import Mirror
+
+log = logging.getLogger(__name__)
+
+LIVE_HOLD_S: Final = 1.0
+DIVERGENCE_HOLD_S: Final = 5.0
+LAG_TOLERANCE_S: Final = 0.1
+HEARTBEAT_MAX_AGE_S: Final = 1.0
+LIMIT_EPSILON_RAD: Final = 1e-9
+MAX_PLAN_S: Final = 3600.0
+MAX_FRAMES: Final = 100_000
+_RUNNING_MODES: Final = frozenset({"running", "idle"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A gate condition that failed: its name and one line saying why."""
+
+    condition: str
+    detail: str
+
+
+def preview_refusal(
+    data: bytes, task_path: str, robot_id: str, store_dir: Path | None = None
+) -> Refusal | None:
+    """``preview``: a passing record for exactly these bytes, for this robot."""
+    digest = hashlib.sha256(data).hexdigest()
+    root = store_dir or default_store_dir()
+    target = root / f"{digest}.json"
+    try:
+        record = msgspec.json.decode(target.read_bytes(), type=PreviewRecord)
+    except FileNotFoundError:
+        why = f"no preview of these exact bytes (sha256 {digest[:12]})"
+        earlier = _record_for_path(root, task_path)
+        if earlier is not None:
+            why = f"{task_path} changed since its preview (sha256 {earlier[:12]} -> {digest[:12]})"
+        return Refusal("preview", f"{why}; run `twin preview {task_path}` first")
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Refusal("preview", f"preview record {target} unreadable ({exc})")
+    if record.task_sha256 != digest:
+        return Refusal("preview", f"preview record {target} is for other bytes")
+    if not record.passed:
+        reasons = "; ".join(str(r.get("detail", r)) for r in record.reasons[:3]) or "no reason"
+        return Refusal("preview", f"the preview of {task_path} failed: {reasons}")
+    if record.robot != robot_id:
+        return Refusal("preview", f"previewed for {record.robot}, not {robot_id}")
+    return None
+
+
+def _record_for_path(root: Path, task_path: str) -> str | None:
+    """The digest of some record of a file at ``task_path`` (to say "edited"), or None."""
+    if not root.is_dir():
+        return None
+    wanted = str(Path(task_path).resolve())
+    for path in sorted(root.glob("*.json"))[:10_000]:
+        try:
+            record = msgspec.json.decode(path.read_bytes(), type=PreviewRecord)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if str(Path(record.task_path).resolve()) == wanted:
+            return record.task_sha256
+    return None
+
+
+def live_refusal(link: RobotLink, silent_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:
+    """``live``: LIVE (or LATE) now and not STALE/GONE within :data:`LIVE_HOLD_S`."""
+    state = link.reported
+    robot = link.robot_id
+    if link.liveness.last_rx_ns == 0 or link.joints is None:
+        return Refusal("live", f"{robot} never reported a joint state to this twin")
+    if state not in (Liveness.LIVE, Liveness.LATE):
+        ago = (now_mono_ns - link.liveness.last_rx_ns) / 1e9
+        return Refusal("live", f"{robot} is {state} (last joint state {ago:.2f} s ago)")
+    if silent_mono_ns is not None and now_mono_ns - silent_mono_ns < LIVE_HOLD_S * 1e9:
+        ago = (now_mono_ns - silent_mono_ns) / 1e9
+        return Refusal(
+            "live", f"{robot} was STALE or GONE {ago:.2f} s ago (needs {LIVE_HOLD_S:g} s LIVE)"
+        )
+    return None
+
+
+def sync_refusal(
+    link: RobotLink,
+    *,
+    monitoring: bool,
+    diverging: bool,
+    last_divergence_mono_ns: int | None,
+    heartbeat_age_s: float | None,
+    now_mono_ns: int,
+) -> Refusal | None:
+    """``in_sync``: see the module docstring for the tolerances."""
+    robot = link.robot_id
+    if not monitoring:
+        return Refusal("in_sync", "the twin runs without failure monitors; it cannot judge")
+    if diverging:
+        return Refusal("in_sync", f"{robot}'s reports diverge from the twin's prediction now")
+    if last_divergence_mono_ns is not None:
+        ago = (now_mono_ns - last_divergence_mono_ns) / 1e9
+        if ago < DIVERGENCE_HOLD_S:
+            return Refusal(
+                "in_sync",
+                f"{robot} diverged from the twin {ago:.1f} s ago "
+                f"(needs {DIVERGENCE_HOLD_S:g} s in agreement)",
+            )
+    lag = (now_mono_ns - link.applied_mono_ns) / 1e9
+    if lag > LAG_TOLERANCE_S:
+        return Refusal(
+            "in_sync",
+            f"the twin's world lags {robot}'s reports by {lag:.2f} s "
+            f"(tolerance {LAG_TOLERANCE_S:g} s)",
+        )
+    if heartbeat_age_s is None:
+        return Refusal("in_sync", f"{robot} never sent a heartbeat")
+    if heartbeat_age_s > HEARTBEAT_MAX_AGE_S:
+        return Refusal("in_sync", f"{robot}'s newest heartbeat is {heartbeat_age_s:.1f} s old")
+    return None
+
+
+def stop_refusal(link: RobotLink) -> Refusal | None:
+    """``stop``: the newest heartbeat reports no e-stop, no protective stop, a working mode."""
+    hb = link.heartbeat
+    robot = link.robot_id
+    if hb is None:
+        return Refusal("stop", f"{robot} never sent a heartbeat")
+    if hb.estop:
+        return Refusal("stop", f"{robot} reports its emergency stop engaged")
+    if hb.protective_stop:
+        return Refusal("stop", f"{robot} reports a protective stop")
+    if hb.mode not in _RUNNING_MODES:
+        return Refusal("stop", f"{robot} reports mode {hb.mode!r} (needs running or idle)")
+    return None
+
+
+def plan_problems(plan: TaskPlan, model: RobotModel, scene: Scene | None = None) -> list[str]:
+    """Everything wrong with a plan for a robot of ``model`` (empty: fine).
+
+    Joint names must be joints of the model (canonical or vendor names), values finite and
+    within the joint's limits; times finite, non-negative, non-decreasing and at most
+    :data:`MAX_PLAN_S`; the base path finite (and on the floor when ``scene`` is given);
+    grip within 0..1.
+    """
+    problems: list[str] = []
+    if not plan.frames:
+        return ["the plan has no frames"]
+    if len(plan.frames) > MAX_FRAMES:
+        return [f"the plan has {len(plan.frames)} frames (at most {MAX_FRAMES})"]
+    previous_t = 0.0
+    for i, frame in enumerate(plan.frames):
+        where = f"frame {i} (t={frame.t_s:g} s)"
+        if not math.isfinite(frame.t_s) or frame.t_s < previous_t or frame.t_s > MAX_PLAN_S:
+            problems.append(f"{where}: time not finite, going back, or beyond {MAX_PLAN_S:g} s")
+        else:
+            previous_t = frame.t_s
+        x, y, yaw = frame.base_xy_yaw
+        if not all(math.isfinite(v) for v in (x, y, yaw)):
+            problems.append(f"{where}: base x/y/yaw not finite")
+        elif scene is not None and not (
+            0.0 <= x <= scene.floor.size[0] and 0.0 <= y <= scene.floor.size[1]
+        ):
+            problems.append(f"{where}: base ({x:.2f}, {y:.2f}) m is off the floor")
+        if not (math.isfinite(frame.grip) and 0.0 <= frame.grip <= 1.0):
+            problems.append(f"{where}: grip {frame.grip!r} outside 0..1")
+        for name, value in frame.joints_rad.items():
+            try:
+                joint = model.joint(name)
+            except KeyError:
+                problems.append(f"{where}: {model.name} has no joint {name!r}")
+                continue
+            if not math.isfinite(value):
+                problems.append(f"{where}: {name} target {value!r} is not finite")
+            elif not joint.lower - LIMIT_EPSILON_RAD <= value <= joint.upper + LIMIT_EPSILON_RAD:
+                problems.append(
+                    f"{where}: {name} target {value:.4f} outside its limits "
+                    f"[{joint.lower:.4f}, {joint.upper:.4f}]"
+                )
+        if len(problems) >= 20:
+            problems.append("(more problems not listed)")
+            break
+    return problems
+
+
+def check_request(
+    request: DispatchRequest,
+    mirror: Mirror,
+    *,
+    heartbeat_ns: Mapping[str, int],
+    divergence_ns: Mapping[str, int],
+) -> Refusal | tuple[str, str, TaskPlan]:
+    """The twin-state conditions in order (``task`` .. ``plan``): the first refusal, or (task
+    name, sha256 of the file, compiled plan). ``heartbeat_ns``/``divergence_ns``: monotonic
+    time of each robot's newest heartbeat / divergence event."""
+    robot_id = request.robot_id
+    now = time.monotonic_ns()
+    try:
+        text = request.task_text.decode("utf-8")
+        task = parse_task_text(text, request.task_path, mirror.scene)
+    except UnicodeDecodeError:
+        return Refusal("task", f"{request.task_path}: not UTF-8 text")
+    except TaskError as exc:
+        first = "; ".join(str(p) for p in exc.problems[:3])
+        return Refusal("task", f"{first}" + (" ..." if len(exc.problems) > 3 else ""))
+    link = mirror.robots.get(robot_id)
+    if link is None:
+        return Refusal("robot", f"no robot {robot_id!r} in {mirror.scene_name!r}")
+    if task.robot != robot_id:
+        return Refusal("robot", f"{request.task_path} is a task for {task.robot}, not {robot_id}")
+    refusal = preview_refusal(request.task_text, request.task_path, robot_id)
+    if refusal is None:
+        refusal = live_refusal(link, mirror.silent_mono_ns.get(robot_id), now)
+    if refusal is None:
+        monitors = mirror.monitors
+        heartbeat = heartbeat_ns.get(robot_id)
+        refusal = sync_refusal(
+            link,
+            monitoring=monitors is not None,
+            diverging=monitors is not None and monitors.active(robot_id, "divergence"),
+            last_divergence_mono_ns=divergence_ns.get(robot_id),
+            heartbeat_age_s=None if heartbeat is None else (now - heartbeat) / 1e9,
+            now_mono_ns=now,
+        )
+    refusal = refusal or stop_refusal(link)
+    if refusal is not None:
+        return refusal
+    try:
+        plan = _compile(task, mirror)
+    except Exception as exc:  # a compiler bug must not kill the twin
+        log.exception("compiling %s failed", request.task_path)
+        return Refusal("task", f"{request.task_path} does not compile: {exc}")
+    if plan.robot != robot_id:
+        return Refusal("plan", f"the compiled plan is for {plan.robot}, not {robot_id}")
+    problems = plan_problems(plan, link.model, mirror.scene)
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        return Refusal("plan", "; ".join(problems[:3]) + more)
+    return task.name, hashlib.sha256(request.task_text).hexdigest(), plan
+
+
+def _compile(task: Task, mirror: Mirror) -> TaskPlan:
+    import importlib
+
+    compile_plan = importlib.import_module("twin.preview.compile").compile_plan
+    plan = compile_plan(task, mirror.scene)
+    if not isinstance(plan, TaskPlan):
+        raise TypeError(f"compile_plan returned {type(plan).__name__}, not a TaskPlan")
+    return plan
