@@ -1,7 +1,13 @@
-"""Helpers for tests: waiting on conditions, reading a twin's status."""
+"""Helpers for tests: waiting on conditions, reading a twin's status, child processes."""
 
 from __future__ import annotations
 
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -49,3 +55,49 @@ def status_of(context: zmq.Context[zmq.Socket[bytes]], twin: Mirror) -> dict[str
 
 def robot_row(status: dict[str, Any], robot_id: str) -> dict[str, Any]:
     return next(r for r in status["robots"] if r["robot"] == robot_id)
+
+
+class Proc:
+    """A child process whose stderr is drained by a thread (so it can never block on it)."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        """``twin ARGS...``; ``env``: extra environment variables."""
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "twin", *args],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.stderr: list[str] = []
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            self.stderr.append(line)
+            self.lines.put(line)
+
+    def wait_line(self, pattern: str, timeout_s: float) -> re.Match[str]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
+            if match := re.search(pattern, line):
+                return match
+            if time.monotonic() > deadline:
+                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            if os.name == "posix":
+                self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=10.0)

@@ -8,13 +8,9 @@ endpoint what it sees.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,54 +23,10 @@ from robots import get_model
 from scenes import load_scene
 from sync.addresses import Endpoints
 from sync.fanout import CloneClient, request_status
-from tests.helpers import wait_for
+from tests.helpers import Proc, wait_for
 
 STARTUP_S = 60.0  # building two worlds on a loaded 2-core machine
 DETECTION_MARGIN_S = 0.050
-
-
-class Proc:
-    """A child process whose stderr is drained by a thread (so it can never block on it)."""
-
-    def __init__(self, *args: str) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "twin", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
-            if match := re.search(pattern, line):
-                return match
-            if time.monotonic() > deadline:
-                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            if os.name == "posix":
-                self.popen.send_signal(signal.SIGCONT)
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10.0)
 
 
 @pytest.fixture

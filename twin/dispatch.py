@@ -53,7 +53,7 @@ from sync.command import (
 )
 from sync.keys import GATEWAYS, OPERATORS, SHARED_GATEWAY_KEY, server_keys
 from sync.protocol import Kind
-from twin.dispatch_checks import Refusal, check_request
+from twin.dispatch_checks import SILENCE_TOLERANCE_S, Refusal, check_request
 from twin.ingest import Received
 from twin.monitors import FailureEvent
 from twin.preview.plan import TaskPlan
@@ -121,6 +121,8 @@ class DispatchGate:
         self.pending: dict[str, Pending] = {}
         self._heartbeat_ns: dict[str, int] = {}
         self._divergence_ns: dict[str, int] = {}
+        self._joints_ns: dict[str, int] = {}  # robot -> arrival of its newest joint state
+        self._long_gap_ns: dict[str, int] = {}  # robot -> end of its newest long gap
         context = mirror.context
         self.auth = CommandAuth(context, key_dir)  # KeyDirError for a bad directory
         keys = server_keys(key_dir)
@@ -158,7 +160,14 @@ class DispatchGate:
             self._divergence_ns[failure.robot_id] = time.monotonic_ns()
 
     def _on_received(self, record: Received) -> None:
-        if record.header.kind == Kind.HEARTBEAT:
+        kind = record.header.kind
+        if kind == Kind.JOINT_STATE:
+            now = time.monotonic_ns()
+            before = self._joints_ns.get(record.source_id)
+            if before is None or now - before > SILENCE_TOLERANCE_S * 1e9:
+                self._long_gap_ns[record.source_id] = now
+            self._joints_ns[record.source_id] = now
+        elif kind == Kind.HEARTBEAT:
             self._heartbeat_ns[record.source_id] = time.monotonic_ns()
 
     # -- events -----------------------------------------------------------------
@@ -319,7 +328,11 @@ class DispatchGate:
     def check(self, request: DispatchRequest) -> Refusal | tuple[str, str, TaskPlan]:
         """Every gate condition in order: the first refusal, or (task name, sha256, plan)."""
         checked = check_request(
-            request, self.mirror, heartbeat_ns=self._heartbeat_ns, divergence_ns=self._divergence_ns
+            request,
+            self.mirror,
+            heartbeat_ns=self._heartbeat_ns,
+            divergence_ns=self._divergence_ns,
+            long_gap_ns=self._long_gap_ns,
         )
         if isinstance(checked, Refusal):
             return checked
@@ -383,6 +396,11 @@ class DispatchGate:
                 for robot, g in sorted(self.gateways.items())
             },
             "running": sorted(p.dispatch_id for p in self.pending.values() if p.accepted),
+            # robot -> seconds since its newest divergence event (the in_sync condition)
+            "diverged_s_ago": {
+                robot: round((now - ns) / 1e9, 3)
+                for robot, ns in sorted(self._divergence_ns.items())
+            },
             "recent": list(self.recent)[-10:],
         }
 

@@ -13,9 +13,11 @@ again on receipt.
 
 Tolerances (why these numbers):
 
-* ``live``: LIVE or LATE now (LATE is jitter within three periods), and not STALE or GONE at
-  any moment of the last :data:`LIVE_HOLD_S` (a robot that just came back, or flickers, is
-  not trusted yet).
+* ``live``: the newest joint state at most :data:`SILENCE_TOLERANCE_S` old, and no gap
+  between joint states longer than that within the last :data:`LIVE_HOLD_S` (a robot that
+  just came back, or keeps falling silent, is not trusted yet). Shorter STALE blips -- a
+  500 Hz robot is STALE after 6 ms without data, which a busy host's scheduler causes -- do
+  not count, as the failure monitors' ``stale`` needs 0.5 s of silence.
 * ``in_sync``: no divergence (the twin's failure monitors: a reported joint outside what its
   speed limit allows since the previous report) outstanding, and none raised in the last
   :data:`DIVERGENCE_HOLD_S`; the twin's world applied the robot's newest report within
@@ -38,10 +40,11 @@ import msgspec
 
 from robots import RobotModel
 from scenes.model import Scene
-from scenes.tasks import Task, TaskError, parse_task_text
+from scenes.tasks import TaskError, parse_task_text
 from sync.command import DispatchRequest
 from sync.streams import Liveness
 from twin.links import RobotLink
+from twin.preview.compile import compile_plan
 from twin.preview.plan import TaskPlan
 from twin.preview.store import PreviewRecord, default_store_dir
 
@@ -51,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 LIVE_HOLD_S: Final = 1.0
+SILENCE_TOLERANCE_S: Final = 0.25
 DIVERGENCE_HOLD_S: Final = 5.0
 LAG_TOLERANCE_S: Final = 0.1
 HEARTBEAT_MAX_AGE_S: Final = 1.0
@@ -110,19 +114,23 @@ def _record_for_path(root: Path, task_path: str) -> str | None:
     return None
 
 
-def live_refusal(link: RobotLink, silent_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:
-    """``live``: LIVE (or LATE) now and not STALE/GONE within :data:`LIVE_HOLD_S`."""
-    state = link.reported
+def live_refusal(link: RobotLink, long_gap_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:
+    """``live``: joint states flowing now and without a gap over :data:`SILENCE_TOLERANCE_S`
+    within the last :data:`LIVE_HOLD_S` (``long_gap_mono_ns``: when the newest such gap ended).
+    """
     robot = link.robot_id
-    if link.liveness.last_rx_ns == 0 or link.joints is None:
+    last = link.liveness.last_rx_ns
+    if last == 0 or link.joints is None:
         return Refusal("live", f"{robot} never reported a joint state to this twin")
-    if state not in (Liveness.LIVE, Liveness.LATE):
-        ago = (now_mono_ns - link.liveness.last_rx_ns) / 1e9
-        return Refusal("live", f"{robot} is {state} (last joint state {ago:.2f} s ago)")
-    if silent_mono_ns is not None and now_mono_ns - silent_mono_ns < LIVE_HOLD_S * 1e9:
-        ago = (now_mono_ns - silent_mono_ns) / 1e9
+    age_s = (now_mono_ns - last) / 1e9
+    if link.reported == Liveness.GONE or age_s > SILENCE_TOLERANCE_S:
+        return Refusal("live", f"{robot} is {link.reported} (last joint state {age_s:.2f} s ago)")
+    if long_gap_mono_ns is not None and now_mono_ns - long_gap_mono_ns < LIVE_HOLD_S * 1e9:
+        ago = (now_mono_ns - long_gap_mono_ns) / 1e9
         return Refusal(
-            "live", f"{robot} was STALE or GONE {ago:.2f} s ago (needs {LIVE_HOLD_S:g} s LIVE)"
+            "live",
+            f"{robot} was STALE {ago:.2f} s ago (joint states more than "
+            f"{SILENCE_TOLERANCE_S:g} s apart; needs {LIVE_HOLD_S:g} s without)",
         )
     return None
 
@@ -233,10 +241,11 @@ def check_request(
     *,
     heartbeat_ns: Mapping[str, int],
     divergence_ns: Mapping[str, int],
+    long_gap_ns: Mapping[str, int],
 ) -> Refusal | tuple[str, str, TaskPlan]:
     """The twin-state conditions in order (``task`` .. ``plan``): the first refusal, or (task
     name, sha256 of the file, compiled plan). ``heartbeat_ns``/``divergence_ns``: monotonic
-    time of each robot's newest heartbeat / divergence event."""
+    time of each robot's newest heartbeat / divergence event / end of a long joint-state gap."""
     robot_id = request.robot_id
     now = time.monotonic_ns()
     try:
@@ -254,7 +263,7 @@ def check_request(
         return Refusal("robot", f"{request.task_path} is a task for {task.robot}, not {robot_id}")
     refusal = preview_refusal(request.task_text, request.task_path, robot_id)
     if refusal is None:
-        refusal = live_refusal(link, mirror.silent_mono_ns.get(robot_id), now)
+        refusal = live_refusal(link, long_gap_ns.get(robot_id), now)
     if refusal is None:
         monitors = mirror.monitors
         heartbeat = heartbeat_ns.get(robot_id)
@@ -270,7 +279,7 @@ def check_request(
     if refusal is not None:
         return refusal
     try:
-        plan = _compile(task, mirror)
+        plan = compile_plan(task, mirror.scene)
     except Exception as exc:  # a compiler bug must not kill the twin
         log.exception("compiling %s failed", request.task_path)
         return Refusal("task", f"{request.task_path} does not compile: {exc}")
@@ -281,13 +290,3 @@ def check_request(
         more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
         return Refusal("plan", "; ".join(problems[:3]) + more)
     return task.name, hashlib.sha256(request.task_text).hexdigest(), plan
-
-
-def _compile(task: Task, mirror: Mirror) -> TaskPlan:
-    import importlib
-
-    compile_plan = importlib.import_module("twin.preview.compile").compile_plan
-    plan = compile_plan(task, mirror.scene)
-    if not isinstance(plan, TaskPlan):
-        raise TypeError(f"compile_plan returned {type(plan).__name__}, not a TaskPlan")
-    return plan

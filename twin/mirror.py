@@ -140,7 +140,6 @@ class Mirror(FanoutServer):
         self.on_failure: list[Callable[[FailureEvent], None]] = []
         # the dispatch gate (`twin live --keys`); None: no command channel at all
         self.gate: DispatchGate | None = None
-        self.silent_mono_ns: dict[str, int] = {}  # robot -> last tick it was STALE or GONE
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()
@@ -293,8 +292,6 @@ class Mirror(FanoutServer):
                 )
                 link.base_dirty = False
             state = link.liveness.state(now_mono)
-            if state in _NOTEWORTHY:
-                self.silent_mono_ns[link.robot_id] = now_mono
             if state != link.reported:
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
                     self._event("liveness", link.robot_id, f"{link.reported} -> {state}")

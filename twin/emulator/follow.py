@@ -67,7 +67,7 @@ class PlanRun:
         for name, value in sample.joints_rad.items():
             targets[self._index[name]] = value
         targets = np.clip(motion.grip_targets(targets, sample.grip), motion.lower, motion.upper)
-        pitch = self.start.pelvis_pitch_rad
+        pitch = sample.pelvis_pitch_rad
         forward, height = motion.pelvis_over_feet(targets, pitch)
         x, y, yaw = sample.base_xy_yaw
         feet = (x - math.cos(yaw) * forward, y - math.sin(yaw) * forward)
