@@ -25,7 +25,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from sync.command import DISPATCH, ENCODER, DispatchRequest, curve_client
 from sync.fanout import ERROR, request_status
-from sync.keys import GATEWAYS, OPERATORS, KeyPair, client_keys, server_public_key
+from sync.keys import GATEWAYS, OPERATORS, KeyPair, client_keys, init_keys, server_public_key
 from tests.helpers import Proc, wait_for
 from twin.preview.store import PreviewRecord, save_record, task_digest
 
@@ -323,3 +323,35 @@ def test_bad_requests_never_stop_the_gate(hall: Hall) -> None:
     assert kind == b"outcome"
     assert msgspec.msgpack.decode(body)["outcome"] == "error"
     assert hall.status()["dispatch"]["dropped"]["bad_request"] >= 1
+
+
+def test_dispatch_requests_and_refusals_are_recorded(tmp_path: Path) -> None:
+    from twin.recording import open_recording
+
+    keys, record = tmp_path / "keys", tmp_path / "twin.mcap"
+    init_keys(keys)
+    twin = Proc(
+        "live", "--ingest", ANY, "--fanout", ANY, "--snapshot", ANY, "--keys", str(keys),
+        "--command", ANY, "--control", ANY, "--record", str(record),
+        env={"HALL_TWIN_PREVIEWS": str(tmp_path / "previews")},
+    )  # fmt: skip
+    try:
+        control = twin.wait_line(r"control (\S+)", STARTUP_S).group(1)
+        task = tmp_path / "one_squat.yaml"
+        task.write_text(SHORT_TASK)
+        result = subprocess.run(
+            [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", "T3-02",
+             "--keys", str(keys), "--control", control, "--json"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 1 and json.loads(result.stdout)["condition"] == "preview"
+    finally:
+        twin.stop()
+    assert twin.popen.returncode == 0, "".join(twin.stderr)
+    events = [json.loads(m.data) for m in open_recording(record).iter_messages(["/events"])]
+    dispatch = [json.loads(e["detail"]) for e in events if e["kind"] == "dispatch"]
+    assert [(d["what"], d["robot"]) for d in dispatch] == [
+        ("request", "T3-02"),
+        ("refused", "T3-02"),
+    ]
+    assert dispatch[1]["condition"] == "preview"

@@ -321,3 +321,15 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
         f"gaps {totals['gaps']}, refused {totals['bad_frames'] or 'none'}",
         markup=False,
     )
+    gate = report.get("dispatch")
+    if gate is None:
+        out.print("dispatch: no command channel (twin live runs without --keys)", markup=False)
+    else:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(gate["refused_by"].items())) or "none"
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(gate["outcomes"].items())) or "none"
+        out.print(
+            f"dispatch: {gate['requests']} requests, {gate['sent']} sent, "
+            f"{len(gate['gateways'])} gateways connected; outcomes: {outcomes}; "
+            f"refused by: {refused}",
+            markup=False,
+        )
