@@ -20,7 +20,7 @@ from rich.table import Table
 from robots import get_model, model_names
 from scenes import SceneError, load_scene
 from scenes.model import Scene
-from twin import cli_dispatch, cli_live
+from twin import cli_dispatch, cli_live, cli_preview
 from twin.summary import scene_summary
 
 log = logging.getLogger(__name__)
@@ -415,6 +415,9 @@ def resim_cmd(
     from twin import resim
 
     resim.run(recording, at, seconds, settings or [], seed, record)
+
+
+cli_preview.register(app)
 
 
 def main() -> None:
