@@ -57,6 +57,9 @@ KNEE_BASE_RAD: Final = 0.12
 KNEE_LIFT_RAD: Final = 0.38
 ARM_SWING_RAD: Final = 0.3
 REST_S: Final = 0.6
+SHUFFLE_M: Final = 1.0
+"""Walks shorter than this shuffle to the goal without turning towards it first."""
+SHUFFLE_SPEED_M_S: Final = 0.25
 APPROACH_M: Final = 0.08
 GRIP_ABOVE_M: Final = 0.02
 """The hand's centre of mass sits this far above an item's top when it grasps it."""
@@ -201,6 +204,11 @@ def _arm(side: str, values: Mapping[str, float]) -> dict[str, float]:
 
 
 REST_ARM: Final = {"shoulder_pitch": 0.0, "shoulder_roll": 0.12, "elbow": -0.3}
+READY_ARM: Final = {"shoulder_pitch": 0.3, "shoulder_roll": 0.15, "elbow": -2.1}
+"""The hand up at the chest (upper arm back, elbow bent): on the way to a target above the hanging
+hand, the forearm comes up close to the body instead of sweeping forward into a bench."""
+CARRY_ARM: Final = {"shoulder_pitch": -0.7, "shoulder_roll": 0.15, "elbow": -1.4}
+"""A hand holding something while the robot walks."""
 
 
 class _Builder:
@@ -331,8 +339,9 @@ class _Builder:
     def _to_rest(self) -> None:
         """Arms (unless holding), lean and knees back to standing, if not there already."""
         wanted = dict(self.rest)
-        for span in self.held.values():  # a holding arm keeps its pose
+        for span in self.held.values():  # a holding arm carries in front of the body
             wanted = {k: v for k, v in wanted.items() if not k.startswith(f"{span.hand}_")}
+            wanted |= self._clip(_arm(span.hand, CARRY_ARM))
         wanted = {k: v for k, v in wanted.items() if "hip" not in k or k.endswith("pitch")}
         if all(abs(self.joints.get(k, 0.0) - v) < 1e-6 for k, v in wanted.items()) and (
             self.pitch == 0.0
@@ -364,9 +373,11 @@ class _Builder:
             final_yaw = heading
         leg = 0.8 * self.model.base_height_m
         swing = math.asin(min(0.5, walk.speed / (4.0 * GAIT_HZ * leg)))
-        if distance > 0.02:
+        if distance > SHUFFLE_M:
             self._turn(heading, start)
             self._gait(start, goal, distance / walk.speed, swing)
+        elif distance > 0.02:  # a short way (up to a bench): shuffle there, facing as it is
+            self._gait(start, goal, distance / min(walk.speed, SHUFFLE_SPEED_M_S), swing)
         self._turn(final_yaw, goal)
         stand = self.kin.pelvis_over_feet(self.joints, 0.0)
         self.feet = self._feet_from_pelvis(goal, stand[0], stand[1])
@@ -388,19 +399,22 @@ class _Builder:
             point = (start[0] + w * (goal[0] - start[0]), start[1] + w * (goal[1] - start[1]))
             return point, self.yaw
 
-        self._stepping(duration, swing, along)
+        # arms swing on a walk of some length (not on a short shuffle up to a bench)
+        arm = ARM_SWING_RAD if math.dist(start, goal) > 1.0 else 0.0
+        self._stepping(duration, swing, along, arm)
 
     def _stepping(
         self,
         duration: float,
         swing: float,
         where: Where,
+        arm_swing: float = 0.0,
     ) -> None:
         """Whole gait cycles spanning ``duration``: keyframes of the alternating legs while the
         base follows ``where(w)`` (w from 0 to 1), ending standing."""
-        cycles = max(1, math.ceil(duration * GAIT_HZ))
+        cycles = max(1, math.ceil(duration * GAIT_HZ - 1e-9))
         count = cycles * GAIT_FRAMES
-        dt = duration / count
+        dt = 1.0 / (GAIT_HZ * GAIT_FRAMES)  # whole cycles at the gait's own rate
         for k in range(1, count + 1):
             w = k / count
             u = (k / GAIT_FRAMES) % 1.0
@@ -414,7 +428,7 @@ class _Builder:
                 joints[f"{side}_knee"] = knee if k < count else 0.0
                 joints[f"{side}_ankle_pitch"] = -(hip + knee) if k < count else 0.0
                 if side not in holding:  # a hand that holds something does not swing
-                    swung = -ARM_SWING_RAD * thigh if k < count else 0.0
+                    swung = -arm_swing * thigh if k < count else 0.0
                     joints[f"{side}_shoulder_pitch"] = swung
             self._set(joints)
             point, yaw = where(w)
@@ -472,8 +486,16 @@ class _Builder:
         what: str,
         stance: tuple[float, float] | None = None,
     ) -> tuple[float, float]:
-        """Emit a frame with the hand at ``target`` after ``duration``; returns the stance."""
+        """Emit a frame with the hand at ``target`` after ``duration``; returns the stance.
+
+        From a hand well below the target, the arm first comes up in front of the chest (so it
+        goes over a bench's edge, not into it)."""
         solution, chosen = self._solve(hand, target, stance=stance)
+        now = self._hand_now(hand)
+        if now[2] < target[2] - 0.05:  # upright still: leaning first would swing it in
+            self._set(_arm(hand, READY_ARM))
+            self._emit(0.5 * duration)
+            duration *= 0.5
         self._set({**self._legs(chosen[1], chosen[0]), **solution.joints_rad})
         self.pitch = chosen[0]
         self._emit(duration)
@@ -489,9 +511,7 @@ class _Builder:
         reach = step.reach
         assert reach is not None
         target = target_point(reach.target, self.scene)
-        self._move_hand(
-            index, reach.hand, target, reach.duration, f"reach {_describe(reach.target)}"
-        )
+        self._move_hand(index, reach.hand, target, reach.duration, _describe(reach.target))
         if reach.hold > 0:
             self._emit(reach.hold)
         return f"reach {_describe(reach.target)} ({reach.hand} hand)"
