@@ -1,0 +1,88 @@
+"""How fast a preview runs: the torque-wrench task at 240 Hz beside raw PyBullet, and trials.
+
+Usage: ``python benchmarks/preview.py [--trials N] [--jobs J] [--repeats R] [--json]``.
+
+* ``x_realtime``: simulated seconds per wall second of ``run_preview`` on
+  ``scenes/tasks/torque_wrench.yaml`` (controllers, crane, every check; compile excluded), the
+  median of ``--repeats`` runs;
+* ``raw_pybullet_x_realtime``, the baseline from the same run: the same preview hall (same
+  bodies, same solver settings) stepped for the same simulated time with no controllers and no
+  checks;
+* ``trials_per_min``: ``--trials`` robustness trials (default 100) on ``--jobs`` local processes
+  (default: every core), wall time including process start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.machine import machine_info
+from scenes import load_scene
+from scenes.tasks import TASKS_DIR, load_task
+from twin.preview.compile import compile_task
+from twin.preview.engine import TIME_STEP_S, run_preview
+from twin.preview.hall import PreviewHall
+from twin.preview.trials import run_trials
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=100)
+    parser.add_argument("--jobs", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
+    args = parser.parse_args()
+
+    scene = load_scene()
+    task = load_task(TASKS_DIR / "torque_wrench.yaml", scene)
+    compiled = compile_task(task, scene)
+    runs = [
+        run_preview(task, scene, compiled=compiled, keep_series=False) for _ in range(args.repeats)
+    ]
+    simulated_s = runs[0].simulated_s
+    first = compiled.plan.at(0.0, compiled.rest_rad)
+    raw = []
+    for _ in range(args.repeats):
+        with PreviewHall(
+            scene, task.robot, (first.base_xy_yaw[0], first.base_xy_yaw[1], 0.95),
+            first.base_xy_yaw[2], 0.0, first.joints_rad, time_step_s=TIME_STEP_S,
+        ) as hall:  # fmt: skip
+            steps = math.ceil(simulated_s / TIME_STEP_S)
+            started = time.perf_counter()
+            for _ in range(steps):
+                hall.step()
+            raw.append(simulated_s / (time.perf_counter() - started))
+    started = time.perf_counter()
+    outcomes = run_trials(task, scene, args.trials, seed=0, jobs=args.jobs)
+    trials_wall_s = time.perf_counter() - started
+    result = {
+        "benchmark": "preview",
+        "task": "scenes/tasks/torque_wrench.yaml",
+        "physics_hz": round(1.0 / TIME_STEP_S),
+        "simulated_s": round(simulated_s, 3),
+        "x_realtime": round(statistics.median(r.x_realtime for r in runs), 2),
+        "x_realtime_runs": [round(r.x_realtime, 2) for r in runs],
+        "raw_pybullet_x_realtime": round(statistics.median(raw), 2),
+        "raw_pybullet_x_realtime_runs": [round(x, 2) for x in raw],
+        "passed": runs[0].passed,
+        "trials": args.trials,
+        "jobs": args.jobs or "all cores",
+        "trials_wall_s": round(trials_wall_s, 2),
+        "trials_per_min": round(60.0 * args.trials / trials_wall_s, 2),
+        "trials_success_rate": sum(o.passed for o in outcomes) / len(outcomes),
+        "targets": {"x_realtime": 20.0, "trials_per_min": 100.0},
+        "machine": machine_info(),
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
