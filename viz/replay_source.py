@@ -26,7 +26,6 @@ from typing import Final
 
 import msgspec
 import numpy as np
-from numpy.typing import NDArray
 
 from robots import get_model
 from scenes import parse_scene
@@ -34,6 +33,7 @@ from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
 from twin.recording import Recording, RecordingError
 from twin.recording_schemas import CraneMsg, EventMsg, HeartbeatMsg, JointMsg, PoseInFrame
+from viz.replay_index import Stream as _Stream
 
 log = logging.getLogger(__name__)
 
@@ -56,50 +56,6 @@ class ReplayEvent:
     kind: str
     source: str
     detail: str
-
-
-class _Rows:
-    """A growable float64 table (rows appended one at a time, amortised O(1))."""
-
-    def __init__(self, width: int) -> None:
-        self.data = np.empty((64, width))
-        self.n = 0
-
-    def append(self, row: list[float] | tuple[float, ...]) -> None:
-        if self.n == len(self.data):
-            self.data = np.concatenate([self.data, np.empty_like(self.data)])
-        self.data[self.n] = row
-        self.n += 1
-
-    def array(self) -> NDArray[np.float64]:
-        out: NDArray[np.float64] = self.data[: self.n].copy()
-        return out
-
-
-class _Stream:
-    """One channel's messages: log times (ns) and a table of values, row per message."""
-
-    def __init__(self, width: int) -> None:
-        self.times: list[int] = []
-        self.rows = _Rows(width)
-        self.extra: list[tuple[int | str, ...]] = []  # non-numeric fields, when any
-        self.log_ns: NDArray[np.int64] = np.zeros(0, dtype=np.int64)
-        self.values: NDArray[np.float64] = np.zeros((0, width))
-
-    def add(self, log_ns: int, row: list[float] | tuple[float, ...]) -> None:
-        self.times.append(log_ns)
-        self.rows.append(row)
-
-    def freeze(self) -> None:
-        """Sort by log time (file order is log order only within a chunk) into arrays."""
-        times = np.asarray(self.times, dtype=np.int64)
-        order = np.argsort(times, kind="stable")
-        self.log_ns = times[order]
-        self.values = self.rows.array()[order]
-        if self.extra:
-            self.extra = [self.extra[int(i)] for i in order]
-        self.times = []
-        self.rows = _Rows(1)
 
 
 Vec3 = tuple[float, float, float]
@@ -141,14 +97,14 @@ class ReplaySource:
         self._names: dict[str, list[str]] = {}
         self._bases = {rid: _Stream(7) for rid in self.robot_ids}
         self._beats = {rid: _Stream(2) for rid in self.robot_ids}
-        self._crane_streams = {cid: _Stream(4) for cid in self.crane_ids}
+        self._crane_streams = {cid: _Stream(4, ints=1) for cid in self.crane_ids}
         self.robots: dict[str, RobotView] = {}
         self.cranes: dict[str, CraneView] = {}
         for robot in self.scene.robots:
             model = get_model(robot.model)
             names = list(model.profile.canonical_joint_names)
             self._names[robot.id] = names
-            self._joints[robot.id] = _Stream(3 * len(names))
+            self._joints[robot.id] = _Stream(3 * len(names), ints=2)
             position, orientation = _at_rest_pose(self.scene, robot.id)
             self.robots[robot.id] = RobotView(
                 robot_id=robot.id, manufacturer=model.manufacturer, model=model.name,
@@ -202,11 +158,11 @@ class ReplaySource:
                 if kind == "joints" and source in robots:
                     js = decode_joint(message.data)
                     stream = self._joints[source]
-                    if len(js.position) * 3 != stream.values.shape[1]:
-                        stream = self._joints[source] = _Stream(3 * len(js.position))
-                    self._names[source] = js.name
-                    stream.add(t, js.position + js.velocity + js.effort)
-                    stream.extra.append((js.stamp_ns, js.epoch))
+                    if len(js.position) * 3 != stream.width:
+                        stream = self._joints[source] = _Stream(3 * len(js.position), ints=2)
+                    if js.name != self._names[source]:
+                        self._names[source] = js.name
+                    stream.add(t, js.position + js.velocity + js.effort, (js.stamp_ns, js.epoch))
                 elif kind == "base" and source in robots:
                     pose = decode_pose(message.data).pose
                     p, q = pose.position, pose.orientation
@@ -214,13 +170,12 @@ class ReplaySource:
                 elif kind == "heartbeat" and source in robots:
                     beat = decode_beat(message.data)
                     self._beats[source].add(t, (float(beat.estop), float(beat.protective_stop)))
-                    self._beats[source].extra.append((beat.mode,))
+                    self._beats[source].labels.append(beat.mode)
                 elif kind == "crane" and source in cranes:
                     c = decode_crane(message.data)
                     self._crane_streams[source].add(
-                        t, (c.bridge_m, c.trolley_m, c.hoist_m, float(c.moving))
+                        t, (c.bridge_m, c.trolley_m, c.hoist_m, float(c.moving)), (c.stamp_ns,)
                     )
-                    self._crane_streams[source].extra.append((c.stamp_ns,))
                 elif kind == "events":
                     raw_events.append((t, decode_event(message.data)))
         except msgspec.DecodeError as exc:
@@ -252,8 +207,8 @@ class ReplaySource:
             stream.freeze()
         times = [s.log_ns for _, _, s in self._order]
         self._all_ns = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
-        ids = [np.full(len(t), i, dtype=np.int64) for i, t in enumerate(times)]
-        rows = [np.arange(len(t), dtype=np.int64) for t in times]
+        ids = [np.full(len(t), i, dtype=np.int32) for i, t in enumerate(times)]
+        rows = [np.arange(len(t), dtype=np.int32) for t in times]
         merged = np.argsort(self._all_ns, kind="stable")
         self._all_ns = self._all_ns[merged]
         self._all_stream = (np.concatenate(ids) if ids else self._all_ns)[merged]
@@ -270,9 +225,15 @@ class ReplaySource:
         )
         self._live = np.zeros(len(self.robot_ids), dtype=bool)
         log.info(
-            "replay index: %d state messages, %d events, %.1f s",
-            len(self._all_ns), len(self.events), self.duration_s,
+            "replay index: %d state messages, %d events, %.1f s, %.1f MB",
+            len(self._all_ns), len(self.events), self.duration_s, self.index_bytes / 1e6,
         )  # fmt: skip
+
+    @property
+    def index_bytes(self) -> int:
+        """Bytes the in-memory index holds (streams and the merged timeline)."""
+        merged = self._all_ns.nbytes + self._all_stream.nbytes + self._all_row.nbytes
+        return merged + sum(stream.nbytes for _, _, stream in self._order)
 
     # -- the timeline ---------------------------------------------------------------
 
@@ -369,13 +330,13 @@ class ReplaySource:
             bridge, trolley, hoist, moving = stream.values[row].tolist()
             crane.bridge_m, crane.trolley_m, crane.hoist_m = bridge, trolley, hoist
             crane.moving = bool(moving)
-            crane.stamp_ns = int(stream.extra[row][0])
+            crane.stamp_ns = int(stream.ints[row, 0])
             crane.liveness = REPLAY
             return
         view = self.robots[owner]
         if kind == "joints":
             self._last_ns[index // 3] = stream.log_ns[row] if row >= 0 else -1
-            n = len(view.joint_names) if row < 0 else stream.values.shape[1] // 3
+            n = len(view.joint_names) if row < 0 else stream.width // 3
             if row < 0:
                 view.positions, view.velocities, view.efforts = [0.0] * n, [0.0] * n, [0.0] * n
                 view.stamp_ns, view.epoch = 0, 0
@@ -385,8 +346,8 @@ class ReplaySource:
             view.positions = values[:n].tolist()
             view.velocities = values[n : 2 * n].tolist()
             view.efforts = values[2 * n :].tolist()
-            stamp_ns, epoch = stream.extra[row]
-            view.stamp_ns, view.epoch = int(stamp_ns), int(epoch)
+            stamp_ns, epoch = stream.ints[row].tolist()
+            view.stamp_ns, view.epoch = stamp_ns, epoch
         elif kind == "base":
             if row < 0:
                 view.base_position_m, view.base_orientation_xyzw = self._rest[owner]
@@ -398,7 +359,7 @@ class ReplaySource:
                 view.mode, view.estop, view.protective_stop = "unknown", False, False
                 return
             estop, protective = stream.values[row].tolist()
-            view.mode = str(stream.extra[row][0])
+            view.mode = stream.labels[row]
             view.estop, view.protective_stop = bool(estop), bool(protective)
 
     def _update_liveness(self, t_ns: int, *, force: bool = False) -> bool:
