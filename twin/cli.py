@@ -306,11 +306,19 @@ def emulate_cmd(
     ] = 0.0,
     keys: cli_dispatch.KeysOpt = None,
     command: cli_dispatch.CommandOpt = None,
+    t0_ns: Annotated[
+        int | None,
+        typer.Option(
+            "--t0-ns",
+            help="Time zero of --fault and incident times, ns since the Unix epoch (e.g. a "
+            "recording's start); default: when the emulator starts.",
+        ),
+    ] = None,
 ) -> None:
     """Play the hall's hardware: robots doing their tasks in their own physics, over ZeroMQ."""
     cli_live.emulate(
         scene, fault or [], seed, seconds, ingest, stats, noise, wait_s, incidents_every_s,
-        keys=keys, command=command,
+        keys=keys, command=command, t0_ns=t0_ns,
     )  # fmt: skip
 
 

@@ -90,9 +90,10 @@ def emulate(
     *,
     keys: Path | None = None,
     command: str | None = None,
+    t0_ns: int | None = None,
 ) -> None:
     """Run the hall emulator (see ``twin emulate --help``); with ``keys`` its gateways take
-    commands from the twin's ``command`` channel."""
+    commands from the twin's ``command`` channel; ``t0_ns`` is the time zero of fault times."""
     from twin.cli import EXIT_BAD_INPUT, load_or_exit
     from twin.emulate import EmulatorError, HallEmulator
     from twin.faults import FaultSpecError, parse_faults
@@ -115,6 +116,7 @@ def emulate(
             incidents_every_s=incidents_every_s,
             keys=keys,
             command=endpoints.command,
+            t0_ns=t0_ns,
         )
     except EmulatorError as exc:
         err.print(f"twin emulate: {exc}", markup=False)
@@ -186,7 +188,10 @@ def live(
         if recorder is None:
             mirror.close()
             raise typer.Exit(1)
-        err.print(f"recording to {recorder.path.resolve()}", markup=False)
+        err.print(
+            f"recording to {recorder.path.resolve()} (time zero {recorder.start_ns} ns)",
+            markup=False,
+        )
         mirror.sinks.append(recorder.sink)
         _record_ingest_events(mirror, recorder)
         if mirror.monitors is not None:

@@ -287,8 +287,11 @@ def run_demo(
             raise typer.Exit(1)
         ingest, fanout, snapshot = match.groups()
         fault_args = [a for f in faults for a in ("--fault", f)]
+        # fault times count from the recording's start, so fall@8s is 8 s into the recording
+        zero = twin.wait_for(r"time zero (\d+) ns", 0.0) if record is not None else None
+        t0_args = ["--t0-ns", zero.group(1)] if zero is not None else []
         hall = _Child(
-            "emulate", *scene_args, "--ingest", ingest, *fault_args,
+            "emulate", *scene_args, "--ingest", ingest, *fault_args, *t0_args,
             "--incidents-every", f"{incidents_every_s:g}",
         )  # fmt: skip
         if hall.wait_for(r"emulating", _STARTUP_S) is None:

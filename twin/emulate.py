@@ -103,9 +103,13 @@ class HallEmulator:
         incidents_every_s: float = 0.0,
         keys: Path | None = None,
         command: str = DEFAULT_COMMAND,
+        t0_ns: int | None = None,
     ) -> None:
         """``keys``: a key directory; the gateways then connect to the twin's ``command``
-        channel and execute dispatched plans."""
+        channel and execute dispatched plans. ``t0_ns``: the wall-clock instant (ns since the
+        Unix epoch) that fault and incident times count from, e.g. the start of the twin's
+        recording, so ``fall@8s`` falls 8 s into it; default: when :meth:`run` starts."""
+        self.t0_ns = t0_ns
         self.scene = scene
         self.seed = seed
         self.noise = noise
@@ -325,6 +329,8 @@ class HallEmulator:
         """Run in real time until ``duration_s`` passes or ``stop`` is set."""
         dt_ns = int(self.hall.time_step_s * 1e9)
         start = self._start_ns = time.monotonic_ns()
+        # fault and incident times count from t0 (a start already past shifts them earlier)
+        t0_offset_s = 0.0 if self.t0_ns is None else (time.time_ns() - self.t0_ns) / 1e9
         next_stats = start
         end = start + int(duration_s * 1e9) if duration_s is not None else None
         # (due time, order, what, robot id): a heap of the next thing to do per stream
@@ -359,7 +365,7 @@ class HallEmulator:
                 if lag_s > 0.25:  # hopelessly behind: drop the backlog, keep real time
                     self.skipped_steps += round(lag_s / self.hall.time_step_s)
                     next_step = now + dt_ns
-                t_s = (now - start) / 1e9
+                t_s = t0_offset_s + (now - start) / 1e9
                 for channel in self.channels.values():
                     self._timed_faults(channel, t_s, now)
                 self._incidents(t_s)
