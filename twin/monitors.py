@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from robots import RobotModel
 from sync.codecs import JointSample, codec_for
 from sync.streams import Liveness, LivenessClock
+from twin.divergence import predict_envelope
 from twin.world import World
 
 log = logging.getLogger(__name__)
@@ -253,13 +254,11 @@ class Monitors:
         limits = self._limits.get(model.name)
         if limits is None:
             limits = self._limits[model.name] = _limits(model)
-        reach = np.where(
-            np.isfinite(limits.velocity), limits.velocity * DIVERGENCE_SPEED_FACTOR * dt_s, np.inf
+        predicted = predict_envelope(
+            before.positions, sample.positions, limits.velocity, dt_s, DIVERGENCE_SPEED_FACTOR
         )
-        moved = np.abs(sample.positions - before.positions)
-        error = np.maximum(moved - reach, 0.0)
+        error = np.abs(sample.positions - predicted)  # how far beyond its speed limit
         worst = int(np.argmax(error))
-        predicted = before.positions + np.sign(sample.positions - before.positions) * reach
         key = (robot_id, "divergence")
         if self._latch.update(
             key,
