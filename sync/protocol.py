@@ -133,7 +133,12 @@ RobotMode = Literal["idle", "running", "stopped", "fault", "shutdown"]
 
 
 class Heartbeat(msgspec.Struct, frozen=True):
-    """A robot gateway's heartbeat (``hb/<robot>``), typically 10 Hz."""
+    """A robot gateway's heartbeat (``hb/<robot>``), typically 10 Hz.
+
+    ``grip_closed``: the gripper is commanded closed; ``holding``: the id of the item the
+    gripper's object sensor senses in it ("" when empty). Holding nothing with a closed
+    grip, after holding something, is a dropped grasp.
+    """
 
     mode: RobotMode
     estop: bool
@@ -141,6 +146,8 @@ class Heartbeat(msgspec.Struct, frozen=True):
     manufacturer: str
     model: str
     task: str = ""
+    grip_closed: bool = False
+    holding: str = ""
 
 
 Vec3 = tuple[float, float, float]

@@ -33,6 +33,12 @@ class Base:
     orientation_xyzw: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 1.0)
 
 
+@dataclass(frozen=True)
+class Grip:
+    grip_closed: bool = False
+    holding: str = ""
+
+
 @dataclass
 class FakeRobot:
     """Link-like robot state, as the detectors read it."""
@@ -42,6 +48,7 @@ class FakeRobot:
     base: Base | None = None
     reported: Liveness = Liveness.LIVE
     liveness: LivenessClock = field(default_factory=lambda: LivenessClock(period_s=0.01))
+    heartbeat: Grip | None = None
 
 
 def fake(model_name: str = "tessel_t3") -> FakeRobot:
@@ -168,6 +175,28 @@ def test_two_robots_put_into_each_other_are_one_collision() -> None:
     assert [(f.robot_id, f.severity) for f in hits] == [(a, "error")]
 
 
+def test_an_item_slipping_out_of_a_closed_gripper_is_a_dropped_grasp() -> None:
+    monitors = Monitors(collisions=False)
+    robot = fake()
+    t = 0
+    found: list[FailureEvent] = []
+    for beat in (
+        Grip(),  # open, empty
+        Grip(grip_closed=True, holding="part-1"),  # picked up
+        Grip(grip_closed=True, holding="part-1"),
+        Grip(grip_closed=False, holding=""),  # placed: opening the gripper is no drop
+        Grip(grip_closed=True, holding="part-2"),
+        Grip(grip_closed=True, holding=""),  # slipped out, gripper still shut
+        Grip(grip_closed=True, holding=""),  # one event, not one per check
+    ):
+        robot.heartbeat = beat
+        found += monitors.check(t, {"R1": robot}, None)
+        t += STEP_NS
+    drops = [f for f in found if f.kind == "grasp_dropped"]
+    assert [(f.robot_id, f.severity, f.stamp_ns) for f in drops] == [("R1", "error", 5 * STEP_NS)]
+    assert "part-2" in drops[0].details
+
+
 # -- end to end ----------------------------------------------------------------------------
 
 
@@ -188,7 +217,7 @@ def fall_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         # fault times count from the recording's start, as `twin demo --record` does
         hall = Proc(
             "emulate", "--ingest", ingest, "--no-noise", "--seconds", "8",
-            "--fault", "T3-04:fall@4s", "--t0-ns", zero_ns,
+            "--fault", "T3-04:fall@4s", "--fault", "T3-01:lose_grip@1s", "--t0-ns", zero_ns,
         )  # fmt: skip
         assert hall.popen.wait(timeout=STARTUP_S) == 0, "".join(hall.stderr)[-2000:]
         twin.popen.send_signal(signal.SIGTERM)
@@ -221,6 +250,19 @@ def test_twin_failures_lists_the_injected_fall_at_its_time(fall_recording: Path)
     assert fall["severity"] == "critical" and fall["manufacturer"]
     # seconds from the recording's start, the time zero of the emulator's fault times
     assert abs(float(str(fall["t_s"])) - 4.0) <= 0.5, fall
+
+
+def test_a_lost_grip_in_the_emulator_is_listed_as_a_dropped_grasp(fall_recording: Path) -> None:
+    rows = failures_json(fall_recording)
+    drops = [r for r in rows if r["kind"] == "grasp_dropped"]
+    # T3-01 at bench B4 picks part-1; its grip is first shut after 1 s within its 7 s cycle
+    assert [(r["robot"], r["severity"]) for r in drops] == [("T3-01", "error")], rows
+    assert "part-1" in str(drops[0]["details"])
+    assert 1.0 <= float(str(drops[0]["t_s"])) <= 9.0
+    offline = [
+        f for f in detect_offline(open_recording(fall_recording)) if f.kind == "grasp_dropped"
+    ]
+    assert [f.robot_id for f in offline] == ["T3-01"]
 
 
 def test_offline_detection_finds_the_same_fall_in_the_joint_and_base_channels(

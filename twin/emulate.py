@@ -60,6 +60,8 @@ MAX_CLOCK_SKEW_NS: Final = 3_000_000
 GET_UP_AFTER_S: Final = 15.0  # an incident's fallen robot is helped up after this long
 STATS_EVERY_S: Final = 1.0  # --stats is rewritten this often while running
 COMMAND_POLL_STEPS: Final = 12  # physics steps between command-channel polls (20 Hz)
+CARRY_BEFORE_SLIP_S: Final = 0.5  # lose_grip: the item is carried this long before it slips
+GRIP_CLOSED: Final = 0.5  # the grip channel (0 open .. 1 closed) above which the gripper is shut
 
 
 class EmulatorError(RuntimeError):
@@ -85,6 +87,12 @@ class Channel:
     restarts_done: int = 0
     fell: bool = False
     estopped: bool = False
+    item: str = "object"
+    """What the robot picks up when its grip closes (its bench's first loose item)."""
+    grip_lost: bool = False
+    """The held item has slipped out (lose_grip fault); clears when the grip opens."""
+    grip_lost_done: bool = False
+    grip_closed_since_s: float | None = None
 
 
 class HallEmulator:
@@ -143,6 +151,7 @@ class HallEmulator:
                     gateway=gateway,
                     faults=faults.get(robot.id, RobotFaults()),
                     rng=random.Random(f"{seed}:{robot.id}"),
+                    item=_loose_item(scene, robot.station),
                 )
             self.crane_gateway = Gateway(self.context, ingest)
             self.commands = (
@@ -242,6 +251,10 @@ class HallEmulator:
     def _publish_heartbeat(self, channel: Channel, now_ns: int, *, goodbye: bool = False) -> None:
         """A heartbeat; ``goodbye``: mode 'shutdown' (the twin shows the robot GONE at once)."""
         fallen = self._sample(channel.robot_id).fallen
+        grip_closed = self.hall.motion_target(channel.robot_id).grip >= GRIP_CLOSED
+        if not grip_closed:
+            channel.grip_lost = False
+        holding = channel.item if grip_closed and not channel.grip_lost and not fallen else ""
         mode: RobotMode = (
             "shutdown" if goodbye else "fault" if fallen else "stopped" if channel.estopped
             else "running"
@@ -254,6 +267,8 @@ class HallEmulator:
                 manufacturer=channel.model.manufacturer,
                 model=channel.model.name,
                 task=channel.task,
+                grip_closed=grip_closed,
+                holding=holding,
             )
         )
         self._emit(channel, Kind.HEARTBEAT, payload, now_ns)
@@ -297,6 +312,21 @@ class HallEmulator:
             channel.estopped = True
             self.hall.set_joint_targets(channel.robot_id, {})  # holds still where it is
             log.info("%s: e-stop at %.2f s", channel.robot_id, t_s)
+        if self.hall.motion_target(channel.robot_id).grip < GRIP_CLOSED:
+            channel.grip_closed_since_s = None
+        elif channel.grip_closed_since_s is None:
+            channel.grip_closed_since_s = t_s
+        if (
+            faults.lose_grip_at_s is not None
+            and t_s >= faults.lose_grip_at_s
+            and not channel.grip_lost_done
+            and channel.grip_closed_since_s is not None
+            and t_s - channel.grip_closed_since_s >= CARRY_BEFORE_SLIP_S
+        ):
+            channel.grip_lost = channel.grip_lost_done = True
+            log.info(
+                "%s: %s slips out of the gripper at %.2f s", channel.robot_id, channel.item, t_s
+            )
         if faults.fall_at_s is not None and t_s >= faults.fall_at_s and not channel.fell:
             channel.fell = True
             self.hall.inject_fall(channel.robot_id)
@@ -468,3 +498,13 @@ class HallEmulator:
         self.hall.close()
         if self._owns_context:
             self.context.term()
+
+
+def _loose_item(scene: Scene, station_id: str) -> str:
+    """The item the robot at this station picks up: its bench's first loose part, else its
+    first loose item, else "object"."""
+    station = next((s for s in scene.stations if s.id == station_id), None)
+    bench = next((b for b in scene.benches if station and b.id == station.bench), None)
+    loose = [item for item in (bench.items if bench else ()) if not item.fixed]
+    loose.sort(key=lambda item: item.kind != "precision_component")  # parts before bins
+    return loose[0].id if loose else "object"

@@ -51,6 +51,8 @@ class _Joints(msgspec.Struct):
 
 class _Heartbeat(msgspec.Struct):
     mode: str
+    grip_closed: bool = False
+    holding: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class OfflineRobot:
     joints: JointSample | None = None
     base: _Base | None = None
     reported: Liveness = Liveness.GONE
+    heartbeat: _Heartbeat | None = None
 
 
 def recorded_failures(recording: Recording) -> list[FailureEvent] | None:
@@ -125,6 +128,7 @@ def detect_offline(recording: Recording, *, collisions: bool = True) -> list[Fai
                 beat = msgspec.json.decode(message.data, type=_Heartbeat)
                 robot.liveness.on_message(now_ns, main=False)
                 robot.liveness.shutdown = beat.mode == "shutdown"
+                robot.heartbeat = beat
             if monitors.due(now_ns):
                 for each in robots.values():
                     each.reported = each.liveness.state(now_ns - OFFLINE_SLACK_NS)

@@ -14,6 +14,9 @@ Spec grammar (one per ``--fault``)::
     ROBOT:lie@4s           from t = 4 s its reported joints lie: every position is off by
                            +-LIE_RAD, the sign flipping every LIE_PERIOD_S (a jump no motor
                            makes, so the twin's divergence detector fires and stays raised)
+    ROBOT:lose_grip@9s     from t = 9 s, an item the robot has held for 0.5 s slips out of its
+                           gripper: the grip stays closed, its heartbeats' object sensor says
+                           it holds nothing (the twin's grasp_dropped detector fires)
     ROBOT:rate=2Hz         joint states at 2 Hz instead of the profile's rate (a robot that
                            is STALE between messages, yet never GONE)
 
@@ -37,7 +40,7 @@ LIE_PERIOD_S: Final = 0.25
 
 _RATE = re.compile(r"^(drop|garbage)=(\d*\.?\d+)$")
 _DELAY = re.compile(r"^delay=(\d*\.?\d+)(ms|s)$")
-_AT = re.compile(r"^(freeze|disconnect|restart|fall|estop|lie)@(\d*\.?\d+)(ms|s)?$")
+_AT = re.compile(r"^(freeze|disconnect|restart|fall|estop|lie|lose_grip)@(\d*\.?\d+)(ms|s)?$")
 _JS_RATE = re.compile(r"^rate=(\d*\.?\d+)Hz$")
 
 
@@ -58,6 +61,7 @@ class RobotFaults:
     fall_at_s: float | None = None
     estop_at_s: float | None = None
     lie_at_s: float | None = None
+    lose_grip_at_s: float | None = None
     js_rate_hz: float | None = None
 
     def lie_rad(self, t_s: float) -> float:
@@ -116,12 +120,15 @@ def parse_faults(specs: Iterable[str], robot_ids: Iterable[str]) -> dict[str, Ro
                 entry.estop_at_s = at_s
             elif what == "lie":
                 entry.lie_at_s = at_s
+            elif what == "lose_grip":
+                entry.lose_grip_at_s = at_s
             else:
                 entry.fall_at_s = at_s
         else:
             raise FaultSpecError(
                 f"--fault {spec!r}: unknown rule {rule!r} (drop=P, garbage=P, delay=Nms, "
-                "rate=NHz, freeze@Ts, disconnect@Ts, restart@Ts, fall@Ts, estop@Ts, lie@Ts)"
+                "rate=NHz, freeze@Ts, disconnect@Ts, restart@Ts, fall@Ts, estop@Ts, lie@Ts, "
+                "lose_grip@Ts)"
             )
     return faults
 

@@ -60,7 +60,7 @@ class FailureEvent(msgspec.Struct, frozen=True):
     id: str
     stamp_ns: int
     robot_id: str
-    kind: str  # fall, joint_limit, effort, stale, collision, divergence
+    kind: str  # fall, joint_limit, effort, stale, collision, divergence, grasp_dropped
     severity: Severity
     details: str
 
@@ -73,6 +73,16 @@ class BaseLike(Protocol):
 
     @property
     def orientation_xyzw(self) -> tuple[float, float, float, float]: ...
+
+
+class GripLike(Protocol):
+    """A gripper's report: :class:`sync.protocol.Heartbeat` or anything with these fields."""
+
+    @property
+    def grip_closed(self) -> bool: ...
+
+    @property
+    def holding(self) -> str: ...
 
 
 class RobotLike(Protocol):
@@ -92,6 +102,9 @@ class RobotLike(Protocol):
 
     @property
     def liveness(self) -> LivenessClock: ...
+
+    @property
+    def heartbeat(self) -> GripLike | None: ...
 
 
 @dataclass(frozen=True)
@@ -183,6 +196,7 @@ class Monitors:
         self._was_heard: set[str] = set()
         self._watch: dict[str, set[int]] = {}  # robot -> joints with a latched condition
         self._previous: dict[str, tuple[int, JointSample]] = {}  # robot -> (check ns, sample)
+        self._holding: dict[str, str] = {}  # robot -> the item its gripper last held
 
     def active(self, robot_id: str, kind: str) -> bool:
         """Whether a ``kind`` failure of the robot is outstanding: raised and not yet clear for
@@ -206,6 +220,7 @@ class Monitors:
             self._joints(now_ns, robot_id, robot, found)
             self._stale(now_ns, robot_id, robot, found)
             self._diverge(now_ns, robot_id, robot, found)
+            self._grasp(now_ns, robot_id, robot, found)
         collide_due = self._next_collision_ns is None or now_ns >= self._next_collision_ns
         if self.collisions and world is not None and collide_due:
             self._next_collision_ns = now_ns + self.collision_period_ns
@@ -227,6 +242,24 @@ class Monitors:
         found.append(event)
 
     # -- detectors --------------------------------------------------------------
+
+    def _grasp(
+        self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]
+    ) -> None:
+        """A grasped item dropped: the gripper held an item and, still closed, holds nothing.
+
+        Opening the gripper is a release (a place), not a drop; a robot that falls while
+        holding something drops it too."""
+        beat = robot.heartbeat
+        if beat is None:
+            return
+        held = self._holding.get(robot_id, "")
+        if held and not beat.holding and beat.grip_closed:
+            self._raise(
+                found, now_ns, robot_id, "grasp_dropped", "error",
+                f"dropped {held}: the gripper is closed but no longer senses it",
+            )  # fmt: skip
+        self._holding[robot_id] = beat.holding
 
     def _diverge(
         self, now_ns: int, robot_id: str, robot: RobotLike, found: list[FailureEvent]

@@ -295,7 +295,7 @@ class Recorder:
                 HeartbeatMsg(
                     route.source, header.stamp_ns, header.seq, header.epoch, decoded.mode,
                     decoded.estop, decoded.protective_stop, decoded.manufacturer,
-                    decoded.model, decoded.task,
+                    decoded.model, decoded.task, decoded.grip_closed, decoded.holding,
                 )
             )  # fmt: skip
         if isinstance(decoded, BaseState):

@@ -47,6 +47,8 @@ class HeartbeatMsg(msgspec.Struct):
     manufacturer: str
     model: str
     task: str
+    grip_closed: bool = False
+    holding: str = ""
 
 
 class Time(msgspec.Struct):
@@ -142,6 +144,8 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "manufacturer": _STR,
             "model": _STR,
             "task": _STR,
+            "grip_closed": _BOOL,
+            "holding": _STR,
         },
         "hall_twin.Heartbeat",
     ),

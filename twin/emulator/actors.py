@@ -207,7 +207,7 @@ class EmulatedRobot:
             x = held.feet_xy_m[0] + math.cos(yaw) * forward
             y = held.feet_xy_m[1] + math.sin(yaw) * forward
             return MotionTarget(
-                targets, (x, y, height), yaw, held.pelvis_pitch_rad, held.feet_xy_m, 0.0
+                targets, (x, y, height), yaw, held.pelvis_pitch_rad, held.feet_xy_m, 0.0, held.grip
             )
         target = self.motion.at(t_s - self._paused_s)
         if self._blend_from is not None:

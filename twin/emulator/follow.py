@@ -71,4 +71,4 @@ class PlanRun:
         forward, height = motion.pelvis_over_feet(targets, pitch)
         x, y, yaw = sample.base_xy_yaw
         feet = (x - math.cos(yaw) * forward, y - math.sin(yaw) * forward)
-        return MotionTarget(targets, (x, y, height), yaw, pitch, feet, 0.0)
+        return MotionTarget(targets, (x, y, height), yaw, pitch, feet, 0.0, sample.grip)

@@ -107,6 +107,8 @@ class MotionTarget:
     feet_xy_m: tuple[float, float]
     """Where the feet stand (the pelvis minus its forward offset over them)."""
     wrist_load: float
+    grip: float = 0.0
+    """0 open .. 1 closed."""
 
 
 def pelvis_orientation(model: RobotModel, yaw_rad: float, pitch_rad: float) -> Quat:
@@ -284,7 +286,15 @@ class RobotMotion:
         else:
             feet = (x, y)
             pelvis = (x + cx * forward, y + cy * forward, height)
-        return MotionTarget(targets, pelvis, yaw, pitch, feet, float(row[_CH["wrist_load"]]))
+        return MotionTarget(
+            targets,
+            pelvis,
+            yaw,
+            pitch,
+            feet,
+            float(row[_CH["wrist_load"]]),
+            float(row[_CH["grip"]]),
+        )
 
     @staticmethod
     def _compensate_legs(row: FloatArray) -> FloatArray:
@@ -360,4 +370,5 @@ def lerp_target(a: MotionTarget, b: MotionTarget, w: float) -> MotionTarget:
         a.pelvis_pitch_rad + w * (b.pelvis_pitch_rad - a.pelvis_pitch_rad),
         (fx, fy),
         a.wrist_load + w * (b.wrist_load - a.wrist_load),
+        a.grip + w * (b.grip - a.grip),
     )
