@@ -74,8 +74,8 @@ class Refusal:
 
 def preview_refusal(
     data: bytes, task_path: str, robot_id: str, store_dir: Path | None = None
-) -> Refusal | None:
-    """``preview``: a passing record for exactly these bytes, for this robot."""
+) -> Refusal | PreviewRecord:
+    """``preview``: a passing record for exactly these bytes, for this robot (returned)."""
     digest = hashlib.sha256(data).hexdigest()
     root = store_dir or default_store_dir()
     target = root / f"{digest}.json"
@@ -96,7 +96,7 @@ def preview_refusal(
         return Refusal("preview", f"the preview of {task_path} failed: {reasons}")
     if record.robot != robot_id:
         return Refusal("preview", f"previewed for {record.robot}, not {robot_id}")
-    return None
+    return record
 
 
 def _record_for_path(root: Path, task_path: str) -> str | None:
@@ -261,9 +261,10 @@ def check_request(
         return Refusal("robot", f"no robot {robot_id!r} in {mirror.scene_name!r}")
     if task.robot != robot_id:
         return Refusal("robot", f"{request.task_path} is a task for {task.robot}, not {robot_id}")
-    refusal = preview_refusal(request.task_text, request.task_path, robot_id)
-    if refusal is None:
-        refusal = live_refusal(link, long_gap_ns.get(robot_id), now)
+    record = preview_refusal(request.task_text, request.task_path, robot_id)
+    if isinstance(record, Refusal):
+        return record
+    refusal = live_refusal(link, long_gap_ns.get(robot_id), now)
     if refusal is None:
         monitors = mirror.monitors
         heartbeat = heartbeat_ns.get(robot_id)
@@ -278,8 +279,8 @@ def check_request(
     refusal = refusal or stop_refusal(link)
     if refusal is not None:
         return refusal
-    try:
-        plan = compile_plan(task, mirror.scene)
+    try:  # the plan that passed preview; compiled here only for a record without one
+        plan = record.plan if record.plan is not None else compile_plan(task, mirror.scene)
     except Exception as exc:  # a compiler bug must not kill the twin
         log.exception("compiling %s failed", request.task_path)
         return Refusal("task", f"{request.task_path} does not compile: {exc}")

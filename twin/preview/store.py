@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import msgspec
 
+from twin.preview.plan import TaskPlan
+
 log = logging.getLogger(__name__)
 
 ENV_PREVIEWS: Final = "HALL_TWIN_PREVIEWS"
@@ -38,6 +40,9 @@ class PreviewRecord(msgspec.Struct, frozen=True):
     scene_name: str
     trials: int = 1
     success_rate: float | None = None
+    plan: TaskPlan | None = None
+    """The plan the preview ran: the dispatch gate sends exactly this plan (and compiles the
+    task itself only for a record without one)."""
 
 
 def task_digest(path: Path) -> str:
