@@ -381,13 +381,20 @@ def replay_cmd(
         Path | None, typer.Option("--clip", help="Render the window to this MP4 and exit.")
     ] = None,
     size: Annotated[str, typer.Option(help="Window or video size.")] = "1280x720",
+    ghost: Annotated[
+        bool,
+        typer.Option(
+            "--ghost/--no-ghost",
+            help="Draw the twin's prediction as a cyan ghost over robots in divergence.",
+        ),
+    ] = True,
 ) -> None:
     """Replay a recording in the viewer: scrub, jump to events, or cut a clip (--clip)."""
     from twin import replay
 
     replay.run_replay(
         recording, event_id=event, at_s=at, before_s=before, after_s=after, speed=speed,
-        loop=loop, clip=clip, size=size,
+        loop=loop, clip=clip, size=size, ghost=ghost,
     )  # fmt: skip
 
 

@@ -5,7 +5,9 @@ replays on any machine. A window is chosen from ``--event ID`` (its time, ``--be
 and ``--after`` it, 5 s each by default) or ``--at SECONDS`` (from there, ``--before``
 0 s, ``--after`` to the end), else the whole recording. ``--clip OUT.mp4`` renders that
 window off screen at ``--speed`` (no display needed); otherwise a window opens with a
-timeline slider, event markers and key bindings.
+timeline slider, event markers and key bindings. Robots in divergence get a translucent
+cyan ghost at the twin's prediction (:mod:`viz.ghost`), on by default: ``--no-ghost``
+leaves it out, ``g`` toggles it in the window.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from twin.recording import RecordingError, open_recording
 from viz.replay_source import ReplaySource
 
 if TYPE_CHECKING:
+    from viz.ghost import DivergenceGhost
     from viz.viewer import HallViewer
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ def render_clip(
     *,
     speed: float,
     fps: int = CLIP_FPS,
+    ghost: DivergenceGhost | None = None,
 ) -> int:
     """Render ``window`` (timeline seconds) at ``speed`` to an MP4; returns frames written."""
     start, end = window
@@ -97,6 +101,8 @@ def render_clip(
         for frame in range(frames):
             source.seek(start + frame * speed / fps)
             viewer.update(frame / fps)
+            if ghost is not None:
+                ghost.update()
             viewer.plotter.add_text(
                 f"REPLAY t = {source.t_s:7.2f} s  x{speed:g}",
                 position="upper_right", font_size=10, color="black", name="replay-clock",
@@ -118,11 +124,13 @@ def run_replay(
     loop: bool,
     clip: Path | None,
     size: str,
+    ghost: bool = True,
 ) -> None:
     """Open the viewer on a recording; a clip (off screen) or an interactive window."""
     import pyvista as pv
 
     from twin.cli_view import has_display
+    from viz.ghost import DivergenceGhost
     from viz.screen import parse_size
     from viz.viewer import HallViewer
 
@@ -147,21 +155,26 @@ def run_replay(
         pv.OFF_SCREEN = True
     viewer = HallViewer(source.scene, source, off_screen=off_screen, window_size=window_size)
     try:
+        ghosts = DivergenceGhost(viewer, source, visible=ghost)
         if clip is not None:
-            frames = render_clip(viewer, source, clip, window, speed=source.speed)
+            frames = render_clip(viewer, source, clip, window, speed=source.speed, ghost=ghosts)
             out.print(
                 f"clip: {clip} ({frames} frames, {window[0]:.2f}..{window[1]:.2f} s "
                 f"at x{source.speed:g})",
                 markup=False,
             )
         else:
-            _interactive(viewer, source, window, loop)
+            _interactive(viewer, source, window, loop, ghosts)
     finally:
         viewer.close()
 
 
 def _interactive(
-    viewer: HallViewer, source: ReplaySource, window: tuple[float, float], loop: bool
+    viewer: HallViewer,
+    source: ReplaySource,
+    window: tuple[float, float],
+    loop: bool,
+    ghost: DivergenceGhost,
 ) -> None:  # pragma: no cover - needs a display
     import time
 
@@ -184,7 +197,7 @@ def _interactive(
         f"events: {marks or 'none'}", position="lower_left", font_size=8, color="black"
     )
     plotter.add_text(
-        "space play/pause | Left/Right 1/30 s | +/- speed | n/p next/prev event | q quit",
+        "space play/pause | Left/Right 1/30 s | +/- speed | n/p next/prev event | g ghost | q quit",
         position="upper_left", font_size=9, color="black",
     )  # fmt: skip
 
@@ -213,6 +226,7 @@ def _interactive(
     prv = source.previous_event
     plotter.add_key_event("n", lambda: jump(e.t_s if (e := nxt(source.t_s)) else None))
     plotter.add_key_event("p", lambda: jump(e.t_s if (e := prv(source.t_s)) else None))
+    plotter.add_key_event("g", ghost.toggle)
     last = time.monotonic()
 
     def tick(_step: int) -> None:
@@ -227,8 +241,10 @@ def _interactive(
             position="upper_right", font_size=10, color="black", name="replay-clock",
         )  # fmt: skip
         viewer.update()
+        ghost.update()
         plotter.render()
 
     viewer.update()
+    ghost.update()
     plotter.add_timer_event(max_steps=10**9, duration=33, callback=tick)
     plotter.show(auto_close=False)

@@ -16,16 +16,15 @@ opens a socket.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from bisect import bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from robots import get_model
 from scenes import parse_scene
@@ -33,6 +32,7 @@ from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
 from twin.recording import Recording, RecordingError
 from twin.recording_schemas import CraneMsg, EventMsg, HeartbeatMsg, JointMsg, PoseInFrame
+from viz.replay_events import ReplayEvent, event_id
 from viz.replay_index import Stream as _Stream
 
 log = logging.getLogger(__name__)
@@ -44,18 +44,6 @@ STALE_FLOOR_S: Final = 0.25
 MIN_SPEED: Final = 0.1
 MAX_SPEED: Final = 10.0
 _NS: Final = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class ReplayEvent:
-    """One ``/events`` message, placed on the timeline."""
-
-    t_s: float
-    id: str  # a failure's own id ("F0003"), else the recorder's event number
-    stamp_ns: int
-    kind: str
-    source: str
-    detail: str
 
 
 Vec3 = tuple[float, float, float]
@@ -186,7 +174,7 @@ class ReplaySource:
             (
                 ReplayEvent(
                     (t - self.start_ns) / _NS,
-                    _event_id(e.id, e.kind, e.detail),
+                    event_id(e.id, e.kind, e.detail),
                     e.stamp_ns,
                     e.kind,
                     e.source,
@@ -372,6 +360,22 @@ class ReplaySource:
             self.robots[self.robot_ids[int(i)]].liveness = REPLAY if live[i] else STALE
         return len(changed) > 0
 
+    def joint_reports(
+        self, robot_id: str, t_s: float, gap_s: float
+    ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]] | None:
+        """A robot's newest joint positions at or before ``t_s`` and the newest ones at least
+        ``gap_s`` older: (seconds between them, older, newer); None where either is missing."""
+        stream = self._joints[robot_id]
+        times, values, n = stream.log_ns, stream.values, stream.width // 3
+        row = int(np.searchsorted(times, self._ns(t_s), side="right")) - 1
+        if row < 0:
+            return None
+        old = int(np.searchsorted(times, times[row] - round(gap_s * _NS), side="right")) - 1
+        if old < 0:
+            return None
+        dt_s = int(times[row] - times[old]) / _NS
+        return dt_s, values[old, :n].astype(np.float64), values[row, :n].astype(np.float64)
+
     # -- events ---------------------------------------------------------------------
 
     def next_event(self, t_s: float) -> ReplayEvent | None:
@@ -403,15 +407,3 @@ class ReplaySource:
 
     def close(self) -> None:
         """Nothing to release: the index is in memory and no socket was ever opened."""
-
-
-def _event_id(number: int, kind: str, detail: str) -> str:
-    """A failure event carries its own id (what ``twin failures`` lists); use it."""
-    if kind == "failure":
-        try:
-            found = json.loads(detail).get("id")
-        except (ValueError, AttributeError):
-            found = None
-        if isinstance(found, str) and found:
-            return found
-    return str(number)
