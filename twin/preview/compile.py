@@ -30,13 +30,21 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Final
 
 from robots import RobotModel, get_model
 from scenes.model import Scene
 from scenes.task_model import Hand, Step, Target
 from scenes.tasks import Task, item_on_bench, item_top, target_point
+from twin.preview.compiled import (
+    REACH_TOLERANCE_M,
+    CompiledTask,
+    CompileNote,
+    GraspSpan,
+    HandTarget,
+    StepSpan,
+    WrenchLoad,
+)
 from twin.preview.kinematics import IkSolution, Kinematics, hand_joint
 from twin.preview.plan import PlanFrame, TaskPlan
 
@@ -46,8 +54,6 @@ Vec3 = tuple[float, float, float]
 Where = Callable[[float], tuple[tuple[float, float], float]]
 """``where(w) -> ((x, y), yaw)``: the base along a motion, w from 0 to 1."""
 
-REACH_TOLERANCE_M: Final = 0.03
-"""A hand target counts as reached when IK brings the hand within this distance."""
 PLAN_LIMIT_MARGIN_RAD: Final = 0.02
 TURN_RATE_RAD_S: Final = 0.8
 GAIT_HZ: Final = 0.9
@@ -76,87 +82,6 @@ _CALIBRATION: Final = (
     {"shoulder_roll": 0.7, "elbow": -0.3, "spine_yaw": -0.5, "neck_yaw": -0.4},
     {"shoulder_pitch": -1.0, "shoulder_roll": 0.2, "elbow": -0.3, "spine_yaw": 0.0},
 )
-
-
-@dataclass(frozen=True)
-class StepSpan:
-    """When a step runs in the plan (s from the task's start)."""
-
-    index: int
-    kind: str
-    label: str
-    start_s: float
-    end_s: float
-
-
-@dataclass(frozen=True)
-class HandTarget:
-    """A hand target the plan aims for: where, what IK achieved, and when the hand is there."""
-
-    step: int
-    t_s: float
-    hand: Hand
-    target_m: Vec3
-    residual_m: float
-    what: str
-
-    @property
-    def reached(self) -> bool:
-        """Within :data:`REACH_TOLERANCE_M`."""
-        return self.residual_m <= REACH_TOLERANCE_M
-
-
-@dataclass(frozen=True)
-class GraspSpan:
-    """An item held from ``grasp_s`` (the grip closed) until ``release_s`` (None: to the end)."""
-
-    item: str
-    hand: Hand
-    grasp_step: int
-    grasp_s: float
-    release_s: float | None = None
-    place_step: int | None = None
-    place_target_m: Vec3 | None = None
-
-
-@dataclass(frozen=True)
-class WrenchLoad:
-    """A working stroke: the bolt resists the hand with ``force_n`` along ``direction``."""
-
-    step: int
-    hand: Hand
-    start_s: float
-    end_s: float
-    force_n: float
-    direction: Vec3
-
-
-@dataclass(frozen=True)
-class CompileNote:
-    """Something the compiler found wrong with a step (becomes a preview failure reason)."""
-
-    kind: str
-    step: int
-    t_s: float
-    detail: str
-
-
-@dataclass(frozen=True)
-class CompiledTask:
-    """A plan and everything the preview checks it against (see the module docstring)."""
-
-    task: Task
-    model: RobotModel
-    plan: TaskPlan
-    steps: tuple[StepSpan, ...]
-    hands: tuple[HandTarget, ...]
-    grasps: tuple[GraspSpan, ...]
-    loads: tuple[WrenchLoad, ...]
-    notes: tuple[CompileNote, ...]
-    crane_id: str | None
-    crane_path: tuple[tuple[float, float, float, float], ...]
-    """(t_s, bridge_m, trolley_m, hoist_m) from home at 0 s; empty without a crane plan."""
-    rest_rad: dict[str, float] = field(default_factory=dict)
 
 
 def compile_plan(task: Task, scene: Scene) -> TaskPlan:
@@ -625,3 +550,16 @@ def _describe(target: Target) -> str:
     if target.offset != (0.0, 0.0, 0.0):
         return name + " + ({:g}, {:g}, {:g})".format(*target.offset)
     return name
+
+
+__all__ = [
+    "REACH_TOLERANCE_M",
+    "CompileNote",
+    "CompiledTask",
+    "GraspSpan",
+    "HandTarget",
+    "StepSpan",
+    "WrenchLoad",
+    "compile_plan",
+    "compile_task",
+]

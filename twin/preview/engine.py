@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Final
 
 import numpy as np
@@ -36,14 +35,14 @@ from numpy.typing import NDArray
 from robots.bullet import pb
 from scenes.model import Scene
 from scenes.tasks import Task, item_on_bench, target_point
-from twin.preview.checks import CLEARANCE_HORIZON_M, Checks, Reason, support_margin
+from twin.preview.checks import CLEARANCE_HORIZON_M, Checks, support_margin
 from twin.preview.compile import REACH_TOLERANCE_M, CompiledTask, compile_task
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
+from twin.preview.result import TIME_STEP_S, PreviewResult, Variation
 
 log = logging.getLogger(__name__)
 
-TIME_STEP_S: Final = 1.0 / 240.0
 CONTROL_EVERY: Final = 2
 CHECK_EVERY: Final = 4
 BALANCE_EVERY: Final = 12
@@ -58,104 +57,6 @@ PLACE_TOLERANCE_M: Final = 0.05
 DYNAMIC_REACH_TOLERANCE_M: Final = 0.05
 HAND_SETTLE_S: Final = 0.25
 SETTLE_S: Final = 0.5
-GAIT: Final = "stabilised base"
-BALANCE_NOTE: Final = (
-    "centre of mass over the support polygon of the feet's floor contacts, judged outside walk "
-    "steps; the pelvis is carried by a stabilised base, so a robot cannot topple in preview"
-)
-
-
-@dataclass(frozen=True)
-class Variation:
-    """How one trial's reality differs from the plan (all drawn from ``seed``): friction of the
-    robot, floor and items times N(1, ``friction_sigma``); robot link and item masses times
-    N(1, ``mass_sigma``); the plan's clock times N(1, ``timing_sigma``); items lying off their
-    scene position by N(0, ``noise_sigma_m``) per axis (what the robot perceives is the scene)
-    and the same noise on the measured joint angles. Factors are kept >= 0.3."""
-
-    seed: int = 0
-    friction_sigma: float = 0.0
-    mass_sigma: float = 0.0
-    timing_sigma: float = 0.0
-    noise_sigma_m: float = 0.0
-
-    @staticmethod
-    def nominal() -> Variation:
-        """No perturbation: the task exactly as planned."""
-        return Variation()
-
-    @staticmethod
-    def trial(seed: int) -> Variation:
-        """The default spread of a robustness trial."""
-        return Variation(seed, 0.15, 0.05, 0.03, 0.005)
-
-    @property
-    def is_nominal(self) -> bool:
-        """True when nothing is perturbed."""
-        return not (
-            self.friction_sigma or self.mass_sigma or self.timing_sigma or self.noise_sigma_m
-        )
-
-
-@dataclass
-class PreviewResult:
-    """What one run saw (see :meth:`report` for the JSON form)."""
-
-    task: str
-    robot: str
-    passed: bool
-    reasons: list[Reason]
-    cycle_time_s: float
-    simulated_s: float
-    wall_s: float
-    min_clearance_m: float
-    min_clearance_to: str
-    max_effort_fraction: float
-    max_effort_joint: str
-    max_joint_limit_fraction: float
-    max_joint_limit_joint: str
-    max_ik_residual_m: float
-    max_hand_error_m: float
-    min_balance_margin_m: float | None
-    max_stabiliser_force_fraction: float
-    deadline_s: float | None
-    seed: int
-    series: dict[str, list[float]] = field(default_factory=dict)
-
-    @property
-    def x_realtime(self) -> float:
-        """Simulated seconds per wall second."""
-        return self.simulated_s / self.wall_s if self.wall_s > 0 else math.inf
-
-    def report(self) -> dict[str, Any]:
-        """The report as JSON-ready data."""
-        return {
-            "task": self.task,
-            "robot": self.robot,
-            "passed": self.passed,
-            "reasons": [r.as_dict() for r in self.reasons],
-            "cycle_time_s": round(self.cycle_time_s, 4),
-            "deadline_s": self.deadline_s,
-            "min_clearance_m": round(self.min_clearance_m, 4),
-            "min_clearance_to": self.min_clearance_to,
-            "max_effort_fraction": round(self.max_effort_fraction, 4),
-            "max_effort_joint": self.max_effort_joint,
-            "max_joint_limit_fraction": round(self.max_joint_limit_fraction, 4),
-            "max_joint_limit_joint": self.max_joint_limit_joint,
-            "max_ik_residual_m": round(self.max_ik_residual_m, 4),
-            "max_hand_error_m": round(self.max_hand_error_m, 4),
-            "min_balance_margin_m": (
-                None if self.min_balance_margin_m is None else round(self.min_balance_margin_m, 4)
-            ),
-            "max_stabiliser_force_fraction": round(self.max_stabiliser_force_fraction, 3),
-            "x_realtime": round(self.x_realtime, 2),
-            "simulated_s": round(self.simulated_s, 3),
-            "wall_s": round(self.wall_s, 3),
-            "physics_hz": round(1.0 / TIME_STEP_S),
-            "gait": GAIT,
-            "balance": BALANCE_NOTE,
-            "seed": self.seed,
-        }
 
 
 Observer = Callable[[float, PreviewHall], None]
@@ -720,3 +621,6 @@ def _benches_near(scene: Scene, point: tuple[float, float, float]) -> set[str]:
 
 def _xyz(v: tuple[float, float, float]) -> str:
     return "({:.2f}, {:.2f}, {:.2f}) m".format(*v)
+
+
+__all__ = ["TIME_STEP_S", "PreviewResult", "Variation", "run_preview"]
