@@ -67,7 +67,10 @@ SHUFFLE_M: Final = 1.0
 """Walks shorter than this shuffle to the goal without turning towards it first."""
 SHUFFLE_SPEED_M_S: Final = 0.25
 APPROACH_M: Final = 0.08
-GRIP_ABOVE_M: Final = 0.02
+STRAIGHT_MOVE_M: Final = 0.25
+"""Hand moves this short in a fixed stance go in a straight line (waypoints WAYPOINT_M apart)."""
+WAYPOINT_M: Final = 0.03
+GRIP_ABOVE_M: Final = 0.07
 """The hand's centre of mass sits this far above an item's top when it grasps it."""
 STROKE_M: Final = 0.10
 WRENCH_LEVER_FRACTION: Final = 0.8
@@ -415,8 +418,26 @@ class _Builder:
 
         From a hand well below the target, the arm first comes up in front of the chest (so it
         goes over a bench's edge, not into it)."""
-        solution, chosen = self._solve(hand, target, stance=stance)
         now = self._hand_now(hand)
+        gap = math.dist(now, target)
+        if stance is not None and 0.0 < gap <= STRAIGHT_MOVE_M:
+            # a short move near an item (descend, lift, stroke): straight, through waypoints
+            # each solved from the last, so the hand does not swing along the bench top
+            count = max(2, math.ceil(gap / WAYPOINT_M))
+            for k in range(1, count + 1):
+                w = k / count
+                point = (
+                    now[0] + w * (target[0] - now[0]),
+                    now[1] + w * (target[1] - now[1]),
+                    now[2] + w * (target[2] - now[2]),
+                )
+                solution, chosen = self._solve(hand, point, stance=stance)
+                self._set({**self._legs(chosen[1], chosen[0]), **solution.joints_rad})
+                self.pitch = chosen[0]
+                self._emit(duration / count)
+            self.hands.append(HandTarget(index, self.t, hand, target, solution.residual_m, what))
+            return chosen
+        solution, chosen = self._solve(hand, target, stance=stance)
         if now[2] < target[2] - 0.05:  # upright still: leaning first would swing it in
             self._set(_arm(hand, READY_ARM))
             self._emit(0.5 * duration)

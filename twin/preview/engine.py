@@ -22,6 +22,7 @@ noise), drawn from its seed; :meth:`Variation.nominal` is the task as planned.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import logging
 import math
@@ -43,13 +44,17 @@ from twin.preview.result import TIME_STEP_S, PreviewResult, Variation
 
 log = logging.getLogger(__name__)
 
+SOLE_PRELOAD_M: Final = -0.001  # the lowest sole's target height: 1 mm into the floor
+SOLE_FOLLOW_GAIN: Final = 0.5  # fraction of the sole's height error corrected per control tick
+SOLE_FOLLOW_MAX_M: Final = 0.15  # the most the hold's height may differ from the plan's
 CONTROL_EVERY: Final = 2
 CHECK_EVERY: Final = 4
 BALANCE_EVERY: Final = 12
-POSITION_GAIN: Final = 0.3
-VELOCITY_GAIN: Final = 1.0
+POSITION_GAIN: Final = 0.05
+VELOCITY_GAIN: Final = 0.3
 GRIP_FORCE_N: Final = 400.0
-GRASP_REACH_M: Final = 0.08
+GRASP_REACH_M: Final = 0.02
+"""A grasp closes on an item only if the hand's collision shape is this close to it."""
 """At the grasp instant the hand's centre must be this close to the item's centre."""
 DROP_M: Final = 0.05
 """A held item this far from where the hand holds it has slipped out (dropped)."""
@@ -156,6 +161,10 @@ class _Run:
         self.dropped: set[str] = set()
         self.max_hand_error = 0.0
         self.max_stabiliser = 0.0
+        self.feet = [
+            link for link, name in hall.link_names.items() if "foot" in name.lower() and link >= 0
+        ]
+        self._sole_offset_m = 0.0  # the hold's height correction that keeps a sole on the floor
 
     def _sides(self) -> set[str]:
         sides = set()
@@ -285,10 +294,25 @@ class _Run:
             w = 0.0 if span <= 0 else min(1.0, max(0.0, (tp - self.frame_times[i]) / span))
             height += w * (self.heights[i + 1] - height)
         x, y, yaw = sample.base_xy_yaw
-        hall.carry((x, y, height), yaw, sample.pelvis_pitch_rad)
+        hall.carry((x, y, height + self._sole_follow()), yaw, sample.pelvis_pitch_rad)
         if self.c.crane_id is not None:
             bridge, trolley, hoist = _crane_at(self.c.crane_path, tp)
             hall.set_crane(self.c.crane_id, bridge, trolley, hoist)
+
+    def _sole_follow(self) -> float:
+        """The stabilised base keeps the lower sole on the floor: the planned pelvis height,
+        corrected by the lowest foot's distance from the floor (integrated at SOLE_FOLLOW_GAIN
+        per control tick, so a leg never pushes the floor away or hangs above it)."""
+        hall = self.hall
+        if not self.feet:
+            return 0.0
+        lowest = min(
+            pb.getAABB(hall.body, link, physicsClientId=hall.client)[0][2] for link in self.feet
+        )
+        error = lowest - SOLE_PRELOAD_M
+        self._sole_offset_m -= SOLE_FOLLOW_GAIN * error
+        self._sole_offset_m = max(-SOLE_FOLLOW_MAX_M, min(SOLE_FOLLOW_MAX_M, self._sole_offset_m))
+        return self._sole_offset_m
 
     def _loads(self, t_s: float) -> None:
         tp = self.plan_time(t_s)
@@ -314,8 +338,10 @@ class _Run:
                 settle = (span.release_s + 0.6) * scale
                 events.append((settle, len(events), _bind(self._placed, span)))
         for target in self.c.hands:
-            at = (target.t_s + HAND_SETTLE_S) * scale
-            events.append((at, len(events), _bind(self._hand_check, target)))
+            # checked once the hand has had time to settle, but no later than the plan holds
+            # the pose: a plan that moves straight on is judged on arrival
+            at = min(target.t_s + HAND_SETTLE_S, _held_until(self.c.plan.frames, target.t_s))
+            events.append((at * scale, len(events), _bind(self._hand_check, target)))
         for note in self.c.notes:
             self.checks.raise_once(note.kind, note.detail, note.step, note.t_s * scale, note.detail)
         for target in self.c.hands:
@@ -352,7 +378,10 @@ class _Run:
         link = self.hand_link[span.hand]
         hand = pb.getLinkState(hall.body, link, physicsClientId=client)
         item_pos, item_orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
-        gap = float(np.linalg.norm(np.array(hand[0]) - np.array(item_pos)))
+        near = pb.getClosestPoints(
+            hall.body, body, 1.0, linkIndexA=link, linkIndexB=-1, physicsClientId=client
+        )
+        gap = min((float(p[8]) for p in near), default=math.inf)
         if gap > GRASP_REACH_M:
             self.checks.raise_once(
                 "grasp", span.item, span.grasp_step, t_s,
@@ -360,7 +389,9 @@ class _Run:
                 f"(needs {GRASP_REACH_M:g} m): nothing grasped",
             )  # fmt: skip
             return
-        inv_pos, inv_orn = pb.invertTransform(hand[4], hand[5])
+        # a constraint's parent frame is relative to the link's centre of mass frame (not its
+        # URDF frame: getLinkState [4], [5]), so the item stays where the hand took it
+        inv_pos, inv_orn = pb.invertTransform(hand[0], hand[1])
         rel_pos, rel_orn = pb.multiplyTransforms(inv_pos, inv_orn, item_pos, item_orn)
         constraint = pb.createConstraint(
             hall.body, link, body, -1, pb.JOINT_FIXED, (0, 0, 0), rel_pos, (0, 0, 0),
@@ -426,7 +457,7 @@ class _Run:
         hall, client = self.hall, self.hall.client
         for item, (constraint, link, hand, rel) in list(self.held.items()):
             state = pb.getLinkState(hall.body, link, physicsClientId=client)
-            expected, _ = pb.multiplyTransforms(state[4], state[5], rel.tolist(), (0, 0, 0, 1))
+            expected, _ = pb.multiplyTransforms(state[0], state[1], rel.tolist(), (0, 0, 0, 1))
             body = hall.item_body(item)
             pos = pb.getBasePositionAndOrientation(body, physicsClientId=client)[0]
             slip = float(np.linalg.norm(np.array(pos) - np.array(expected)))
@@ -624,3 +655,22 @@ def _xyz(v: tuple[float, float, float]) -> str:
 
 
 __all__ = ["TIME_STEP_S", "PreviewResult", "Variation", "run_preview"]
+
+
+def _held_until(frames: list[Any], t_s: float) -> float:
+    """The end of the hold that starts with the plan frame at ``t_s``: the time of the last
+    following frame with the same joints, base and grip (``t_s`` when the plan moves on)."""
+    times = [frame.t_s for frame in frames]
+    i = bisect.bisect_left(times, t_s - 1e-5)  # frame times are rounded to the microsecond
+    if i >= len(frames):
+        return t_s
+
+    def pose(frame: Any) -> tuple[Any, ...]:
+        return (frame.joints_rad, frame.base_xy_yaw, frame.grip, frame.pelvis_pitch_rad)
+
+    end, held = float(frames[i].t_s), pose(frames[i])
+    for frame in frames[i + 1 :]:
+        if pose(frame) != held:
+            break
+        end = float(frame.t_s)
+    return end

@@ -148,7 +148,7 @@ class PreviewHall:
         # a prismatic joint along Z: the stabiliser holds the pelvis' floor position and
         # orientation; the legs carry the weight
         self.constraint = pb.createConstraint(
-            self.body, -1, -1, -1, pb.JOINT_PRISMATIC, (0.0, 0.0, 1.0), (0.0, 0.0, 0.0), xyz,
+            self.body, -1, -1, -1, pb.JOINT_FIXED, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), xyz,
             childFrameOrientation=heading_quaternion(model, yaw, pitch), physicsClientId=client,
         )  # fmt: skip
         pb.changeConstraint(
