@@ -67,6 +67,12 @@ SHUFFLE_M: Final = 1.0
 """Walks shorter than this shuffle to the goal without turning towards it first."""
 SHUFFLE_SPEED_M_S: Final = 0.25
 APPROACH_M: Final = 0.08
+RETRACT_REACH_M: Final = 0.2
+ARM_PARTS: Final = ("shoulder", "elbow", "wrist", "hand", "gripper")
+PLACE_ABOVE_M: Final = 0.01
+"""An item is let go this far above where it rests (so the arm never presses it down)."""
+RETRACT_UP_M: Final = 0.08
+RETRACT_S: Final = 0.6
 STRAIGHT_MOVE_M: Final = 0.25
 """Hand moves this short in a fixed stance go in a straight line (waypoints WAYPOINT_M apart)."""
 WAYPOINT_M: Final = 0.03
@@ -268,7 +274,8 @@ class _Builder:
         """Arms (unless holding), lean and knees back to standing, if not there already."""
         wanted = dict(self.rest)
         for span in self.held.values():  # a holding arm carries in front of the body
-            wanted = {k: v for k, v in wanted.items() if not k.startswith(f"{span.hand}_")}
+            arm = tuple(f"{span.hand}_{part}" for part in ARM_PARTS)
+            wanted = {k: v for k, v in wanted.items() if not k.startswith(arm)}
             wanted |= self._clip(_arm(span.hand, CARRY_ARM))
         wanted = {k: v for k, v in wanted.items() if "hip" not in k or k.endswith("pitch")}
         if all(abs(self.joints.get(k, 0.0) - v) < 1e-6 for k, v in wanted.items()) and (
@@ -413,14 +420,17 @@ class _Builder:
         duration: float,
         what: str,
         stance: tuple[float, float] | None = None,
+        *,
+        straight: bool = False,
     ) -> tuple[float, float]:
         """Emit a frame with the hand at ``target`` after ``duration``; returns the stance.
+        ``straight``: through waypoints whatever the distance (with a ``stance``).
 
         From a hand well below the target, the arm first comes up in front of the chest (so it
         goes over a bench's edge, not into it)."""
         now = self._hand_now(hand)
         gap = math.dist(now, target)
-        if stance is not None and 0.0 < gap <= STRAIGHT_MOVE_M:
+        if stance is not None and gap > 0.0 and (straight or gap <= STRAIGHT_MOVE_M):
             # a short move near an item (descend, lift, stroke): straight, through waypoints
             # each solved from the last, so the hand does not swing along the bench top
             count = max(2, math.ceil(gap / WAYPOINT_M))
@@ -448,6 +458,18 @@ class _Builder:
         self.hands.append(HandTarget(index, self.t, hand, target, solution.residual_m, what))
         return chosen
 
+    def _retract(self, index: int, hand: Hand, stance: tuple[float, float]) -> None:
+        """Take the hand straight up, then back to RETRACT_REACH_M in front of the pelvis, clear
+        of the bench it worked over, before the arm swings down to rest."""
+        x, y, z = self._hand_now(hand)
+        self._move_hand(index, hand, (x, y, z + RETRACT_UP_M), RETRACT_S / 2, "lift off", stance)
+        px, py = self.pelvis_xy()
+        away = math.hypot(px - x, py - y)
+        back = max(0.0, away - RETRACT_REACH_M)
+        ux, uy = ((px - x) / away, (py - y) / away) if away > 1e-6 else (0.0, 0.0)
+        to = (x + ux * back, y + uy * back, z + RETRACT_UP_M)
+        self._move_hand(index, hand, to, RETRACT_S, "retract", stance, straight=True)
+
     def _hand_now(self, hand: Hand) -> Vec3:
         base = self.pelvis_xyz()
         self.kin.pose(self.joints, base, self.yaw, self.pitch)
@@ -457,9 +479,10 @@ class _Builder:
         reach = step.reach
         assert reach is not None
         target = target_point(reach.target, self.scene)
-        self._move_hand(index, reach.hand, target, reach.duration, _describe(reach.target))
+        stance = self._move_hand(index, reach.hand, target, reach.duration, _describe(reach.target))
         if reach.hold > 0:
             self._emit(reach.hold)
+        self._retract(index, reach.hand, stance)
         return f"reach {_describe(reach.target)} ({reach.hand} hand)"
 
     def _grasp(self, index: int, step: Step) -> str:
@@ -484,7 +507,7 @@ class _Builder:
         span = self.held.pop(place.item)
         _, item = item_on_bench(self.scene, place.item)
         at = target_point(place.at, self.scene)
-        put = (at[0], at[1], at[2] + item.size[2] + GRIP_ABOVE_M)
+        put = (at[0], at[1], at[2] + item.size[2] + GRIP_ABOVE_M + PLACE_ABOVE_M)
         above = (put[0], put[1], put[2] + APPROACH_M)
         stance = self._move_hand(index, span.hand, above, 0.5 * place.duration, "above place")
         self._move_hand(index, span.hand, put, 0.25 * place.duration, _describe(place.at), stance)
@@ -493,7 +516,7 @@ class _Builder:
         centre = (at[0], at[1], at[2] + item.size[2] / 2.0)
         done = GraspSpan(span.item, span.hand, span.grasp_step, span.grasp_s, self.t, index, centre)
         self.grasps.append(done)
-        self._move_hand(index, span.hand, above, 0.1 * place.duration + 0.3, "retract", stance)
+        self._retract(index, span.hand, stance)
         return f"place {place.item} at {_describe(place.at)}"
 
     def _torque(self, index: int, step: Step) -> str:

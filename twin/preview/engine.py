@@ -47,11 +47,15 @@ log = logging.getLogger(__name__)
 SOLE_PRELOAD_M: Final = -0.001  # the lowest sole's target height: 1 mm into the floor
 SOLE_FOLLOW_GAIN: Final = 0.5  # fraction of the sole's height error corrected per control tick
 SOLE_FOLLOW_MAX_M: Final = 0.15  # the most the hold's height may differ from the plan's
-CONTROL_EVERY: Final = 2
+CONTROL_EVERY: Final = 1
 CHECK_EVERY: Final = 4
 BALANCE_EVERY: Final = 12
-POSITION_GAIN: Final = 0.05
-VELOCITY_GAIN: Final = 0.3
+POSITION_GAIN: Final = 0.3
+"""Position gain of the arm, torso and neck motors (they hold loads against gravity)."""
+LEG_POSITION_GAIN: Final = 0.05
+"""Legs: soft (the stabilised base carries the body; stiff legs fight the floor at every step)."""
+VELOCITY_GAIN: Final = 1.0
+LEG_PARTS: Final = ("hip", "knee", "ankle")
 GRIP_FORCE_N: Final = 400.0
 GRASP_REACH_M: Final = 0.02
 """A grasp closes on an item only if the hand's collision shape is this close to it."""
@@ -129,6 +133,10 @@ class _Run:
         joints = hall.motor_joints
         self.n = len(joints)
         self.forces = [j.effort_limit if math.isfinite(j.effort_limit) else 100.0 for j in joints]
+        self.position_gains = [
+            LEG_POSITION_GAIN if any(part in c for part in LEG_PARTS) else POSITION_GAIN
+            for c in hall.canonical
+        ]
         self.lower = np.array([j.lower for j in joints])
         self.upper = np.array([j.upper for j in joints])
         self.gripper = np.array(
@@ -283,7 +291,7 @@ class _Run:
         pb.setJointMotorControlArray(
             hall.body, hall.motors, pb.POSITION_CONTROL,
             targetPositions=targets.tolist(), targetVelocities=velocities.tolist(),
-            forces=self.forces, positionGains=[POSITION_GAIN] * self.n,
+            forces=self.forces, positionGains=self.position_gains,
             velocityGains=[VELOCITY_GAIN] * self.n, physicsClientId=hall.client,
         )  # fmt: skip
         i = int(np.searchsorted(self.frame_times, tp, side="right")) - 1

@@ -145,8 +145,9 @@ class PreviewHall:
             for link in range(-1, pb.getNumJoints(self.body, physicsClientId=client))
         )
         self.weight_n = self.mass_kg * 9.81
-        # a prismatic joint along Z: the stabiliser holds the pelvis' floor position and
-        # orientation; the legs carry the weight
+        # the stabiliser: a fixed joint that carries the pelvis along the plan (its height
+        # corrected so the lower sole stays on the floor, see the engine); the body's weight is
+        # on it, not on the legs, so leg efforts are those of moving the legs
         self.constraint = pb.createConstraint(
             self.body, -1, -1, -1, pb.JOINT_FIXED, (0.0, 0.0, 0.0), (0.0, 0.0, 0.0), xyz,
             childFrameOrientation=heading_quaternion(model, yaw, pitch), physicsClientId=client,
