@@ -5,7 +5,8 @@ reality where each robot performs its task), and for every robot a gateway that
 publishes that robot's telemetry in its manufacturer's own format and rate: joint
 states at the profile rate, base pose + IMU at 100 Hz (or the profile rate if lower),
 heartbeats at 10 Hz; cranes at 20 Hz. Each gateway has its own socket, epoch and
-clock skew, and adds sensor noise. Faults (:mod:`twin.faults`) are injected per robot.
+clock skew, and adds sensor noise. Faults (:mod:`twin.faults`) are injected per robot
+(the timed ones and random incidents by :mod:`twin.emulator.timeline`).
 With a key directory the gateways also take commands from the twin's command channel and
 execute dispatched plans (:mod:`twin.emulator.commands`).
 
@@ -18,22 +19,19 @@ from __future__ import annotations
 import heapq
 import json
 import logging
-import math
 import random
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 import zmq
 
-from robots import RobotModel, get_model
+from robots import get_model
 from scenes.model import Scene
 from sync.addresses import DEFAULT_COMMAND
-from sync.codecs import VendorCodec, codec_for
+from sync.codecs import codec_for
 from sync.gateway import Gateway
 from sync.keys import KeyDirError
 from sync.protocol import (
@@ -47,7 +45,14 @@ from sync.protocol import (
 )
 from twin.emulator.commands import CommandDesk
 from twin.emulator.physics import EmulatedHall, Perturbation, RobotSample
-from twin.faults import RESTART_SILENCE_S, RobotFaults, garbage_frames
+from twin.emulator.timeline import (
+    Channel,
+    Incidents,
+    apply_timed_faults,
+    gripper_report,
+    loose_item,
+)
+from twin.faults import RobotFaults, garbage_frames
 
 log = logging.getLogger(__name__)
 
@@ -57,42 +62,12 @@ CRANE_RATE_HZ: Final = 20.0
 POSITION_NOISE_RAD: Final = 0.0005
 EFFORT_NOISE_NM: Final = 0.05
 MAX_CLOCK_SKEW_NS: Final = 3_000_000
-GET_UP_AFTER_S: Final = 15.0  # an incident's fallen robot is helped up after this long
 STATS_EVERY_S: Final = 1.0  # --stats is rewritten this often while running
 COMMAND_POLL_STEPS: Final = 12  # physics steps between command-channel polls (20 Hz)
-CARRY_BEFORE_SLIP_S: Final = 0.5  # lose_grip: the item is carried this long before it slips
-GRIP_CLOSED: Final = 0.5  # the grip channel (0 open .. 1 closed) above which the gripper is shut
 
 
 class EmulatorError(RuntimeError):
     """The emulator cannot start (said why, in one line)."""
-
-
-@dataclass
-class Channel:
-    """One robot's gateway inside the emulator, with its fault state and counters."""
-
-    robot_id: str
-    model: RobotModel
-    task: str
-    codec: VendorCodec
-    gateway: Gateway
-    faults: RobotFaults
-    rng: random.Random
-    counts: dict[str, int] = field(default_factory=lambda: {"sent": 0, "dropped": 0, "garbage": 0})
-    frozen: bool = False
-    connected: bool = True
-    silent_until_ns: int = 0
-    delayed: deque[tuple[int, tuple[bytes, bytes, bytes]]] = field(default_factory=deque)
-    restarts_done: int = 0
-    fell: bool = False
-    estopped: bool = False
-    item: str = "object"
-    """What the robot picks up when its grip closes (its bench's first loose item)."""
-    grip_lost: bool = False
-    """The held item has slipped out (lose_grip fault); clears when the grip opens."""
-    grip_lost_done: bool = False
-    grip_closed_since_s: float | None = None
 
 
 class HallEmulator:
@@ -151,7 +126,7 @@ class HallEmulator:
                     gateway=gateway,
                     faults=faults.get(robot.id, RobotFaults()),
                     rng=random.Random(f"{seed}:{robot.id}"),
-                    item=_loose_item(scene, robot.station),
+                    item=loose_item(scene, robot.station),
                 )
             self.crane_gateway = Gateway(self.context, ingest)
             self.commands = (
@@ -172,11 +147,7 @@ class HallEmulator:
             if self._owns_context:
                 self.context.destroy(linger=0)
             raise EmulatorError(f"cannot emulate {scene.name!r} into {ingest}: {exc}") from None
-        self.incidents_every_s = incidents_every_s
-        self._incident_rng = random.Random(f"{seed}:incidents")
-        self._next_incident_s = incidents_every_s if incidents_every_s > 0 else math.inf
-        self._get_up_at_s: dict[str, float] = {}
-        self.incidents: list[tuple[float, str]] = []
+        self.incidents = Incidents(incidents_every_s, seed)
         self.steps = 0
         self.late_steps = 0
         self.skipped_steps = 0
@@ -251,10 +222,7 @@ class HallEmulator:
     def _publish_heartbeat(self, channel: Channel, now_ns: int, *, goodbye: bool = False) -> None:
         """A heartbeat; ``goodbye``: mode 'shutdown' (the twin shows the robot GONE at once)."""
         fallen = self._sample(channel.robot_id).fallen
-        grip_closed = self.hall.motion_target(channel.robot_id).grip >= GRIP_CLOSED
-        if not grip_closed:
-            channel.grip_lost = False
-        holding = channel.item if grip_closed and not channel.grip_lost and not fallen else ""
+        grip_closed, holding = gripper_report(channel, self.hall, fallen)
         mode: RobotMode = (
             "shutdown" if goodbye else "fault" if fallen else "stopped" if channel.estopped
             else "running"
@@ -285,73 +253,6 @@ class HallEmulator:
                 )
             )
             self.crane_gateway.send(Kind.CRANE, crane.id, payload)
-
-    # -- faults in time ---------------------------------------------------------
-
-    def _timed_faults(self, channel: Channel, t_s: float, now_ns: int) -> None:
-        faults = channel.faults
-        if faults.freeze_at_s is not None and t_s >= faults.freeze_at_s and not channel.frozen:
-            channel.frozen = True
-            log.info("%s: frozen at %.2f s (alive, silent)", channel.robot_id, t_s)
-        if (
-            faults.disconnect_at_s is not None
-            and t_s >= faults.disconnect_at_s
-            and channel.connected
-        ):
-            channel.connected = False
-            channel.gateway.close()
-            log.info("%s: disconnected at %.2f s", channel.robot_id, t_s)
-        pending = faults.restart_at_s[channel.restarts_done :]
-        if pending and t_s >= pending[0]:
-            channel.restarts_done += 1
-            channel.gateway.restart()
-            channel.delayed.clear()
-            channel.silent_until_ns = now_ns + int(RESTART_SILENCE_S * 1e9)
-            log.info("%s: restarted at %.2f s (new epoch)", channel.robot_id, t_s)
-        if faults.estop_at_s is not None and t_s >= faults.estop_at_s and not channel.estopped:
-            channel.estopped = True
-            self.hall.set_joint_targets(channel.robot_id, {})  # holds still where it is
-            log.info("%s: e-stop at %.2f s", channel.robot_id, t_s)
-        if self.hall.motion_target(channel.robot_id).grip < GRIP_CLOSED:
-            channel.grip_closed_since_s = None
-        elif channel.grip_closed_since_s is None:
-            channel.grip_closed_since_s = t_s
-        if (
-            faults.lose_grip_at_s is not None
-            and t_s >= faults.lose_grip_at_s
-            and not channel.grip_lost_done
-            and channel.grip_closed_since_s is not None
-            and t_s - channel.grip_closed_since_s >= CARRY_BEFORE_SLIP_S
-        ):
-            channel.grip_lost = channel.grip_lost_done = True
-            log.info(
-                "%s: %s slips out of the gripper at %.2f s", channel.robot_id, channel.item, t_s
-            )
-        if faults.fall_at_s is not None and t_s >= faults.fall_at_s and not channel.fell:
-            channel.fell = True
-            self.hall.inject_fall(channel.robot_id)
-            log.info("%s: falls at %.2f s", channel.robot_id, t_s)
-
-    def _incidents(self, t_s: float) -> None:
-        """Now and then a robot falls, and is helped up later (so a demo hall has failures)."""
-        for robot_id, when in list(self._get_up_at_s.items()):
-            if t_s >= when:
-                del self._get_up_at_s[robot_id]
-                self.hall.stand_up(robot_id)
-                log.info("%s: helped up at %.2f s", robot_id, t_s)
-        if t_s < self._next_incident_s:
-            return
-        self._next_incident_s += self.incidents_every_s
-        standing = [
-            r for r, c in self.channels.items() if not c.fell and r not in self._get_up_at_s
-        ]
-        if not standing:
-            return
-        robot_id = self._incident_rng.choice(sorted(standing))
-        self.hall.inject_fall(robot_id)
-        self._get_up_at_s[robot_id] = t_s + GET_UP_AFTER_S
-        self.incidents.append((round(t_s, 3), robot_id))
-        log.info("%s: incident, falls at %.2f s", robot_id, t_s)
 
     # -- the loop ---------------------------------------------------------------
 
@@ -397,8 +298,8 @@ class HallEmulator:
                     next_step = now + dt_ns
                 t_s = t0_offset_s + (now - start) / 1e9
                 for channel in self.channels.values():
-                    self._timed_faults(channel, t_s, now)
-                self._incidents(t_s)
+                    apply_timed_faults(channel, self.hall, t_s, now)
+                self.incidents.step(t_s, self.hall, self.channels)
                 if self.commands is not None and self.steps % COMMAND_POLL_STEPS == 0:
                     self.commands.poll(self.hall, self._stopped())
             if self.stats_path is not None and now >= next_stats:
@@ -471,7 +372,7 @@ class HallEmulator:
             "realtime_factor": round(sim_s / self.elapsed_s, 4) if self.elapsed_s else None,
             "steps": self.steps,
             "late_steps": self.late_steps,
-            "incidents": [{"t_s": t, "robot": r} for t, r in self.incidents],
+            "incidents": [{"t_s": t, "robot": r} for t, r in self.incidents.log],
             "skipped_steps": self.skipped_steps,
             "max_lag_ms": round(self.max_lag_s * 1e3, 3),
             "robots": {
@@ -498,13 +399,3 @@ class HallEmulator:
         self.hall.close()
         if self._owns_context:
             self.context.term()
-
-
-def _loose_item(scene: Scene, station_id: str) -> str:
-    """The item the robot at this station picks up: its bench's first loose part, else its
-    first loose item, else "object"."""
-    station = next((s for s in scene.stations if s.id == station_id), None)
-    bench = next((b for b in scene.benches if station and b.id == station.bench), None)
-    loose = [item for item in (bench.items if bench else ()) if not item.fixed]
-    loose.sort(key=lambda item: item.kind != "precision_component")  # parts before bins
-    return loose[0].id if loose else "object"
