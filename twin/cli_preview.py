@@ -22,6 +22,7 @@ from scenes import SceneError, load_scene
 from scenes.loader import DEFAULT_SCENE
 from scenes.model import Scene
 from scenes.tasks import Task, TaskError, load_task
+from twin.preview.compile import compile_task
 from twin.preview.engine import PreviewResult, run_preview
 from twin.preview.store import PreviewRecord, save_record, task_digest
 
@@ -80,7 +81,8 @@ def preview(
             observer = PreviewRecorder(report_dir / "preview.mcap", scene, scene_text, task.robot)
         except OSError as exc:
             raise _bad([f"twin preview: --report {report_dir}: {exc.strerror}"]) from None
-    result = run_preview(task, scene, observer=observer)
+    compiled = compile_task(task, scene)
+    result = run_preview(task, scene, compiled=compiled, observer=observer)
     report: dict[str, Any] = result.report()
     report["task_path"] = str(task_path)
     report["scene"] = scene.name
@@ -112,6 +114,7 @@ def preview(
         scene_name=scene.name,
         trials=trial_summary["trials"] if trial_summary else 1,
         success_rate=trial_summary["success_rate"] if trial_summary else None,
+        plan=compiled.plan,  # what the dispatch gate sends: exactly the plan previewed
     )
     report["record"] = str(save_record(record))
     if as_json:
