@@ -33,7 +33,9 @@ from numpy.typing import NDArray
 
 CONTACT_M: Final = 0.001
 PARKED_RAD: Final = 0.15
-"""A target this close to a limit is the plan holding the joint there (see :meth:`joints`)."""
+"""A target this close to a limit is the plan holding the joint there (see :meth:`joints`)..."""
+PARKED_TRACK_RAD: Final = 0.05
+"""...as long as the joint stays this close to its target."""
 EFFORT_FILTER_S: Final = 0.05
 BALANCE_GRACE_S: Final = 0.25
 CLEARANCE_HORIZON_M: Final = 1.0
@@ -119,10 +121,13 @@ class Checks:
     ) -> tuple[float, float]:
         """Joint limit and effort fractions now (worst joint); raises reasons over the limits.
 
-        A joint the plan commands to rest at a limit (a straight knee) is not counted for the
-        limit fraction: what counts is a joint driven towards a limit it was not sent to."""
+        A joint the plan commands to rest at a limit (a straight knee) and that stays within
+        PARKED_TRACK_RAD of that target is not counted for the limit fraction: what counts is a
+        joint driven towards a limit it was not sent to, or one that overshoots its target."""
         limit = np.abs(positions - self._mid) / self._half
-        parked = np.abs(np.abs(targets - self._mid) - self._half) <= PARKED_RAD
+        parked = (np.abs(np.abs(targets - self._mid) - self._half) <= PARKED_RAD) & (
+            np.abs(positions - targets) <= PARKED_TRACK_RAD
+        )
         limit = np.where(parked, 0.0, limit)
         self._effort += self._alpha * (np.abs(efforts) - self._effort)
         effort = self._effort / self._rating
