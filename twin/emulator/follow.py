@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 
 from twin.emulator.motion import FloatArray, MotionTarget, RobotMotion, lerp_target
-from twin.preview.plan import PlanSample, TaskPlan
+from twin.preview.plan import PlanSample, PlanTable, TaskPlan
 
 RETURN_SPEED_M_S: Final = 0.5
 MIN_BLEND_S: Final = 1.0
@@ -44,7 +44,8 @@ class PlanRun:
             for name in frame.joints_rad:
                 self._index[name] = motion.index_of[profile.vendor_name(name)]
         self._rest = {name: float(start.joint_targets[i]) for name, i in self._index.items()}
-        first = self._target(plan.at(0.0, self._rest))
+        self._table = PlanTable(plan, self._rest)
+        first = self._target(self._table.at(0.0))
         self.blend_s = blend_time_s(start, first)
         self.start_t_s = start_t_s
         self.end_t_s = start_t_s + self.blend_s + plan.duration_s
@@ -57,9 +58,9 @@ class PlanRun:
         since = t_s - self.start_t_s
         if since < self.blend_s:
             w = max(0.0, since / self.blend_s)
-            first = self._target(self.plan.at(0.0, self._rest))
+            first = self._target(self._table.at(0.0))
             return lerp_target(self.start, first, w * w * (3.0 - 2.0 * w))
-        return self._target(self.plan.at(since - self.blend_s, self._rest))
+        return self._target(self._table.at(since - self.blend_s))
 
     def _target(self, sample: PlanSample) -> MotionTarget:
         motion = self.motion

@@ -40,6 +40,7 @@ from twin.preview.checks import CLEARANCE_HORIZON_M, Checks, support_margin
 from twin.preview.compile import REACH_TOLERANCE_M, CompiledTask, compile_task
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
+from twin.preview.plan import PlanTable
 from twin.preview.result import TIME_STEP_S, PreviewResult, Variation
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,8 @@ class _Run:
                 for f in _filled_frames(plan.frames, self.rest)
             ]
         self.frame_times = np.array([f.t_s for f in plan.frames])
-        first = plan.at(0.0, self.rest)
+        self.table = PlanTable(plan, self.rest)
+        first = self.table.at(0.0)
         start = (first.base_xy_yaw[0], first.base_xy_yaw[1], self.heights[0])
         self.hall = PreviewHall(
             scene, plan.robot, start, first.base_xy_yaw[2], first.pelvis_pitch_rad,
@@ -278,7 +280,7 @@ class _Run:
     def _control(self, t_s: float) -> None:
         hall = self.hall
         tp = self.plan_time(t_s)
-        sample = self.c.plan.at(tp, self.rest)
+        sample = self.table.at(tp)
         targets = np.array([sample.joints_rad.get(name, 0.0) for name in hall.canonical])
         if self.gripper.any():
             targets = np.where(

@@ -58,12 +58,27 @@ class TaskPlan(msgspec.Struct, frozen=True):
         return self.frames[-1].t_s if self.frames else 0.0
 
     def at(self, t_s: float, rest_rad: Mapping[str, float] | None = None) -> PlanSample:
+        """The plan at ``t_s``, clamped to its first and last frames (for many instants, a
+        :class:`PlanTable` does the per-plan work once)."""
+        return PlanTable(self, rest_rad).at(t_s)
+
+
+class PlanTable:
+    """A plan ready for sampling at many instants: each frame's full joint targets (earlier
+    values carried forward) and the frame times, computed once."""
+
+    def __init__(self, plan: TaskPlan, rest_rad: Mapping[str, float] | None = None) -> None:
+        if not plan.frames:
+            raise ValueError(f"plan of {plan.task_name!r} has no frames")
+        self.plan = plan
+        self.frames = plan.frames
+        self.times = [frame.t_s for frame in plan.frames]
+        self.filled = _filled(plan.frames, rest_rad or {})
+
+    def at(self, t_s: float) -> PlanSample:
         """The plan at ``t_s``, clamped to its first and last frames."""
-        if not self.frames:
-            raise ValueError(f"plan of {self.task_name!r} has no frames")
-        filled = _filled(self.frames, rest_rad or {})
-        times = [frame.t_s for frame in self.frames]
-        i = bisect.bisect_right(times, t_s) - 1
+        filled = self.filled
+        i = bisect.bisect_right(self.times, t_s) - 1
         if i < 0:
             i = 0
         a = self.frames[i]
