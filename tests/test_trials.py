@@ -63,3 +63,12 @@ def test_ray_without_ray_is_one_clear_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["preview", str(task), "--trials", "2", "--ray", "local"])
     assert result.exit_code == 2
     assert "--ray needs Ray" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="Ray (optional) is not installed"
+)
+def test_ray_local_gives_the_same_outcomes_as_local_processes(hall: Scene) -> None:
+    task = parse_task_text(SQUAT, "squat.yaml", hall)
+    on_ray = run_trials(task, hall, 2, seed=11, ray_address="local")
+    assert on_ray == run_trials(task, hall, 2, seed=11, jobs=1)
