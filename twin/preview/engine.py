@@ -48,7 +48,7 @@ from twin.preview.grasping import GRASP_REACH_M as GRASP_REACH_M
 from twin.preview.grasping import GRIP_FORCE_N as GRIP_FORCE_N
 from twin.preview.grasping import HAND_SETTLE_S as HAND_SETTLE_S
 from twin.preview.grasping import PLACE_TOLERANCE_M as PLACE_TOLERANCE_M
-from twin.preview.grasping import _xyz
+from twin.preview.grasping import format_xyz
 from twin.preview.result import TIME_STEP_S, PreviewResult, Variation
 from twin.preview.run_checks import RunChecks
 from twin.preview.run_state import BALANCE_EVERY as BALANCE_EVERY
@@ -131,7 +131,7 @@ class _Run(Control, RunChecks):
                 self.checks.raise_once(
                     "reach", f"{target.step}:{target.what}", target.step, target.t_s * scale,
                     f"{target.hand} hand cannot reach {target.what} "
-                    f"({_xyz(target.target_m)}): IK residual {target.residual_m:.3f} m "
+                    f"({format_xyz(target.target_m)}): IK residual {target.residual_m:.3f} m "
                     f"(tolerance {REACH_TOLERANCE_M:g} m)",
                 )  # fmt: skip
         events.sort(key=lambda e: (e[0], e[1]))

@@ -20,7 +20,6 @@ log = logging.getLogger(__name__)
 GRIP_FORCE_N: Final = 400.0
 GRASP_REACH_M: Final = 0.02
 """A grasp closes on an item only if the hand's collision shape is this close to it."""
-"""At the grasp instant the hand's centre must be this close to the item's centre."""
 DROP_M: Final = 0.05
 """A held item this far from where the hand holds it has slipped out (dropped)."""
 PLACE_TOLERANCE_M: Final = 0.05
@@ -100,7 +99,7 @@ class Grasping(RunState):
             self.checks.raise_once(
                 "place", span.item, span.place_step, t_s,
                 f"item:{span.item} came to rest {miss:.3f} m from where it was to be placed "
-                f"({_xyz(span.place_target_m)})",
+                f"({format_xyz(span.place_target_m)})",
             )  # fmt: skip
 
     def _held_check(self, t_s: float, step: int) -> None:
@@ -121,5 +120,5 @@ class Grasping(RunState):
                 self.dropped.add(item)
 
 
-def _xyz(v: tuple[float, float, float]) -> str:
+def format_xyz(v: tuple[float, float, float]) -> str:
     return "({:.2f}, {:.2f}, {:.2f}) m".format(*v)
