@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from types import TracebackType
 
 import zmq
 
 from sync.addresses import GATEWAY_SNDHWM
+from sync.closing import Closing
 from sync.protocol import Kind, pack_header, topic
 
 
@@ -22,7 +22,7 @@ def new_epoch() -> int:
     return secrets.randbits(63) | 1
 
 
-class Gateway:
+class Gateway(Closing):
     """A PUB socket connected to the twin's ingest, with per-stream sequence numbers."""
 
     def __init__(
@@ -86,14 +86,3 @@ class Gateway:
     def close(self) -> None:
         """Close the socket without lingering."""
         self.socket.close(linger=0)
-
-    def __enter__(self) -> Gateway:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -36,7 +36,6 @@ import logging
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Final
 
 import msgspec
@@ -46,6 +45,7 @@ from numpy.typing import NDArray
 
 from robots import get_model
 from scenes.model import Scene
+from sync.closing import Closing
 from sync.codecs import VendorCodec, codec_for
 from sync.protocol import (
     HEADER,
@@ -152,7 +152,7 @@ def _refuse_to_overwrite(path: Path) -> None:
         )
 
 
-class Recorder:
+class Recorder(Closing):
     """Writes accepted telemetry and events of a running twin to an MCAP file."""
 
     def __init__(
@@ -341,14 +341,3 @@ class Recorder:
             self._writer.finish()
         finally:
             self._stream.close()
-
-    def __enter__(self) -> Recorder:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -20,12 +20,12 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from robots import RobotModel, get_model
 from robots.bullet import pb, quiet_stdout
 from scenes.model import Scene
+from sync.closing import Closing
 from twin.bodies import build_static_bodies
 from twin.crane import AXES, CraneGeometry, crane_urdf
 
@@ -87,7 +87,7 @@ class CraneHandle:
     link_index: dict[str, int]
 
 
-class World:
+class World(Closing):
     """A PyBullet world of one scene. Use as a context manager, or call :meth:`close`."""
 
     def __init__(
@@ -130,17 +130,6 @@ class World:
             pb.disconnect(physicsClientId=self.client)
             self.client = -1
         self._tmp.cleanup()
-
-    def __enter__(self) -> World:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- building ---------------------------------------------------------------
 

@@ -33,13 +33,13 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final
 
 import numpy as np
 
 from robots.bullet import pb
 from scenes.model import Scene
+from sync.closing import Closing
 from twin.emulator.actors import FALL_SHOVE_S, EmulatedCrane, EmulatedRobot, leg_geometry
 from twin.emulator.follow import PlanRun
 from twin.emulator.motion import (
@@ -116,7 +116,7 @@ class CraneSample:
     moving: bool
 
 
-class EmulatedHall:
+class EmulatedHall(Closing):
     """A scene's hall emulated in its own PyBullet world (see the module docstring).
 
     Also usable as a context manager. ``world`` is the underlying :class:`twin.world.World`.
@@ -199,17 +199,6 @@ class EmulatedHall:
     def close(self) -> None:
         """Release the PyBullet world (idempotent)."""
         self.world.close()
-
-    def __enter__(self) -> EmulatedHall:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- stepping ---------------------------------------------------------------
 

@@ -20,12 +20,12 @@ import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Final
 
 from robots import RobotModel, get_model
 from robots.bullet import pb, quiet_stdout
 from scenes.model import Scene
+from sync.closing import Closing
 from twin.crane import AXES
 from twin.preview.kinematics import heading_quaternion
 from twin.world import World
@@ -49,7 +49,7 @@ class Other:
     body: int
 
 
-class PreviewHall:
+class PreviewHall(Closing):
     """The world of one preview (see the module docstring). Close it, or use ``with``."""
 
     def __init__(
@@ -208,14 +208,3 @@ class PreviewHall:
         """Release the world and temporary files (idempotent)."""
         self.world.close()
         self._tmp.cleanup()
-
-    def __enter__(self) -> PreviewHall:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

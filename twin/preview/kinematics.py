@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Final
 
 import numpy as np
@@ -19,6 +18,7 @@ from numpy.typing import NDArray
 
 from robots import RobotModel
 from robots.bullet import pb, quiet_stdout
+from sync.closing import Closing
 
 Vec3 = tuple[float, float, float]
 
@@ -84,7 +84,7 @@ def heading_quaternion(
     return (float(q[0]), float(q[1]), float(q[2]), float(q[3]))
 
 
-class Kinematics:
+class Kinematics(Closing):
     """One robot model in a private DIRECT client, fixed base. Close it (or use ``with``)."""
 
     def __init__(self, model: RobotModel) -> None:
@@ -124,17 +124,6 @@ class Kinematics:
         if self.client >= 0:
             pb.disconnect(physicsClientId=self.client)
             self.client = -1
-
-    def __enter__(self) -> Kinematics:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- posing -------------------------------------------------------------------------
 
