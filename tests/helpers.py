@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import queue
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +12,7 @@ import pytest
 import zmq
 
 from sync.fanout import request_status
+from twin.child import TwinProcess
 from twin.mirror import Mirror
 
 
@@ -57,47 +53,22 @@ def robot_row(status: dict[str, Any], robot_id: str) -> dict[str, Any]:
     return next(r for r in status["robots"] if r["robot"] == robot_id)
 
 
-class Proc:
-    """A child process whose stderr is drained by a thread (so it can never block on it)."""
+class Proc(TwinProcess):
+    """A ``twin`` child process for tests: :meth:`wait_line` reads its stderr lines in order
+    (each wait starts after the line the previous one matched) and fails the test on timeout."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        """``twin ARGS...``; ``env``: extra environment variables."""
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "twin", *args],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
+        super().__init__(*args, env=env)
+        self._cursor = 0
 
-    def _drain(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            self.stderr.append(line)
-            self.lines.put(line)
+    @property
+    def stderr(self) -> list[str]:
+        return self.lines
 
     def wait_line(self, pattern: str, timeout_s: float) -> re.Match[str]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
-            if match := re.search(pattern, line):
-                return match
-            if time.monotonic() > deadline:
-                pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.stderr)[-2000:]}")
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            if os.name == "posix":
-                self.popen.send_signal(signal.SIGCONT)
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10.0)
+        found = self.wait_for(pattern, timeout_s, start=self._cursor)
+        if found is None:
+            pytest.fail(f"no line matching {pattern!r}; stderr: {''.join(self.lines)[-2000:]}")
+        match, index = found
+        self._cursor = index + 1
+        return match

@@ -7,14 +7,11 @@ display, else (or with ``--headless``) a short video and a screenshot.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +21,7 @@ import typer
 from rich.console import Console
 
 from scenes.model import Scene
+from twin.child import TwinProcess
 
 if TYPE_CHECKING:
     from viz.viewer import HallViewer
@@ -33,7 +31,6 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _STARTUP_S = 60.0
-_PR_SET_PDEATHSIG = 1
 
 
 def snapshot_for(fanout: str) -> str:
@@ -196,59 +193,6 @@ def _wait_all_live(snapshot: str, *, timeout_s: float) -> None:
         context.destroy(linger=0)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the demo process dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-class _Child:
-    """A child ``twin`` process whose stderr is drained into a list (never blocks)."""
-
-    def __init__(self, *args: str) -> None:
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "twin", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            preexec_fn=_die_with_parent,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-
-    def wait_for(self, pattern: str, timeout_s: float) -> re.Match[str] | None:
-        deadline = time.monotonic() + timeout_s
-        seen = 0
-        with self._cond:
-            while True:
-                for line in self.lines[seen:]:
-                    if match := re.search(pattern, line):
-                        return match
-                seen = len(self.lines)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.popen.poll() is not None:
-                    return None
-                self._cond.wait(min(remaining, 0.2))
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout=10.0)
-
-
 def run_demo(
     scene_path: Path | None,
     scene: Scene,
@@ -266,7 +210,7 @@ def run_demo(
     any_port = "tcp://127.0.0.1:*"
     scene_args = [str(scene_path)] if scene_path is not None else []
     record_args = ["--record", str(record)] if record is not None else []
-    twin = _Child(
+    twin = TwinProcess(
         "live",
         *scene_args,
         "--ingest",
@@ -276,23 +220,24 @@ def run_demo(
         "--snapshot",
         any_port,
         *record_args,
+        die_with_parent=True,
     )
-    hall: _Child | None = None
+    hall: TwinProcess | None = None
     try:
-        match = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", _STARTUP_S)
-        if match is None:
+        found = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", _STARTUP_S)
+        if found is None:
             err.print(
                 "twin demo: the twin did not start:\n" + "".join(twin.lines[-20:]), markup=False
             )
             raise typer.Exit(1)
-        ingest, fanout, snapshot = match.groups()
+        ingest, fanout, snapshot = found[0].groups()
         fault_args = [a for f in faults for a in ("--fault", f)]
         # fault times count from the recording's start, so fall@8s is 8 s into the recording
         zero = twin.wait_for(r"time zero (\d+) ns", 0.0) if record is not None else None
-        t0_args = ["--t0-ns", zero.group(1)] if zero is not None else []
-        hall = _Child(
+        t0_args = ["--t0-ns", zero[0].group(1)] if zero is not None else []
+        hall = TwinProcess(
             "emulate", *scene_args, "--ingest", ingest, *fault_args, *t0_args,
-            "--incidents-every", f"{incidents_every_s:g}",
+            "--incidents-every", f"{incidents_every_s:g}", die_with_parent=True,
         )  # fmt: skip
         if hall.wait_for(r"emulating", _STARTUP_S) is None:
             err.print(

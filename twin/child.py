@@ -1,0 +1,89 @@
+"""A child ``twin`` process (``python -m twin ARGS``) whose stderr a thread drains into a list.
+
+``twin demo`` runs its twin and emulator this way, and the tests run real ``twin live`` and
+``twin emulate`` processes through it: the pipe can never fill and block the child, lines can
+be waited for by pattern with a timeout, and :meth:`TwinProcess.stop` terminates, then kills.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Final
+
+_PR_SET_PDEATHSIG: Final = 1
+STOP_TIMEOUT_S: Final = 10.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+class TwinProcess:
+    """``python -m twin ARGS``; ``env``: extra environment variables; ``die_with_parent``: the
+    child is terminated when this process dies (Linux)."""
+
+    def __init__(
+        self, *args: str, env: dict[str, str] | None = None, die_with_parent: bool = False
+    ) -> None:
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", "twin", *args],
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=_die_with_parent if die_with_parent else None,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self) -> None:
+        assert self.popen.stderr is not None
+        for line in self.popen.stderr:
+            with self._cond:
+                self.lines.append(line)
+                self._cond.notify_all()
+
+    def wait_for(
+        self, pattern: str, timeout_s: float, start: int = 0
+    ) -> tuple[re.Match[str], int] | None:
+        """The first stderr line from line ``start`` on that matches, and its index; None when
+        none did within ``timeout_s`` or the process ended without one."""
+        deadline = time.monotonic() + timeout_s
+        seen = start
+        with self._cond:
+            while True:
+                for index in range(seen, len(self.lines)):
+                    if match := re.search(pattern, self.lines[index]):
+                        return match, index
+                seen = max(seen, len(self.lines))
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.popen.poll() is not None:
+                    if self.popen.poll() is not None:  # its last lines may still be in flight
+                        self._cond.wait(0.2)
+                        if len(self.lines) > seen:
+                            continue
+                    return None
+                self._cond.wait(min(remaining, 0.2))
+
+    def stop(self) -> None:
+        """Terminate (a stopped child is continued first), then kill after STOP_TIMEOUT_S."""
+        if self.popen.poll() is None:
+            if os.name == "posix":
+                self.popen.send_signal(signal.SIGCONT)
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout=STOP_TIMEOUT_S)
