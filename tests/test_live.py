@@ -23,8 +23,7 @@ from robots import get_model
 from scenes import load_scene
 from sync.addresses import Endpoints
 from sync.fanout import CloneClient, request_status
-from tests.helpers import Proc as Proc  # re-exported: other test modules import it from here
-from tests.helpers import wait_for
+from tests.helpers import Proc, wait_for
 
 STARTUP_S = 60.0  # building two worlds on a loaded 2-core machine
 DETECTION_MARGIN_S = 0.050

@@ -202,7 +202,8 @@ def test_an_item_slipping_out_of_a_closed_gripper_is_a_dropped_grasp() -> None:
 
 @pytest.fixture(scope="module")
 def fall_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from tests.test_live import STARTUP_S, Proc
+    from tests.helpers import Proc
+    from tests.test_live import STARTUP_S
 
     path = tmp_path_factory.mktemp("fall") / "fall.mcap"
     any_port = "tcp://127.0.0.1:*"

@@ -286,7 +286,8 @@ def test_bad_files_give_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_twin_live_records_what_it_accepts(tmp_path: Path) -> None:
-    from tests.test_live import STARTUP_S, Proc
+    from tests.helpers import Proc
+    from tests.test_live import STARTUP_S
 
     path = tmp_path / "live.mcap"
     any_port = "tcp://127.0.0.1:*"
