@@ -149,6 +149,17 @@ def request_status(
     return status
 
 
+def request_snapshot(
+    context: zmq.Context[zmq.Socket[bytes]], endpoint: str, *, timeout_s: float = 2.0
+) -> Snapshot:
+    """The twin's full state now (RequestError when it does not answer in time)."""
+    body = request(context, endpoint, SNAPSHOT, timeout_s=timeout_s)
+    try:
+        return _SNAPSHOT_DECODER.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise RequestError(f"unexpected snapshot from {endpoint}: {exc}") from None
+
+
 class CloneClient:
     """A read-only replica of the twin's state, kept current from the fan-out.
 

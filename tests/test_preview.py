@@ -6,14 +6,22 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import zmq
 from typer.testing import CliRunner
 
+from robots import get_model
 from scenes import load_scene
 from scenes.model import Scene
 from scenes.tasks import TASKS_DIR, load_task
+from sync.fanout import request_snapshot
+from sync.gateway import Gateway
+from sync.protocol import BaseState, Kind, encode_payload
+from tests.helpers import ThreadedMirror, wait_for
 from twin.cli import app
 from twin.preview.engine import run_preview
 from twin.preview.store import find_record
@@ -95,3 +103,49 @@ def test_cli_bad_task_exits_2_with_file_line(tmp_path: Path, store: Path) -> Non
     assert f"{task}:3: steps[0].wiat: unknown key 'wiat' (did you mean 'wait'?)" in result.stderr
     assert "Traceback" not in result.output
     assert not store.exists()
+
+
+@pytest.mark.parametrize("name", ["torque_wrench", "walk_to_bench", "sensor_calibration"])
+def test_the_examples_meant_to_pass_pass(hall: Scene, name: str) -> None:
+    task = load_task(TASKS_DIR / f"{name}.yaml", hall)
+    result = run_preview(task, hall, keep_series=False)
+    assert result.passed, result.reasons
+    assert result.reasons == []
+    limits = task.limits
+    assert result.max_effort_fraction <= limits.max_effort_fraction
+    assert result.min_clearance_m >= limits.min_clearance
+    assert limits.deadline is not None and result.cycle_time_s <= limits.deadline
+
+
+def test_live_surroundings_put_a_robot_where_the_twin_reports_it(
+    context: zmq.Context[zmq.Socket[bytes]], mirror: ThreadedMirror, store: Path
+) -> None:
+    # K1-05 reports it stands where T3-02 steps back to before calibrating (14, 6.3)
+    where = (14.0, 6.45, get_model("kestrel_k1").base_height_m)
+    gateway = Gateway(context, mirror.endpoints.ingest)
+    try:
+        assert gateway.wait_for_subscriber(5.0)
+        pose = BaseState(where, (0.0, 0.0, 0.0, 1.0), (0.0,) * 3, (0.0,) * 3, (0.0, 0.0, 9.81))
+        gateway.send(Kind.BASE, "K1-05", encode_payload(pose))
+
+        def placed() -> bool:
+            state = request_snapshot(context, mirror.endpoints.snapshot, timeout_s=2.0)
+            k1 = next(r for r in state.robots if r.robot_id == "K1-05")
+            return tuple(round(v, 3) for v in k1.base_position_m) == tuple(
+                round(v, 3) for v in where
+            )
+
+        wait_for(placed, timeout_s=5.0, what="the twin placing K1-05")
+    finally:
+        gateway.close()
+    task = TASKS_DIR / "sensor_calibration.yaml"
+    done = subprocess.run(
+        [sys.executable, "-m", "twin", "preview", str(task), "--json", "--live",
+         "--snapshot", mirror.endpoints.snapshot],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert report["surroundings"].startswith(f"live twin at {mirror.endpoints.snapshot}")
+    hits = [r for r in report["reasons"] if r["kind"] in ("collision", "clearance")]
+    assert hits and all("robot:K1-05" in r["detail"] for r in hits), report["reasons"]

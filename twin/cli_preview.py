@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 import typer
+import zmq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -22,9 +23,13 @@ from scenes import SceneError, load_scene
 from scenes.loader import DEFAULT_SCENE
 from scenes.model import Scene
 from scenes.tasks import Task, TaskError, load_task
+from sync.addresses import Endpoints
+from sync.fanout import RequestError, request_snapshot
+from twin.cli_live import SnapshotOpt
 from twin.preview.compile import compile_task
 from twin.preview.engine import PreviewResult, run_preview
 from twin.preview.store import PreviewRecord, save_record, task_digest
+from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
 out = Console(highlight=False, soft_wrap=True)
@@ -32,6 +37,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_FAILED: Final = 1
 EXIT_BAD_INPUT: Final = 2
+LIVE_TIMEOUT_S: Final = 3.0
 
 
 def _bad(lines: list[str]) -> typer.Exit:
@@ -65,9 +71,11 @@ def preview(
     trials: int,
     jobs: int | None,
     ray_address: str | None,
+    surroundings: Surroundings | None = None,
 ) -> None:
-    """The command (see the module docstring)."""
+    """The command (see the module docstring); ``surroundings``: default, the scene's."""
     task, scene, scene_text = _inputs(task_path, scene_path)
+    surroundings = surroundings or Surroundings.from_scene(scene)
     if trials < 0:
         raise _bad([f"twin preview: --trials {trials}: must be 0 or more"])
     if ray_address is not None and trials < 1:
@@ -82,10 +90,13 @@ def preview(
         except OSError as exc:
             raise _bad([f"twin preview: --report {report_dir}: {exc.strerror}"]) from None
     compiled = compile_task(task, scene)
-    result = run_preview(task, scene, compiled=compiled, observer=observer)
+    result = run_preview(
+        task, scene, compiled=compiled, observer=observer, surroundings=surroundings
+    )
     report: dict[str, Any] = result.report()
     report["task_path"] = str(task_path)
     report["scene"] = scene.name
+    report["surroundings"] = surroundings.source
     if report_dir is not None:
         from twin.preview.report import write_plots
 
@@ -100,7 +111,7 @@ def preview(
         report["files"] = [str(p) for p in [*plots, report_dir / "preview.mcap"]]
     trial_summary: dict[str, Any] | None = None
     if trials > 0:
-        trial_summary = _trials(task, scene, trials, seed, jobs, ray_address)
+        trial_summary = _trials(task, scene, trials, seed, jobs, ray_address, surroundings)
         report["robustness"] = trial_summary
     if report_dir is not None:
         (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -125,8 +136,32 @@ def preview(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _live_surroundings(
+    task_path: Path, scene_path: Path | None, snapshot: str | None
+) -> Surroundings:
+    """Where the running twin reports everything, or one line and exit 2."""
+    _, scene, _ = _inputs(task_path, scene_path)
+    endpoint = Endpoints.resolve(snapshot=snapshot).snapshot
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        state = request_snapshot(context, endpoint, timeout_s=LIVE_TIMEOUT_S)
+    except RequestError as exc:
+        raise _bad([f"twin preview --live: {exc} (is `twin live` running?)"]) from None
+    finally:
+        context.destroy(linger=0)
+    if state.scene != scene.name:
+        raise _bad([f"twin preview --live: the twin mirrors {state.scene!r}, not {scene.name!r}"])
+    return Surroundings.from_snapshot(scene, state, endpoint)
+
+
 def _trials(
-    task: Task, scene: Scene, trials: int, seed: int, jobs: int | None, ray_address: str | None
+    task: Task,
+    scene: Scene,
+    trials: int,
+    seed: int,
+    jobs: int | None,
+    ray_address: str | None,
+    surroundings: Surroundings,
 ) -> dict[str, Any]:
     from twin.preview import trials as trials_mod
 
@@ -139,7 +174,7 @@ def _trials(
         try:
             outcomes = trials_mod.run_trials(
                 task, scene, trials, seed=seed, jobs=jobs, ray_address=ray_address,
-                on_done=lambda _: progress.advance(bar),
+                on_done=lambda _: progress.advance(bar), surroundings=surroundings,
             )  # fmt: skip
         except trials_mod.TrialsInputError as exc:
             raise _bad([f"twin preview: {exc}"]) from None
@@ -202,6 +237,16 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--ray", help="Run trials on Ray at ADDRESS ('local' starts one)."),
         ] = None,
+        live: Annotated[
+            bool,
+            typer.Option(
+                "--live",
+                help="Place the other robots and the cranes where the running twin reports "
+                "them (asks its snapshot endpoint); default: as the scene has them.",
+            ),
+        ] = False,
+        snapshot: SnapshotOpt = None,
     ) -> None:
         """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance."""
-        preview(task, scene, as_json, report, seed, trials, jobs, ray)
+        surroundings = _live_surroundings(task, scene, snapshot) if live else None
+        preview(task, scene, as_json, report, seed, trials, jobs, ray, surroundings)

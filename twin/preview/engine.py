@@ -57,6 +57,7 @@ from twin.preview.run_state import LEG_PARTS as LEG_PARTS
 from twin.preview.run_state import LEG_POSITION_GAIN as LEG_POSITION_GAIN
 from twin.preview.run_state import POSITION_GAIN as POSITION_GAIN
 from twin.preview.run_state import Observer as Observer
+from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +72,13 @@ def run_preview(
     compiled: CompiledTask | None = None,
     observer: Observer | None = None,
     keep_series: bool = True,
+    surroundings: Surroundings | None = None,
 ) -> PreviewResult:
-    """Run one preview of ``task`` in ``scene`` (see the module docstring)."""
+    """Run one preview of ``task`` in ``scene`` (see the module docstring); ``surroundings``:
+    where the other robots and the cranes are (default: as the scene has them)."""
     compiled = compiled or compile_task(task, scene)
-    return _Run(compiled, scene, variation or Variation.nominal(), observer, keep_series).run()
+    variation = variation or Variation.nominal()
+    return _Run(compiled, scene, variation, observer, keep_series, surroundings).run()
 
 
 class _Run(Control, RunChecks):

@@ -28,6 +28,7 @@ from scenes.model import Scene
 from sync.closing import Closing
 from twin.crane import AXES
 from twin.preview.kinematics import heading_quaternion
+from twin.preview.surroundings import Surroundings
 from twin.world import World
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,12 @@ class PreviewHall(Closing):
         start_joints: dict[str, float],
         *,
         time_step_s: float = 1.0 / 240.0,
+        surroundings: Surroundings | None = None,
     ) -> None:
+        """``surroundings``: where the other robots and the cranes are (default: the scene's
+        stations and the cranes' homes)."""
         self.scene = scene
+        self.surroundings = surroundings or Surroundings.from_scene(scene)
         self.robot_id = robot_id
         bare = scene.model_copy(update={"robots": ()})
         self.world = World(bare, time_step_s=time_step_s, robots_fixed_base=True)
@@ -84,6 +89,8 @@ class PreviewHall(Closing):
             for robot in scene.robots:
                 if robot.id != robot_id:
                     self.others.append(Other(f"robot:{robot.id}", self._statue(robot.id)))
+            for crane_id, (bridge, trolley, hoist) in self.surroundings.cranes.items():
+                self.set_crane(crane_id, bridge, trolley, hoist)
             self.model: RobotModel = get_model(scene.robot(robot_id).model)
             self._load_robot(start_xyz, start_yaw_rad, start_pitch_rad, start_joints)
         except BaseException:
@@ -93,20 +100,20 @@ class PreviewHall(Closing):
     # -- building -----------------------------------------------------------------------
 
     def _statue(self, robot_id: str) -> int:
-        """A standing robot as one static body (joints fixed at zero, links merged)."""
+        """A standing robot as one static body (joints fixed at zero, links merged), its pelvis
+        where the surroundings say."""
         robot = self.scene.robot(robot_id)
         model = get_model(robot.model)
         path = Path(self._tmp.name) / f"{model.name}_static.urdf"
         if not path.exists():
             text = model.urdf_path.read_text(encoding="utf-8")
             path.write_text(_JOINT_TYPES.sub('type="fixed"', text), encoding="utf-8")
-        station = self.scene.station(robot.station)
-        x, y, z = station.pose.xyz
+        position, orientation = self.surroundings.robots[robot_id]
         with quiet_stdout():
             body = pb.loadURDF(
                 str(path),
-                basePosition=(x, y, z + model.base_height_m),
-                baseOrientation=heading_quaternion(model, station.pose.yaw_rad),
+                basePosition=position,
+                baseOrientation=orientation,
                 useFixedBase=True,
                 flags=pb.URDF_MERGE_FIXED_LINKS,
                 globalScaling=model.scale,

@@ -24,6 +24,7 @@ from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
 from twin.preview.plan import PlanTable
 from twin.preview.result import TIME_STEP_S, Variation
+from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class RunState:
         variation: Variation,
         observer: Observer | None,
         keep_series: bool,
+        surroundings: Surroundings | None = None,
     ) -> None:
         self.c = compiled
         self.scene = scene
@@ -72,7 +74,7 @@ class RunState:
         start = (first.base_xy_yaw[0], first.base_xy_yaw[1], self.heights[0])
         self.hall = PreviewHall(
             scene, plan.robot, start, first.base_xy_yaw[2], first.pelvis_pitch_rad,
-            first.joints_rad, time_step_s=TIME_STEP_S,
+            first.joints_rad, time_step_s=TIME_STEP_S, surroundings=surroundings,
         )  # fmt: skip
 
     def _factor(self, sigma: float) -> float:

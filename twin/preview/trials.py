@@ -21,6 +21,7 @@ from scenes.model import Scene
 from scenes.tasks import Task
 from twin.preview.compile import CompiledTask, compile_task
 from twin.preview.engine import Variation, run_preview
+from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +71,19 @@ def wilson_interval(successes: int, trials: int, z: float = Z_95) -> tuple[float
 
 
 def run_one(
-    task: Task, scene: Scene, seed: int, index: int, compiled: CompiledTask | None = None
+    task: Task,
+    scene: Scene,
+    seed: int,
+    index: int,
+    compiled: CompiledTask | None = None,
+    surroundings: Surroundings | None = None,
 ) -> TrialOutcome:
     """Run trial ``index`` (in this process)."""
     variation = Variation.trial(trial_seed(seed, index))
-    result = run_preview(task, scene, variation=variation, compiled=compiled, keep_series=False)
+    result = run_preview(
+        task, scene, variation=variation, compiled=compiled, keep_series=False,
+        surroundings=surroundings,
+    )  # fmt: skip
     kinds = tuple(sorted({r.kind for r in result.reasons}))
     return TrialOutcome(
         index, variation.seed, result.passed, kinds, result.cycle_time_s, result.simulated_s
@@ -84,13 +93,14 @@ def run_one(
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(task: Task, scene: Scene) -> None:
-    _WORKER["task"], _WORKER["scene"] = task, scene
+def _init_worker(task: Task, scene: Scene, surroundings: Surroundings | None) -> None:
+    _WORKER["task"], _WORKER["scene"], _WORKER["surroundings"] = task, scene, surroundings
     _WORKER["compiled"] = compile_task(task, scene)
 
 
 def _worker(seed: int, index: int) -> TrialOutcome:
-    return run_one(_WORKER["task"], _WORKER["scene"], seed, index, _WORKER["compiled"])
+    w = _WORKER
+    return run_one(w["task"], w["scene"], seed, index, w["compiled"], w["surroundings"])
 
 
 def run_trials(
@@ -102,6 +112,7 @@ def run_trials(
     jobs: int | None = None,
     ray_address: str | None = None,
     on_done: Callable[[TrialOutcome], None] | None = None,
+    surroundings: Surroundings | None = None,
 ) -> list[TrialOutcome]:
     """Run ``trials`` trials; ``jobs`` local processes (default: every core), or on Ray.
 
@@ -110,9 +121,9 @@ def run_trials(
     if trials < 1:
         raise TrialsInputError(f"--trials {trials}: must be at least 1")
     if ray_address is not None:
-        outcomes = list(_ray_trials(task, scene, trials, seed, ray_address, on_done))
+        outcomes = list(_ray_trials(task, scene, trials, seed, ray_address, on_done, surroundings))
     else:
-        outcomes = list(_local_trials(task, scene, trials, seed, jobs, on_done))
+        outcomes = list(_local_trials(task, scene, trials, seed, jobs, on_done, surroundings))
     return sorted(outcomes, key=lambda o: o.index)
 
 
@@ -123,23 +134,31 @@ def _local_trials(
     seed: int,
     jobs: int | None,
     on_done: Callable[[TrialOutcome], None] | None,
+    surroundings: Surroundings | None,
 ) -> Iterator[TrialOutcome]:
     workers = max(1, min(trials, jobs or os.cpu_count() or 1))
     if workers == 1:
         compiled = compile_task(task, scene)
         for index in range(trials):
-            outcome = run_one(task, scene, seed, index, compiled)
+            outcome = run_one(task, scene, seed, index, compiled, surroundings)
             if on_done is not None:
                 on_done(outcome)
             yield outcome
         return
-    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(task, scene)) as pool:
+    init = (task, scene, surroundings)
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
         futures = [pool.submit(_worker, seed, index) for index in range(trials)]
         for future in as_completed(futures):
             outcome = future.result()
             if on_done is not None:
                 on_done(outcome)
             yield outcome
+
+
+def _ray_one(task: Task, scene: Scene, job: tuple[int, int, Surroundings | None]) -> TrialOutcome:
+    """One trial on a Ray worker: ``job`` is (seed, index, surroundings)."""
+    seed, index, surroundings = job
+    return run_one(task, scene, seed, index, None, surroundings)
 
 
 def _ray_trials(
@@ -149,6 +168,7 @@ def _ray_trials(
     seed: int,
     address: str,
     on_done: Callable[[TrialOutcome], None] | None,
+    surroundings: Surroundings | None,
 ) -> Iterator[TrialOutcome]:
     try:
         import ray  # type: ignore[import-not-found,unused-ignore]
@@ -166,9 +186,11 @@ def _ray_trials(
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise TrialsInputError(f"--ray {address}: cannot connect ({exc})") from None
     try:
-        remote = ray.remote(run_one)
+        remote = ray.remote(_ray_one)
         task_ref, scene_ref = ray.put(task), ray.put(scene)
-        pending = [remote.remote(task_ref, scene_ref, seed, i) for i in range(trials)]
+        pending = [
+            remote.remote(task_ref, scene_ref, (seed, i, surroundings)) for i in range(trials)
+        ]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             outcome = ray.get(done[0])
