@@ -9,9 +9,12 @@ labels, the data-sharing flows (:mod:`viz.flows`) and optionally a LiDAR point l
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Final, Literal
 
@@ -41,6 +44,23 @@ BACKGROUND_BOTTOM: Final = (0.97, 0.98, 1.0)
 _DEAD: Final = frozenset({"STALE", "GONE"})
 
 
+@contextlib.contextmanager
+def _headless_window_class() -> Iterator[None]:
+    """Without a display, create the render window through EGL (Mesa) directly, instead of
+    VTK trying X first and warning "bad X server connection". Only while the window is made,
+    so child processes with a display are not told so; an explicit
+    ``VTK_DEFAULT_OPENGL_WINDOW`` wins."""
+    headless = not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    if not headless or "VTK_DEFAULT_OPENGL_WINDOW" in os.environ:
+        yield
+        return
+    os.environ["VTK_DEFAULT_OPENGL_WINDOW"] = "vtkEGLRenderWindow"
+    try:
+        yield
+    finally:
+        os.environ.pop("VTK_DEFAULT_OPENGL_WINDOW", None)
+
+
 class HallViewer:
     """Draw a hall from a source, on screen or off."""
 
@@ -62,9 +82,10 @@ class HallViewer:
         self.world = World(scene)
         # no multi-sampling (it costs ~30 ms a frame on a software renderer) and three
         # lights instead of the five-light kit: measured in benchmarks/viewer.py
-        self.plotter = pv.Plotter(
-            off_screen=off_screen, window_size=list(window_size), lighting="three lights"
-        )
+        with _headless_window_class():
+            self.plotter = pv.Plotter(
+                off_screen=off_screen, window_size=list(window_size), lighting="three lights"
+            )
         self.plotter.disable_anti_aliasing()
         self.plotter.set_background(BACKGROUND_BOTTOM, top=BACKGROUND_TOP)
         self.hall = HallDrawing.build(self.plotter, self.world)
