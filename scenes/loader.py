@@ -197,23 +197,43 @@ def load_scene(path: str | Path | None = None) -> Scene:
     return parse_scene(text, shown)
 
 
-def parse_scene(text: str, source: str = "<scene>") -> Scene:
-    """Validate scene YAML text; ``source`` names it in error messages."""
+def read_mapping(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """YAML text that must be a mapping (a ``what``: "scene", "task"): the data and the line of
+    each key path; the problem when it is not YAML, too deep, or not a mapping."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
-        raise SceneError([Problem(source, line, "", f"YAML syntax error: {exc.problem}")]) from None
+        raise YamlProblem(Problem(source, line, "", f"YAML syntax error: {exc.problem}")) from None
     except yaml.YAMLError as exc:
-        raise SceneError([Problem(source, None, "", f"YAML error: {exc}")]) from None
+        raise YamlProblem(Problem(source, None, "", f"YAML error: {exc}")) from None
+    except RecursionError:  # hostile input: [[[[...]]]] thousands deep
+        raise YamlProblem(Problem(source, None, "", "YAML nested too deeply")) from None
     if not isinstance(data, dict):
         got = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise SceneError([Problem(source, 1, "", f"a scene is a mapping of keys, got {got}")])
+        raise YamlProblem(Problem(source, 1, "", f"a {what} is a mapping of keys, got {got}"))
     lines: dict[KeyPath, int] = {}
     if node is not None:
         _line_map(node, (), lines)
+    return data, lines
+
+
+class YamlProblem(Exception):
+    """Text that is not a YAML mapping (see :func:`read_mapping`)."""
+
+    def __init__(self, problem: Problem) -> None:
+        self.problem = problem
+        super().__init__(str(problem))
+
+
+def parse_scene(text: str, source: str = "<scene>") -> Scene:
+    """Validate scene YAML text; ``source`` names it in error messages."""
+    try:
+        data, lines = read_mapping(text, source, "scene")
+    except YamlProblem as exc:
+        raise SceneError([exc.problem]) from None
     try:
         scene = Scene.model_validate(data)
     except ValidationError as exc:

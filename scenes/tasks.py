@@ -19,17 +19,17 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from scenes.loader import (
     KeyPath,
     Problem,
+    YamlProblem,
     _line_for,
-    _line_map,
     _reason,
     _unwrap,
     format_path,
+    read_mapping,
 )
 from scenes.model import Bench, Item, Scene
 from scenes.task_model import STEP_KINDS, Step, Target, Task
@@ -122,20 +122,9 @@ def parse_task_text(text: str, source: str, scene: Scene) -> Task:
     """Validate task YAML text against ``scene``; ``source`` names it in messages (and gives the
     task its default name, the stem)."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = mark.line + 1 if mark is not None else None
-        raise TaskError([Problem(source, line, "", f"YAML syntax error: {exc.problem}")]) from None
-    except yaml.YAMLError as exc:
-        raise TaskError([Problem(source, None, "", f"YAML error: {exc}")]) from None
-    if not isinstance(data, dict):
-        got = "an empty file" if data is None else f"a {type(data).__name__}"
-        raise TaskError([Problem(source, 1, "", f"a task is a mapping of keys, got {got}")])
-    lines: dict[KeyPath, int] = {}
-    if node is not None:
-        _line_map(node, (), lines)
+        data, lines = read_mapping(text, source, "task")
+    except YamlProblem as exc:
+        raise TaskError([exc.problem]) from None
     try:
         task = Task.model_validate(data)
     except ValidationError as exc:

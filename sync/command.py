@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
 import msgspec
 import zmq
@@ -34,6 +34,9 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from sync.addresses import MAX_MESSAGE_BYTES
 from sync.keys import GATEWAYS, OPERATORS, KeyDirError, KeyPair, allowed_keys, check_key_dir
+
+MAX_TIMEOUT_S: Final = 3600.0
+"""The longest an operator may ask the twin to wait for an answer."""
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class DispatchRequest(msgspec.Struct, frozen=True):
     task_text: bytes
     robot_id: str
     wait: bool = False
-    timeout_s: float = 10.0
+    timeout_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT_S)] = 10.0
 
 
 class DispatchOutcome(msgspec.Struct, frozen=True):

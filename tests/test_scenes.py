@@ -223,3 +223,9 @@ def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SceneError) as caught:
         load_scene(tmp_path / "nope.yaml")
     assert str(caught.value) == f"{tmp_path / 'nope.yaml'}: no such file"
+
+
+def test_hostile_nesting_is_one_problem_not_a_crash() -> None:
+    with pytest.raises(SceneError) as caught:
+        parse_scene("a: " + "[" * 5000 + "]" * 5000, "deep.yaml")
+    assert [str(p) for p in caught.value.problems] == ["deep.yaml: YAML nested too deeply"]

@@ -127,3 +127,9 @@ def test_reach_too_far_has_an_ik_residual_and_the_others_reach(hall: Scene) -> N
     assert all(h.reached for h in wrench.hands)
     assert [g.item for g in wrench.grasps] == ["wrench-1"]
     assert wrench.loads and all(load.force_n > 0 for load in wrench.loads)
+
+
+def test_hostile_nesting_is_one_problem_not_a_crash(hall: Scene) -> None:
+    with pytest.raises(TaskError) as caught:
+        parse_task_text("[" * 5000 + "]" * 5000, "deep.yaml", hall)
+    assert [str(p) for p in caught.value.problems] == ["deep.yaml: YAML nested too deeply"]

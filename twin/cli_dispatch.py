@@ -22,6 +22,7 @@ from sync.addresses import ENV_COMMAND, ENV_CONTROL, ENV_SNAPSHOT, Endpoints
 from sync.command import (
     DISPATCH,
     ENCODER,
+    MAX_TIMEOUT_S,
     OUTCOME,
     OUTCOME_DECODER,
     DispatchOutcome,
@@ -124,6 +125,7 @@ def dispatch_cmd(
         typer.Option(
             "--timeout",
             min=0.1,
+            max=MAX_TIMEOUT_S,
             help="Seconds the twin may take to answer (default 10; 300 with --wait).",
         ),
     ] = None,

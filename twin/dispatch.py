@@ -93,10 +93,12 @@ class Pending:
 
 @dataclass
 class GatewaySeen:
-    """A gateway on the command channel: which key it used, when it last said hello."""
+    """A gateway on the command channel: which key it used, when it last said hello, and the
+    routing id ZeroMQ gave that connection (commands go there, and only its answers count)."""
 
     key_name: str
     last_hello_ns: int
+    routing: bytes
     hellos: int = 0
 
 
@@ -191,7 +193,11 @@ class DispatchGate:
                 frames = self._command.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return
-            self._gateway_message(frames)
+            try:
+                self._gateway_message(frames)
+            except Exception:  # a bug here must never end the twin: count it, log it
+                self.counts.dropped["internal_error"] += 1
+                log.exception("command channel: a gateway message could not be handled")
 
     def _gateway_message(self, frames: list[zmq.Frame]) -> None:
         key = peer_key(frames[-1])
@@ -200,7 +206,8 @@ class DispatchGate:
             self.counts.dropped["unauthenticated"] += 1
             log.warning("command channel: message without an allowed key dropped")
             return
-        routing_id = frames[0].bytes.decode("utf-8", "replace")
+        routing = frames[0].bytes
+        routing_id = routing.hex()
         if len(frames) != 3:
             self.counts.dropped["bad_framing"] += 1
             return
@@ -208,20 +215,23 @@ class DispatchGate:
         try:
             if kind == HELLO:
                 hello = HELLO_DECODER.decode(body)
-                self._hello(routing_id, hello.robot_id, key_name)
+                self._hello(routing, hello.robot_id, key_name)
             elif kind == ANSWER:
                 answer = ANSWER_DECODER.decode(body)
-                self._answer(routing_id, answer.dispatch_id, answer.status, answer.reason)
+                self._answer(routing, answer.dispatch_id, answer.status, answer.reason)
             else:
                 self.counts.dropped["unknown_kind"] += 1
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self.counts.dropped["bad_payload"] += 1
             log.warning("command channel: bad %r from %r: %s", kind[:16], routing_id, exc)
 
-    def _hello(self, routing_id: str, robot_id: str, key_name: str) -> None:
-        if routing_id != robot_id or robot_id not in self.mirror.robots:
+    def _hello(self, routing: bytes, robot_id: str, key_name: str) -> None:
+        """A gateway says which robot it speaks for; its key must be that robot's or the shared
+        gateway key. The connection's routing id (ZeroMQ's, not the peer's choice: gateways
+        set none) becomes where that robot's commands go."""
+        if robot_id not in self.mirror.robots:
             self.counts.dropped["unknown_robot"] += 1
-            log.warning("command channel: hello from %r as %r: no such robot", routing_id, robot_id)
+            log.warning("command channel: hello as %r: no such robot", robot_id)
             return
         if key_name not in (robot_id, SHARED_GATEWAY_KEY):
             self.counts.dropped["wrong_key"] += 1
@@ -229,18 +239,21 @@ class DispatchGate:
             return
         seen = self.gateways.get(robot_id)
         now = time.monotonic_ns()
-        if seen is None or now - seen.last_hello_ns > GATEWAY_TIMEOUT_S * 1e9:
+        stale = seen is None or now - seen.last_hello_ns > GATEWAY_TIMEOUT_S * 1e9
+        if seen is None or stale or seen.routing != routing:
             self._note("gateway", robot_id, key=key_name)
-            seen = self.gateways[robot_id] = GatewaySeen(key_name, now)
+            seen = self.gateways[robot_id] = GatewaySeen(key_name, now, routing)
         seen.last_hello_ns = now
         seen.hellos += 1
 
-    def _answer(self, routing_id: str, dispatch_id: str, status: str, reason: str) -> None:
+    def _answer(self, routing: bytes, dispatch_id: str, status: str, reason: str) -> None:
         pending = self.pending.get(dispatch_id)
-        if pending is None or pending.robot_id != routing_id:
+        seen = self.gateways.get(pending.robot_id) if pending is not None else None
+        if pending is None or seen is None or seen.routing != routing:
             self.counts.dropped["unknown_dispatch"] += 1
-            log.warning("command channel: %s answered unknown dispatch %r", routing_id, dispatch_id)
+            log.warning("command channel: answer to unknown dispatch %r dropped", dispatch_id)
             return
+        routing_id = pending.robot_id
         self._note("answer", routing_id, id=dispatch_id, status=status, reason=reason)
         if status == "accept":
             pending.accepted = True
@@ -281,7 +294,12 @@ class DispatchGate:
                 self.counts.dropped["bad_request"] += 1
                 self._send_outcome(envelope, DispatchOutcome("error", f"bad request: {exc}"))
                 continue
-            self._dispatch(request, envelope, self.auth.operators[key])
+            try:
+                self._dispatch(request, envelope, self.auth.operators[key])
+            except Exception as exc:  # a bug here must never end the twin
+                self.counts.dropped["internal_error"] += 1
+                log.exception("control: a dispatch request could not be handled")
+                self._send_outcome(envelope, DispatchOutcome("error", f"internal error: {exc}"))
 
     def _dispatch(self, request: DispatchRequest, envelope: list[bytes], operator: str) -> None:
         robot_id = request.robot_id
@@ -304,7 +322,7 @@ class DispatchGate:
         )
         try:
             self._command.send_multipart(
-                [robot_id.encode(), DISPATCH, ENCODER.encode(command)], zmq.NOBLOCK
+                [self.gateways[robot_id].routing, DISPATCH, ENCODER.encode(command)], zmq.NOBLOCK
             )
         except zmq.ZMQError as exc:  # the gateway went away since its last hello
             self.counts.by_outcome["failed"] += 1

@@ -92,7 +92,6 @@ class CommandDesk:
             for robot_id, model in models.items():
                 socket = context.socket(zmq.DEALER)
                 self.links[robot_id] = CommandLink(robot_id, model, socket)
-                socket.setsockopt(zmq.ROUTING_ID, robot_id.encode())
                 socket.setsockopt(zmq.SNDHWM, COMMAND_SNDHWM)
                 curve_client(socket, gateway_keys(keys, robot_id), server)
                 socket.connect(endpoint)
