@@ -87,15 +87,23 @@ class Hall:
         counts: dict[str, int] = json.loads(self.stats.read_text())["commands"][robot]
         return counts
 
-    def task(self, robot: str, name: str, *, previewed: bool = True, text: str = "") -> Path:
+    def task(
+        self,
+        robot: str,
+        name: str,
+        *,
+        previewed: bool = True,
+        text: str = "",
+        scene: str = "Training hall A",
+    ) -> Path:
         """A copy of the sensor calibration task for ``robot`` (a passing preview record saved
-        for its bytes when ``previewed``)."""
+        for its bytes, previewed in hall ``scene``, when ``previewed``)."""
         body = text or SENSOR_TASK.read_text().replace("robot: T3-02", f"robot: {robot}")
         path = self.work / name
         path.write_text(body)
         if previewed:
             record = PreviewRecord(
-                task_digest(path), str(path), robot, True, [], time.time_ns(), "Training hall A"
+                task_digest(path), str(path), robot, True, [], time.time_ns(), scene
             )
             save_record(record, self.previews)
         return path
@@ -194,6 +202,9 @@ def test_unpreviewed_and_edited_task_files_are_refused(hall: Hall) -> None:
     edited.write_text(edited.read_text() + "# one more comment\n")
     outcome = refused_and_nothing_sent(hall, edited, "T3-02", "preview")
     assert "changed since its preview" in outcome["detail"]
+    elsewhere = hall.task("T3-02", "elsewhere.yaml", scene="Training hall B")
+    outcome = refused_and_nothing_sent(hall, elsewhere, "T3-02", "preview")
+    assert "previewed in 'Training hall B'" in outcome["detail"]
 
 
 def test_a_task_for_another_robot_is_refused(hall: Hall) -> None:

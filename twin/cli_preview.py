@@ -8,6 +8,7 @@ passed, 1 failed, 2 bad input (one line per problem, no traceback).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -22,13 +23,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from scenes import SceneError, load_scene
 from scenes.loader import DEFAULT_SCENE
 from scenes.model import Scene
-from scenes.tasks import Task, TaskError, load_task
+from scenes.tasks import Task, TaskError, parse_task_text
 from sync.addresses import Endpoints
 from sync.fanout import RequestError, request_snapshot
 from twin.cli_live import SnapshotOpt
 from twin.preview.compile import compile_task
 from twin.preview.engine import PreviewResult, run_preview
-from twin.preview.store import PreviewRecord, save_record, task_digest
+from twin.preview.store import PreviewRecord, save_record
 from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,27 @@ def _bad(lines: list[str]) -> typer.Exit:
     return typer.Exit(EXIT_BAD_INPUT)
 
 
-def _inputs(task_path: Path, scene_path: Path | None) -> tuple[Task, Scene, str]:
+def _inputs(task_path: Path, scene_path: Path | None) -> tuple[Task, Scene, str, str]:
+    """The task, the scene, the scene's text, and the SHA-256 of exactly the task bytes read
+    (the record must name the bytes that were previewed, even if the file changes meanwhile)."""
     try:
         scene = load_scene(scene_path)
     except SceneError as exc:
         raise _bad([str(p) for p in exc.problems]) from None
     scene_file = scene_path if scene_path is not None else DEFAULT_SCENE
     try:
-        task = load_task(task_path, scene)
+        data = task_path.read_bytes()
+        task = parse_task_text(data.decode("utf-8"), str(task_path), scene)
+    except FileNotFoundError:
+        raise _bad([f"{task_path}: no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _bad([f"{task_path}: cannot read: {exc}"]) from None
     except TaskError as exc:
         count = len(exc.problems)
         lines = [str(p) for p in exc.problems]
         lines.append(f"{count} problem{'s' if count != 1 else ''}; task not previewed")
         raise _bad(lines) from None
-    return task, scene, scene_file.read_text(encoding="utf-8")
+    return task, scene, scene_file.read_text(encoding="utf-8"), hashlib.sha256(data).hexdigest()
 
 
 def preview(
@@ -71,11 +79,16 @@ def preview(
     trials: int,
     jobs: int | None,
     ray_address: str | None,
-    surroundings: Surroundings | None = None,
+    live_snapshot: str | None = None,
 ) -> None:
-    """The command (see the module docstring); ``surroundings``: default, the scene's."""
-    task, scene, scene_text = _inputs(task_path, scene_path)
-    surroundings = surroundings or Surroundings.from_scene(scene)
+    """The command (see the module docstring); ``live_snapshot``: the running twin's snapshot
+    endpoint to take the surroundings from (default: the scene's)."""
+    task, scene, scene_text, digest = _inputs(task_path, scene_path)
+    surroundings = (
+        _live_surroundings(scene, live_snapshot)
+        if live_snapshot is not None
+        else Surroundings.from_scene(scene)
+    )
     if trials < 0:
         raise _bad([f"twin preview: --trials {trials}: must be 0 or more"])
     if ray_address is not None and trials < 1:
@@ -116,7 +129,7 @@ def preview(
     if report_dir is not None:
         (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     record = PreviewRecord(
-        task_sha256=task_digest(task_path),
+        task_sha256=digest,
         task_path=str(task_path.resolve()),
         robot=task.robot,
         passed=result.passed,
@@ -127,7 +140,10 @@ def preview(
         success_rate=trial_summary["success_rate"] if trial_summary else None,
         plan=compiled.plan,  # what the dispatch gate sends: exactly the plan previewed
     )
-    report["record"] = str(save_record(record))
+    try:
+        report["record"] = str(save_record(record))
+    except OSError as exc:
+        raise _bad([f"twin preview: cannot write the preview record: {exc}"]) from None
     if as_json:
         out.print(json.dumps(report, indent=2), markup=False)
     else:
@@ -136,12 +152,8 @@ def preview(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _live_surroundings(
-    task_path: Path, scene_path: Path | None, snapshot: str | None
-) -> Surroundings:
+def _live_surroundings(scene: Scene, endpoint: str) -> Surroundings:
     """Where the running twin reports everything, or one line and exit 2."""
-    _, scene, _ = _inputs(task_path, scene_path)
-    endpoint = Endpoints.resolve(snapshot=snapshot).snapshot
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         state = request_snapshot(context, endpoint, timeout_s=LIVE_TIMEOUT_S)
@@ -248,5 +260,5 @@ def register(app: typer.Typer) -> None:
         snapshot: SnapshotOpt = None,
     ) -> None:
         """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance."""
-        surroundings = _live_surroundings(task, scene, snapshot) if live else None
-        preview(task, scene, as_json, report, seed, trials, jobs, ray, surroundings)
+        live_snapshot = Endpoints.resolve(snapshot=snapshot).snapshot if live else None
+        preview(task, scene, as_json, report, seed, trials, jobs, ray, live_snapshot)

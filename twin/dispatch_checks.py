@@ -264,6 +264,12 @@ def check_request(
     record = preview_refusal(request.task_text, request.task_path, robot_id)
     if isinstance(record, Refusal):
         return record
+    if record.scene_name != mirror.scene_name:
+        return Refusal(
+            "preview",
+            f"{request.task_path} was previewed in {record.scene_name!r}, "
+            f"not in this hall ({mirror.scene_name!r}); preview it here",
+        )
     refusal = live_refusal(link, long_gap_ns.get(robot_id), now)
     if refusal is None:
         monitors = mirror.monitors

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Final
 
@@ -59,13 +60,20 @@ def default_store_dir() -> Path:
 
 
 def save_record(record: PreviewRecord, store_dir: Path | None = None) -> Path:
-    """Write (or replace) the record of a task file; returns its path. Written atomically."""
+    """Write (or replace) the record of a task file; returns its path. Written atomically
+    (through a unique temporary file, so concurrent previews never interleave); OSError when the
+    store cannot be written."""
     root = store_dir or default_store_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / f"{record.task_sha256}.json"
-    partial = target.with_suffix(".json.partial")
-    partial.write_bytes(msgspec.json.encode(record))
-    partial.replace(target)
+    fd, partial = tempfile.mkstemp(dir=root, prefix=f".{record.task_sha256[:12]}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(msgspec.json.encode(record))
+        Path(partial).replace(target)  # atomic: readers see the old record or the new one
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     log.debug("preview record %s (passed=%s) -> %s", record.task_path, record.passed, target)
     return target
 
