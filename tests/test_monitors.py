@@ -197,6 +197,19 @@ def test_an_item_slipping_out_of_a_closed_gripper_is_a_dropped_grasp() -> None:
     assert "part-2" in drops[0].details
 
 
+def test_a_gripper_empty_after_a_silence_is_no_drop() -> None:
+    monitors = Monitors(collisions=False)
+    robot = fake()
+    robot.heartbeat = Grip(grip_closed=True, holding="part-1")
+    found = monitors.check(0, {"R1": robot}, None)
+    robot.reported = Liveness.STALE  # a gap or a restart: nothing was seen in between
+    found += monitors.check(STEP_NS, {"R1": robot}, None)
+    robot.reported = Liveness.LIVE
+    robot.heartbeat = Grip(grip_closed=True, holding="")
+    found += monitors.check(2 * STEP_NS, {"R1": robot}, None)
+    assert [f for f in found if f.kind == "grasp_dropped"] == []
+
+
 # -- end to end ----------------------------------------------------------------------------
 
 
@@ -259,7 +272,10 @@ def test_a_lost_grip_in_the_emulator_is_listed_as_a_dropped_grasp(fall_recording
     # T3-01 at bench B4 picks part-1; its grip is first shut after 1 s within its 7 s cycle
     assert [(r["robot"], r["severity"]) for r in drops] == [("T3-01", "error")], rows
     assert "part-1" in str(drops[0]["details"])
-    assert 1.0 <= float(str(drops[0]["t_s"])) <= 9.0
+    # due from 1 s (or the emulator's start, about 1-2 s after the recording's); the slip waits
+    # for an item carried 0.5 s: the grip shuts for 3.2 s of every 7 s cycle, so it comes at
+    # most 3.8 + 0.5 s after the fault is due
+    assert 1.5 <= float(str(drops[0]["t_s"])) <= 7.0, drops
     offline = [
         f for f in detect_offline(open_recording(fall_recording)) if f.kind == "grasp_dropped"
     ]

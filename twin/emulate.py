@@ -155,6 +155,7 @@ class HallEmulator:
         self.elapsed_s = 0.0
         self._samples: dict[str, tuple[int, RobotSample]] = {}
         self._start_ns = time.monotonic_ns()
+        self._t0_offset_s = 0.0  # the fault clock at _start_ns (see t0_ns)
         self.stats_path: Path | None = None  # rewritten every STATS_EVERY_S while running
 
     # -- publishing -------------------------------------------------------------
@@ -197,7 +198,7 @@ class HallEmulator:
     def _publish_joints(self, channel: Channel, now_ns: int) -> None:
         sample = self._sample(channel.robot_id)
         positions, efforts = sample.positions, sample.efforts
-        lie = channel.faults.lie_rad((now_ns - self._start_ns) / 1e9)
+        lie = channel.faults.lie_rad(self.fault_time_s(now_ns))
         if lie:
             positions = positions + lie
         if self.noise:
@@ -256,12 +257,17 @@ class HallEmulator:
 
     # -- the loop ---------------------------------------------------------------
 
+    def fault_time_s(self, now_mono_ns: int) -> float:
+        """Seconds on the fault clock (from t0, or from the start of :meth:`run`)."""
+        return self._t0_offset_s + (now_mono_ns - self._start_ns) / 1e9
+
     def run(self, *, duration_s: float | None = None, stop: threading.Event | None = None) -> None:
         """Run in real time until ``duration_s`` passes or ``stop`` is set."""
         dt_ns = int(self.hall.time_step_s * 1e9)
         start = self._start_ns = time.monotonic_ns()
         # fault and incident times count from t0 (a start already past shifts them earlier)
         t0_offset_s = 0.0 if self.t0_ns is None else (time.time_ns() - self.t0_ns) / 1e9
+        self._t0_offset_s = t0_offset_s
         next_stats = start
         end = start + int(duration_s * 1e9) if duration_s is not None else None
         # (due time, order, what, robot id): a heap of the next thing to do per stream

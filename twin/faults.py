@@ -20,7 +20,8 @@ Spec grammar (one per ``--fault``)::
     ROBOT:rate=2Hz         joint states at 2 Hz instead of the profile's rate (a robot that
                            is STALE between messages, yet never GONE)
 
-Times are seconds since the emulator started (``s`` or ``ms``); probabilities in 0..1.
+Times are seconds (``s`` or ``ms``) since the emulator started, or since ``--t0-ns`` when given
+(``twin demo --record`` passes its recording's start); probabilities in 0..1.
 """
 
 from __future__ import annotations

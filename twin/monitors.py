@@ -249,9 +249,11 @@ class Monitors:
         """A grasped item dropped: the gripper held an item and, still closed, holds nothing.
 
         Opening the gripper is a release (a place), not a drop; a robot that falls while
-        holding something drops it too."""
+        holding something drops it too. A robot that goes silent (STALE, GONE: a gap, a
+        restart) starts afresh: what it held before the silence is not compared with after."""
         beat = robot.heartbeat
-        if beat is None:
+        if beat is None or robot.reported in _SILENT:
+            self._holding.pop(robot_id, None)
             return
         held = self._holding.get(robot_id, "")
         if held and not beat.holding and beat.grip_closed:
