@@ -15,17 +15,25 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Final
 
 _PR_SET_PDEATHSIG: Final = 1
 STOP_TIMEOUT_S: Final = 10.0
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its parent dies."""
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook that asks Linux to SIGTERM the child when its parent dies. ``prctl`` is
+    looked up here, in the parent: between fork and exec (other threads may hold locks) the
+    child only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+    return hook
 
 
 class TwinProcess:
@@ -41,11 +49,12 @@ class TwinProcess:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent if die_with_parent else None,
+            preexec_fn=_death_signal() if die_with_parent else None,
         )
         self.lines: list[str] = []
         self._cond = threading.Condition()
-        threading.Thread(target=self._drain, daemon=True).start()
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
 
     def _drain(self) -> None:
         assert self.popen.stderr is not None
@@ -67,12 +76,10 @@ class TwinProcess:
                     if match := re.search(pattern, self.lines[index]):
                         return match, index
                 seen = max(seen, len(self.lines))
+                if self.popen.poll() is not None and not self._drainer.is_alive():
+                    return None  # it exited, and every line it wrote has been read
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.popen.poll() is not None:
-                    if self.popen.poll() is not None:  # its last lines may still be in flight
-                        self._cond.wait(0.2)
-                        if len(self.lines) > seen:
-                            continue
+                if remaining <= 0:
                     return None
                 self._cond.wait(min(remaining, 0.2))
 
@@ -87,3 +94,6 @@ class TwinProcess:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait(timeout=STOP_TIMEOUT_S)
+        self._drainer.join(timeout=STOP_TIMEOUT_S)  # the pipe ends with the process
+        if self.popen.stderr is not None:
+            self.popen.stderr.close()
