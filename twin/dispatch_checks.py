@@ -36,8 +36,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-import msgspec
-
 from robots import RobotModel
 from scenes.model import Scene
 from scenes.tasks import TaskError, parse_task_text
@@ -46,7 +44,13 @@ from sync.streams import Liveness
 from twin.links import RobotLink
 from twin.preview.compile import compile_plan
 from twin.preview.plan import TaskPlan
-from twin.preview.store import PreviewRecord, default_store_dir
+from twin.preview.store import (
+    PreviewRecord,
+    RecordError,
+    digest_previewed_at,
+    read_record,
+    record_path,
+)
 
 if TYPE_CHECKING:
     from twin.mirror import Mirror
@@ -77,41 +81,26 @@ def preview_refusal(
 ) -> Refusal | PreviewRecord:
     """``preview``: a passing record for exactly these bytes, for this robot (returned)."""
     digest = hashlib.sha256(data).hexdigest()
-    root = store_dir or default_store_dir()
-    target = root / f"{digest}.json"
     try:
-        record = msgspec.json.decode(target.read_bytes(), type=PreviewRecord)
-    except FileNotFoundError:
+        record = read_record(digest, store_dir)
+    except RecordError as exc:
+        return Refusal("preview", str(exc))
+    if record is None:
         why = f"no preview of these exact bytes (sha256 {digest[:12]})"
-        earlier = _record_for_path(root, task_path)
+        earlier = digest_previewed_at(task_path, store_dir)
         if earlier is not None:
             why = f"{task_path} changed since its preview (sha256 {earlier[:12]} -> {digest[:12]})"
         return Refusal("preview", f"{why}; run `twin preview {task_path}` first")
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return Refusal("preview", f"preview record {target} unreadable ({exc})")
     if record.task_sha256 != digest:
-        return Refusal("preview", f"preview record {target} is for other bytes")
+        return Refusal(
+            "preview", f"preview record {record_path(digest, store_dir)} is for other bytes"
+        )
     if not record.passed:
         reasons = "; ".join(str(r.get("detail", r)) for r in record.reasons[:3]) or "no reason"
         return Refusal("preview", f"the preview of {task_path} failed: {reasons}")
     if record.robot != robot_id:
         return Refusal("preview", f"previewed for {record.robot}, not {robot_id}")
     return record
-
-
-def _record_for_path(root: Path, task_path: str) -> str | None:
-    """The digest of some record of a file at ``task_path`` (to say "edited"), or None."""
-    if not root.is_dir():
-        return None
-    wanted = str(Path(task_path).resolve())
-    for path in sorted(root.glob("*.json"))[:10_000]:
-        try:
-            record = msgspec.json.decode(path.read_bytes(), type=PreviewRecord)
-        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
-            continue
-        if str(Path(record.task_path).resolve()) == wanted:
-            return record.task_sha256
-    return None
 
 
 def live_refusal(link: RobotLink, long_gap_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:

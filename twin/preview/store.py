@@ -27,6 +27,7 @@ from twin.preview.plan import TaskPlan
 log = logging.getLogger(__name__)
 
 ENV_PREVIEWS: Final = "HALL_TWIN_PREVIEWS"
+MAX_SCANNED: Final = 10_000  # records looked through to say "edited since its preview"
 
 
 class PreviewRecord(msgspec.Struct, frozen=True):
@@ -78,17 +79,58 @@ def save_record(record: PreviewRecord, store_dir: Path | None = None) -> Path:
     return target
 
 
-def find_record(task_path: Path, store_dir: Path | None = None) -> PreviewRecord | None:
-    """The record for the task file's current bytes, or None (never previewed, or edited since).
+def record_path(digest: str, store_dir: Path | None = None) -> Path:
+    """Where the record of the bytes with this SHA-256 lives."""
+    return (store_dir or default_store_dir()) / f"{digest}.json"
 
-    A record that cannot be read is logged and treated as missing: the gate then refuses.
-    """
-    root = store_dir or default_store_dir()
-    target = root / f"{task_digest(task_path)}.json"
+
+def read_record(digest: str, store_dir: Path | None = None) -> PreviewRecord | None:
+    """The record of the bytes with this SHA-256; None when there is none. A record that cannot
+    be read raises :class:`RecordError` (saying which file and why)."""
+    target = record_path(digest, store_dir)
     try:
         return msgspec.json.decode(target.read_bytes(), type=PreviewRecord)
     except FileNotFoundError:
         return None
     except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        log.warning("%s: unreadable preview record (%s); treated as missing", target, exc)
+        raise RecordError(f"preview record {target} unreadable ({exc})") from None
+
+
+class RecordError(Exception):
+    """A preview record that exists but cannot be read."""
+
+
+class _RecordHead(msgspec.Struct):
+    """Just which file a record is for (decoding skips the rest, plan included)."""
+
+    task_sha256: str
+    task_path: str
+
+
+def digest_previewed_at(task_path: str, store_dir: Path | None = None) -> str | None:
+    """The SHA-256 of some previewed version of the file at ``task_path`` (to tell "edited
+    since its preview" from "never previewed"), or None."""
+    root = store_dir or default_store_dir()
+    if not root.is_dir():
+        return None
+    wanted = str(Path(task_path).resolve())
+    for path in sorted(root.glob("*.json"))[:MAX_SCANNED]:
+        try:
+            head = msgspec.json.decode(path.read_bytes(), type=_RecordHead)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if str(Path(head.task_path).resolve()) == wanted:
+            return head.task_sha256
+    return None
+
+
+def find_record(task_path: Path, store_dir: Path | None = None) -> PreviewRecord | None:
+    """The record for the task file's current bytes, or None (never previewed, or edited since).
+
+    A record that cannot be read is logged and treated as missing: the gate then refuses.
+    """
+    try:
+        return read_record(task_digest(task_path), store_dir)
+    except RecordError as exc:
+        log.warning("%s; treated as missing", exc)
         return None
