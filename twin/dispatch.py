@@ -179,7 +179,7 @@ class DispatchGate:
         row = {"what": what, "robot": robot_id, **detail}
         text = json.dumps(row, sort_keys=True)
         self.recent.append({"stamp_ns": time.time_ns(), **row})
-        self.mirror._event("dispatch", robot_id, text)
+        self.mirror.event("dispatch", robot_id, text)
         stamp_ns = time.time_ns()
         for listener in self.listeners:
             listener("dispatch", robot_id, text, stamp_ns)

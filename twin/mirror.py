@@ -121,7 +121,7 @@ class Mirror(FanoutServer):
             )
             for c in scene.cranes
         }
-        self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
+        self.ingest = Ingest(scene.name, self.robots, self.cranes, self.event)
         self.ticks = 0
         self.tick_overruns = 0
         self.world_updates = 0
@@ -294,7 +294,7 @@ class Mirror(FanoutServer):
             state = link.liveness.state(now_mono)
             if state != link.reported:
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
-                    self._event("liveness", link.robot_id, f"{link.reported} -> {state}")
+                    self.event("liveness", link.robot_id, f"{link.reported} -> {state}")
                 link.reported = state
                 link.reported_since_ns = now_mono
                 link.view_dirty = True
@@ -314,7 +314,7 @@ class Mirror(FanoutServer):
         for failure in monitors.check(now_mono, self.robots, self.world):
             # stamp on the wall clock, like every other event
             failure = msgspec.structs.replace(failure, stamp_ns=time.time_ns())
-            self._event("failure", failure.robot_id, msgspec.json.encode(failure).decode())
+            self.event("failure", failure.robot_id, msgspec.json.encode(failure).decode())
             for callback in self.on_failure:
                 callback(failure)
 
@@ -347,7 +347,7 @@ class Mirror(FanoutServer):
                 self.ingest.log_limited("crane_travel", "crane state refused: %s", exc)
         state = crane.liveness.state(now_mono)
         if state != crane.reported:
-            self._event("liveness", crane.crane_id, f"{crane.reported} -> {state}")
+            self.event("liveness", crane.crane_id, f"{crane.reported} -> {state}")
             crane.reported = state
             crane.view_dirty = True
         crane.rate_in.roll(now_mono)

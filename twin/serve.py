@@ -83,7 +83,8 @@ class FanoutServer:
         except zmq.Again:  # PUB drops rather than blocks; viewers see the sequence gap
             self.fanout_dropped += 1
 
-    def _event(self, kind: str, source: str, detail: str) -> None:
+    def event(self, kind: str, source: str, detail: str) -> None:
+        """Tell the viewers (fan-out) and the event list that something happened."""
         event = Event(
             run_id=self.run_id,
             seq=self._next_seq(),
