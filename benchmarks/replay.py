@@ -8,10 +8,12 @@ tests do: :class:`twin.ingest.Received` objects fed to its sink, no sockets):
 and heartbeat at 1 Hz, an event every 30 s, log times spread over ``--minutes``. With
 ``--full-rate`` the robots are Kestrel K1, Orca H2 and Tessel T3 in turn, each at its
 own telemetry rate (500, 200 and 100 Hz; 27, 32 and 23 joints). Then measures
-``open_s`` (open + index build), ``index_mb`` (what the index holds), ``peak_rss_mb``
-(the process's peak, writing included), ``seek_ms_p50``/``seek_ms_max`` over 200
-random seeks, and ``rebuild_x_realtime``: the whole recording played through
-:meth:`ReplaySource.advance` in 1 ms steps, simulated seconds per wall second.
+``open_s`` (open, ready at t = 0), ``index_mb`` (what the replay holds then: the chunk
+table and the few chunks it decoded; ``chunks_read_at_open`` of ``chunks``),
+``peak_rss_mb`` (the process's peak, writing included), ``seek_ms_p50``/``seek_ms_max``
+over 200 random seeks (each may read a chunk or two), ``held_mb_max`` (the most the
+replay held after any seek), and ``rebuild_x_realtime``: the whole recording played
+through :meth:`ReplaySource.advance` in 1 ms steps, simulated seconds per wall second.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from sync.protocol import BaseState, Header, Heartbeat, Kind, encode_payload, to
 from twin.ingest import Received
 from twin.recorder import Recorder
 from twin.recording import open_recording
+from viz.replay_chunks import chunk_catalog
 from viz.replay_source import ReplaySource
 
 MODEL = "kestrel_k1"
@@ -124,12 +127,15 @@ def measure(path: Path, seeks: int, step_s: float) -> dict[str, Any]:
     source = ReplaySource(open_recording(path))
     open_s = time.perf_counter() - started
     index_bytes = source.index_bytes
+    read_at_open = source.chunks_read
     rng = np.random.default_rng(11)
     seek_ms = []
+    held = index_bytes
     for t_s in rng.uniform(0.0, source.duration_s, seeks):
         started = time.perf_counter()
         source.seek(float(t_s))
         seek_ms.append((time.perf_counter() - started) * 1000.0)
+        held = max(held, source.index_bytes)
     source.seek(0.0)
     source.playing = True
     started = time.perf_counter()
@@ -142,6 +148,9 @@ def measure(path: Path, seeks: int, step_s: float) -> dict[str, Any]:
     return {
         "open_s": round(open_s, 3),
         "index_mb": round(index_bytes / 1e6, 1),
+        "chunks": len(chunk_catalog(source.recording).chunks),
+        "chunks_read_at_open": read_at_open,
+        "held_mb_max": round(held / 1e6, 1),
         "seeks": seeks,
         "seek_ms_p50": round(float(np.percentile(seek_ms, 50)), 3),
         "seek_ms_max": round(max(seek_ms), 3),

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from bisect import bisect_right
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +19,7 @@ from scenes.model import Scene
 from tests.test_recorder import T0_NS, hall_messages
 from twin.recorder import Recorder
 from twin.recording import open_recording
+from viz.replay_chunks import chunk_catalog
 from viz.replay_source import REPLAY, STALE, ReplaySource
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -176,6 +179,137 @@ def test_replay_opens_no_socket(rec_path: Path, monkeypatch: pytest.MonkeyPatch)
     replay.advance(2.0)
     replay.seek(0.5)
     replay.close()
+
+
+CHUNK_BYTES = 32 * 1024  # a recording of many small chunks
+
+
+@pytest.fixture(scope="module")
+def chunked_path(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> Path:
+    path = tmp_path_factory.mktemp("chunked") / "hall.mcap"
+    text = DEFAULT_SCENE.read_text(encoding="utf-8")
+    with Recorder(path, scene, text, twin_version="test", chunk_size_bytes=CHUNK_BYTES) as recorder:
+        for message in hall_messages(scene, 5 * ROUNDS, SPREAD_NS):
+            recorder.sink(message)
+        for _event_id, t_s, kind in EVENTS:
+            recorder.event(kind, "K1-01", f"{kind} detail", T0_NS + int(t_s * 1e9))
+    return path
+
+
+Reference = dict[str, tuple[list[int], list[dict[str, Any]]]]
+
+
+def reference(path: Path) -> Reference:
+    """Every state message of the file, read plainly, per topic in log order (stable)."""
+    out: Reference = {}
+    for message in open_recording(path).iter_messages():
+        if message.topic.split("/")[1] in ("joints", "base", "heartbeat", "crane"):
+            times, bodies = out.setdefault(message.topic, ([], []))
+            times.append(message.log_time_ns)
+            bodies.append(json.loads(message.data))
+    for topic, (times, bodies) in out.items():
+        order = sorted(range(len(times)), key=times.__getitem__)
+        out[topic] = ([times[i] for i in order], [bodies[i] for i in order])
+    return out
+
+
+def newest(ref: Reference, topic: str, t_ns: int) -> dict[str, Any] | None:
+    times, bodies = ref.get(topic, ([], []))
+    at = bisect_right(times, t_ns) - 1
+    return bodies[at] if at >= 0 else None
+
+
+def assert_recorded(source: ReplaySource, ref: Reference, scene: Scene, t_s: float) -> None:
+    """The source's state (at its current instant ``t_s``) is what the file holds."""
+    t_ns = source.start_ns + round(t_s * 1e9)
+    for robot in scene.robots:
+        view = source.robots[robot.id]
+        joints = newest(ref, f"/joints/{robot.id}", t_ns)
+        assert joints is not None
+        assert (view.positions, view.velocities, view.efforts) == (
+            joints["position"],
+            joints["velocity"],
+            joints["effort"],
+        )
+        assert (view.stamp_ns, view.epoch, view.joint_names) == (
+            joints["stamp_ns"],
+            joints["epoch"],
+            joints["name"],
+        )
+        base = newest(ref, f"/base/{robot.id}", t_ns)
+        beat = newest(ref, f"/heartbeat/{robot.id}", t_ns)
+        assert base is not None and beat is not None
+        position = base["pose"]["position"]
+        assert view.base_position_m == (position["x"], position["y"], position["z"])
+        assert view.mode == beat["mode"]
+    for crane_id, crane in source.cranes.items():
+        state = newest(ref, f"/crane/{crane_id}", t_ns)
+        assert state is not None
+        assert (crane.hoist_m, crane.stamp_ns) == (state["hoist_m"], state["stamp_ns"])
+
+
+def test_a_long_recording_is_read_a_chunk_at_a_time(chunked_path: Path, scene: Scene) -> None:
+    chunks = chunk_catalog(open_recording(chunked_path)).chunks
+    assert len(chunks) >= 40
+    source = ReplaySource(open_recording(chunked_path), cache_bytes=4 * CHUNK_BYTES)
+    # opening reads the chunks holding events, the first and the last ones: not the file
+    assert source.chunks_read <= 2 * len(EVENTS) + 4
+    held = source.index_bytes
+    assert held < chunked_path.stat().st_size / 4
+    ref = reference(chunked_path)
+    rng = np.random.default_rng(5)
+    for t_s in [0.0, source.duration_s, *rng.uniform(0.0, source.duration_s, 40)]:
+        source.seek(float(t_s))
+        assert_recorded(source, ref, scene, float(t_s))
+    assert source.index_bytes < chunked_path.stat().st_size / 4  # a few chunks kept, no more
+    assert [e.kind for e in source.events] == [kind for _, _, kind in EVENTS]
+
+
+def test_playing_through_chunks_gives_what_seeking_gives(chunked_path: Path) -> None:
+    played, sought = (
+        ReplaySource(open_recording(chunked_path)),
+        ReplaySource(open_recording(chunked_path)),
+    )
+    played.playing = True
+    checked = 0
+    while played.playing:
+        played.advance(0.001)
+        if round(played.t_s * 1000) % 97 == 0 or not played.playing:
+            sought.seek(played.t_s)
+            assert played.robots == sought.robots
+            assert played.cranes == sought.cranes
+            checked += 1
+    assert checked > 20
+    assert played.chunks_read >= len(chunk_catalog(played.recording).chunks)
+
+
+def test_a_cut_recording_replays_its_complete_chunks(
+    chunked_path: Path, scene: Scene, tmp_path: Path
+) -> None:
+    complete = ReplaySource(open_recording(chunked_path))
+    chunks = chunk_catalog(complete.recording).chunks
+    data = chunked_path.read_bytes()
+    middle = chunks[len(chunks) // 2]
+    cuts = {
+        "inside a chunk": middle.offset + middle.length // 2,
+        "after a chunk, before its indexes": middle.offset + middle.length,
+        "inside its indexes": middle.index_offset + middle.index_length // 2,
+    }
+    for why, cut in cuts.items():
+        path = tmp_path / f"cut-{cut}.mcap"
+        path.write_bytes(data[:cut])
+        recording = open_recording(path)
+        assert not recording.complete, why
+        source = ReplaySource(recording)
+        assert source.start_ns == complete.start_ns, why
+        assert 0.3 * complete.duration_s < source.duration_s < 0.7 * complete.duration_s, why
+        ref = reference(path)
+        for t_s in np.linspace(0.0, source.duration_s, 13):
+            source.seek(float(t_s))
+            assert_recorded(source, ref, scene, float(t_s))
+            if t_s < 0.9 * source.duration_s:  # well before the cut: as the whole file has it
+                complete.seek(float(t_s))
+                assert source.robots == complete.robots, why
 
 
 def run_twin(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

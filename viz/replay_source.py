@@ -1,11 +1,14 @@
 """Replay of a twin recording as a viewer source, with a timeline.
 
-:class:`ReplaySource` reads a recording (:func:`twin.recording.open_recording`) once, at
-open, into an in-memory index: per robot numpy arrays of log times and joint positions,
-velocities, efforts, base poses and heartbeats; per crane its log times and travel; and
-one merged, time-sorted array of every state message. Seeking is then a
-``searchsorted`` per stream (never a re-read), and playing forward applies only the
-messages between the previous and the new instant.
+:class:`ReplaySource` opens a recording (:func:`twin.recording.open_recording`) without
+reading its messages: it keeps the file's chunk table and reads, decompresses and keeps
+(a few at a time) only the chunks that a seek or playback needs
+(:class:`viz.replay_index.ChunkStore`), so memory and opening time follow what is
+looked at, not the file's size. Seeking finds, per stream (a robot's joint states, base
+poses, heartbeats; a crane), its newest message at or before the instant, in the chunk
+that holds it, and decodes only that message; playing forward decodes only each stream's
+newest message between the previous and the new instant. Values are the recorded ones,
+exactly (the canonical JSON messages, decoded as written).
 
 Times on the timeline are seconds from the recording's first message (``t_s``); the
 state at ``t_s`` is, for every stream, the newest message logged at or before it. A
@@ -19,8 +22,9 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
-from collections.abc import Iterator
-from typing import Final
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Final, TypeVar
 
 import msgspec
 import numpy as np
@@ -31,9 +35,21 @@ from scenes import parse_scene
 from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
 from twin.recording import Recording, RecordingError
-from twin.recording_schemas import CraneMsg, EventMsg, HeartbeatMsg, JointMsg, PoseInFrame
+from twin.recording_schemas import JointMsg
+from viz.replay_chunks import chunk_catalog
 from viz.replay_events import ReplayEvent, event_id
-from viz.replay_index import Stream as _Stream
+from viz.replay_index import CACHE_BYTES, ChunkStore, Key
+from viz.replay_views import (
+    AFTER_NAMES,
+    JointValues,
+    decode_beat,
+    decode_crane,
+    decode_event,
+    decode_joint,
+    decode_pose,
+    decode_values,
+    initial_views,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +60,8 @@ STALE_FLOOR_S: Final = 0.25
 MIN_SPEED: Final = 0.1
 MAX_SPEED: Final = 10.0
 _NS: Final = 1_000_000_000
-
-
-Vec3 = tuple[float, float, float]
-Quat = tuple[float, float, float, float]
-
-
-def _at_rest_pose(scene: Scene, robot_id: str) -> tuple[Vec3, Quat]:
-    """Where the world puts a robot before any base message: its station, model height."""
-    robot = next(r for r in scene.robots if r.id == robot_id)
-    model = get_model(robot.model)
-    station = scene.station(robot.station)
-    x, y, z = station.pose.xyz
-    half = station.pose.yaw_rad / 2.0
-    aw, az = math.cos(half), math.sin(half)
-    bx, by, bz, bw = model.base_orientation_xyzw
-    quat = (aw * bx - az * by, aw * by + az * bx, aw * bz + az * bw, aw * bw - az * bz)
-    return (x, y, z + model.base_height_m), quat
+_END_NS: Final = (1 << 63) - 1
+_Msg = TypeVar("_Msg")
 
 
 class ReplaySource:
@@ -72,40 +73,19 @@ class ReplaySource:
         scene: Scene | None = None,
         *,
         stale_floor_s: float = STALE_FLOOR_S,
+        cache_bytes: int = CACHE_BYTES,
     ) -> None:
         """``stale_floor_s``: a robot shows STALE only after at least this much silence
         (and three nominal periods): recorded receive times come in bursts, and a 500 Hz
-        robot would otherwise flicker STALE between bursts that the live twin took in."""
+        robot would otherwise flicker STALE between bursts that the live twin took in.
+        ``cache_bytes``: what the chunks kept decoded may hold (two are, whatever size)."""
         self.recording = recording
         self._stale_floor_s = stale_floor_s
+        self._cache_bytes = cache_bytes
         self.scene = scene if scene is not None else parse_scene(recording.scene_text, "scene.yaml")
         self.robot_ids = [r.id for r in self.scene.robots]
         self.crane_ids = [c.id for c in self.scene.cranes]
-        self._joints: dict[str, _Stream] = {}
-        self._names: dict[str, list[str]] = {}
-        self._bases = {rid: _Stream(7) for rid in self.robot_ids}
-        self._beats = {rid: _Stream(2) for rid in self.robot_ids}
-        self._crane_streams = {cid: _Stream(4, ints=1) for cid in self.crane_ids}
-        self.robots: dict[str, RobotView] = {}
-        self.cranes: dict[str, CraneView] = {}
-        for robot in self.scene.robots:
-            model = get_model(robot.model)
-            names = list(model.profile.canonical_joint_names)
-            self._names[robot.id] = names
-            self._joints[robot.id] = _Stream(3 * len(names), ints=2)
-            position, orientation = _at_rest_pose(self.scene, robot.id)
-            self.robots[robot.id] = RobotView(
-                robot_id=robot.id, manufacturer=model.manufacturer, model=model.name,
-                task=robot.task, liveness=STALE, stamp_ns=0, epoch=0, joint_names=names,
-                positions=[0.0] * len(names), velocities=[0.0] * len(names),
-                efforts=[0.0] * len(names), base_position_m=position,
-                base_orientation_xyzw=orientation, mode="unknown",
-            )  # fmt: skip
-        for crane in self.scene.cranes:
-            self.cranes[crane.id] = CraneView(
-                crane_id=crane.id, liveness=STALE, stamp_ns=0, bridge_m=crane.home.bridge,
-                trolley_m=crane.home.trolley, hoist_m=crane.home.hoist, moving=False,
-            )  # fmt: skip
+        self.robots, self.cranes = initial_views(self.scene, STALE)
         self._rest = {
             r: (v.base_position_m, v.base_orientation_xyzw) for r, v in self.robots.items()
         }
@@ -113,7 +93,7 @@ class ReplaySource:
         self.events: list[ReplayEvent] = []
         self._index()
         self._t_s = 0.0
-        self._rows = np.full(len(self._order), -1, dtype=np.int64)
+        self._keys: list[Key | None] = [None] * len(self._order)
         self.speed_x = 1.0
         self.playing = False
         self.loop: tuple[float, float] | None = None
@@ -124,52 +104,22 @@ class ReplaySource:
     # -- the index ----------------------------------------------------------------
 
     def _index(self) -> None:
-        robots, cranes = set(self.robot_ids), set(self.crane_ids)
-        topics = ["/events"]
+        self._order: list[tuple[str, str]] = []
         for rid in self.robot_ids:
-            topics += [f"/joints/{rid}", f"/base/{rid}", f"/heartbeat/{rid}"]
-        topics += [f"/crane/{cid}" for cid in self.crane_ids]
-        decode_joint = msgspec.json.Decoder(JointMsg).decode
-        decode_pose = msgspec.json.Decoder(PoseInFrame).decode
-        decode_beat = msgspec.json.Decoder(HeartbeatMsg).decode
-        decode_crane = msgspec.json.Decoder(CraneMsg).decode
-        decode_event = msgspec.json.Decoder(EventMsg).decode
-        raw_events: list[tuple[int, EventMsg]] = []
-        start_ns: int | None = None
-        end_ns: int | None = None
-        try:
-            for message in self.recording.iter_messages(topics):
-                t = message.log_time_ns
-                start_ns = t if start_ns is None or t < start_ns else start_ns
-                end_ns = t if end_ns is None or t > end_ns else end_ns
-                kind, _, source = message.topic[1:].partition("/")
-                if kind == "joints" and source in robots:
-                    js = decode_joint(message.data)
-                    stream = self._joints[source]
-                    if len(js.position) * 3 != stream.width:
-                        stream = self._joints[source] = _Stream(3 * len(js.position), ints=2)
-                    if js.name != self._names[source]:
-                        self._names[source] = js.name
-                    stream.add(t, js.position + js.velocity + js.effort, (js.stamp_ns, js.epoch))
-                elif kind == "base" and source in robots:
-                    pose = decode_pose(message.data).pose
-                    p, q = pose.position, pose.orientation
-                    self._bases[source].add(t, (p.x, p.y, p.z, q.x, q.y, q.z, q.w))
-                elif kind == "heartbeat" and source in robots:
-                    beat = decode_beat(message.data)
-                    self._beats[source].add(t, (float(beat.estop), float(beat.protective_stop)))
-                    self._beats[source].labels.append(beat.mode)
-                elif kind == "crane" and source in cranes:
-                    c = decode_crane(message.data)
-                    self._crane_streams[source].add(
-                        t, (c.bridge_m, c.trolley_m, c.hoist_m, float(c.moving)), (c.stamp_ns,)
-                    )
-                elif kind == "events":
-                    raw_events.append((t, decode_event(message.data)))
-        except msgspec.DecodeError as exc:
-            raise RecordingError(f"{self.recording.path}: unreadable message ({exc})") from None
-        self.start_ns = start_ns if start_ns is not None else 0
-        self.end_ns = end_ns if end_ns is not None else self.start_ns
+            self._order += [("joints", rid), ("base", rid), ("heartbeat", rid)]
+        self._order += [("crane", cid) for cid in self.crane_ids]
+        streams = {f"/{kind}/{owner}": i for i, (kind, owner) in enumerate(self._order)}
+        events = streams["/events"] = len(self._order)
+        self._store = ChunkStore(
+            self.recording.path, chunk_catalog(self.recording), streams, self._cache_bytes
+        )
+        raw_events = [(key[0], self._decode(decode_event, key)) for key in self._store.keys(events)]
+        starts = [self._store.oldest_ns(i) for i in range(len(self._order))]
+        ends = [self._store.newest(i, _END_NS) for i in range(len(self._order))]
+        times = [t for t, _ in raw_events]
+        times += [t for t in starts if t is not None] + [k[0] for k in ends if k is not None]
+        self.start_ns = min(times, default=0)
+        self.end_ns = max(times, default=self.start_ns)
         self.events = sorted(
             (
                 ReplayEvent(
@@ -185,43 +135,48 @@ class ReplaySource:
             key=lambda e: (e.t_s, e.id),
         )
         self._event_t = [e.t_s for e in self.events]
-        # one stream list: (kind, owner) per stream; the merged timeline refers to it
-        self._order: list[tuple[str, str, _Stream]] = []
-        for rid in self.robot_ids:
-            self._order += [("joints", rid, self._joints[rid]), ("base", rid, self._bases[rid])]
-            self._order.append(("heartbeat", rid, self._beats[rid]))
-        self._order += [("crane", cid, self._crane_streams[cid]) for cid in self.crane_ids]
-        for _, _, stream in self._order:
-            stream.freeze()
-        times = [s.log_ns for _, _, s in self._order]
-        self._all_ns = np.concatenate(times) if times else np.zeros(0, dtype=np.int64)
-        ids = [np.full(len(t), i, dtype=np.int32) for i, t in enumerate(times)]
-        rows = [np.arange(len(t), dtype=np.int32) for t in times]
-        merged = np.argsort(self._all_ns, kind="stable")
-        self._all_ns = self._all_ns[merged]
-        self._all_stream = (np.concatenate(ids) if ids else self._all_ns)[merged]
-        self._all_row = (np.concatenate(rows) if rows else self._all_ns)[merged]
-        self._last_ns = np.full(len(self.robot_ids), -1, dtype=np.int64)
+        self._last_ns = [-1] * len(self.robot_ids)  # log time of each one's joint state
+        # whole nanoseconds (a log time is one): t - last <= s  <=>  t - last <= floor(s)
         self._stale_ns = np.array(
             [
-                max(
-                    self._stale_floor_s * _NS,
-                    STALE_PERIODS * _NS / get_model(r.model).profile.rate_hz,
+                math.floor(
+                    max(
+                        self._stale_floor_s * _NS,
+                        STALE_PERIODS * _NS / get_model(r.model).profile.rate_hz,
+                    )
                 )
                 for r in self.scene.robots
-            ]
+            ],
+            dtype=np.int64,
         )
-        self._live = np.zeros(len(self.robot_ids), dtype=bool)
+        self._live = [False] * len(self.robot_ids)
+        self._apply = self._appliers()
+        self._heads = [b""] * len(self.robot_ids)  # per robot: its last names, as JSON
+        self._live_until = -1  # no robot turns STALE before this (playing forward)
+        self._joined = False  # a STALE robot got a joint state since
         log.info(
-            "replay index: %d state messages, %d events, %.1f s, %.1f MB",
-            len(self._all_ns), len(self.events), self.duration_s, self.index_bytes / 1e6,
+            "replay index: %d chunks, %d events, %.1f s, %.1f MB",
+            len(self._store.refs), len(self.events), self.duration_s, self.index_bytes / 1e6,
         )  # fmt: skip
+
+    def _decode(self, decode: Callable[[memoryview], _Msg], key: Key) -> _Msg:
+        try:
+            return decode(self._store.data(key))
+        except msgspec.DecodeError as exc:
+            raise self._unreadable(exc) from None
+
+    def _unreadable(self, exc: Exception) -> RecordingError:
+        return RecordingError(f"{self.recording.path}: unreadable message ({exc})")
+
+    @property
+    def chunks_read(self) -> int:
+        """Chunks of the file read and decompressed so far (opening included)."""
+        return self._store.decoded
 
     @property
     def index_bytes(self) -> int:
-        """Bytes the in-memory index holds (streams and the merged timeline)."""
-        merged = self._all_ns.nbytes + self._all_stream.nbytes + self._all_row.nbytes
-        return merged + sum(stream.nbytes for _, _, stream in self._order)
+        """Bytes the replay holds: the chunk table and the chunks decoded now."""
+        return self._store.nbytes
 
     # -- the timeline ---------------------------------------------------------------
 
@@ -251,11 +206,11 @@ class ReplaySource:
         """Jump to ``t_s`` (clamped to the recording): every stream's newest state at or before."""
         self._t_s = min(max(0.0, t_s), self.duration_s)
         t_ns = self._ns(self._t_s)
-        for i, (_, _, stream) in enumerate(self._order):
-            row = int(np.searchsorted(stream.log_ns, t_ns, side="right")) - 1
-            if row != self._rows[i]:
-                self._rows[i] = row
-                self._apply(i, row)
+        for i in range(len(self._order)):
+            key = self._store.newest(i, t_ns)
+            if key != self._keys[i]:
+                self._keys[i] = key
+                self._apply[i](key)
         self._update_liveness(t_ns, force=True)
         self._dirty = True
 
@@ -289,75 +244,99 @@ class ReplaySource:
         """Apply the messages logged in (old, new]; queue the events passed."""
         old_ns, new_ns = self._ns(old_s), self._ns(new_s)
         self._t_s = new_s
-        lo = int(np.searchsorted(self._all_ns, old_ns, side="right"))
-        hi = int(np.searchsorted(self._all_ns, new_ns, side="right"))
-        if hi > lo:
-            latest: dict[int, int] = {}
-            for stream, row in zip(
-                self._all_stream[lo:hi].tolist(), self._all_row[lo:hi].tolist(), strict=True
-            ):
-                latest[stream] = row
-            for stream, row in latest.items():
-                if row > self._rows[stream]:
-                    self._rows[stream] = row
-                    self._apply(stream, row)
+        latest = self._store.latest_in(old_ns, new_ns)
+        if latest:
+            keys, appliers, streams = self._keys, self._apply, len(self._order)
+            for stream, key in latest.items():
+                if stream < streams:  # not an event
+                    now = keys[stream]
+                    if now is None or key > now:
+                        keys[stream] = key
+                        appliers[stream](key)
             self._dirty = True
         first, last = bisect_right(self._event_t, old_s), bisect_right(self._event_t, new_s)
-        self._pending += self.events[first:last]
+        if last > first:
+            self._pending += self.events[first:last]
         if self._update_liveness(new_ns):
             self._dirty = True
 
-    def _apply(self, index: int, row: int) -> None:
-        kind, owner, stream = self._order[index]
-        if kind == "crane":
-            crane = self.cranes[owner]
-            if row < 0:
-                crane.bridge_m, crane.trolley_m, crane.hoist_m = self._crane_home[owner]
-                crane.moving, crane.stamp_ns, crane.liveness = False, 0, STALE
-                return
-            bridge, trolley, hoist, moving = stream.values[row].tolist()
-            crane.bridge_m, crane.trolley_m, crane.hoist_m = bridge, trolley, hoist
-            crane.moving = bool(moving)
-            crane.stamp_ns = int(stream.ints[row, 0])
-            crane.liveness = REPLAY
+    def _appliers(self) -> list[Callable[[Key | None], None]]:
+        """Per stream, what applies one of its messages (None: none yet) to the views."""
+        out: list[Callable[[Key | None], None]] = []
+        for robot, rid in enumerate(self.robot_ids):
+            view = self.robots[rid]
+            out += [
+                partial(self._apply_joints, robot, view),
+                partial(self._apply_base, rid, view),
+                partial(self._apply_beat, view),
+            ]
+        out += [partial(self._apply_crane, cid, self.cranes[cid]) for cid in self.crane_ids]
+        return out
+
+    def _apply_joints(self, robot: int, view: RobotView, key: Key | None) -> None:
+        self._last_ns[robot] = key[0] if key is not None else -1
+        if not self._live[robot]:
+            self._joined = True
+        if key is None:
+            n = len(view.joint_names)
+            view.positions, view.velocities, view.efforts = [0.0] * n, [0.0] * n, [0.0] * n
+            view.stamp_ns, view.epoch = 0, 0
             return
-        view = self.robots[owner]
-        if kind == "joints":
-            self._last_ns[index // 3] = stream.log_ns[row] if row >= 0 else -1
-            n = len(view.joint_names) if row < 0 else stream.width // 3
-            if row < 0:
-                view.positions, view.velocities, view.efforts = [0.0] * n, [0.0] * n, [0.0] * n
-                view.stamp_ns, view.epoch = 0, 0
-                return
-            values = stream.values[row]
-            view.joint_names = self._names[owner]
-            view.positions = values[:n].tolist()
-            view.velocities = values[n : 2 * n].tolist()
-            view.efforts = values[2 * n :].tolist()
-            stamp_ns, epoch = stream.ints[row].tolist()
-            view.stamp_ns, view.epoch = stamp_ns, epoch
-        elif kind == "base":
-            if row < 0:
-                view.base_position_m, view.base_orientation_xyzw = self._rest[owner]
-                return
-            x, y, z, qx, qy, qz, qw = stream.values[row].tolist()
-            view.base_position_m, view.base_orientation_xyzw = (x, y, z), (qx, qy, qz, qw)
-        else:
-            if row < 0:
-                view.mode, view.estop, view.protective_stop = "unknown", False, False
-                return
-            estop, protective = stream.values[row].tolist()
-            view.mode = stream.labels[row]
-            view.estop, view.protective_stop = bool(estop), bool(protective)
+        chunk, start, end = self._store.locate(key)
+        head = self._heads[robot]
+        try:
+            if head and chunk.raw.startswith(head, start):  # the names of the last one decoded
+                js: JointMsg | JointValues = decode_values(chunk.records[start:end])
+            else:
+                js = decode_joint(chunk.records[start:end])
+                view.joint_names = js.name
+                cut = chunk.raw.find(AFTER_NAMES, start, end)
+                self._heads[robot] = chunk.raw[start : cut + len(AFTER_NAMES)] if cut > 0 else b""
+        except msgspec.DecodeError as exc:
+            raise self._unreadable(exc) from None
+        view.positions, view.velocities, view.efforts = js.position, js.velocity, js.effort
+        view.stamp_ns, view.epoch = js.stamp_ns, js.epoch
+
+    def _apply_base(self, robot_id: str, view: RobotView, key: Key | None) -> None:
+        if key is None:
+            view.base_position_m, view.base_orientation_xyzw = self._rest[robot_id]
+            return
+        pose = self._decode(decode_pose, key).pose
+        p, q = pose.position, pose.orientation
+        view.base_position_m, view.base_orientation_xyzw = (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)
+
+    def _apply_beat(self, view: RobotView, key: Key | None) -> None:
+        if key is None:
+            view.mode, view.estop, view.protective_stop = "unknown", False, False
+            return
+        beat = self._decode(decode_beat, key)
+        view.mode, view.estop, view.protective_stop = beat.mode, beat.estop, beat.protective_stop
+
+    def _apply_crane(self, crane_id: str, crane: CraneView, key: Key | None) -> None:
+        if key is None:
+            crane.bridge_m, crane.trolley_m, crane.hoist_m = self._crane_home[crane_id]
+            crane.moving, crane.stamp_ns, crane.liveness = False, 0, STALE
+            return
+        c = self._decode(decode_crane, key)
+        crane.bridge_m, crane.trolley_m, crane.hoist_m = c.bridge_m, c.trolley_m, c.hoist_m
+        crane.moving, crane.stamp_ns, crane.liveness = c.moving, c.stamp_ns, REPLAY
 
     def _update_liveness(self, t_ns: int, *, force: bool = False) -> bool:
-        """REPLAY or STALE per robot at ``t_ns``; True if any changed."""
-        last = self._last_ns
+        """REPLAY or STALE per robot at ``t_ns``; True if any changed. Played forward
+        (not ``force``), nothing can change before the first robot's silence runs out
+        unless a STALE robot got a joint state, so only then is it worked out."""
+        if not force and not self._joined and t_ns <= self._live_until:
+            return False
+        last = np.array(self._last_ns, dtype=np.int64)
         live = (last >= 0) & (t_ns - last <= self._stale_ns)
-        changed = np.nonzero(live != self._live)[0] if not force else range(len(live))
-        self._live = live
+        old = np.array(self._live, dtype=bool)
+        changed = np.nonzero(live != old)[0].tolist() if not force else range(len(live))
+        self._live = live.tolist()
+        deadlines = (last + self._stale_ns)[live]
+        self._live_until = int(deadlines.min()) if len(deadlines) else _END_NS
+        self._joined = False
         for i in changed:
-            self.robots[self.robot_ids[int(i)]].liveness = REPLAY if live[i] else STALE
+            self.robots[self.robot_ids[i]].liveness = REPLAY if self._live[i] else STALE
         return len(changed) > 0
 
     def joint_reports(
@@ -365,16 +344,17 @@ class ReplaySource:
     ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]] | None:
         """A robot's newest joint positions at or before ``t_s`` and the newest ones at least
         ``gap_s`` older: (seconds between them, older, newer); None where either is missing."""
-        stream = self._joints[robot_id]
-        times, values, n = stream.log_ns, stream.values, stream.width // 3
-        row = int(np.searchsorted(times, self._ns(t_s), side="right")) - 1
-        if row < 0:
+        stream = 3 * self.robot_ids.index(robot_id)
+        new = self._store.newest(stream, self._ns(t_s))
+        if new is None:
             return None
-        old = int(np.searchsorted(times, times[row] - round(gap_s * _NS), side="right")) - 1
-        if old < 0:
+        old = self._store.newest(stream, new[0] - round(gap_s * _NS))
+        if old is None:
             return None
-        dt_s = int(times[row] - times[old]) / _NS
-        return dt_s, values[old, :n].astype(np.float64), values[row, :n].astype(np.float64)
+        older, newer = self._decode(decode_joint, old), self._decode(decode_joint, new)
+        n = min(len(older.position), len(newer.position))
+        dt_s = (new[0] - old[0]) / _NS
+        return dt_s, np.array(older.position[:n]), np.array(newer.position[:n])
 
     # -- events ---------------------------------------------------------------------
 
@@ -406,4 +386,5 @@ class ReplaySource:
         )
 
     def close(self) -> None:
-        """Nothing to release: the index is in memory and no socket was ever opened."""
+        """Drop the decoded chunks (the file is opened per chunk read; no socket ever)."""
+        self._store.clear()
