@@ -202,12 +202,18 @@ def test_a_gripper_empty_after_a_silence_is_no_drop() -> None:
     robot = fake()
     robot.heartbeat = Grip(grip_closed=True, holding="part-1")
     found = monitors.check(0, {"R1": robot}, None)
-    robot.reported = Liveness.STALE  # a gap or a restart: nothing was seen in between
-    found += monitors.check(STEP_NS, {"R1": robot}, None)
-    robot.reported = Liveness.LIVE
+    # 2 s without a heartbeat (a restart): nothing was seen in between
     robot.heartbeat = Grip(grip_closed=True, holding="")
-    found += monitors.check(2 * STEP_NS, {"R1": robot}, None)
+    found += monitors.check(40 * STEP_NS, {"R1": robot}, None)
     assert [f for f in found if f.kind == "grasp_dropped"] == []
+    # while heartbeats keep coming, the same change is a drop
+    robot.heartbeat = Grip(grip_closed=True, holding="part-2")
+    found += monitors.check(41 * STEP_NS, {"R1": robot}, None)
+    robot.heartbeat = Grip(grip_closed=True, holding="")
+    found += monitors.check(43 * STEP_NS, {"R1": robot}, None)
+    assert [f.details.split(":")[0] for f in found if f.kind == "grasp_dropped"] == [
+        "dropped part-2"
+    ]
 
 
 # -- end to end ----------------------------------------------------------------------------
@@ -274,8 +280,8 @@ def test_a_lost_grip_in_the_emulator_is_listed_as_a_dropped_grasp(fall_recording
     assert "part-1" in str(drops[0]["details"])
     # due from 1 s (or the emulator's start, about 1-2 s after the recording's); the slip waits
     # for an item carried 0.5 s: the grip shuts for 3.2 s of every 7 s cycle, so it comes at
-    # most 3.8 + 0.5 s after the fault is due
-    assert 1.5 <= float(str(drops[0]["t_s"])) <= 7.0, drops
+    # most 3.8 + 0.5 s after the fault is due (0.1 s of slack for the clocks on either side)
+    assert 1.4 <= float(str(drops[0]["t_s"])) <= 7.0, drops
     offline = [
         f for f in detect_offline(open_recording(fall_recording)) if f.kind == "grasp_dropped"
     ]

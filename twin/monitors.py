@@ -52,6 +52,8 @@ DIVERGENCE_SPEED_FACTOR: Final = 1.5
 DIVERGENCE_CLEAR_RAD: Final = 0.1
 MAX_PREDICTION_S: Final = 0.25  # predict no further (beyond: a telemetry gap, not motion)
 _SILENT: Final = frozenset({Liveness.STALE, Liveness.GONE})
+GRIP_GAP_NS: Final = 1_000_000_000
+"""Heartbeats (10 Hz) further apart than this: the gripper's story starts afresh."""
 
 
 class FailureEvent(msgspec.Struct, frozen=True):
@@ -197,6 +199,7 @@ class Monitors:
         self._watch: dict[str, set[int]] = {}  # robot -> joints with a latched condition
         self._previous: dict[str, tuple[int, JointSample]] = {}  # robot -> (check ns, sample)
         self._holding: dict[str, str] = {}  # robot -> the item its gripper last held
+        self._beats: dict[str, tuple[GripLike, int]] = {}  # robot -> (newest beat, seen at ns)
 
     def active(self, robot_id: str, kind: str) -> bool:
         """Whether a ``kind`` failure of the robot is outstanding: raised and not yet clear for
@@ -249,12 +252,17 @@ class Monitors:
         """A grasped item dropped: the gripper held an item and, still closed, holds nothing.
 
         Opening the gripper is a release (a place), not a drop; a robot that falls while
-        holding something drops it too. A robot that goes silent (STALE, GONE: a gap, a
-        restart) starts afresh: what it held before the silence is not compared with after."""
+        holding something drops it too. After a gap in its heartbeats longer than
+        GRIP_GAP_S (a silence, a restart) a robot starts afresh: what it held before the gap
+        is not compared with after (a short STALE blip in its joint stream changes nothing)."""
         beat = robot.heartbeat
-        if beat is None or robot.reported in _SILENT:
-            self._holding.pop(robot_id, None)
+        if beat is None:
             return
+        previous = self._beats.get(robot_id)
+        if previous is None or previous[0] is not beat:  # a new heartbeat arrived
+            if previous is not None and now_ns - previous[1] > GRIP_GAP_NS:
+                self._holding.pop(robot_id, None)
+            self._beats[robot_id] = (beat, now_ns)
         held = self._holding.get(robot_id, "")
         if held and not beat.holding and beat.grip_closed:
             self._raise(
