@@ -86,11 +86,11 @@ def _line_for(path: KeyPath, lines: dict[KeyPath, int]) -> int | None:
     return None
 
 
-def _field_names_at(path: KeyPath) -> list[str]:
-    """The keys the schema allows at ``path`` (for 'did you mean' hints)."""
-    annotation: Any = Scene
+def field_names_at(root: type[BaseModel], path: KeyPath) -> list[str]:
+    """The keys the schema of ``root`` allows at ``path`` (for 'did you mean' hints)."""
+    annotation: Any = root
     for part in path:
-        annotation = _unwrap(annotation)
+        annotation = _model_of(_unwrap(annotation))
         if isinstance(part, int):
             args = typing.get_args(annotation)
             if not args:
@@ -103,10 +103,18 @@ def _field_names_at(path: KeyPath) -> list[str]:
             annotation = field.annotation
         else:
             return []
-    annotation = _unwrap(annotation)
+    annotation = _model_of(_unwrap(annotation))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return list(annotation.model_fields)
     return []
+
+
+def _model_of(annotation: Any) -> Any:
+    """The model in a union like ``Target | None`` (after unwrapping), else the annotation."""
+    args = typing.get_args(annotation)
+    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    only = len(models) == 1 and typing.get_origin(annotation) is not tuple
+    return models[0] if only else annotation
 
 
 def _unwrap(annotation: Any) -> Any:
@@ -126,7 +134,7 @@ def _reason(error: Any) -> tuple[KeyPath, str]:
     value = error.get("input")
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _field_names_at(loc[:-1])
+        allowed = field_names_at(Scene, loc[:-1])
         hint = difflib.get_close_matches(key, allowed, n=1)
         reason = f"unknown key {key!r}"
         if hint:

@@ -14,12 +14,11 @@ from __future__ import annotations
 import difflib
 import logging
 import math
-import typing
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from scenes.loader import (
     KeyPath,
@@ -27,7 +26,7 @@ from scenes.loader import (
     YamlProblem,
     _line_for,
     _reason,
-    _unwrap,
+    field_names_at,
     format_path,
     read_mapping,
 )
@@ -180,7 +179,7 @@ def _task_reason(error: Any) -> tuple[KeyPath, str]:
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = _task_fields_at(loc[:-1])
+        allowed = field_names_at(Task, loc[:-1])
         hint = difflib.get_close_matches(key, allowed, n=1)
         reason = f"unknown key {key!r}"
         if hint:
@@ -191,40 +190,6 @@ def _task_reason(error: Any) -> tuple[KeyPath, str]:
     if kind in ("too_short", "too_long"):
         return loc, f"{error['msg'].lower()}, got {len(error.get('input', ()))}"
     return _reason(error)
-
-
-def _task_fields_at(path: KeyPath) -> list[str]:
-    """The keys the task schema allows at ``path`` (for 'did you mean' hints)."""
-    annotation: Any = Task
-    for part in path:
-        annotation = _model_of(_unwrap(annotation))
-        if isinstance(part, int):
-            args = typing.get_args(annotation)
-            if not args:
-                return []
-            annotation = args[0]
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            field = annotation.model_fields.get(part)
-            if field is None:
-                return []
-            annotation = field.annotation
-        else:
-            return []
-    annotation = _model_of(_unwrap(annotation))
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
-
-
-def _model_of(annotation: Any) -> Any:
-    """The model in a union like ``Target | None`` (after unwrapping), else the annotation."""
-    args = typing.get_args(annotation)
-    models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-    return (
-        models[0]
-        if len(models) == 1 and typing.get_origin(annotation) is not tuple
-        else (annotation)
-    )
 
 
 # -- whole-task rules ---------------------------------------------------------------
