@@ -127,14 +127,15 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _reason(error: Any) -> tuple[KeyPath, str]:
-    """Turn one pydantic error into (key path, reason a scene author understands)."""
+def _reason(error: Any, root: type[BaseModel] = Scene) -> tuple[KeyPath, str]:
+    """Turn one pydantic error into (key path, reason an author understands); ``root``: the
+    schema the path starts in (for 'did you mean' hints on unknown keys)."""
     loc: KeyPath = tuple(p for p in error["loc"] if isinstance(p, int) or "[" not in p)
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        allowed = field_names_at(Scene, loc[:-1])
+        allowed = field_names_at(root, loc[:-1])
         hint = difflib.get_close_matches(key, allowed, n=1)
         reason = f"unknown key {key!r}"
         if hint:

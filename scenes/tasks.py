@@ -26,7 +26,6 @@ from scenes.loader import (
     YamlProblem,
     _line_for,
     _reason,
-    field_names_at,
     format_path,
     read_mapping,
 )
@@ -176,20 +175,9 @@ def _task_reason(error: Any) -> tuple[KeyPath, str]:
             return loc, f"expected a station id or a point [x, y], got {value!r}"
         return loc, f"expected a name or a list, got {type(value).__name__} {value!r}"
     loc = tuple(p for p in raw if isinstance(p, int) or "[" not in p)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = field_names_at(Task, loc[:-1])
-        hint = difflib.get_close_matches(key, allowed, n=1)
-        reason = f"unknown key {key!r}"
-        if hint:
-            reason += f" (did you mean {hint[0]!r}?)"
-        elif allowed:
-            reason += f" (allowed: {', '.join(allowed)})"
-        return loc, reason
-    if kind in ("too_short", "too_long"):
+    if error["type"] in ("too_short", "too_long"):
         return loc, f"{error['msg'].lower()}, got {len(error.get('input', ()))}"
-    return _reason(error)
+    return _reason(error, Task)
 
 
 # -- whole-task rules ---------------------------------------------------------------

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -72,3 +76,16 @@ class Proc(TwinProcess):
         match, index = found
         self._cursor = index + 1
         return match
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_replay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``twin replay ARGS`` in a child with no display (off-screen rendering), from ``cwd``."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "twin", "replay", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip

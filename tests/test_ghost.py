@@ -8,10 +8,7 @@ event, as ``twin live --record`` would have written it. The tests look at the pi
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +22,7 @@ from scenes import DEFAULT_SCENE, load_scene
 from scenes.model import Scene
 from sync.codecs import codec_for
 from sync.protocol import Kind
+from tests.helpers import run_replay
 from tests.test_recorder import T0_NS, received
 from twin.divergence import predict_envelope
 from twin.failures import detect_offline
@@ -201,15 +199,6 @@ def test_the_ghost_uses_the_detectors_own_prediction(
     assert list(predicted.values()) == again.tolist()
 
 
-def run_twin(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "twin", "replay", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 def test_clip_draws_the_ghost_unless_no_ghost(rec_path: Path, tmp_path: Path) -> None:
     import imageio.v3 as iio
 
@@ -218,7 +207,7 @@ def test_clip_draws_the_ghost_unless_no_ghost(rec_path: Path, tmp_path: Path) ->
     frames = {}
     for flag in ("--ghost", "--no-ghost"):
         clip = tmp_path / f"{flag}.mp4"
-        done = run_twin(str(rec_path), "--clip", str(clip), "--event", event.id, "--before", "0",
+        done = run_replay(str(rec_path), "--clip", str(clip), "--event", event.id, "--before", "0",
                         "--after", "0.04", "--size", "1280x720", flag, cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
         (frames[flag],) = iio.imread(clip, index=None).astype(int)  # one frame: the event's

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from bisect import bisect_right
 from pathlib import Path
 from typing import Any
@@ -16,6 +13,7 @@ import zmq
 
 from scenes import DEFAULT_SCENE, load_scene
 from scenes.model import Scene
+from tests.helpers import run_replay
 from tests.test_recorder import T0_NS, hall_messages
 from twin.recorder import Recorder
 from twin.recording import open_recording
@@ -312,20 +310,11 @@ def test_a_cut_recording_replays_its_complete_chunks(
                 assert source.robots == complete.robots, why
 
 
-def run_twin(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "twin", "replay", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-
-
 def test_clip_writes_an_mp4_of_the_window(rec_path: Path, tmp_path: Path) -> None:
     import imageio.v3 as iio
 
     clip = tmp_path / "out.mp4"
-    done = run_twin(str(rec_path), "--clip", str(clip), "--at", "1", "--after", "1",
+    done = run_replay(str(rec_path), "--clip", str(clip), "--at", "1", "--after", "1",
                     "--size", "320x240", cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert str(clip) in done.stdout
@@ -346,11 +335,13 @@ def test_bad_files_and_unknown_events_give_one_line_and_status_2(
         (empty, "empty file"),
         (tmp_path / "missing.mcap", "cannot read"),
     ):
-        done = run_twin(str(path), "--clip", str(tmp_path / "x.mp4"), cwd=tmp_path)
+        done = run_replay(str(path), "--clip", str(tmp_path / "x.mp4"), cwd=tmp_path)
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], done.stderr
-    done = run_twin(str(rec_path), "--event", "99", "--clip", str(tmp_path / "x.mp4"), cwd=tmp_path)
+    done = run_replay(
+        str(rec_path), "--event", "99", "--clip", str(tmp_path / "x.mp4"), cwd=tmp_path
+    )
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "no event 99" in line and "1 (fall K1-01)" in line and "3 (stale" in line
