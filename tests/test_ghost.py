@@ -36,7 +36,6 @@ from viz.screen import world_to_pixel
 from viz.viewer import HallViewer
 
 pv.OFF_SCREEN = True
-ROOT = Path(__file__).resolve().parent.parent
 ROBOT = "K1-01"
 PERIOD_NS = 10_000_000  # joint states at 100 Hz
 SECONDS = 4.0

@@ -20,7 +20,6 @@ from twin.recording import open_recording
 from viz.replay_chunks import chunk_catalog
 from viz.replay_source import REPLAY, STALE, ReplaySource
 
-ROOT = Path(__file__).resolve().parent.parent
 ROUNDS = 60
 SPREAD_NS = 3_000_000_000  # 60 rounds over 3 s: a joint state per robot every 50 ms
 EVENTS = ((1, 0.5, "fall"), (2, 1.25, "epoch"), (3, 2.0, "stale"))  # id, t after T0, kind
