@@ -1,14 +1,14 @@
 """How many messages a second the recorder's sink sustains, beside plain mcap writing.
 
 Usage: ``python benchmarks/record.py [--messages N] [--repeat R] [--json]``. Feeds
-:meth:`twin.recorder.Recorder.sink` realistic accepted joint states (the default hall's
+:meth:`twin.record.recorder.Recorder.sink` realistic accepted joint states (the default hall's
 robots: Kestrel packed float32, Orca packed float64 degrees, Tessel MessagePack maps,
 in proportion to their rates, with the values ingest has already checked, as the
 mirror hands them over) and, in the same run, writes the same bytes with a bare
 ``mcap.writer.Writer`` (two ``add_message`` calls a message: raw frame + JSON, no
 decoding) as the baseline. Also times the parts: the sink with the writer's
 compression inline (no background thread), the recorder's writer alone
-(:class:`twin.mcap_writer.ChunkedMcapWriter`, same bytes as the baseline) and the
+(:class:`twin.record.mcap_writer.ChunkedMcapWriter`, same bytes as the baseline) and the
 canonical JSON alone, so a shortfall can be placed. Every figure is the median of
 ``--repeat`` runs.
 """
@@ -35,10 +35,9 @@ from robots import get_model
 from scenes import DEFAULT_SCENE, load_scene
 from scenes.model import Scene
 from sync.codecs import codec_for
-from sync.protocol import Header, Kind, pack_header, topic
-from twin.ingest import Received
-from twin.mcap_writer import ChunkedMcapWriter
-from twin.recorder import COMPRESSION, Recorder
+from sync.protocol import Header, Kind, Received, pack_header, topic
+from twin.record.mcap_writer import ChunkedMcapWriter
+from twin.record.recorder import COMPRESSION, Recorder
 
 TARGET_MSGS_PER_S = 50_000
 

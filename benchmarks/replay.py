@@ -1,8 +1,8 @@
 """How fast a long recording opens, seeks and replays (state reconstruction, no rendering).
 
 Usage: ``python benchmarks/replay.py [--robots 20] [--minutes 10] [--hz 20] [--full-rate]
-[--json]``. Writes a synthetic recording with :class:`twin.recorder.Recorder` (as the
-tests do: :class:`twin.ingest.Received` objects fed to its sink, no sockets):
+[--json]``. Writes a synthetic recording with :class:`twin.record.recorder.Recorder` (as the
+tests do: :class:`twin.live.ingest.Received` objects fed to its sink, no sockets):
 ``--robots`` Kestrel K1 robots (27 joints) in a synthetic hall
 (``benchmarks.sync.hall_yaml``, no cranes), joint states at ``--hz`` each, base pose
 and heartbeat at 1 Hz, an event every 30 s, log times spread over ``--minutes``. With
@@ -36,12 +36,11 @@ from benchmarks.sync import hall_yaml, robot_id
 from robots import get_model
 from scenes import parse_scene
 from sync.codecs import codec_for
-from sync.protocol import BaseState, Header, Heartbeat, Kind, encode_payload, topic
-from twin.ingest import Received
-from twin.recorder import Recorder
-from twin.recording import open_recording
-from viz.replay_chunks import chunk_catalog
-from viz.replay_source import ReplaySource
+from sync.protocol import BaseState, Header, Heartbeat, Kind, Received, encode_payload, topic
+from twin.record.recorder import Recorder
+from twin.record.recording import open_recording
+from twin.record.replay_chunks import chunk_catalog
+from twin.record.replay_source import ReplaySource
 
 MODEL = "kestrel_k1"
 FULL_RATE_MODELS = ("kestrel_k1", "orca_h2", "tessel_t3")

@@ -19,7 +19,7 @@ What it does, all in one run:
    slowly varying joint arrays), stamped with ``time.time_ns()`` by ``Gateway.send``.
    A publisher keeps its socket open until the receiver has drained (closing it with
    linger 0 would discard its last queued messages) and reports what it sent.
-3. Twin run: the :class:`~twin.mirror.Mirror` runs in the main thread on random ports.
+3. Twin run: the :class:`~twin.live.mirror.Mirror` runs in the main thread on random ports.
    After the warm-up its delay meters are reset and its counters read; after S seconds
    they are read again. Then the twin keeps running until every message sent has been
    accounted for (or nothing has arrived for 0.3 s, or 5 s passed): the drain.
@@ -96,7 +96,7 @@ from sync.protocol import Kind
 if TYPE_CHECKING:
     from scenes.model import Scene
     from sync.streams import DelayMeter
-    from twin.mirror import Mirror
+    from twin.live.mirror import Mirror
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
 
@@ -270,7 +270,7 @@ class TwinRun:
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
     """Mirror in the main thread, publishers at ``args.hz``; measure the window and drain."""
     from sync.addresses import Endpoints
-    from twin.mirror import Mirror
+    from twin.live.mirror import Mirror
 
     context: Ctx = zmq.Context()
     mirror = Mirror(
@@ -505,7 +505,7 @@ def summary(result: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
-    from twin.mirror import DEFAULT_TICK_HZ
+    from twin.live.mirror import DEFAULT_TICK_HZ
 
     doc = __doc__ or ""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])

@@ -22,7 +22,7 @@ from robots import get_model
 from robots.bullet import pb
 from scenes import load_scene
 from scenes.model import Scene
-from twin.world import World
+from twin.world.world import World
 
 
 def _raw_load(scene: Scene) -> float:

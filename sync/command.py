@@ -12,7 +12,7 @@ Two endpoints of the twin exist only when it runs with a key directory (``twin l
   ``outcome``.
 
 Frames are ``[kind, msgpack body]``. The plan inside a command is the twin's ``TaskPlan``
-(``twin/preview/plan.py``) as a nested MessagePack map, carried here as raw bytes so this
+(``twin/plan/model.py``) as a nested MessagePack map, carried here as raw bytes so this
 layer does not depend on the twin. See docs/protocol.md, "Command channel".
 
 Failing closed: the authenticator runs before any CURVE server socket is bound

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import enum
 import struct
+from dataclasses import dataclass
 from typing import Final, Literal
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
 
 PROTOCOL_VERSION: Final = 1
 MAGIC: Final = b"HT"
@@ -226,3 +229,17 @@ def decode_payload(kind: Kind, frame: bytes) -> Heartbeat | BaseState | CraneSta
                 f"{kind.prefix}: orientation is not a unit quaternion (norm {norm:.4g})",
             )
     return message
+
+
+@dataclass(frozen=True)
+class Received:
+    """One accepted telemetry message, as the sinks (the recorder) get it."""
+
+    received_ns: int  # receiver's wall clock
+    source_id: str
+    header: Header
+    topic: bytes
+    payload: bytes
+    joint_values: NDArray[np.float64] | NDArray[np.float32] | None = None
+    """For joint states: the payload's values as ingest checked them (wire units, shape
+    (3, N)), so a sink need not parse the payload again."""

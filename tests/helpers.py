@@ -16,8 +16,8 @@ import pytest
 import zmq
 
 from sync.fanout import request_status
-from twin.child import TwinProcess
-from twin.mirror import Mirror
+from twin.cli.child import TwinProcess
+from twin.live.mirror import Mirror
 
 
 class ThreadedMirror(Mirror):
@@ -79,6 +79,7 @@ class Proc(TwinProcess):
 
 
 ROOT = Path(__file__).resolve().parent.parent
+STARTUP_S = 60.0  # building two worlds on a loaded 2-core machine
 
 
 def run_replay(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

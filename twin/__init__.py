@@ -1,6 +1,13 @@
-"""The twin: owns PyBullet. Builds the world from a scene and wires the command line."""
+"""The twin: owns PyBullet. Its rooms, from the bottom up (docs/architecture.md):
 
-from twin.crane import CraneLimitError
-from twin.world import Contact, Ref, UnknownNameError, World
+``world`` (the PyBullet hall), ``plan`` (task plans), ``record`` (recordings written and
+read), ``failures`` (detectors), ``live`` (the mirror), ``preview`` and ``emulator`` (task
+preview; the emulated hall), ``dispatch`` (the gate), and ``cli`` on top (the ``twin``
+command, the only room that wires ``viz`` in). This face re-exports the world for
+``from twin import World``.
+"""
+
+from twin.world.crane import CraneLimitError
+from twin.world.world import Contact, Ref, UnknownNameError, World
 
 __all__ = ["Contact", "CraneLimitError", "Ref", "UnknownNameError", "World"]

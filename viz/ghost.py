@@ -1,13 +1,13 @@
 """The divergence ghost: in replay, the twin's prediction drawn over the robot's report.
 
-A ``divergence`` failure (:mod:`twin.monitors`) says a robot reported a jump no motor
+A ``divergence`` failure (:mod:`twin.failures.monitors`) says a robot reported a jump no motor
 could make. In ``twin replay`` a robot's divergence is *active* from each of its
 divergence events for ``GHOST_WINDOW_S`` (1 s, the detector's clear-hold time: a
 raised condition stays raised at least that long; a new event inside a window extends it).
 While it is active, a translucent cyan copy of the robot is drawn at the twin's
 prediction for the shown instant: the report one detector check earlier (50 ms) plus
 each joint's change clipped to its speed-limit envelope, computed by
-:func:`twin.divergence.predict_envelope`, the same function the detector uses. At the
+:func:`twin.failures.divergence.predict_envelope`, the same function the detector uses. At the
 event's instant the ghost stands where the twin expected the robot and the robot where
 it said it was; where the reports are back within the envelope the ghost coincides with
 the robot and only tints it, marking it as still in divergence for the rest of the window.
@@ -30,15 +30,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from robots import get_model
-from twin.divergence import predict_envelope
-from twin.monitors import (
+from twin.failures.divergence import predict_envelope
+from twin.failures.monitors import (
     CLEAR_HOLD_NS,
     DEFAULT_RATE_HZ,
     DIVERGENCE_SPEED_FACTOR,
     MAX_PREDICTION_S,
 )
-from viz.replay_events import divergence_times
-from viz.replay_source import ReplaySource
+from twin.record.replay_events import divergence_times
+from twin.record.replay_source import ReplaySource
 from viz.robot_mesh import RobotBatch
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ import pyvista as pv
 from numpy.typing import NDArray
 
 from scenes.model import Bench, Scene
-from twin.world import World
+from twin.world.world import World
 
 FLOOR_RGB: Final = (0.86, 0.89, 0.93)
 GRID_RGB: Final = (0.70, 0.76, 0.84)

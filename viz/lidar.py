@@ -25,7 +25,7 @@ import open3d as o3d
 
 from robots.bullet import pb
 from scenes.model import Sensor
-from twin.world import World
+from twin.world.world import World
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Every robot of a :class:`~twin.world.World` as one merged triangle mesh, posed in place.
+"""Every robot of a :class:`~twin.world.world.World` as one merged triangle mesh, posed in place.
 
 A hall holds 8-24 robots of 25-35 links each; one VTK actor per link costs ~20 us a frame
 in rendering overhead alone. :class:`RobotBatch` instead builds ONE :class:`pyvista.PolyData`
@@ -12,7 +12,7 @@ into :attr:`RobotBatch.robot_ids`), ``"link"`` (PyBullet link index, -1 = base) 
 per robot and, within a robot, per link.
 
 Frames (verified with pybullet 3.2.7 against ``getAABB`` with an offset, rotated base inertial
-frame; see ``tests/test_robot_mesh.py``): ``getVisualShapeData``'s local frame is relative to
+frame; see ``tests/viz/test_robot_mesh.py``): ``getVisualShapeData``'s local frame is relative to
 the link's URDF frame for every link, the base included. For links, ``getLinkState()[4:6]`` is
 that URDF frame. For the base, ``getBasePositionAndOrientation`` is the base's *inertial*
 frame (centre of mass), so the base's points are stored in that frame, pre-multiplied once
@@ -31,7 +31,7 @@ import numpy.typing as npt
 import pyvista as pv
 
 from robots.bullet import pb
-from twin.world import World
+from twin.world.world import World
 
 log = logging.getLogger(__name__)
 

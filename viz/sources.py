@@ -17,7 +17,7 @@ import zmq
 from robots import get_model
 from scenes.model import Scene
 from sync.fanout import CloneClient, CraneView, Event, RequestError, RobotView
-from twin.world import World
+from twin.world.world import World
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from robots import get_model
 from scenes.model import Scene
 from sync.fanout import RobotView
-from twin.world import World
+from twin.world.world import World
 from viz.flows import FlowLayer
 from viz.hall import HallDrawing
 from viz.joint_panel import JointIndex, JointPanel

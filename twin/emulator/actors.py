@@ -27,7 +27,7 @@ from twin.emulator.motion import (
 )
 from twin.emulator.motion import pelvis_orientation as _pelvis_orientation
 from twin.emulator.plans import CranePlan
-from twin.world import GRAVITY_M_S2, CraneHandle, RobotHandle
+from twin.world.world import GRAVITY_M_S2, CraneHandle, RobotHandle
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]

@@ -4,7 +4,7 @@ Each robot's gateway connects a DEALER to the twin's command channel with its ro
 routing id and its gateway key (CurveZMQ client; :mod:`sync.command`), says hello once a
 second, and takes ``dispatch`` commands. Like a real gateway it trusts nothing it receives:
 a command for another robot, a plan that does not decode, names unknown joints, holds NaN
-or targets beyond the joint limits (:func:`twin.dispatch_checks.plan_problems`), or arrives
+or targets beyond the joint limits (:func:`twin.plan.checks.plan_problems`), or arrives
 while the robot is stopped, fallen or busy, is rejected with the reason. An accepted plan
 runs in the emulator's physics (:meth:`EmulatedHall.follow_plan`); its end is answered
 ``done``; a fall or an e-stop on the way ``failed``.
@@ -40,9 +40,9 @@ from sync.command import (
     curve_client,
 )
 from sync.keys import gateway_keys, server_public_key
-from twin.dispatch_checks import plan_problems
 from twin.emulator.physics import EmulatedHall
-from twin.preview.plan import TaskPlan
+from twin.plan.checks import plan_problems
+from twin.plan.model import TaskPlan
 
 log = logging.getLogger(__name__)
 

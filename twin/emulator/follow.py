@@ -1,4 +1,4 @@
-"""An emulated robot following a dispatched :class:`~twin.preview.plan.TaskPlan`.
+"""An emulated robot following a dispatched :class:`~twin.plan.model.TaskPlan`.
 
 The robot leaves its looping station task where it is, moves over to the plan's first
 frame (at :data:`RETURN_SPEED_M_S`, at least :data:`MIN_BLEND_S`), then follows
@@ -16,7 +16,7 @@ from typing import Final
 import numpy as np
 
 from twin.emulator.motion import FloatArray, MotionTarget, RobotMotion, lerp_target
-from twin.preview.plan import PlanSample, PlanTable, TaskPlan
+from twin.plan.model import PlanSample, PlanTable, TaskPlan
 
 RETURN_SPEED_M_S: Final = 0.5
 MIN_BLEND_S: Final = 1.0

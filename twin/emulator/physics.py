@@ -1,9 +1,10 @@
 """The hall emulator's physics: a PyBullet hall standing in for the real one, robots at work.
 
-:class:`EmulatedHall` builds its own world of a scene (:class:`twin.world.World` with free robot
-bases), perturbs it into "a slightly different reality" (robot link masses and friction scaled by
-seeded random factors, :class:`Perturbation`), and runs every robot's station task on a loop
-(:mod:`twin.emulator.motion`) and every crane round its waypoints (:mod:`twin.emulator.plans`).
+:class:`EmulatedHall` builds its own world of a scene (a :class:`twin.world.world.World` with
+free robot bases), perturbs it into "a slightly different reality" (robot link masses and
+friction scaled by seeded random factors, :class:`Perturbation`), and runs every robot's station
+task on a loop (:mod:`twin.emulator.motion`) and every crane round its waypoints
+(:mod:`twin.emulator.plans`).
 
 How a robot is moved: its base is free, but a *stabilised base* carries it -- a soft fixed
 constraint from the pelvis to the world whose child frame follows the planned pelvis pose (lane,
@@ -50,8 +51,8 @@ from twin.emulator.motion import (
     task_period_s,
 )
 from twin.emulator.plans import plan_walks
-from twin.preview.plan import TaskPlan
-from twin.world import UnknownNameError, World
+from twin.plan.model import TaskPlan
+from twin.world.world import UnknownNameError, World
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ class RobotSample:
 @dataclass(frozen=True)
 class CraneSample:
     """A crane's axes at ``sim_time_s``: bridge x, trolley y, hook height (m, hall frame, as
-    :mod:`twin.crane`); ``moving`` when any axis moves faster than 1 mm/s."""
+    :mod:`twin.world.crane`); ``moving`` when any axis moves faster than 1 mm/s."""
 
     crane_id: str
     sim_time_s: float
@@ -119,7 +120,7 @@ class CraneSample:
 class EmulatedHall(Closing):
     """A scene's hall emulated in its own PyBullet world (see the module docstring).
 
-    Also usable as a context manager. ``world`` is the underlying :class:`twin.world.World`.
+    Also usable as a context manager. ``world`` is the underlying :class:`twin.world.world.World`.
     """
 
     def __init__(

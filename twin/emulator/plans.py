@@ -37,7 +37,7 @@ CRANE_SPEED_FRACTION: Final = 0.85
 CRANE_PAUSE_S: Final = 3.0
 SAFE_LOAD_CLEARANCE_M: Final = 2.6
 """Lowest height of the bottom of a crane's load while it travels over the hall (above heads)."""
-_HOOK_AND_LOAD_GAP_M: Final = 0.4  # hook body height (twin/crane.py) between hook point and load
+_HOOK_AND_LOAD_GAP_M: Final = 0.4  # hook body height (twin/world/crane.py), hook point to load
 
 Point = tuple[float, float]
 

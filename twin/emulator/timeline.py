@@ -20,8 +20,8 @@ from robots import RobotModel
 from scenes.model import Scene
 from sync.codecs import VendorCodec
 from sync.gateway import Gateway
+from twin.emulator.faults import RESTART_SILENCE_S, RobotFaults
 from twin.emulator.physics import EmulatedHall
-from twin.faults import RESTART_SILENCE_S, RobotFaults
 
 log = logging.getLogger(__name__)
 

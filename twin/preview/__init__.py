@@ -1,6 +1,9 @@
-"""Task preview: run a task file in PyBullet dynamics before it runs on hardware.
+"""Task preview (``twin preview``): run a task file in PyBullet dynamics before it runs on
+hardware.
 
-``plan`` turns a task into a time-indexed plan (joint targets, base path, grip) that both the
-preview engine and the hall emulator execute; ``store`` keeps the record of each preview so the
-dispatch gate can ask whether exactly this task file passed.
+``compile.py`` turns a task into a :class:`twin.plan.model.TaskPlan` (joint targets, base
+path, grip; built by ``builder``, ``gait`` and ``hands``); ``engine.py`` runs it in the
+dynamic hall (``hall.py``) with its checks and reports a result; ``trials.py`` reruns it under
+perturbed reality; ``store.py`` keeps the record of each preview so the dispatch gate can ask
+whether exactly this task file passed.
 """

@@ -15,9 +15,9 @@ from typing import Final
 from robots import RobotModel
 from scenes.model import Scene
 from scenes.tasks import Task
+from twin.plan.model import PlanFrame
 from twin.preview.compiled import CompileNote, GraspSpan, HandTarget, StepSpan, WrenchLoad
 from twin.preview.kinematics import Kinematics
-from twin.preview.plan import PlanFrame
 
 log = logging.getLogger(__name__)
 

@@ -37,6 +37,7 @@ from robots import get_model
 from scenes.model import Scene
 from scenes.task_model import Step
 from scenes.tasks import Task
+from twin.plan.model import TaskPlan
 from twin.preview.builder import ARM_PARTS as ARM_PARTS
 from twin.preview.builder import CARRY_ARM as CARRY_ARM
 from twin.preview.builder import PLAN_LIMIT_MARGIN_RAD as PLAN_LIMIT_MARGIN_RAD
@@ -77,7 +78,6 @@ from twin.preview.hands import WAYPOINT_M as WAYPOINT_M
 from twin.preview.hands import WRENCH_LEVER_FRACTION as WRENCH_LEVER_FRACTION
 from twin.preview.hands import Hands
 from twin.preview.kinematics import Kinematics
-from twin.preview.plan import TaskPlan
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Final
 from robots import RobotModel
 from scenes.task_model import Hand
 from scenes.tasks import Task
-from twin.preview.plan import TaskPlan
+from twin.plan.model import TaskPlan
 
 log = logging.getLogger(__name__)
 

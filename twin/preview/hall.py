@@ -8,7 +8,7 @@ shapes (about 30x cheaper to step than an articulated body holding still). The p
 is loaded with a free base, its joints under position control, carried by a stabiliser (a
 bounded fixed constraint whose frame follows the plan's pelvis pose).
 
-Names follow :mod:`twin.world`: ``robot:K1-01/r_hand_link`` for the previewed robot's links,
+Names follow :mod:`twin.world.world`: ``robot:K1-01/r_hand_link`` for the previewed robot's links,
 ``robot:T3-02`` for a standing robot, ``crane:C1/load``, ``bench:B1``, ``item:wrench-1``.
 """
 
@@ -26,10 +26,10 @@ from robots import RobotModel, get_model
 from robots.bullet import pb, quiet_stdout
 from scenes.model import Scene
 from sync.closing import Closing
-from twin.crane import AXES
 from twin.preview.kinematics import heading_quaternion
 from twin.preview.surroundings import Surroundings
-from twin.world import World
+from twin.world.crane import AXES
+from twin.world.world import World
 
 log = logging.getLogger(__name__)
 

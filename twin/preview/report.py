@@ -2,10 +2,10 @@
 
 * ``joint_margins.png``: the worst joint-limit fraction and effort fraction over time, with the
   task's limits; ``clearance.png``: the distance to the nearest other body over time.
-* ``preview.mcap``: the preview as a recording :mod:`twin.replay` opens (``twin replay
+* ``preview.mcap``: the preview as a recording :mod:`twin.cli.replay` opens (``twin replay
   DIR/preview.mcap``): the previewed robot's joint states at its telemetry rate, base pose at
   100 Hz, heartbeats at 10 Hz, the other robots standing at their stations, cranes at 20 Hz, and
-  every failure reason as an event; written with :class:`twin.recorder.Recorder` like a live
+  every failure reason as an event; written with :class:`twin.record.recorder.Recorder` like a live
   recording, stamped from the preview's start.
 """
 
@@ -31,15 +31,15 @@ from sync.protocol import (
     CraneState,
     Heartbeat,
     Kind,
+    Received,
     encode_payload,
     pack_header,
     topic,
     unpack_header,
 )
-from twin.ingest import Received
 from twin.preview.engine import PreviewResult
 from twin.preview.hall import PreviewHall
-from twin.recorder import Recorder
+from twin.record.recorder import Recorder
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the off-screen backend

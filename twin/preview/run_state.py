@@ -18,11 +18,11 @@ from numpy.typing import NDArray
 
 from robots.bullet import pb
 from scenes.model import Scene
+from twin.plan.model import PlanTable
 from twin.preview.checks import Checks
 from twin.preview.compile import CompiledTask
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
-from twin.preview.plan import PlanTable
 from twin.preview.result import TIME_STEP_S, Variation
 from twin.preview.surroundings import Surroundings
 

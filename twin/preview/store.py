@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import msgspec
 
-from twin.preview.plan import TaskPlan
+from twin.plan.model import TaskPlan
 
 log = logging.getLogger(__name__)
 

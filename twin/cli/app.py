@@ -1,0 +1,52 @@
+"""The ``twin`` command: the top floor, the only room that wires ``viz`` to the rest.
+
+Each command group lives in its own module and registers itself here; what they share
+(exit codes, options, loading a scene) is in :mod:`twin.cli.common`. Bad input (a broken
+scene file, an unknown model) prints one line per problem to stderr and exits with status
+2; it never shows a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from twin.cli import dispatch, live, preview, recordings, scene, view
+from twin.cli.record_path import expand_bare_record
+
+app = typer.Typer(
+    help="Digital twin of a humanoid-robot training hall.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if verbose:  # our own debug messages, not every library's
+        for package in ("twin", "sync", "viz", "scenes", "robots"):
+            logging.getLogger(package).setLevel(logging.DEBUG)
+
+
+# the order of `twin --help`
+scene.register(app)  # twin scene check, twin robots
+dispatch.register(app)  # twin keys init, twin dispatch
+view.register(app)  # twin demo, twin view
+live.register(app)  # twin emulate, twin live, twin status
+recordings.register(app)  # twin replay, twin failures, twin resim
+preview.register(app)  # twin preview
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(args=expand_bare_record(sys.argv[1:]))

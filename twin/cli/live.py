@@ -1,0 +1,399 @@
+"""The live commands of ``twin``: ``emulate``, ``live`` and ``status``.
+
+Registered on the main app by :mod:`twin.cli.app`. Each long-running command stops
+cleanly on SIGINT/SIGTERM (sockets closed with linger 0).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+import zmq
+from rich.console import Console
+from rich.table import Table
+
+from sync.addresses import Endpoints
+from sync.fanout import RequestError, request_status
+from twin.cli.common import (
+    EXIT_BAD_INPUT,
+    CommandOpt,
+    ControlOpt,
+    FanoutOpt,
+    IngestOpt,
+    JsonOpt,
+    KeysOpt,
+    SceneArg,
+    SecondsOpt,
+    SnapshotOpt,
+    load_or_exit,
+    stop_on_signals,
+)
+
+if TYPE_CHECKING:
+    from scenes.model import Scene
+    from twin.live.mirror import Mirror
+    from twin.record.recorder import Recorder
+
+log = logging.getLogger(__name__)
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def emulate(
+    scene: Path | None,
+    fault: list[str],
+    seed: int,
+    seconds: float | None,
+    ingest: str | None,
+    stats: Path | None,
+    noise: bool,
+    wait_s: float,
+    incidents_every_s: float = 0.0,
+    *,
+    keys: Path | None = None,
+    command: str | None = None,
+    t0_ns: int | None = None,
+) -> None:
+    """Run the hall emulator (see ``twin emulate --help``); with ``keys`` its gateways take
+    commands from the twin's ``command`` channel; ``t0_ns`` is the time zero of fault times."""
+    from twin.emulator.emulate import EmulatorError, HallEmulator
+    from twin.emulator.faults import FaultSpecError, parse_faults
+
+    loaded = load_or_exit(scene)
+    try:
+        faults = parse_faults(fault, [r.id for r in loaded.robots])
+    except FaultSpecError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    endpoints = Endpoints.resolve(ingest=ingest, command=command)
+    stop = stop_on_signals()
+    try:
+        emulator = HallEmulator(
+            loaded,
+            endpoints.ingest,
+            faults=faults,
+            seed=seed,
+            noise=noise,
+            incidents_every_s=incidents_every_s,
+            keys=keys,
+            command=endpoints.command,
+            t0_ns=t0_ns,
+        )
+    except EmulatorError as exc:
+        err.print(f"twin emulate: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    emulator.stats_path = stats
+    try:
+        if not emulator.wait_for_twin(wait_s):
+            log.warning(
+                "no twin subscribed at %s within %g s; publishing anyway", endpoints.ingest, wait_s
+            )
+        err.print(
+            f"emulating {len(loaded.robots)} robots of {loaded.name!r} -> {endpoints.ingest}"
+            + (f" with faults on {', '.join(sorted(faults))}" if faults else "")
+            + (f"; commands from {endpoints.command}" if keys is not None else ""),
+            markup=False,
+        )
+        emulator.run(duration_s=seconds, stop=stop)
+    finally:
+        emulator.close()
+    summary = emulator.stats()
+    if stats is not None:
+        stats.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    err.print(
+        f"emulated {summary['simulated_s']} s in {summary['elapsed_s']} s "
+        f"(real-time factor {summary['realtime_factor']}, max lag {summary['max_lag_ms']} ms)",
+        markup=False,
+    )
+
+
+def live(
+    scene: Path | None,
+    ingest: str | None,
+    fanout: str | None,
+    snapshot: str | None,
+    seconds: float | None,
+    tick_hz: float,
+    display_hz: float,
+    record: Path | None = None,
+    monitors: bool = True,
+    keys: Path | None = None,
+    command: str | None = None,
+    control: str | None = None,
+) -> None:
+    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
+    ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
+    key directory, for the dispatch gate's command channel (none without)."""
+    from twin.cli.dispatch import start_gate
+    from twin.failures.monitors import Monitors
+    from twin.live.mirror import Mirror, MirrorError
+
+    loaded = load_or_exit(scene)
+    recorder = None
+    endpoints = Endpoints.resolve(ingest, fanout, snapshot, command, control)
+    stop = stop_on_signals()
+    try:
+        mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz)
+    except MirrorError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        raise typer.Exit(2) from None
+    except OSError as exc:
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
+    if monitors:
+        mirror.monitors = Monitors()
+    gate = start_gate(mirror, keys, endpoints) if keys is not None else None
+    if record is not None:
+        recorder = _start_recorder(record, scene, loaded)
+        if recorder is None:
+            mirror.close()
+            raise typer.Exit(1)
+        err.print(
+            f"recording to {recorder.path.resolve()} (time zero {recorder.start_ns} ns)",
+            markup=False,
+        )
+        mirror.sinks.append(recorder.sink)
+        _record_ingest_events(mirror, recorder)
+        if mirror.monitors is not None:
+            _record_failures(mirror, recorder)
+        if gate is not None:
+            gate.listeners.append(recorder.event)
+    bound = mirror.endpoints
+    err.print(
+        f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
+        f"snapshot {bound.snapshot}"
+        + (
+            f" command {gate.command_endpoint} control {gate.control_endpoint}"
+            if gate is not None
+            else " (no command channel)"
+        ),
+        markup=False,
+    )
+    try:
+        mirror.run(stop=stop, duration_s=seconds)
+    finally:
+        totals = mirror.status()["totals"]
+        mirror.close()
+        if recorder is not None:
+            recorder.close()
+    err.print(
+        f"received {totals['received']} messages ({totals['accepted']} accepted), "
+        f"gaps {totals['gaps']}, refused {sum(totals['bad_frames'].values())}",
+        markup=False,
+    )
+    if recorder is not None:
+        err.print(f"recorded {recorder.messages} messages to {recorder.path}", markup=False)
+
+
+def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from scenes import DEFAULT_SCENE
+    from twin.record.recorder import Recorder, RecorderError
+
+    try:
+        twin_version = version("hall-twin")
+    except PackageNotFoundError:
+        twin_version = "unknown"
+    scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
+    try:
+        return Recorder(record, loaded, scene_text, twin_version=twin_version)
+    except RecorderError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        return None
+
+
+def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
+    """Also record the ingest's events (epoch changes, resyncs) on ``/events``.
+
+    Liveness changes are raised inside the mirror itself and are not recorded yet.
+    """
+    forward = mirror.ingest.on_event
+
+    def on_event(kind: str, source: str, detail: str) -> None:
+        forward(kind, source, detail)
+        recorder.event(kind, source, detail, time.time_ns())
+
+    mirror.ingest.on_event = on_event
+
+
+def _record_failures(mirror: Mirror, recorder: Recorder) -> None:
+    """Record failure events on ``/events`` (kind ``failure``, detail: the event as JSON).
+
+    A first ``monitors`` event says detection was on, so ``twin failures`` can tell a
+    recording without failures from one recorded without detection.
+    """
+    import msgspec
+
+    from twin.failures.monitors import FailureEvent
+
+    recorder.event("monitors", "twin", "failure detection on", time.time_ns())
+
+    def on_failure(failure: FailureEvent) -> None:
+        detail = msgspec.json.encode(failure).decode()
+        recorder.event("failure", failure.robot_id, detail, failure.stamp_ns)
+
+    mirror.on_failure.append(on_failure)
+
+
+def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
+    """Ask a running twin for its status (see ``twin status --help``)."""
+    endpoints = Endpoints.resolve(snapshot=snapshot)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        report = request_status(context, endpoints.snapshot, timeout_s=timeout_s)
+    except RequestError as exc:
+        err.print(f"twin status: {exc} (is `twin live` running?)", markup=False)
+        raise typer.Exit(1) from None
+    finally:
+        context.term()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+        return
+    table = Table(title=f"{report['scene']} (up {report['uptime_s']:.0f} s)", title_justify="left")
+    columns = (
+        "robot",
+        "manufacturer",
+        "liveness",
+        "rate Hz",
+        "gaps",
+        "epoch",
+        "lat p50 ms",
+        "p99 ms",
+        "in kB/s",
+    )
+    for column in columns:
+        table.add_column(column)
+    for row in report["robots"]:
+        style = {"LIVE": "green", "LATE": "yellow", "STALE": "red", "GONE": "dim"}.get(
+            row["liveness"], ""
+        )
+        table.add_row(
+            row["robot"],
+            row["manufacturer"],
+            f"[{style}]{row['liveness']}[/]",
+            f"{row['rate_hz']:.0f}/{row['nominal_rate_hz']:.0f}",
+            str(row["gaps"]),
+            f"{row['epoch']:#x}"[:10],
+            "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.2f}",
+            "-" if row["latency_ms_p99"] is None else f"{row['latency_ms_p99']:.2f}",
+            f"{row['in_bytes_per_s'] / 1000:.1f}",
+        )
+    out.print(table)
+    totals = report["totals"]
+    out.print(
+        f"{totals['live']}/{len(report['robots'])} live; received {totals['received']}, "
+        f"gaps {totals['gaps']}, refused {totals['bad_frames'] or 'none'}",
+        markup=False,
+    )
+    gate = report.get("dispatch")
+    if gate is None:
+        out.print("dispatch: no command channel (twin live runs without --keys)", markup=False)
+    else:
+        refused = ", ".join(f"{k} {v}" for k, v in sorted(gate["refused_by"].items())) or "none"
+        outcomes = ", ".join(f"{k} {v}" for k, v in sorted(gate["outcomes"].items())) or "none"
+        out.print(
+            f"dispatch: {gate['requests']} requests, {gate['sent']} sent, "
+            f"{len(gate['gateways'])} gateways connected; outcomes: {outcomes}; "
+            f"refused by: {refused}",
+            markup=False,
+        )
+
+
+def emulate_cmd(
+    scene: SceneArg = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fault",
+            help="ROBOT:drop=P, ROBOT:delay=50ms, ROBOT:garbage=P, ROBOT:freeze@10s, "
+            "ROBOT:disconnect@5s, ROBOT:restart@8s, ROBOT:fall@12s (repeatable).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the perturbed reality, noise and faults.")] = 0,
+    seconds: SecondsOpt = None,
+    ingest: IngestOpt = None,
+    stats: Annotated[
+        Path | None, typer.Option(help="Write sent/dropped counts as JSON here on exit.")
+    ] = None,
+    noise: Annotated[
+        bool, typer.Option("--noise/--no-noise", help="Sensor noise on joints.")
+    ] = True,
+    wait_s: Annotated[
+        float, typer.Option("--wait", help="Seconds to wait for the twin to subscribe.")
+    ] = 10.0,
+    incidents_every_s: Annotated[
+        float,
+        typer.Option(
+            "--incidents-every",
+            min=0.0,
+            help="Every this many seconds a random robot falls (helped up 15 s later); 0: never.",
+        ),
+    ] = 0.0,
+    keys: KeysOpt = None,
+    command: CommandOpt = None,
+    t0_ns: Annotated[
+        int | None,
+        typer.Option(
+            "--t0-ns",
+            help="Time zero of --fault and incident times, ns since the Unix epoch (e.g. a "
+            "recording's start); default: when the emulator starts.",
+        ),
+    ] = None,
+) -> None:
+    """Play the hall's hardware: robots doing their tasks in their own physics, over ZeroMQ."""
+    emulate(
+        scene, fault or [], seed, seconds, ingest, stats, noise, wait_s, incidents_every_s,
+        keys=keys, command=command, t0_ns=t0_ns,
+    )  # fmt: skip
+
+
+def live_cmd(
+    scene: SceneArg = None,
+    ingest: IngestOpt = None,
+    fanout: FanoutOpt = None,
+    snapshot: SnapshotOpt = None,
+    seconds: SecondsOpt = None,
+    tick_hz: Annotated[float, typer.Option(min=1.0, help="World update rate.")] = 240.0,
+    display_hz: Annotated[float, typer.Option(min=1.0, help="Fan-out rate to viewers.")] = 30.0,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            metavar="[PATH]",
+            help="Record every accepted message to this MCAP file (raw frames + canonical JSON); "
+            "bare --record (last, or before another option): recordings/<UTC time>.mcap.",
+        ),
+    ] = None,
+    keys: KeysOpt = None,
+    command: CommandOpt = None,
+    control: ControlOpt = None,
+) -> None:
+    """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
+    live(
+        scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
+        keys=keys, command=command, control=control,
+    )  # fmt: skip
+
+
+def status_cmd(
+    as_json: JsonOpt = False,
+    snapshot: SnapshotOpt = None,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait.")] = 2.0,
+) -> None:
+    """Ask a running twin: each robot's liveness, rate, gaps, epoch, latency; totals."""
+    status(as_json, snapshot, timeout_s)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``twin emulate``, ``twin live`` and ``twin status``."""
+    app.command("emulate")(emulate_cmd)
+    app.command("live")(live_cmd)
+    app.command("status")(status_cmd)

@@ -1,0 +1,174 @@
+"""``twin failures REC``: the failures of a recording.
+
+Failures detected live (``twin live --record`` with its monitors on) are on the recording's
+``/events`` channel (kind ``failure``, the :class:`twin.failures.monitors.FailureEvent` as JSON in
+the detail). A recording made without monitors (no ``monitors`` event) is checked offline
+instead: per-robot state is rebuilt in time order from ``/joints/<robot>``, ``/base/<robot>``
+and ``/heartbeat/<robot>`` and the same detectors run over it, with collisions looked for
+in a world built from the recording's scene attachment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from robots import RobotModel, get_model
+from scenes import SceneError
+from scenes.loader import parse_scene
+from sync.codecs import JointSample
+from sync.streams import Liveness, LivenessClock
+from twin.failures.monitors import FailureEvent, Monitors
+from twin.record.recording import Recording, RecordingError, open_recording
+from twin.record.schemas import EventMsg, PoseInFrame
+
+log = logging.getLogger(__name__)
+
+# Receive times in a recording come in bursts (the twin drains its socket between ticks):
+# liveness is judged this much later than the newest message, as the live mirror does by
+# draining before it judges, so a burst boundary does not look like stale telemetry.
+OFFLINE_SLACK_NS = 250_000_000
+
+
+class _Joints(msgspec.Struct):
+    position: list[float]
+    velocity: list[float]
+    effort: list[float]
+
+
+class _Heartbeat(msgspec.Struct):
+    mode: str
+    grip_closed: bool = False
+    holding: str = ""
+
+
+@dataclass(frozen=True)
+class _Base:
+    position_m: tuple[float, float, float]
+    orientation_xyzw: tuple[float, float, float, float]
+
+
+@dataclass
+class OfflineRobot:
+    """A robot's state rebuilt from a recording (shaped like :class:`twin.live.links.RobotLink`)."""
+
+    model: RobotModel
+    liveness: LivenessClock
+    joints: JointSample | None = None
+    base: _Base | None = None
+    reported: Liveness = Liveness.GONE
+    heartbeat: _Heartbeat | None = None
+
+
+def recorded_failures(recording: Recording) -> list[FailureEvent] | None:
+    """Failure events written live; None when the recording was made without monitors."""
+    failures: list[FailureEvent] = []
+    monitored = False
+    for message in recording.iter_messages(["/events"]):
+        event = msgspec.json.decode(message.data, type=EventMsg)
+        if event.kind == "monitors":
+            monitored = True
+        elif event.kind == "failure":
+            failures.append(msgspec.json.decode(event.detail, type=FailureEvent))
+    if not failures and not monitored:
+        return None
+    return sorted(failures, key=lambda f: f.stamp_ns)
+
+
+def detect_offline(recording: Recording, *, collisions: bool = True) -> list[FailureEvent]:
+    """Run the detectors over a recording's joint, base and heartbeat channels."""
+    from twin.world.world import World
+
+    try:
+        scene = parse_scene(recording.scene_text, "scene.yaml")
+    except SceneError as exc:
+        raise RecordingError(f"{recording.path}: its scene does not load: {exc}") from None
+    robots = {
+        r.id: OfflineRobot(model, LivenessClock(period_s=1.0 / model.profile.rate_hz))
+        for r in scene.robots
+        for model in (get_model(r.model),)
+    }
+    topics = [f"/{kind}/{rid}" for rid in robots for kind in ("joints", "base", "heartbeat")]
+    messages = sorted(recording.iter_messages(topics), key=lambda m: m.log_time_ns)
+    monitors = Monitors(collisions=collisions, pose_world=True)
+    found: list[FailureEvent] = []
+    world = World(scene) if collisions and messages else None
+    try:
+        for message in messages:
+            _, kind, robot_id = message.topic.split("/", 2)
+            robot = robots[robot_id]
+            now_ns = message.log_time_ns
+            if kind == "joints":
+                body = msgspec.json.decode(message.data, type=_Joints)
+                robot.joints = JointSample(
+                    np.asarray(body.position, dtype=np.float64),
+                    np.asarray(body.velocity, dtype=np.float64),
+                    np.asarray(body.effort, dtype=np.float64),
+                )
+                robot.liveness.on_message(now_ns)
+            elif kind == "base":
+                pose = msgspec.json.decode(message.data, type=PoseInFrame).pose
+                p, q = pose.position, pose.orientation
+                robot.base = _Base((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+                robot.liveness.on_message(now_ns, main=False)
+            else:
+                beat = msgspec.json.decode(message.data, type=_Heartbeat)
+                robot.liveness.on_message(now_ns, main=False)
+                robot.liveness.shutdown = beat.mode == "shutdown"
+                robot.heartbeat = beat
+            if monitors.due(now_ns):
+                for each in robots.values():
+                    each.reported = each.liveness.state(now_ns - OFFLINE_SLACK_NS)
+                found.extend(monitors.check(now_ns, robots, world))
+    except (msgspec.DecodeError, ValueError, KeyError) as exc:
+        raise RecordingError(f"{recording.path}: a message does not decode: {exc}") from None
+    finally:
+        if world is not None:
+            world.close()
+    return found
+
+
+def start_ns(recording: Recording) -> int | None:
+    """The recording's start (the twin's metadata), else its first message's log time."""
+    stamp = recording.metadata.get("twin", {}).get("start_time_ns")
+    if stamp is not None and stamp.isdigit():
+        return int(stamp)
+    first = recording.summary()["start_ns"]
+    return int(first) if first is not None else None
+
+
+def failure_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
+    """The failures of a recording as rows, and where they came from (recorded/offline)."""
+    recording = open_recording(path)
+    failures = recorded_failures(recording)
+    source = "recorded"
+    if failures is None:
+        source = "offline"
+        failures = detect_offline(recording)
+    try:
+        makers = {
+            r.id: get_model(r.model).manufacturer
+            for r in parse_scene(recording.scene_text, "scene.yaml").robots
+        }
+    except SceneError:
+        makers = {}
+    t0 = start_ns(recording) or (failures[0].stamp_ns if failures else 0)
+    rows = [
+        {
+            "id": f.id,
+            "t_s": round((f.stamp_ns - t0) / 1e9, 3),
+            "stamp_ns": f.stamp_ns,
+            "robot": f.robot_id,
+            "manufacturer": makers.get(f.robot_id, "?"),
+            "kind": f.kind,
+            "severity": f.severity,
+            "details": f.details,
+        }
+        for f in failures
+    ]
+    return rows, source

@@ -1,0 +1,202 @@
+"""Telemetry ingest: one multipart message in, the right link updated or the frame refused.
+
+This is the twin's per-message hot path (tens of thousands of messages a second), so
+known topics are looked up in a table built from the scene, the header is checked
+with plain integer comparisons, and joint-state payloads are only validated here
+(size, finiteness); converting units is left for the states actually applied
+(:meth:`sync.codecs.VendorCodec.to_sample`). A payload is validated *before* its
+sequence number is accepted, so a malformed frame never advances a stream.
+
+Every refused frame is counted by reason; nothing vanishes without a counter.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+from sync.protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    PROTOCOL_VERSION,
+    BaseState,
+    CraneState,
+    FrameError,
+    Header,
+    Heartbeat,
+    Kind,
+    decode_payload,
+    parse_topic,
+    topic,
+    unpack_header,
+)
+from sync.streams import SeqVerdict
+from twin.live.links import CraneLink, RobotLink
+
+log = logging.getLogger(__name__)
+
+_LOG_EVERY_NS: Final = 1_000_000_000
+_TRAVEL_SLACK_M: Final = 0.01  # a crane may report a hair past its end stop
+_UNKNOWN_SOURCES_KEPT: Final = 100
+_KINDS: Final = {int(k): k for k in Kind}
+
+
+EventHook = Callable[[str, str, str], None]  # (kind, source id, detail)
+
+
+class Ingest:
+    """Decode, check and sequence incoming frames into robot and crane links."""
+
+    def __init__(
+        self,
+        scene_name: str,
+        robots: dict[str, RobotLink],
+        cranes: dict[str, CraneLink],
+        on_event: EventHook,
+    ) -> None:
+        self.scene_name = scene_name
+        self.robots = robots
+        self.cranes = cranes
+        self.on_event = on_event
+        self.routes: dict[bytes, tuple[Kind, RobotLink | CraneLink]] = {}
+        for link in robots.values():
+            for kind in (Kind.JOINT_STATE, Kind.HEARTBEAT, Kind.BASE):
+                self.routes[topic(kind, link.robot_id)] = (kind, link)
+        for crane in cranes.values():
+            self.routes[topic(Kind.CRANE, crane.crane_id)] = (Kind.CRANE, crane)
+        self.bad_frames: Counter[str] = Counter()
+        self.unknown_sources: Counter[str] = Counter()
+        self.received = 0
+        self.accepted = 0
+        self.bytes_in = 0
+        self._last_log_ns: dict[str, int] = {}
+
+    def handle(
+        self, frames: list[bytes], received_ns: int, mono_ns: int
+    ) -> tuple[RobotLink | CraneLink, Kind, Header] | None:
+        """Account for one message; return (link, kind, header) if accepted, else None."""
+        self.received += 1
+        source = "?"
+        try:
+            if len(frames) != 3:
+                self.bytes_in += sum(len(f) for f in frames)
+                raise FrameError("bad_framing", f"{len(frames)} frames, expected 3")
+            topic_frame, header_frame, payload = frames
+            size = len(topic_frame) + len(header_frame) + len(payload)
+            self.bytes_in += size
+            route = self.routes.get(topic_frame)
+            if route is None:
+                kind, source = parse_topic(topic_frame)  # raises for a malformed topic
+                key = source if len(self.unknown_sources) < _UNKNOWN_SOURCES_KEPT else "(more)"
+                if source in self.unknown_sources:
+                    key = source
+                self.unknown_sources[key] += 1
+                raise FrameError(
+                    "unknown_source", f"{source!r} is not in scene {self.scene_name!r}"
+                )
+            kind, link = route
+            source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
+            header = self._header(header_frame, kind)
+            if isinstance(link, RobotLink):
+                self._on_robot(link, kind, header, payload, received_ns, mono_ns, size)
+            else:
+                self._on_crane(link, header, payload, mono_ns, size)
+        except FrameError as exc:
+            self.bad_frames[exc.reason] += 1
+            self.log_limited(exc.reason, "refused a frame from %r: %s", source, exc.detail)
+            return None
+        except Exception as exc:  # a bug of ours must not let one message stop the twin
+            self.bad_frames["internal_error"] += 1
+            self.log_limited("internal_error", "could not handle a frame from %r: %r", source, exc)
+            return None
+        self.accepted += 1
+        return link, kind, header
+
+    @staticmethod
+    def _header(frame: bytes, kind: Kind) -> Header:
+        if len(frame) == HEADER_SIZE:
+            magic, version, code, _reserved, seq, stamp_ns, epoch = HEADER.unpack(frame)
+            if magic == MAGIC and version == PROTOCOL_VERSION and code == kind and epoch:
+                return Header(kind=kind, seq=seq, stamp_ns=stamp_ns, epoch=epoch)
+        header = unpack_header(frame)  # raises with the precise reason
+        raise FrameError(
+            "bad_header", f"header kind {_KINDS[header.kind].name} on a {kind.prefix} topic"
+        )
+
+    def _on_robot(
+        self,
+        link: RobotLink,
+        kind: Kind,
+        header: Header,
+        payload: bytes,
+        received_ns: int,
+        mono_ns: int,
+        size: int,
+    ) -> None:
+        checked = (
+            link.codec.check(payload) if kind == Kind.JOINT_STATE else decode_payload(kind, payload)
+        )
+        verdict = link.tracker(kind).observe(header.epoch, header.seq)
+        if verdict is SeqVerdict.STALE_SEQ:
+            raise FrameError("stale_seq", f"{kind.prefix} seq {header.seq} is not newer")
+        if verdict is SeqVerdict.STALE_EPOCH:
+            raise FrameError("stale_epoch", f"{kind.prefix} from a retired epoch {header.epoch:#x}")
+        if verdict is SeqVerdict.RESYNC:
+            self.on_event("resync", link.robot_id, f"{kind.prefix} seq jumped to {header.seq}")
+        if verdict is SeqVerdict.NEW_EPOCH and header.epoch != link.epoch:
+            self.on_event("epoch", link.robot_id, f"gateway restarted: new epoch {header.epoch:#x}")
+            link.delay.reset()
+        link.epoch = header.epoch
+        link.liveness.on_message(mono_ns, main=kind == Kind.JOINT_STATE)
+        link.rate_in.add(mono_ns, size)
+        link.view_dirty = True
+        if kind == Kind.JOINT_STATE:
+            link.joint_messages += 1
+            link.delay.on_receive(header.stamp_ns, received_ns)
+            link.raw_joints = checked  # type: ignore[assignment]
+            link.joints_stamp_ns = header.stamp_ns
+            link.joints_dirty = True
+        elif isinstance(checked, Heartbeat):
+            link.heartbeat = checked
+            if checked.mode == "shutdown":
+                link.liveness.shutdown = True
+        elif isinstance(checked, BaseState):
+            link.base = checked
+            link.base_dirty = True
+
+    def _on_crane(
+        self, link: CraneLink, header: Header, payload: bytes, mono_ns: int, size: int
+    ) -> None:
+        state = decode_payload(Kind.CRANE, payload)
+        if not isinstance(state, CraneState):  # the decoder is typed: cannot happen
+            raise FrameError("bad_payload", f"crane {link.crane_id}: not a crane state")
+        for axis, value in (
+            ("bridge", state.bridge_m),
+            ("trolley", state.trolley_m),
+            ("hoist", state.hoist_m),
+        ):
+            low, high = link.travel_m[axis]
+            if not low - _TRAVEL_SLACK_M <= value <= high + _TRAVEL_SLACK_M:
+                raise FrameError(
+                    "out_of_travel", f"{axis} at {value:g} m is outside {low:g}..{high:g} m"
+                )
+        verdict = link.stream.observe(header.epoch, header.seq)
+        if verdict in (SeqVerdict.STALE_SEQ, SeqVerdict.STALE_EPOCH):
+            raise FrameError(verdict.value, f"crane seq {header.seq} is not newer")
+        link.liveness.on_message(mono_ns)
+        link.rate_in.add(mono_ns, size)
+        link.state = state
+        link.stamp_ns = header.stamp_ns
+        link.dirty = True
+        link.view_dirty = True
+
+    def log_limited(self, key: str, message: str, *args: object) -> None:
+        """Log a warning at most once a second per ``key`` (the rest are only counted)."""
+        now = time.monotonic_ns()
+        if now - self._last_log_ns.get(key, -_LOG_EVERY_NS) >= _LOG_EVERY_NS:
+            self._last_log_ns[key] = now
+            log.warning(message + " (more are counted, logged at most once a second)", *args)

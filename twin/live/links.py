@@ -1,0 +1,197 @@
+"""What the twin knows about each telemetry source: latest state and its bookkeeping.
+
+A :class:`RobotLink` or :class:`CraneLink` holds the newest decoded state of one robot
+or crane, its per-stream sequence trackers, liveness clock, rate and delay meters. The
+mirror (:mod:`twin.live.mirror`) feeds it messages and applies its state to the world.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from robots import RobotModel
+from sync.codecs import JointSample, VendorCodec, codec_for
+from sync.fanout import CraneView, RobotView
+from sync.protocol import BaseState, CraneState, Heartbeat, Kind
+from sync.streams import DelayMeter, Liveness, LivenessClock, RateMeter, StreamTracker
+
+Array = NDArray[np.float64]
+CRANE_PERIOD_S = 0.1  # cranes report at 10 Hz or faster
+
+
+@dataclass
+class RobotLink:
+    """One robot: model, codec, newest state, and stream bookkeeping."""
+
+    robot_id: str
+    model: RobotModel
+    task: str
+    home_position_m: tuple[float, float, float]
+    home_orientation_xyzw: tuple[float, float, float, float]
+    joint_indices: list[int]  # PyBullet joint index per wire-order joint
+    codec: VendorCodec = field(init=False)
+    streams: dict[Kind, StreamTracker] = field(default_factory=dict)
+    liveness: LivenessClock = field(init=False)
+    reported: Liveness = Liveness.GONE
+    reported_since_ns: int = 0  # monotonic time the current liveness began
+    rate_in: RateMeter = field(default_factory=RateMeter)
+    rate_out: RateMeter = field(default_factory=RateMeter)
+    delay: DelayMeter = field(default_factory=DelayMeter)
+    joint_messages: int = 0
+    joint_rate_hz: float = 0.0
+    _joint_messages_at_roll: int = 0
+    _joint_window_start_ns: int | None = None
+    raw_joints: Array | NDArray[np.float32] | None = None  # newest, checked, wire units
+    joints: JointSample | None = None  # newest applied to the world, SI
+    joints_stamp_ns: int = 0  # stamp of raw_joints
+    joints_dirty: bool = False  # raw_joints is newer than what the world has
+    applied_mono_ns: int = 0  # when the world last got this robot's joints
+    base: BaseState | None = None
+    base_dirty: bool = False
+    heartbeat: Heartbeat | None = None
+    view_dirty: bool = True  # changed since the last fan-out update
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        self.codec = codec_for(self.model)
+        self.liveness = LivenessClock(period_s=1.0 / self.model.profile.rate_hz)
+
+    def tracker(self, kind: Kind) -> StreamTracker:
+        """The sequence tracker of one of this robot's streams."""
+        tracker = self.streams.get(kind)
+        if tracker is None:
+            tracker = self.streams[kind] = StreamTracker()
+        return tracker
+
+    def take_joints(self) -> JointSample:
+        """Convert the newest checked joint state to SI and mark it applied."""
+        if self.raw_joints is None:
+            raise RuntimeError(f"{self.robot_id}: no joint state yet")
+        self.joints = self.codec.to_sample(self.raw_joints)
+        self.joints_dirty = False
+        return self.joints
+
+    def roll_rates(self, now_mono_ns: int) -> None:
+        """Close the per-second rate windows (called every tick)."""
+        self.rate_in.roll(now_mono_ns)
+        self.rate_out.roll(now_mono_ns)
+        start = self._joint_window_start_ns
+        if start is None:
+            self._joint_window_start_ns = now_mono_ns
+        elif now_mono_ns - start >= 1_000_000_000:
+            seconds = (now_mono_ns - start) / 1e9
+            self.joint_rate_hz = (self.joint_messages - self._joint_messages_at_roll) / seconds
+            self._joint_messages_at_roll = self.joint_messages
+            self._joint_window_start_ns = now_mono_ns
+
+    @property
+    def gaps(self) -> int:
+        """Messages missing across all of this robot's streams."""
+        return sum(t.gaps for t in self.streams.values())
+
+    def view(self) -> RobotView:
+        """The canonical view the fan-out and the snapshot carry."""
+        joints = self.joints
+        hb = self.heartbeat
+        base_position = self.base.position_m if self.base else self.home_position_m
+        base_orientation = self.base.orientation_xyzw if self.base else self.home_orientation_xyzw
+        return RobotView(
+            robot_id=self.robot_id,
+            manufacturer=self.model.manufacturer,
+            model=self.model.name,
+            task=self.task,
+            liveness=str(self.reported),
+            stamp_ns=self.joints_stamp_ns,
+            epoch=self.epoch,
+            joint_names=list(self.codec.canonical_names),
+            positions=joints.positions.tolist() if joints else [],
+            velocities=joints.velocities.tolist() if joints else [],
+            efforts=joints.efforts.tolist() if joints else [],
+            base_position_m=base_position,
+            base_orientation_xyzw=base_orientation,
+            mode=hb.mode if hb else "unknown",
+            estop=hb.estop if hb else False,
+            protective_stop=hb.protective_stop if hb else False,
+            in_bytes_per_s=self.rate_in.bytes_per_s,
+            in_msgs_per_s=self.rate_in.msgs_per_s,
+            out_bytes_per_s=self.rate_out.bytes_per_s,
+        )
+
+    def status(self, now_mono_ns: int) -> dict[str, Any]:
+        """One row of ``twin status``."""
+        latency = self.delay.percentiles_ms()
+        raw = self.delay.percentiles_ms(raw=True)
+        js = self.streams.get(Kind.JOINT_STATE)
+        last = self.liveness.last_rx_ns
+        return {
+            "robot": self.robot_id,
+            "manufacturer": self.model.manufacturer,
+            "model": self.model.name,
+            "liveness": str(self.reported),
+            "nominal_rate_hz": self.model.profile.rate_hz,
+            "rate_hz": round(self.joint_rate_hz, 1),
+            "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
+            "in_bytes_per_s": round(self.rate_in.bytes_per_s, 1),
+            "out_bytes_per_s": round(self.rate_out.bytes_per_s, 1),
+            "received": sum(t.received for t in self.streams.values()),
+            "gaps": self.gaps,
+            "joint_state_gaps": js.gaps if js else 0,
+            "stale_seq": sum(t.stale for t in self.streams.values()),
+            "epoch": self.epoch,
+            "epoch_changes": max((t.epoch_changes for t in self.streams.values()), default=0),
+            "latency_ms_p50": round(latency[0], 3) if latency else None,
+            "latency_ms_p99": round(latency[1], 3) if latency else None,
+            "clock_offset_ms": round(self.delay.offset_ns / 1e6, 3),
+            # stamp to applied without the offset estimate: true when clocks agree
+            "delay_ms_p50": round(raw[0], 3) if raw else None,
+            "delay_ms_p99": round(raw[1], 3) if raw else None,
+            "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 4) if last else None,
+            "liveness_for_s": round((now_mono_ns - self.reported_since_ns) / 1e9, 4),
+            "mode": self.heartbeat.mode if self.heartbeat else "unknown",
+            "estop": self.heartbeat.estop if self.heartbeat else False,
+        }
+
+
+@dataclass
+class CraneLink:
+    """One crane: newest state and its stream bookkeeping."""
+
+    crane_id: str
+    travel_m: dict[str, tuple[float, float]]  # axis -> (low, high), hall coordinates
+    stream: StreamTracker = field(default_factory=StreamTracker)
+    liveness: LivenessClock = field(default_factory=lambda: LivenessClock(CRANE_PERIOD_S))
+    reported: Liveness = Liveness.GONE
+    rate_in: RateMeter = field(default_factory=RateMeter)
+    state: CraneState | None = None
+    stamp_ns: int = 0
+    dirty: bool = False
+    view_dirty: bool = True
+    refused: int = 0  # states outside the crane's travel
+
+    def view(self, fallback: dict[str, float]) -> CraneView:
+        """The crane's view (the world's positions until the crane reports)."""
+        state = self.state
+        return CraneView(
+            crane_id=self.crane_id,
+            liveness=str(self.reported),
+            stamp_ns=self.stamp_ns,
+            bridge_m=state.bridge_m if state else fallback["bridge"],
+            trolley_m=state.trolley_m if state else fallback["trolley"],
+            hoist_m=state.hoist_m if state else fallback["hoist"],
+            moving=state.moving if state else False,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """One crane row of ``twin status``."""
+        return {
+            "crane": self.crane_id,
+            "liveness": str(self.reported),
+            "received": self.stream.received,
+            "gaps": self.stream.gaps,
+            "refused_out_of_travel": self.refused,
+            "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
+        }

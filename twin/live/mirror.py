@@ -1,0 +1,361 @@
+"""The live mirror: telemetry in, the PyBullet world kept in step, state out to viewers.
+
+One thread, one loop (:meth:`Mirror.run`): it drains the ingest socket until the
+next tick is due, answers snapshot/status requests, and on every tick (240 Hz by
+default) applies pending states, updates liveness and, at display rate, publishes
+what changed to the viewers.
+
+World updates follow the load, within a budget: updating PyBullet costs 15-30 us
+per robot, so the time spent on world updates is capped at 40 % of each tick period.
+Within that budget each joint state is applied the moment it arrives (lowest
+latency); beyond it, states are only recorded as they arrive (counted, sequenced,
+handed to the sinks) and the next tick applies the newest state of every robot that
+changed, round robin, within the same budget. Ingest always gets the rest of the time,
+so under overload the world lags by a bounded number of ticks instead of the ingest
+queue overflowing and losing messages.
+
+A bad frame is counted, logged (rate-limited) and dropped; it never stops the loop.
+Every accepted message is handed to the registered sinks (the recorder plugs in there).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+import msgspec
+import zmq
+
+from robots import get_model
+from robots.bullet import pb
+from scenes.model import Scene
+from sync.addresses import (
+    FANOUT_SNDHWM,
+    INGEST_RCVHWM,
+    MAX_MESSAGE_BYTES,
+    Endpoints,
+    close_quietly,
+)
+from sync.fanout import Event
+from sync.protocol import Kind, Received
+from sync.streams import Liveness
+from twin.failures.monitors import FailureEvent, Monitors
+from twin.live.gate import CommandGate
+from twin.live.ingest import Ingest
+from twin.live.links import CraneLink, RobotLink
+from twin.live.serve import FanoutServer
+from twin.world.crane import CraneLimitError
+from twin.world.world import World
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TICK_HZ: Final = 240.0
+DEFAULT_DISPLAY_HZ: Final = 30.0
+_EVENTS_KEPT: Final = 1000
+_APPLY_BUDGET_FRACTION: Final = 0.4
+_TICK_DRAIN_LIMIT: Final = 2000
+_NOTEWORTHY: Final = frozenset({Liveness.STALE, Liveness.GONE})
+
+Sink = Callable[[Received], None]
+
+
+class MirrorError(RuntimeError):
+    """The scene cannot be mirrored (said why, in one line)."""
+
+
+__all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "MirrorError", "Received", "Sink"]
+
+
+class Mirror(FanoutServer):
+    """Mirror a live hall into a PyBullet world; serve viewers and status requests."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        endpoints: Endpoints,
+        *,
+        context: zmq.Context[zmq.Socket[bytes]] | None = None,
+        tick_hz: float = DEFAULT_TICK_HZ,
+        display_hz: float = DEFAULT_DISPLAY_HZ,
+    ) -> None:
+        self.scene = scene
+        self.scene_name = scene.name
+        self.tick_hz = tick_hz
+        self.display_hz = display_hz
+        self._tick_ns = int(1e9 / tick_hz)
+        self.world = World(scene)
+        self.sinks: list[Sink] = []
+        self.robots: dict[str, RobotLink] = {}
+        try:
+            for robot in scene.robots:
+                handle = self.world.robot(robot.id)
+                model = get_model(robot.model)
+                position, orientation = self.world.base_pose(robot.id)
+                self.robots[robot.id] = RobotLink(
+                    robot_id=robot.id,
+                    model=model,
+                    task=robot.task,
+                    home_position_m=position,
+                    home_orientation_xyzw=orientation,
+                    joint_indices=[handle.joint_index[n] for n in model.profile.joint_names],
+                )
+        except ValueError as exc:  # e.g. a model no telemetry encoding can carry
+            self.world.close()
+            raise MirrorError(f"robot {robot.id!r} cannot be mirrored: {exc}") from None
+        self._bodies = {rid: self.world.robot(rid).body for rid in self.robots}
+        self.cranes = {
+            c.id: CraneLink(
+                c.id,
+                {
+                    "bridge": c.bridge.travel,
+                    "trolley": c.trolley.travel,
+                    "hoist": c.hoist.travel,
+                },
+            )
+            for c in scene.cranes
+        }
+        self.ingest = Ingest(scene.name, self.robots, self.cranes, self.event)
+        self.ticks = 0
+        self.tick_overruns = 0
+        self.world_updates = 0
+        self.world_update_deferrals = 0
+        self._apply_order: list[RobotLink] = list(self.robots.values())
+        self._apply_start = 0
+        self._apply_budget_ns = int(self._tick_ns * _APPLY_BUDGET_FRACTION)
+        self._apply_spent_ns = 0
+        self.fanout_seq = 0
+        self.run_id = secrets.randbits(63) | 1
+        self.fanout_dropped = 0
+        self.bad_requests = 0
+        self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
+        # failure detection (time-gated inside Monitors); `twin live` sets one by default
+        self.monitors: Monitors | None = None
+        self.on_failure: list[Callable[[FailureEvent], None]] = []
+        # the dispatch gate (`twin live --keys`); None: no command channel at all
+        self.gate: CommandGate | None = None
+        self._started_mono_ns = time.monotonic_ns()
+        self._owns_context = context is None
+        self.context = context or zmq.Context()
+        self._ingest = self.context.socket(zmq.SUB)
+        self._fanout = self.context.socket(zmq.PUB)
+        self._router = self.context.socket(zmq.ROUTER)
+        try:
+            self._ingest.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
+            self._ingest.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+            self._ingest.setsockopt(zmq.SUBSCRIBE, b"")
+            self._fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
+            for socket in (self._ingest, self._fanout, self._router):
+                socket.setsockopt(zmq.LINGER, 0)
+            # the endpoints actually bound ("tcp://127.0.0.1:*" picks a free port)
+            self.endpoints = Endpoints(
+                ingest=_bind(self._ingest, endpoints.ingest, "ingest"),
+                fanout=_bind(self._fanout, endpoints.fanout, "fan-out"),
+                snapshot=_bind(self._router, endpoints.snapshot, "snapshot"),
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    # -- lifetime ---------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close sockets (linger 0), the dispatch gate and the world."""
+        if self.gate is not None:
+            self.gate.close()
+            self.gate = None
+        for socket in (self._ingest, self._fanout, self._router):
+            close_quietly(socket)
+        if self._owns_context:
+            self.context.term()
+        self.world.close()
+
+    def run(self, *, stop: threading.Event | None = None, duration_s: float | None = None) -> None:
+        """Serve until ``stop`` is set or ``duration_s`` has passed."""
+        poller = zmq.Poller()
+        poller.register(self._ingest, zmq.POLLIN)
+        poller.register(self._router, zmq.POLLIN)
+        command = control = None
+        if self.gate is not None:
+            command, control = self.gate.sockets
+            poller.register(command, zmq.POLLIN)
+            poller.register(control, zmq.POLLIN)
+        display_every = max(1, round(self.tick_hz / self.display_hz))
+        start = time.monotonic_ns()
+        end = start + int(duration_s * 1e9) if duration_s is not None else None
+        next_tick = start
+        while not (stop is not None and stop.is_set()):
+            now = time.monotonic_ns()
+            if end is not None and now >= end:
+                break
+            if now < next_tick:
+                wait_ms = -(-(next_tick - now) // 1_000_000)  # round up: never spin
+                ready = dict(poller.poll(wait_ms))
+                if self._ingest in ready:
+                    self.drain(until_mono_ns=next_tick)
+                if self._router in ready:
+                    self.serve_requests()
+                if self.gate is not None:
+                    if command in ready:
+                        self.gate.serve_command()
+                    if control in ready:
+                        self.gate.serve_control()
+                continue
+            self.tick(publish=self.ticks % display_every == 0)
+            next_tick += self._tick_ns
+            behind = time.monotonic_ns() - next_tick
+            if behind > 10 * self._tick_ns:  # overloaded: skip ticks rather than pile up
+                self.tick_overruns += 1
+                next_tick = time.monotonic_ns() + self._tick_ns
+
+    # -- ingest -----------------------------------------------------------------
+
+    def drain(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
+        """Handle waiting messages until none is left, the deadline, or ``limit``."""
+        handled = 0
+        recv = self._ingest.recv_multipart
+        while handled < limit:
+            try:
+                frames = recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            handled += 1
+            mono_ns = time.monotonic_ns()
+            self.handle(frames, time.time_ns(), mono_ns)
+            if until_mono_ns is not None and handled % 64 == 0 and mono_ns >= until_mono_ns:
+                break
+        return handled
+
+    def handle(self, frames: list[bytes], received_ns: int, mono_ns: int) -> None:
+        """Account for one message; apply a joint state at once if the budget allows."""
+        accepted = self.ingest.handle(frames, received_ns, mono_ns)
+        if accepted is None:
+            return
+        link, kind, header = accepted
+        if (
+            kind == Kind.JOINT_STATE
+            and isinstance(link, RobotLink)
+            and self._apply_spent_ns < self._apply_budget_ns
+        ):
+            self._apply_joints(link, mono_ns)
+        if self.sinks:
+            source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
+            values = (
+                link.raw_joints
+                if kind == Kind.JOINT_STATE and isinstance(link, RobotLink)
+                else None
+            )
+            record = Received(received_ns, source, header, frames[0], frames[2], values)
+            for sink in self.sinks:
+                sink(record)
+
+    def _apply_joints(self, link: RobotLink, mono_ns: int) -> None:
+        started = time.perf_counter_ns()
+        joints = link.take_joints()
+        pb.resetJointStatesMultiDof(
+            self._bodies[link.robot_id],
+            link.joint_indices,
+            targetValues=[[v] for v in joints.positions.tolist()],
+            targetVelocities=[[v] for v in joints.velocities.tolist()],
+            physicsClientId=self.world.client,
+        )
+        link.applied_mono_ns = mono_ns
+        link.delay.on_applied(link.joints_stamp_ns, time.time_ns())
+        self.world_updates += 1
+        self._apply_spent_ns += time.perf_counter_ns() - started
+
+    # -- tick -------------------------------------------------------------------
+
+    def tick(self, *, publish: bool = True) -> None:
+        """Apply pending states to the world, update liveness, publish if asked."""
+        self.ticks += 1
+        client = self.world.client
+        # what already waits in the socket is not late: take it in before judging liveness
+        # (a slow status reply or a GC pause of ours must not make robots look STALE)
+        self.drain(limit=_TICK_DRAIN_LIMIT)
+        now_mono = time.monotonic_ns()
+        self._apply_spent_ns = 0  # a fresh budget for this tick period
+        self._apply_pending(now_mono)
+        for link in self.robots.values():
+            if link.base_dirty and link.base is not None:
+                pb.resetBasePositionAndOrientation(
+                    self._bodies[link.robot_id],
+                    link.base.position_m,
+                    link.base.orientation_xyzw,
+                    physicsClientId=client,
+                )
+                link.base_dirty = False
+            state = link.liveness.state(now_mono)
+            if state != link.reported:
+                if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
+                    self.event("liveness", link.robot_id, f"{link.reported} -> {state}")
+                link.reported = state
+                link.reported_since_ns = now_mono
+                link.view_dirty = True
+            link.roll_rates(now_mono)
+        for crane in self.cranes.values():
+            self._tick_crane(crane, now_mono)
+        if publish:
+            self.publish_update()
+        if self.monitors is not None and self.monitors.due(now_mono):
+            self._run_monitors(self.monitors)
+        if self.gate is not None:
+            self.gate.expire(now_mono)
+
+    def _run_monitors(self, monitors: Monitors) -> None:
+        """Run the failure detectors; publish and hand out what they found."""
+        now_mono = time.monotonic_ns()
+        for failure in monitors.check(now_mono, self.robots, self.world):
+            # stamp on the wall clock, like every other event
+            failure = msgspec.structs.replace(failure, stamp_ns=time.time_ns())
+            self.event("failure", failure.robot_id, msgspec.json.encode(failure).decode())
+            for callback in self.on_failure:
+                callback(failure)
+
+    def _apply_pending(self, now_mono: int) -> None:
+        """Apply changed joint states, round robin, within the tick's time budget."""
+        order = self._apply_order
+        count = len(order)
+        for step in range(count):
+            link = order[(self._apply_start + step) % count]
+            if not link.joints_dirty:
+                continue
+            if self._apply_spent_ns >= self._apply_budget_ns:
+                self.world_update_deferrals += sum(1 for other in order if other.joints_dirty)
+                self._apply_start = (self._apply_start + step) % count  # first next tick
+                return
+            self._apply_joints(link, now_mono)
+
+    def _tick_crane(self, crane: CraneLink, now_mono: int) -> None:
+        if crane.dirty and crane.state is not None:
+            crane.dirty = False
+            try:
+                self.world.set_crane(
+                    crane.crane_id,
+                    bridge_m=crane.state.bridge_m,
+                    trolley_m=crane.state.trolley_m,
+                    hoist_m=crane.state.hoist_m,
+                )
+            except CraneLimitError as exc:
+                crane.refused += 1
+                self.ingest.log_limited("crane_travel", "crane state refused: %s", exc)
+        state = crane.liveness.state(now_mono)
+        if state != crane.reported:
+            self.event("liveness", crane.crane_id, f"{crane.reported} -> {state}")
+            crane.reported = state
+            crane.view_dirty = True
+        crane.rate_in.roll(now_mono)
+
+
+def _bind(socket: zmq.Socket[bytes], endpoint: str, what: str) -> str:
+    """Bind; return the endpoint actually bound."""
+    try:
+        socket.bind(endpoint)
+    except zmq.ZMQError as exc:
+        raise OSError(f"cannot bind the {what} socket to {endpoint}: {exc}") from None
+    bound = socket.getsockopt(zmq.LAST_ENDPOINT)
+    return bound.decode() if isinstance(bound, bytes) else str(bound)

@@ -1,0 +1,164 @@
+"""The twin's outward face: fan-out updates and events to viewers, snapshot and status replies.
+
+A mixin of :class:`twin.live.mirror.Mirror` (it uses the mirror's links, world, sockets and
+counters); kept apart because answering viewers is a different job from mirroring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import zmq
+
+from sync.fanout import ENCODER, ERROR, EVENT, SNAPSHOT, STATE, STATUS, Event, Snapshot, StateUpdate
+from sync.streams import Liveness
+from twin.live.gate import CommandGate
+from twin.live.ingest import Ingest
+from twin.live.links import CraneLink, RobotLink
+from twin.world.world import World
+
+log = logging.getLogger(__name__)
+
+
+class FanoutServer:
+    """Fan-out publishing and request serving, over the state a Mirror keeps."""
+
+    scene_name: str
+    world: World
+    robots: dict[str, RobotLink]
+    cranes: dict[str, CraneLink]
+    ingest: Ingest
+    events: deque[Event]
+    run_id: int
+    fanout_seq: int
+    fanout_dropped: int
+    bad_requests: int
+    tick_hz: float
+    ticks: int
+    tick_overruns: int
+    world_updates: int
+    world_update_deferrals: int
+    gate: CommandGate | None
+    _started_mono_ns: int
+    _fanout: zmq.Socket[bytes]
+    _router: zmq.Socket[bytes]
+
+    def _next_seq(self) -> int:
+        self.fanout_seq += 1
+        return self.fanout_seq
+
+    def publish_update(self) -> None:
+        """Publish robots and cranes that changed since the last update (if any)."""
+        robots = [link for link in self.robots.values() if link.view_dirty]
+        cranes = [c for c in self.cranes.values() if c.view_dirty]
+        if not robots and not cranes:
+            return
+        views = [link.view() for link in robots]
+        update = StateUpdate(
+            run_id=self.run_id,
+            seq=self._next_seq(),
+            stamp_ns=time.time_ns(),
+            robots=views,
+            cranes=[c.view(self.world.crane_positions(c.crane_id)) for c in cranes],
+        )
+        body = ENCODER.encode(update)
+        now_mono = time.monotonic_ns()
+        share = len(body) // max(1, len(robots))  # bytes of this update per robot
+        for link in robots:
+            link.view_dirty = False
+            link.rate_out.add(now_mono, share)
+        for crane in cranes:
+            crane.view_dirty = False
+        self._send_fanout(STATE, body)
+
+    def _send_fanout(self, kind: bytes, body: bytes) -> None:
+        try:
+            self._fanout.send_multipart((kind, body), zmq.NOBLOCK)
+        except zmq.Again:  # PUB drops rather than blocks; viewers see the sequence gap
+            self.fanout_dropped += 1
+
+    def event(self, kind: str, source: str, detail: str) -> None:
+        """Tell the viewers (fan-out) and the event list that something happened."""
+        event = Event(
+            run_id=self.run_id,
+            seq=self._next_seq(),
+            stamp_ns=time.time_ns(),
+            kind=kind,
+            source_id=source,
+            detail=detail,
+        )
+        self.events.append(event)
+        log.info("%s %s: %s", kind, source, detail)
+        self._send_fanout(EVENT, ENCODER.encode(event))
+
+    def snapshot(self) -> Snapshot:
+        """The full state, stamped with the current fan-out sequence number."""
+        return Snapshot(
+            run_id=self.run_id,
+            seq=self.fanout_seq,
+            stamp_ns=time.time_ns(),
+            scene=self.scene_name,
+            robots=[link.view() for link in self.robots.values()],
+            cranes=[c.view(self.world.crane_positions(c.crane_id)) for c in self.cranes.values()],
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``twin status`` shows."""
+        now_mono = time.monotonic_ns()
+        rows = [link.status(now_mono) for link in self.robots.values()]
+        ingest = self.ingest
+        return {
+            "scene": self.scene_name,
+            "uptime_s": round((now_mono - self._started_mono_ns) / 1e9, 3),
+            "tick_hz": self.tick_hz,
+            "ticks": self.ticks,
+            "tick_overruns": self.tick_overruns,
+            "world_updates": self.world_updates,
+            "world_update_deferrals": self.world_update_deferrals,
+            "robots": rows,
+            "cranes": [c.status() for c in self.cranes.values()],
+            # None: no command channel (the twin runs without --keys)
+            "dispatch": self.gate.status() if self.gate is not None else None,
+            "totals": {
+                "received": ingest.received,
+                "accepted": ingest.accepted,
+                "bytes_in": ingest.bytes_in,
+                "gaps": sum(r["gaps"] for r in rows),
+                "bad_frames": dict(ingest.bad_frames),
+                "unknown_sources": dict(ingest.unknown_sources),
+                "live": sum(1 for r in rows if r["liveness"] == Liveness.LIVE),
+                "fanout_seq": self.fanout_seq,
+                "fanout_dropped": self.fanout_dropped,
+                "bad_requests": self.bad_requests,
+            },
+        }
+
+    def serve_requests(self) -> None:
+        """Answer every waiting snapshot/status request."""
+        while True:
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            # ROUTER: [identity, (empty delimiter from REQ), request]
+            identity, rest = frames[0], frames[1:]
+            envelope = [identity]
+            if rest and rest[0] == b"":
+                envelope.append(b"")
+                rest = rest[1:]
+            what = rest[0] if len(rest) == 1 else b""
+            if what == SNAPSHOT:
+                reply = [SNAPSHOT, ENCODER.encode(self.snapshot())]
+            elif what == STATUS:
+                reply = [STATUS, json.dumps(self.status()).encode()]
+            else:
+                self.bad_requests += 1
+                reply = [ERROR, b"unknown request; ask for 'snapshot' or 'status'"]
+            try:
+                self._router.send_multipart([*envelope, *reply], zmq.NOBLOCK)
+            except zmq.ZMQError as exc:  # the asker went away
+                log.debug("could not answer a request: %s", exc)

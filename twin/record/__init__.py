@@ -1,0 +1,9 @@
+"""Recordings: every accepted message into a self-contained MCAP file, and read back.
+
+Writing: ``recorder.py`` (raw frames plus canonical JSON channels, attachments) on
+``mcap_writer.py`` (chunked, compression on a thread), channel schemas in ``schemas.py``.
+Reading: ``recording.py`` (open, recover a cut file), and the indexed replay source the
+viewers, the ghost and re-simulation seek in (``replay_source.py`` with its chunk catalogue,
+per-robot index, views and events). It sits below ``viz``, so a viewer reads recordings
+without the recording room knowing any viewer.
+"""

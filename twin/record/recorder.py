@@ -1,0 +1,343 @@
+"""The recorder: every accepted telemetry message into a self-contained MCAP file.
+
+A :class:`Recorder` is a :class:`twin.live.mirror.Mirror` sink (``mirror.sinks.append(
+recorder.sink)``). Each accepted message is written twice:
+
+- ``/raw/<topic>`` (e.g. ``/raw/js/K1-03``): the vendor frame exactly as received, the
+  32-byte header followed by the payload, schema-less with message encoding
+  ``hall-twin-v1`` (re-decode with :mod:`sync.protocol` and :mod:`sync.codecs`);
+- a canonical JSON message: ``/joints/<robot>`` (canonical joint names, SI units: rad,
+  rad/s, N*m; m, m/s, N for prismatic joints), ``/heartbeat/<robot>``, ``/base/<robot>``
+  (the ``foxglove.PoseInFrame`` shape; velocities and IMU only in the raw frame) and
+  ``/crane/<crane>``.
+
+``log_time`` is the twin's receive time, ``publish_time`` the sender's ``stamp_ns``.
+Events (:meth:`Recorder.event`) go to ``/events``. The file starts with a ``twin``
+metadata record and attachments: the scene YAML (``scene.yaml``) and the URDF of every
+robot model in the scene (``robots/<model>.urdf``), so a recording is self-contained.
+
+Durability: chunks are closed when they reach ``chunk_size_bytes`` (about one second of
+the scene's nominal load) and at the first message after :data:`FLUSH_EVERY_NS` of wall
+time; that flush waits until everything is written and handed to the OS, so a SIGKILL
+loses at most the messages received in the last ~1 s. (With no traffic nothing is
+flushed until the next message or :meth:`Recorder.close`: the open chunk still holds at
+most ~1 s of messages.)
+
+Speed: the file is written by :class:`twin.record.mcap_writer.ChunkedMcapWriter` (the ``mcap``
+package's records, a message packed in one call, chunks compressed with zstd level 1
+on a background thread): ``benchmarks/record.py`` measures the sink at about twice
+what a bare ``mcap.writer.Writer`` manages with the same bytes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import IO, Final
+
+import msgspec
+import numpy as np
+from mcap.writer import CompressionType
+from numpy.typing import NDArray
+
+from robots import get_model
+from scenes.model import Scene
+from sync.closing import Closing
+from sync.codecs import VendorCodec, codec_for
+from sync.protocol import (
+    HEADER,
+    MAGIC,
+    PROTOCOL_VERSION,
+    BaseState,
+    CraneState,
+    Heartbeat,
+    Kind,
+    Received,
+    decode_payload,
+    topic,
+)
+from twin.record.mcap_writer import ChunkedMcapWriter
+from twin.record.schemas import (
+    SCHEMAS,
+    CraneMsg,
+    EventMsg,
+    HeartbeatMsg,
+    JointTail,
+    Pose,
+    PoseInFrame,
+    Quaternion,
+    Time,
+    Vector3,
+)
+
+log = logging.getLogger(__name__)
+
+RAW_ENCODING: Final = "hall-twin-v1"
+FLUSH_EVERY_NS: Final = 1_000_000_000
+MIN_CHUNK_BYTES: Final = 256 * 1024
+MAX_CHUNK_BYTES: Final = 32 * 1024 * 1024
+PROFILE: Final = "hall-twin"
+MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
+
+
+def _best_compression() -> CompressionType:
+    """zstd if installed (smallest files, fastest here), else lz4, else none."""
+    if importlib.util.find_spec("zstandard") is not None:
+        return CompressionType.ZSTD
+    if importlib.util.find_spec("lz4") is not None:  # pragma: no cover - environment
+        return CompressionType.LZ4
+    return CompressionType.NONE  # pragma: no cover - environment
+
+
+COMPRESSION: Final = _best_compression()
+
+
+class RecorderError(RuntimeError):
+    """The recording cannot be started (said why, in one line)."""
+
+
+# --- canonical message bodies (msgspec structs, JSON) --------------------------------
+
+
+_CANONICAL_PREFIX: Final = {
+    Kind.JOINT_STATE: ("/joints/", "hall_twin.JointState"),
+    Kind.HEARTBEAT: ("/heartbeat/", "hall_twin.Heartbeat"),
+    Kind.BASE: ("/base/", "foxglove.PoseInFrame"),
+    Kind.CRANE: ("/crane/", "hall_twin.Crane"),
+}
+
+
+class _Route(msgspec.Struct):
+    """What the sink needs per topic, looked up once per message."""
+
+    raw_channel: int
+    channel: int
+    kind: Kind
+    source: str
+    codec: VendorCodec | None = None
+    joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
+    si_scale: NDArray[np.float64] | None = None  # (3, N): wire units -> SI, per value
+
+
+def estimate_bytes_per_s(scene: Scene) -> int:
+    """Bytes a second the scene's nominal load writes (raw + JSON, before compression)."""
+    total = 0.0
+    for robot in scene.robots:
+        model = get_model(robot.model)
+        n = len(model.profile.joint_names)
+        raw = 32 + 3 * n * 8 + 64
+        canonical = 80 + sum(len(c) + 3 for c in model.profile.canonical_joint_names) + 3 * n * 20
+        rate = model.profile.rate_hz
+        total += rate * (raw + canonical + 2 * 40) + min(rate, 100.0) * 500 + 10.0 * 400
+    total += 20.0 * 300 * len(scene.cranes)
+    return int(total)
+
+
+def _refuse_to_overwrite(path: Path) -> None:
+    """A file that exists and is not MCAP (a scene given to ``--record`` by mistake) stays."""
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(len(MCAP_MAGIC))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return
+    except OSError as exc:
+        raise RecorderError(f"cannot write {path}: {exc.strerror}") from None
+    if head and head != MCAP_MAGIC:
+        raise RecorderError(
+            f"{path} exists and is not an MCAP recording; not overwriting it "
+            "(a bare --record goes after the scene argument)"
+        )
+
+
+class Recorder(Closing):
+    """Writes accepted telemetry and events of a running twin to an MCAP file."""
+
+    def __init__(
+        self,
+        path: Path,
+        scene: Scene,
+        scene_text: str,
+        *,
+        twin_version: str,
+        chunk_size_bytes: int | None = None,
+        compression: CompressionType = COMPRESSION,
+        start_ns: int | None = None,
+        background: bool = True,
+    ) -> None:
+        """``start_ns``: the recording's time zero (default now; a re-simulation passes the
+        instant of the original recording it starts from)."""
+        self.path = Path(path)
+        self.scene = scene
+        if chunk_size_bytes is None:
+            chunk_size_bytes = min(
+                MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, estimate_bytes_per_s(scene))
+            )
+        self.chunk_size_bytes = chunk_size_bytes
+        _refuse_to_overwrite(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._stream: IO[bytes] = self.path.open("wb")
+        except OSError as exc:
+            raise RecorderError(f"cannot write {self.path}: {exc.strerror}") from None
+        self._writer = ChunkedMcapWriter(
+            self._stream,
+            chunk_size_bytes=chunk_size_bytes,
+            compression=compression,
+            profile=PROFILE,
+            library=f"hall-twin/{twin_version}",
+            background=background,
+        )
+        self._closed = False
+        self.messages = 0
+        self.failed = 0
+        self._event_id = 0
+        self._encode = msgspec.json.Encoder().encode
+        start_ns = time.time_ns() if start_ns is None else start_ns
+        self.start_ns = start_ns
+        self._last_flush_ns = time.monotonic_ns()
+        writer = self._writer
+        writer.add_metadata(
+            "twin",
+            {
+                "twin_version": twin_version,
+                "scene": scene.name,
+                "start_time_ns": str(start_ns),
+                "python_version": sys.version.split()[0],
+                "raw_encoding": RAW_ENCODING,
+            },
+        )
+        scene_bytes = scene_text.encode("utf-8")
+        writer.add_attachment(start_ns, start_ns, "scene.yaml", "application/yaml", scene_bytes)
+        for model in sorted({r.model for r in scene.robots}):
+            urdf = get_model(model).urdf_path.read_bytes()
+            name = f"robots/{model}.urdf"
+            writer.add_attachment(start_ns, start_ns, name, "application/xml", urdf)
+        self._schemas = {
+            name: writer.register_schema(name, "jsonschema", msgspec.json.encode(schema))
+            for name, schema in SCHEMAS.items()
+        }
+        self._routes: dict[bytes, _Route] = {}
+        for robot in scene.robots:
+            codec = codec_for(get_model(robot.model))
+            for kind in (Kind.JOINT_STATE, Kind.HEARTBEAT, Kind.BASE):
+                self._add_route(kind, robot.id, codec)
+        for crane in scene.cranes:
+            self._add_route(Kind.CRANE, crane.id, None)
+        self._events_channel = writer.register_channel(
+            "/events", "json", self._schemas["hall_twin.Event"]
+        )
+        self._writer.flush()  # header, metadata, attachments are on disk at once
+
+    def _add_route(self, kind: Kind, source: str, codec: VendorCodec | None) -> _Route:
+        wire_topic = topic(kind, source)
+        prefix, schema = _CANONICAL_PREFIX[kind]
+        writer = self._writer
+        route = _Route(
+            raw_channel=writer.register_channel(f"/raw/{wire_topic.decode()}", RAW_ENCODING, 0),
+            channel=writer.register_channel(prefix + source, "json", self._schemas[schema]),
+            kind=kind,
+            source=source,
+            codec=codec,
+        )
+        if kind == Kind.JOINT_STATE and codec is not None:
+            head = msgspec.json.encode({"robot": source, "name": list(codec.canonical_names)})
+            route.joint_prefix = head[:-1] + b","
+            unit = codec.to_sample(np.ones((3, len(codec.names))))
+            route.si_scale = np.stack([unit.positions, unit.velocities, unit.efforts])
+        self._routes[wire_topic] = route
+        return route
+
+    def sink(self, received: Received) -> None:
+        """Record one accepted message (the mirror's hot path: keep it cheap)."""
+        route = self._routes.get(received.topic)
+        if route is None:  # accepted by ingest but not in our scene: keep the raw frame
+            log.warning("recording a topic not in the scene: %r", received.topic)
+            kind = received.header.kind
+            route = self._add_route(kind, received.source_id, None)
+        header = received.header
+        log_ns = received.received_ns
+        stamp_ns = header.stamp_ns
+        seq = header.seq
+        add = self._writer.add_message
+        raw = HEADER.pack(MAGIC, PROTOCOL_VERSION, route.kind, 0, seq, stamp_ns, header.epoch)
+        add(route.raw_channel, log_ns, raw + received.payload, stamp_ns, seq & 0xFFFFFFFF)
+        try:
+            canonical = self._canonical(route, received)
+        except Exception as exc:  # never let one message stop the twin; the raw frame is kept
+            self.failed += 1
+            if self.failed == 1 or self.failed % 10_000 == 0:
+                log.warning("%d messages recorded raw only; latest: %r", self.failed, exc)
+        else:
+            add(route.channel, log_ns, canonical, stamp_ns, seq & 0xFFFFFFFF)
+        self.messages += 1
+        now = time.monotonic_ns()
+        if now - self._last_flush_ns >= FLUSH_EVERY_NS:
+            self.flush(now)
+
+    def _canonical(self, route: _Route, received: Received) -> bytes:
+        header = received.header
+        codec = route.codec
+        scale = route.si_scale
+        if route.kind == Kind.JOINT_STATE and codec is not None and scale is not None:
+            values = received.joint_values
+            if values is None:
+                values = codec.check(received.payload)
+            # one multiply and one tolist for the three rows: what codec.to_sample gives
+            position, velocity, effort = (values * scale).tolist()
+            tail = JointTail(header.stamp_ns, header.seq, header.epoch, position, velocity, effort)
+            return route.joint_prefix + self._encode(tail)[1:]
+        decoded = decode_payload(route.kind, received.payload)
+        if isinstance(decoded, Heartbeat):
+            return self._encode(
+                HeartbeatMsg(
+                    route.source, header.stamp_ns, header.seq, header.epoch, decoded.mode,
+                    decoded.estop, decoded.protective_stop, decoded.manufacturer,
+                    decoded.model, decoded.task, decoded.grip_closed, decoded.holding,
+                )
+            )  # fmt: skip
+        if isinstance(decoded, BaseState):
+            p, q = decoded.position_m, decoded.orientation_xyzw
+            sec, nsec = divmod(header.stamp_ns, 1_000_000_000)
+            return self._encode(
+                PoseInFrame(
+                    Time(sec, nsec),
+                    "hall",
+                    Pose(Vector3(*p), Quaternion(*q)),
+                )
+            )
+        if isinstance(decoded, CraneState):
+            return self._encode(
+                CraneMsg(
+                    route.source, header.stamp_ns, header.seq, header.epoch, decoded.bridge_m,
+                    decoded.trolley_m, decoded.hoist_m, decoded.moving,
+                )
+            )  # fmt: skip
+        raise TypeError(f"unexpected payload {type(decoded).__name__}")  # pragma: no cover
+
+    def event(self, kind: str, source_id: str, detail: str, stamp_ns: int) -> None:
+        """Record an event (epoch change, resync, liveness change...) on ``/events``."""
+        self._event_id += 1
+        body = self._encode(EventMsg(self._event_id, stamp_ns, kind, source_id, detail))
+        self._writer.add_message(self._events_channel, stamp_ns, body, stamp_ns, self._event_id)
+
+    def add_metadata(self, name: str, data: dict[str, str]) -> None:
+        """One more metadata record (e.g. what a re-simulation started from)."""
+        self._writer.add_metadata(name, data)
+
+    def flush(self, now_mono_ns: int | None = None) -> None:
+        """Close the chunk in progress and hand everything to the OS."""
+        self._writer.flush()
+        self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+
+    def close(self) -> None:
+        """Finish the file: last chunk, summary, indexes, footer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._writer.finish()
+        finally:
+            self._stream.close()
