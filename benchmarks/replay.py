@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import machine_info
-from benchmarks.sync import hall_yaml, robot_id
+from benchmarks.sync_phases import hall_yaml, robot_id
 from robots import get_model
 from scenes import parse_scene
 from sync.codecs import codec_for
