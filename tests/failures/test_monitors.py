@@ -18,7 +18,8 @@ from robots import RobotModel, get_model
 from scenes import load_scene
 from sync.codecs import JointSample, codec_for
 from sync.streams import Liveness, LivenessClock
-from twin.failures.monitors import FailureEvent, Monitors, tilt_rad
+from twin.failures.events import FailureEvent
+from twin.failures.monitors import Monitors, tilt_rad
 from twin.failures.offline import detect_offline, start_ns
 from twin.record.recording import open_recording
 from twin.world.world import World

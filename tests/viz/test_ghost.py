@@ -25,7 +25,8 @@ from sync.protocol import Kind, Received
 from tests.helpers import run_replay
 from tests.recordings import T0_NS, received
 from twin.failures.divergence import predict_envelope
-from twin.failures.monitors import DIVERGENCE_SPEED_FACTOR, FailureEvent
+from twin.failures.events import FailureEvent
+from twin.failures.monitors import DIVERGENCE_SPEED_FACTOR
 from twin.failures.offline import detect_offline
 from twin.record.recorder import Recorder
 from twin.record.recording import open_recording

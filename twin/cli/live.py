@@ -232,7 +232,7 @@ def _record_failures(mirror: Mirror, recorder: Recorder) -> None:
     """
     import msgspec
 
-    from twin.failures.monitors import FailureEvent
+    from twin.failures.events import FailureEvent
 
     recorder.event("monitors", "twin", "failure detection on", time.time_ns())
 

@@ -54,7 +54,7 @@ from sync.command import (
 from sync.keys import GATEWAYS, OPERATORS, SHARED_GATEWAY_KEY, server_keys
 from sync.protocol import Kind, Received
 from twin.dispatch.checks import SILENCE_TOLERANCE_S, Refusal, check_request
-from twin.failures.monitors import FailureEvent
+from twin.failures.events import FailureEvent
 from twin.plan.model import TaskPlan
 
 if TYPE_CHECKING:

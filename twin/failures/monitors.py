@@ -19,21 +19,19 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final
 
-import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
 from robots import RobotModel
 from sync.codecs import JointSample, codec_for
-from sync.streams import Liveness, LivenessClock
+from sync.streams import Liveness
 from twin.failures.divergence import predict_envelope
+from twin.failures.events import FailureEvent, GripLike, RobotLike, Severity
 from twin.world.world import World
 
 log = logging.getLogger(__name__)
-
-Severity = Literal["warning", "error", "critical"]
 
 DEFAULT_RATE_HZ: Final = 20.0
 DEFAULT_COLLISION_HZ: Final = 4.0
@@ -54,59 +52,6 @@ MAX_PREDICTION_S: Final = 0.25  # predict no further (beyond: a telemetry gap, n
 _SILENT: Final = frozenset({Liveness.STALE, Liveness.GONE})
 GRIP_GAP_NS: Final = 1_000_000_000
 """Heartbeats (10 Hz) further apart than this: the gripper's story starts afresh."""
-
-
-class FailureEvent(msgspec.Struct, frozen=True):
-    """One detected failure (``details`` is one human-readable line)."""
-
-    id: str
-    stamp_ns: int
-    robot_id: str
-    kind: str  # fall, joint_limit, effort, stale, collision, divergence, grasp_dropped
-    severity: Severity
-    details: str
-
-
-class BaseLike(Protocol):
-    """A base pose: :class:`sync.protocol.BaseState` or anything with the same two fields."""
-
-    @property
-    def position_m(self) -> tuple[float, float, float]: ...
-
-    @property
-    def orientation_xyzw(self) -> tuple[float, float, float, float]: ...
-
-
-class GripLike(Protocol):
-    """A gripper's report: :class:`sync.protocol.Heartbeat` or anything with these fields."""
-
-    @property
-    def grip_closed(self) -> bool: ...
-
-    @property
-    def holding(self) -> str: ...
-
-
-class RobotLike(Protocol):
-    """What the detectors read of a robot (a :class:`twin.live.links.RobotLink` fits)."""
-
-    @property
-    def model(self) -> RobotModel: ...
-
-    @property
-    def joints(self) -> JointSample | None: ...
-
-    @property
-    def base(self) -> BaseLike | None: ...
-
-    @property
-    def reported(self) -> Liveness: ...
-
-    @property
-    def liveness(self) -> LivenessClock: ...
-
-    @property
-    def heartbeat(self) -> GripLike | None: ...
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """``twin failures REC``: the failures of a recording.
 
 Failures detected live (``twin live --record`` with its monitors on) are on the recording's
-``/events`` channel (kind ``failure``, the :class:`twin.failures.monitors.FailureEvent` as JSON in
+``/events`` channel (kind ``failure``, the :class:`twin.failures.events.FailureEvent` as JSON in
 the detail). A recording made without monitors (no ``monitors`` event) is checked offline
 instead: per-robot state is rebuilt in time order from ``/joints/<robot>``, ``/base/<robot>``
 and ``/heartbeat/<robot>`` and the same detectors run over it, with collisions looked for
@@ -23,7 +23,8 @@ from scenes import SceneError
 from scenes.loader import parse_scene
 from sync.codecs import JointSample
 from sync.streams import Liveness, LivenessClock
-from twin.failures.monitors import FailureEvent, Monitors
+from twin.failures.events import FailureEvent
+from twin.failures.monitors import Monitors
 from twin.record.recording import Recording, RecordingError, open_recording
 from twin.record.schemas import EventMsg, PoseInFrame
 

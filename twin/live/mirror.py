@@ -44,7 +44,8 @@ from sync.addresses import (
 from sync.fanout import Event
 from sync.protocol import Kind, Received
 from sync.streams import Liveness
-from twin.failures.monitors import FailureEvent, Monitors
+from twin.failures.events import FailureEvent
+from twin.failures.monitors import Monitors
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
 from twin.live.links import CraneLink, RobotLink

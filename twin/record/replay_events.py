@@ -1,7 +1,7 @@
 """The events of a replay: ``/events`` messages placed on the timeline, and which are what.
 
 :class:`ReplayEvent` is one event as :class:`twin.record.replay_source.ReplaySource` lists it; a
-failure event's detail is the :class:`twin.failures.monitors.FailureEvent` as JSON, whose own id
+failure event's detail is the :class:`twin.failures.events.FailureEvent` as JSON, whose own id
 (what ``twin failures`` lists) becomes the event's id, and whose kind says which detector
 raised it (:func:`divergence_times` picks the divergences, for :mod:`viz.ghost`).
 """
