@@ -2,7 +2,8 @@
 
 A hall holds 8-24 robots of 25-35 links each; one VTK actor per link costs ~20 us a frame
 in rendering overhead alone. :class:`RobotBatch` instead builds ONE :class:`pyvista.PolyData`
-from every robot's PyBullet visual shapes (boxes, cylinders, capsules, spheres; meshes and
+from every robot's PyBullet visual shapes (boxes, cylinders, capsules, spheres, and STL, OBJ
+and DAE meshes through :mod:`viz.mesh_assets`, decimated to a triangle budget per robot;
 planes are skipped with a warning) and, each frame, rewrites its points in place from the
 links' world poses with a vectorised numpy transform. The viewer draws it as one actor.
 
@@ -24,6 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -32,6 +34,14 @@ import pyvista as pv
 
 from robots.bullet import pb
 from twin.world.world import World
+from viz.mesh_assets import (
+    TRIANGLES_PER_ROBOT,
+    MeshAssetError,
+    decimate,
+    load_mesh,
+    mesh_rgb,
+    triangle_budget,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +157,19 @@ class RobotBatch:
     """All robots of a World as one merged triangle mesh, posed from the world's link states."""
 
     def __init__(
-        self, world: World, *, robot_ids: Sequence[str] | None = None, resolution: int = 12
+        self,
+        world: World,
+        *,
+        robot_ids: Sequence[str] | None = None,
+        resolution: int = 12,
+        triangles_per_robot: int = TRIANGLES_PER_ROBOT,
     ) -> None:
         """Build the mesh of ``robot_ids`` (default: every robot) and pose it once.
 
-        ``resolution`` is the number of segments around cylinders, capsules and spheres.
+        ``resolution`` is the number of segments around cylinders, capsules and spheres;
+        ``triangles_per_robot`` the budget a robot's mesh visuals are decimated to.
         """
+        self._triangle_budget = triangles_per_robot
         if resolution < MIN_RESOLUTION:
             raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
         self._world = world
@@ -228,25 +245,62 @@ class RobotBatch:
         """Per link: (points in the pose frame the update uses, triangles, rgb) of each shape."""
         client = self._world.client
         inertial = pb.getDynamicsInfo(body, BASE_LINK, physicsClientId=client)
+        shapes = pb.getVisualShapeData(body, physicsClientId=client)
+        meshes = self._meshes(robot_id, shapes)
         by_link: dict[int, list[tuple[F64, I64, npt.NDArray[np.uint8]]]] = {}
-        for shape in pb.getVisualShapeData(body, physicsClientId=client):
+        for i, shape in enumerate(shapes):
             link, geometry, dims = int(shape[1]), int(shape[2]), tuple(float(d) for d in shape[3])
-            key = (geometry, dims)
-            if key not in cache:
-                cache[key] = _primitive(geometry, dims, resolution)
-            template = cache[key]
-            if template is None:
-                log.warning(
-                    "robot %s link %d: visual geometry type %d not drawn", robot_id, link, geometry
-                )
-                continue
+            rgba = np.asarray(shape[7][:3], dtype=np.float64)
+            if geometry == pb.GEOM_MESH:
+                if i not in meshes:
+                    continue  # said in _meshes
+                template, file_rgb = meshes[i]
+                if file_rgb is not None and np.allclose(rgba, 1.0):  # the URDF gave no colour
+                    rgba = np.asarray(file_rgb, dtype=np.float64) / 255.0
+            else:
+                key = (geometry, dims)
+                if key not in cache:
+                    cache[key] = _primitive(geometry, dims, resolution)
+                primitive = cache[key]
+                if primitive is None:
+                    log.warning(
+                        "robot %s link %d: visual geometry type %d not drawn",
+                        robot_id,
+                        link,
+                        geometry,
+                    )
+                    continue
+                template = primitive
             points = _transform(template[0], shape[5], shape[6])  # the link's URDF frame
             if link == BASE_LINK:  # the base is posed by its inertial frame
                 points = _inverse_transform(points, inertial[3], inertial[4])
-            rgba = np.clip(np.round(np.asarray(shape[7][:3]) * 255.0), 0, 255).astype(np.uint8)
-            rgb = np.repeat(rgba[None, :], len(points), axis=0)
+            rgb8 = np.clip(np.round(rgba * 255.0), 0, 255).astype(np.uint8)
+            rgb = np.repeat(rgb8[None, :], len(points), axis=0)
             by_link.setdefault(link, []).append((points, template[1], rgb))
         return by_link
+
+    def _meshes(
+        self, robot_id: str, shapes: Sequence[Any]
+    ) -> dict[int, tuple[_Template, tuple[int, int, int] | None]]:
+        """Each mesh visual's triangles (decimated to the robot's budget) and file colour."""
+        loaded: dict[int, tuple[_Template, Path]] = {}
+        for i, shape in enumerate(shapes):
+            if int(shape[2]) != pb.GEOM_MESH:
+                continue
+            raw = shape[4]
+            path = Path(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
+            scale = (float(shape[3][0]), float(shape[3][1]), float(shape[3][2]))
+            try:
+                loaded[i] = (load_mesh(path, scale), path)
+            except MeshAssetError as exc:
+                log.warning("robot %s link %d: mesh not drawn: %s", robot_id, int(shape[1]), exc)
+        order = sorted(loaded)
+        targets = triangle_budget([len(loaded[i][0][1]) for i in order], self._triangle_budget)
+        out: dict[int, tuple[_Template, tuple[int, int, int] | None]] = {}
+        for i, target in zip(order, targets, strict=True):
+            (points, triangles), path = loaded[i]
+            out[i] = (decimate(points, triangles, target), mesh_rgb(path))
+        return out
 
     # -- per frame --------------------------------------------------------------
 

@@ -12,15 +12,22 @@ import pyvista as pv
 from robots import get_model
 from robots.bullet import pb
 from scenes import load_scene, parse_scene
+from tests.viz.rendering import (
+    BACKGROUND,
+    WINDOW,
+    frame,
+    pixel_of,
+    plotter_for,
+    points_of,
+    robot_pixels,
+)
 from twin.world.world import RobotHandle, World
 from viz.robot_mesh import RobotBatch
 
 pv.OFF_SCREEN = True
 
 AABB_MARGIN_M = 0.005  # PyBullet pads AABBs by a small collision margin; points may not exceed it
-BACKGROUND = (0, 0, 80)
 GREY = (128, 128, 128)
-WINDOW = (640, 480)
 
 # A body whose inertial frames are offset and turned, with offset, turned visuals: wrong frame
 # handling shows up as points displaced by decimetres from PyBullet's AABBs. Each box is turned
@@ -74,13 +81,6 @@ def batch(world: World) -> RobotBatch:
 
 def link_count(world: World, body: int) -> int:
     return int(pb.getNumJoints(body, physicsClientId=world.client))
-
-
-def points_of(batch: RobotBatch, robot_id: str, link: int | None = None) -> np.ndarray:
-    mask = batch.mesh.point_data["robot"] == batch.robot_ids.index(robot_id)
-    if link is not None:
-        mask &= batch.mesh.point_data["link"] == link
-    return np.array(batch.mesh.points[mask], dtype=np.float64)
 
 
 def assert_inside_link_aabbs(world: World, batch: RobotBatch, robot_id: str) -> None:
@@ -252,15 +252,6 @@ def test_robot_of_point_and_cell_map_back(batch: RobotBatch) -> None:
 # -- rendering ------------------------------------------------------------------------
 
 
-def plotter_for(batch: RobotBatch) -> pv.Plotter:
-    plotter = pv.Plotter(off_screen=True, window_size=list(WINDOW), lighting="three lights")
-    plotter.disable_anti_aliasing()
-    plotter.render_window.SetMultiSamples(0)  # no blending of edges with the background
-    plotter.set_background([c / 255 for c in BACKGROUND])
-    plotter.add_mesh(batch.mesh, scalars="rgb", rgb=True)
-    return plotter
-
-
 def look_at(plotter: pv.Plotter, world: World, robot_id: str) -> None:
     (x, y, _), _ = world.base_pose(robot_id)
     plotter.camera.focal_point = (x, y, 0.85)
@@ -268,24 +259,6 @@ def look_at(plotter: pv.Plotter, world: World, robot_id: str) -> None:
     plotter.camera.up = (0.0, 0.0, 1.0)
     plotter.camera.view_angle = 40.0
     plotter.reset_camera_clipping_range()
-
-
-def frame(plotter: pv.Plotter) -> np.ndarray:
-    plotter.render_window.Render()  # plotter.render() waits for show(); render directly
-    return np.asarray(plotter.screenshot(), dtype=np.int32)
-
-
-def pixel_of(plotter: pv.Plotter, xyz: tuple[float, float, float]) -> tuple[int, int]:
-    renderer = plotter.renderer
-    renderer.SetWorldPoint(*xyz, 1.0)
-    renderer.WorldToDisplay()
-    x, y, _ = renderer.GetDisplayPoint()
-    return WINDOW[1] - 1 - round(y), round(x)  # image rows run top down
-
-
-def robot_pixels(image: np.ndarray) -> np.ndarray:
-    pixels: np.ndarray = image[np.abs(image - np.asarray(BACKGROUND)).sum(axis=-1) > 30]
-    return pixels
 
 
 def test_a_known_link_renders_where_pybullet_puts_it(world: World, batch: RobotBatch) -> None:
