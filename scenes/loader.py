@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from scenes.checks import check_scene
+from scenes.limits import InputTooLarge, check_node_graph, check_text_size, read_text_bounded
 from scenes.model import Scene
 
 log = logging.getLogger(__name__)
@@ -198,9 +199,11 @@ def load_scene(path: str | Path | None = None) -> Scene:
     scene_path = Path(path) if path is not None else DEFAULT_SCENE
     shown = str(path) if path is not None else str(scene_path)
     try:
-        text = scene_path.read_text(encoding="utf-8")
+        text = read_text_bounded(scene_path)
     except FileNotFoundError:
         raise SceneError([Problem(shown, None, "", "no such file")]) from None
+    except InputTooLarge as exc:
+        raise SceneError([Problem(shown, None, "", str(exc))]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SceneError([Problem(shown, None, "", f"cannot read: {exc}")]) from None
     return parse_scene(text, shown)
@@ -208,9 +211,15 @@ def load_scene(path: str | Path | None = None) -> Scene:
 
 def read_mapping(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     """YAML text that must be a mapping (a ``what``: "scene", "task"): the data and the line of
-    each key path; the problem when it is not YAML, too deep, or not a mapping."""
+    each key path; the problem when it is not YAML, too large, too deep, or not a mapping.
+
+    The size, alias expansion and nesting are checked (:mod:`scenes.limits`) before anything
+    is constructed, so hostile text costs bounded time and memory."""
     try:
+        check_text_size(text)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            check_node_graph(node)
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -218,6 +227,8 @@ def read_mapping(text: str, source: str, what: str) -> tuple[dict[str, Any], dic
         raise YamlProblem(Problem(source, line, "", f"YAML syntax error: {exc.problem}")) from None
     except yaml.YAMLError as exc:
         raise YamlProblem(Problem(source, None, "", f"YAML error: {exc}")) from None
+    except InputTooLarge as exc:
+        raise YamlProblem(Problem(source, None, "", str(exc))) from None
     except RecursionError:  # hostile input: [[[[...]]]] thousands deep
         raise YamlProblem(Problem(source, None, "", "YAML nested too deeply")) from None
     if not isinstance(data, dict):

@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from scenes.limits import InputTooLarge, read_text_bounded
 from scenes.loader import (
     KeyPath,
     Problem,
@@ -108,9 +109,11 @@ def load_task(path: Path, scene: Scene) -> Task:
     """
     shown = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_text_bounded(Path(path))
     except FileNotFoundError:
         raise TaskError([Problem(shown, None, "", "no such file")]) from None
+    except InputTooLarge as exc:
+        raise TaskError([Problem(shown, None, "", str(exc))]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TaskError([Problem(shown, None, "", f"cannot read: {exc}")]) from None
     return parse_task_text(text, shown, scene)

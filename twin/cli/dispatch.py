@@ -18,6 +18,7 @@ import typer
 import zmq
 from rich.console import Console
 
+from scenes.limits import InputTooLarge, read_bytes_bounded
 from sync.addresses import ENV_SNAPSHOT, Endpoints
 from sync.command import (
     DISPATCH,
@@ -110,9 +111,12 @@ def dispatch_cmd(
     """Send a previewed task to a robot, through the twin's dispatch gate."""
     timeout = timeout_s if timeout_s is not None else (300.0 if wait else 10.0)
     try:
-        text = task.read_bytes()
+        text = read_bytes_bounded(task)
     except OSError as exc:
         err.print(f"twin dispatch: {task}: cannot read ({exc.strerror})", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except InputTooLarge as exc:
+        err.print(f"twin dispatch: {task}: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:

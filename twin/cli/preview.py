@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scenes import SceneError, load_scene
+from scenes.limits import InputTooLarge, read_bytes_bounded
 from scenes.loader import DEFAULT_SCENE
 from scenes.model import Scene
 from scenes.tasks import Task, TaskError, parse_task_text
@@ -55,10 +56,12 @@ def _inputs(task_path: Path, scene_path: Path | None) -> tuple[Task, Scene, str,
         raise _bad([str(p) for p in exc.problems]) from None
     scene_file = scene_path if scene_path is not None else DEFAULT_SCENE
     try:
-        data = task_path.read_bytes()
+        data = read_bytes_bounded(task_path)
         task = parse_task_text(data.decode("utf-8"), str(task_path), scene)
     except FileNotFoundError:
         raise _bad([f"{task_path}: no such file"]) from None
+    except InputTooLarge as exc:
+        raise _bad([f"{task_path}: {exc}"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _bad([f"{task_path}: cannot read: {exc}"]) from None
     except TaskError as exc:
