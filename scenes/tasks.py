@@ -3,7 +3,7 @@
 A task file (``scenes/tasks/*.yaml``, format in docs/task-format.md and
 :mod:`scenes.task_model`) names a robot of the scene and the steps it should do. Every problem is
 reported at once, one line each, as ``FILE:LINE: KEY.PATH: reason``, the same way scene files are
-(the machinery is :mod:`scenes.loader`'s): unknown keys with a "did you mean", wrong units,
+(the machinery is :mod:`hallfiles.yaml_reader`'s): unknown keys with a "did you mean", wrong units,
 unknown robots, stations, benches, items and cranes, grasping a fixed item, placing or turning
 something not in hand, a wrench turned above its rating, a crane path outside its travel or
 faster than its axes.
@@ -20,15 +20,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from scenes.limits import InputTooLarge, read_text_bounded
-from scenes.loader import (
+from hallfiles.yaml_reader import (
     KeyPath,
     Problem,
     YamlProblem,
-    _line_for,
-    _reason,
     format_path,
+    line_for,
+    read_file_text,
     read_mapping,
+    reason_for,
+    sorted_problems,
 )
 from scenes.model import Bench, Item, Scene
 from scenes.task_model import STEP_KINDS, Step, Target, Task
@@ -109,13 +110,9 @@ def load_task(path: Path, scene: Scene) -> Task:
     """
     shown = str(path)
     try:
-        text = read_text_bounded(Path(path))
-    except FileNotFoundError:
-        raise TaskError([Problem(shown, None, "", "no such file")]) from None
-    except InputTooLarge as exc:
-        raise TaskError([Problem(shown, None, "", str(exc))]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskError([Problem(shown, None, "", f"cannot read: {exc}")]) from None
+        text = read_file_text(Path(path), shown)
+    except YamlProblem as exc:
+        raise TaskError([exc.problem]) from None
     return parse_task_text(text, shown, scene)
 
 
@@ -139,22 +136,18 @@ def parse_task_text(text: str, source: str, scene: Scene) -> Task:
             key = (format_path(loc), reason)
             if key not in seen:
                 seen.add(key)
-                problems.append(Problem(source, _line_for(loc, lines), key[0], reason))
-        raise TaskError(_sorted(problems)) from None
+                problems.append(Problem(source, line_for(loc, lines), key[0], reason))
+        raise TaskError(sorted_problems(problems)) from None
     if not task.name:
         task = task.model_copy(update={"name": Path(source).stem})
     problems = [
-        Problem(source, _line_for(loc, lines), format_path(loc), reason)
+        Problem(source, line_for(loc, lines), format_path(loc), reason)
         for loc, reason in check_task(task, scene)
     ]
     if problems:
-        raise TaskError(_sorted(problems))
+        raise TaskError(sorted_problems(problems))
     log.debug("loaded task %r for %s from %s", task.name, task.robot, source)
     return task
-
-
-def _sorted(problems: list[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.line if p.line is not None else 0, p.path))
 
 
 def _after_item_errors(error: Any, errors: Sequence[Any]) -> bool:
@@ -180,7 +173,7 @@ def _task_reason(error: Any) -> tuple[KeyPath, str]:
     loc = tuple(p for p in raw if isinstance(p, int) or "[" not in p)
     if error["type"] in ("too_short", "too_long"):
         return loc, f"{error['msg'].lower()}, got {len(error.get('input', ()))}"
-    return _reason(error, Task)
+    return reason_for(error, Task)
 
 
 # -- whole-task rules ---------------------------------------------------------------

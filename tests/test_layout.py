@@ -7,11 +7,17 @@ import ast
 import re
 import subprocess
 import sys
+import tomllib
 
 from tests.helpers import ROOT
 
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
-TOP_LEVEL = ("scenes", "robots", "sync", "twin", "viz")
+TOP_LEVEL: tuple[str, ...] = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"][
+        "root_packages"
+    ]
+)
+"""The top-level packages, as the import contracts name them."""
 
 
 def _rooms_in_table() -> set[str]:
@@ -28,6 +34,11 @@ def _rooms_in_tree() -> set[str]:
 
 def test_every_room_in_the_table_exists_and_every_package_is_in_the_table() -> None:
     assert _rooms_in_table() == _rooms_in_tree()
+
+
+def test_every_package_is_under_the_import_contracts() -> None:
+    packages = {p.parent.name for p in ROOT.glob("*/__init__.py") if p.parent.name != "tests"}
+    assert packages - {"benchmarks"} == set(TOP_LEVEL)
 
 
 def test_twin_keeps_no_modules_of_its_own() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from hallfiles.limits import ENV_MAX_INPUT_BYTES, MAX_YAML_DEPTH
 from scenes import DEFAULT_SCENE, SceneError, load_scene
-from scenes.limits import ENV_MAX_INPUT_BYTES, MAX_YAML_DEPTH
 from scenes.tasks import TaskError, load_task
 
 

@@ -18,7 +18,7 @@ import typer
 import zmq
 from rich.console import Console
 
-from scenes.limits import InputTooLarge, read_bytes_bounded
+from hallfiles.limits import InputTooLarge, read_bytes_bounded
 from sync.addresses import ENV_SNAPSHOT, Endpoints
 from sync.command import (
     DISPATCH,

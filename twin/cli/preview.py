@@ -20,8 +20,8 @@ import zmq
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from hallfiles.limits import InputTooLarge, read_bytes_bounded
 from scenes import SceneError, load_scene
-from scenes.limits import InputTooLarge, read_bytes_bounded
 from scenes.loader import DEFAULT_SCENE
 from scenes.model import Scene
 from scenes.tasks import Task, TaskError, parse_task_text
