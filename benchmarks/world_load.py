@@ -37,7 +37,7 @@ def _raw_load(scene: Scene) -> float:
             station = scene.station(robot.station)
             model = get_model(robot.model)
             pb.loadURDF(
-                str(model.urdf_path),
+                str(model.loadable_urdf),
                 basePosition=(station.pose.xyz[0], station.pose.xyz[1], model.base_height_m),
                 useFixedBase=True,
                 flags=pb.URDF_USE_INERTIA_FROM_FILE,

@@ -1,49 +1,39 @@
-"""Registry of the robot models known to the hall, loaded from URDF.
+"""A robot model as the twin uses it: URDF, how it stands, joints, telemetry profile.
 
-:func:`get_model` returns a validated, cached :class:`RobotModel` for each name in
-:func:`model_names`: the three generated models (:mod:`robots.vendors`) and ``pybullet_humanoid``,
-the external DeepMimic-style humanoid shipped with ``pybullet_data``. Every model goes through
-the same :func:`robots.reader.parse_urdf` path. The external humanoid is Y-up, so its
-``base_orientation_xyzw`` turns it Z-up; its standing heights are measured once by loading it in a
-private PyBullet DIRECT client (it is about four times human size; PyBullet's own examples load it
-with ``globalScaling=0.25``, which scales both heights by the same factor).
+:class:`RobotModel` is what every room reads of a robot; :func:`model_from_package` builds one
+from a checked package (:mod:`robots.package`), measuring the standing heights in a private
+PyBullet DIRECT client when the package asks for that. Which packages exist and which one a
+name means is :mod:`robots.library`'s job.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
 from robots.bullet import quiet_stdout
-from robots.profiles import TelemetryProfile, identity_profile, profile_for_spec
-from robots.reader import JointInfo, parse_urdf
-from robots.spec import BASE_LINK, ModelSpec, urdf_path
-from robots.vendors import SPECS
+from robots.package import Package, Standing, loadable_urdf
+from robots.profiles import TelemetryProfile
+from robots.reader import JointInfo
 
 logger = logging.getLogger(__name__)
 
 Quaternion = tuple[float, float, float, float]
 
-IDENTITY_XYZW: Final[Quaternion] = (0.0, 0.0, 0.0, 1.0)
-Y_UP_TO_Z_UP_XYZW: Final[Quaternion] = (math.sin(math.pi / 4.0), 0.0, 0.0, math.cos(math.pi / 4.0))
-"""+90 degrees about X: a Y-up model's +Y becomes +Z (and its +Z becomes -Y); X stays forward."""
-
 PYBULLET_HUMANOID: Final = "pybullet_humanoid"
-PYBULLET_HUMANOID_SCALE: Final = 0.25
 
 
 class UnknownModelError(KeyError):
     """No robot model of that name; the message lists the known names."""
 
-    def __init__(self, name: str, known: Sequence[str] | None = None) -> None:
+    def __init__(self, name: str, known: Sequence[str]) -> None:
         self.model = name
-        self.known = tuple(model_names() if known is None else known)
+        self.known = tuple(known)
         super().__init__(f"unknown robot model {name!r}; known models: {', '.join(self.known)}")
 
     def __str__(self) -> str:
@@ -73,6 +63,12 @@ class RobotModel:
     external: bool
     scale: float = 1.0
     """``globalScaling`` to load the URDF with (heights above already include it)."""
+    package_dir: Path | None = None
+    """The package folder the model was read from (holding ``robot.yaml``)."""
+    load_path: Path | None = None
+    """The URDF to hand PyBullet (mesh paths resolved); ``urdf_path`` when None."""
+    measured: bool = False
+    """Whether the standing heights were measured at load rather than given."""
     _by_name: Mapping[str, JointInfo] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
@@ -89,6 +85,11 @@ class RobotModel:
         if self.base_link not in self.links:
             raise ValueError(f"{self.name}: base link {self.base_link!r} is not a link")
         object.__setattr__(self, "_by_name", MappingProxyType({j.name: j for j in self.joints}))
+
+    @property
+    def loadable_urdf(self) -> Path:
+        """The URDF file PyBullet loads for this model (mesh paths resolved)."""
+        return self.load_path if self.load_path is not None else self.urdf_path
 
     @property
     def dof(self) -> int:
@@ -126,32 +127,6 @@ class RobotModel:
         return math.pi / 180.0
 
 
-_PROFILES: Final[Mapping[str, TelemetryProfile]] = MappingProxyType(
-    {name: profile_for_spec(spec) for name, spec in SPECS.items()}
-)
-"""Profiles of the generated models, built (and so validated) at import time."""
-
-
-def _generated(spec: ModelSpec) -> RobotModel:
-    path = urdf_path(spec.name)
-    base, joints, links = parse_urdf(path)
-    if base != BASE_LINK:
-        raise ValueError(f"{path}: base link is {base!r}, expected {BASE_LINK!r}")
-    return RobotModel(
-        name=spec.name,
-        manufacturer=spec.manufacturer,
-        urdf_path=path,
-        height_m=round(spec.height_m, 9),
-        base_height_m=round(spec.base_height_m, 9),
-        base_orientation_xyzw=IDENTITY_XYZW,
-        base_link=base,
-        joints=joints,
-        links=links,
-        profile=_PROFILES[spec.name],
-        external=False,
-    )
-
-
 def measure_standing_extent(
     path: Path, orientation_xyzw: Quaternion, scale: float = 1.0
 ) -> tuple[float, float]:
@@ -184,55 +159,35 @@ def pybullet_humanoid_path() -> Path:
     return Path(pybullet_data.getDataPath()) / "humanoid" / "humanoid.urdf"
 
 
-def _pybullet_humanoid() -> RobotModel:
-    path = pybullet_humanoid_path()
-    base, joints, links = parse_urdf(path)
-    # The DeepMimic humanoid is modelled about 4x human size; PyBullet's own examples load it
-    # with globalScaling=0.25, which makes it a 1.6 m person.
-    low, high = measure_standing_extent(path, Y_UP_TO_Z_UP_XYZW, PYBULLET_HUMANOID_SCALE)
-    logger.debug("%s: standing extent z %.4f .. %.4f", path, low, high)
+def model_from_package(package: Package, *, external: bool) -> RobotModel:
+    """The model a checked package describes; its standing heights measured in PyBullet when
+    ``robot.yaml`` says ``standing: measure``."""
+    spec = package.spec
+    load_path = loadable_urdf(package)
+    if isinstance(spec.standing, Standing):
+        height_m, base_height_m, measured = (
+            spec.standing.height_m,
+            spec.standing.base_height_m,
+            False,
+        )
+    else:
+        low, high = measure_standing_extent(load_path, package.orientation_xyzw, spec.scale)
+        logger.debug("%s: standing extent z %.4f .. %.4f", package.urdf_path, low, high)
+        height_m, base_height_m, measured = round(high - low, 6), round(-low, 6), True
     return RobotModel(
-        name=PYBULLET_HUMANOID,
-        manufacturer="Bullet Physics (external)",
-        urdf_path=path,
-        height_m=round(high - low, 6),
-        base_height_m=round(-low, 6),
-        base_orientation_xyzw=Y_UP_TO_Z_UP_XYZW,
-        base_link=base,
-        joints=joints,
-        links=links,
-        profile=identity_profile(
-            "Bullet Physics (external)", ((j.name, j.kind) for j in joints), rate_hz=60.0
-        ),
-        external=True,
-        scale=PYBULLET_HUMANOID_SCALE,
+        name=spec.model,
+        manufacturer=spec.manufacturer,
+        urdf_path=package.urdf_path,
+        height_m=height_m,
+        base_height_m=base_height_m,
+        base_orientation_xyzw=package.orientation_xyzw,
+        base_link=package.base_link,
+        joints=package.joints,
+        links=package.links,
+        profile=package.profile,
+        external=external,
+        scale=spec.scale,
+        package_dir=package.root,
+        load_path=load_path,
+        measured=measured,
     )
-
-
-_REGISTRY: Final[Mapping[str, Callable[[], RobotModel]]] = MappingProxyType(
-    {
-        **{name: functools.partial(_generated, spec) for name, spec in SPECS.items()},
-        PYBULLET_HUMANOID: _pybullet_humanoid,
-    }
-)
-
-
-def model_names() -> tuple[str, ...]:
-    """Names of every known model: the generated ones, then ``pybullet_humanoid``."""
-    return tuple(_REGISTRY)
-
-
-@functools.cache
-def _load(name: str) -> RobotModel:
-    return _REGISTRY[name]()
-
-
-def get_model(name: str) -> RobotModel:
-    """The (cached) model called ``name``.
-
-    Raises:
-        UnknownModelError: no such model; the message lists the known names.
-    """
-    if name not in _REGISTRY:
-        raise UnknownModelError(name, model_names())
-    return _load(name)

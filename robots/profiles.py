@@ -13,13 +13,12 @@ reported in metres.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal, get_args
 
 from robots.canonical import CANONICAL_JOINT_SET, is_canonical
-from robots.spec import ModelSpec
 
 PositionUnit = Literal["rad", "deg"]
 Encoding = Literal["packed_f32", "packed_deg_f64", "map"]
@@ -109,38 +108,3 @@ class TelemetryProfile:
     def canonical_joint_names(self) -> tuple[str, ...]:
         """:meth:`canonical_name` of every joint, in wire order."""
         return tuple(self.to_canonical.get(n, n) for n in self.joint_names)
-
-
-def profile_for_spec(spec: ModelSpec) -> TelemetryProfile:
-    """The telemetry profile of a generated model: its spec's wire order, unit, rate, encoding;
-    every canonical DOF maps to itself, vendor-only joints (grippers) stay unmapped."""
-    return TelemetryProfile(
-        manufacturer=spec.manufacturer,
-        joint_names=tuple(spec.joint_name(key) for key in spec.wire_order),
-        position_unit=spec.position_unit,
-        rate_hz=spec.rate_hz,
-        encoding=spec.encoding,
-        to_canonical={spec.joint_name(k): k for k in spec.wire_order if is_canonical(k)},
-    )
-
-
-def identity_profile(
-    manufacturer: str,
-    joints: Iterable[tuple[str, str]],
-    rate_hz: float,
-) -> TelemetryProfile:
-    """Profile for an external model reported as a name->value map in radians.
-
-    ``joints`` are ``(name, kind)`` pairs in wire order; a 1-DOF revolute joint whose name is
-    already canonical (``right_knee``) maps to itself, everything else (spherical hips,
-    shoulders...) keeps its vendor name.
-    """
-    pairs = list(joints)
-    return TelemetryProfile(
-        manufacturer=manufacturer,
-        joint_names=tuple(name for name, _ in pairs),
-        position_unit="rad",
-        rate_hz=rate_hz,
-        encoding="map",
-        to_canonical={n: n for n, kind in pairs if kind == "revolute" and is_canonical(n)},
-    )

@@ -26,15 +26,15 @@ RGBA = tuple[float, float, float, float]
 BASE_LINK: Final = "pelvis"
 """Name of the base link in every generated model (the pelvis, whatever the vendor style)."""
 
-URDF_DIR: Final = Path(__file__).resolve().parent / "urdf"
-"""Where the generated (checked-in) URDF files live."""
+MODELS_DIR: Final = Path(__file__).resolve().parent
+"""The built-in models folder: each generated model's package is ``MODELS_DIR/<name>/``."""
 
 _SIDES: Final = ("left", "right")
 
 
 def urdf_path(name: str) -> Path:
     """Path of the checked-in URDF of generated model ``name``."""
-    return URDF_DIR / f"{name}.urdf"
+    return MODELS_DIR / name / f"{name}.urdf"
 
 
 @dataclass(frozen=True)

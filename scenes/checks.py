@@ -163,7 +163,7 @@ def _items_on_benches(scene: Scene) -> Iterator[Issue]:
 
 
 def _stations_and_robots(scene: Scene) -> Iterator[Issue]:
-    from robots import UnknownModelError, get_model, model_names
+    from robots import PackageError, UnknownModelError, get_model, model_names
 
     bench_ids = {b.id for b in scene.benches}
     for s, station in enumerate(scene.stations):
@@ -209,6 +209,14 @@ def _stations_and_robots(scene: Scene) -> Iterator[Issue]:
             yield (
                 ("robots", r, "model"),
                 (f"unknown model {robot.model!r} (known: {', '.join(model_names())})"),
+            )
+            continue
+        except PackageError as exc:
+            first = exc.problems[0] if exc.problems else "unreadable"
+            more = f" (and {len(exc.problems) - 1} more)" if len(exc.problems) > 1 else ""
+            yield (
+                ("robots", r, "model"),
+                f"the package of model {robot.model!r} has problems: {first}{more}",
             )
             continue
         if robot.manufacturer is not None and robot.manufacturer != model.manufacturer:

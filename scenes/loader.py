@@ -16,6 +16,7 @@ from typing import Final
 from pydantic import ValidationError
 
 from hallfiles.yaml_reader import (
+    KeyPath,
     Problem,
     YamlProblem,
     format_path,
@@ -25,6 +26,7 @@ from hallfiles.yaml_reader import (
     reason_for,
     sorted_problems,
 )
+from robots import add_model_dirs
 from scenes.checks import check_scene
 from scenes.model import Scene
 
@@ -72,7 +74,8 @@ def parse_scene(text: str, source: str = "<scene>") -> Scene:
             loc, reason = reason_for(error, Scene)
             problems.append(Problem(source, line_for(loc, lines), format_path(loc), reason))
         raise SceneError(sorted_problems(problems)) from None
-    problems = [
+    problems = _add_robot_dirs(scene, source, lines)
+    problems += [
         Problem(source, line_for(loc, lines), format_path(loc), reason)
         for loc, reason in check_scene(scene)
     ]
@@ -80,3 +83,22 @@ def parse_scene(text: str, source: str = "<scene>") -> Scene:
         raise SceneError(sorted_problems(problems))
     log.debug("loaded scene %r from %s", scene.name, source)
     return scene
+
+
+def _add_robot_dirs(scene: Scene, source: str, lines: dict[KeyPath, int]) -> list[Problem]:
+    """Put the scene's ``robot_dirs`` on the models path; a folder that is not there is a
+    problem."""
+    base = Path(source).parent
+    problems, found = [], []
+    for i, name in enumerate(scene.robot_dirs):
+        folder = Path(name).expanduser()
+        folder = folder if folder.is_absolute() else base / folder
+        if folder.is_dir():
+            found.append(folder)
+        else:
+            loc: KeyPath = ("robot_dirs", i)
+            problems.append(
+                Problem(source, line_for(loc, lines), format_path(loc), f"no such folder {name!r}")
+            )
+    add_model_dirs(found, f"scene {source}")
+    return problems

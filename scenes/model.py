@@ -210,6 +210,8 @@ class Scene(_Strict):
     robots: tuple[Robot, ...] = ()
     panels: tuple[Panel, ...] = ()
     sensors: tuple[Sensor, ...] = ()
+    robot_dirs: tuple[str, ...] = ()
+    """Extra robot models folders (relative to the scene file), put on the models path."""
 
     def bench(self, bench_id: str) -> Bench:
         """The bench with this id (KeyError if none)."""

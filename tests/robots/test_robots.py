@@ -46,7 +46,7 @@ def client() -> Iterator[int]:
 def load(model: RobotModel, cid: int, z: float = 0.0) -> int:
     return int(
         p.loadURDF(
-            str(model.urdf_path),
+            str(model.loadable_urdf),
             basePosition=(0.0, 0.0, z),
             baseOrientation=model.base_orientation_xyzw,
             flags=p.URDF_USE_INERTIA_FROM_FILE,
@@ -95,7 +95,8 @@ def aabb_z(body: int, cid: int) -> tuple[float, float]:
 
 
 def test_model_names() -> None:
-    assert model_names() == ("kestrel_k1", "orca_h2", "tessel_t3", "pybullet_humanoid")
+    # the built-in packages, in folder order
+    assert model_names() == ("kestrel_k1", "orca_h2", "pybullet_humanoid", "tessel_t3")
 
 
 @pytest.mark.parametrize("name", GENERATED)
@@ -150,7 +151,9 @@ def test_generate_cli_check_and_write(tmp_path: Path) -> None:
     assert main(["--check", "--out", str(tmp_path)]) == 1  # nothing there yet
     assert main(["--out", str(tmp_path)]) == 0
     for name in GENERATED:
-        assert (tmp_path / f"{name}.urdf").read_bytes() == urdf_path(name).read_bytes()
+        assert (tmp_path / name / f"{name}.urdf").read_bytes() == urdf_path(name).read_bytes()
+        yaml_file = urdf_path(name).with_name("robot.yaml")
+        assert (tmp_path / name / "robot.yaml").read_bytes() == yaml_file.read_bytes()
     assert main(["--check", "--out", str(tmp_path)]) == 0
 
 

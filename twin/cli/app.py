@@ -9,12 +9,15 @@ scene file, an unknown model) prints one line per problem to stderr and exits wi
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from twin.cli import dispatch, live, preview, recordings, scene, view
+from robots.library import ENV_ROBOTS, with_env_dirs
+from twin.cli import dispatch, live, preview, recordings, robots, scene, view
 from twin.cli.record_path import expand_bare_record
 
 app = typer.Typer(
@@ -28,18 +31,28 @@ app = typer.Typer(
 @app.callback()
 def _main(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+    robots_dirs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--robots-dir",
+            help="A folder of robot model packages (repeatable); before HALL_TWIN_ROBOTS.",
+        ),
+    ] = None,
 ) -> None:
+    if robots_dirs:  # through the environment, so child processes find the same models
+        os.environ[ENV_ROBOTS] = with_env_dirs(robots_dirs)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if verbose:  # our own debug messages, not every library's
-        for package in ("twin", "sync", "viz", "scenes", "robots"):
+        for package in ("twin", "sync", "viz", "scenes", "robots", "hallfiles"):
             logging.getLogger(package).setLevel(logging.DEBUG)
 
 
 # the order of `twin --help`
-scene.register(app)  # twin scene check, twin robots
+scene.register(app)  # twin scene check
+robots.register(app)  # twin robots, twin robots add, twin robots check
 dispatch.register(app)  # twin keys init, twin dispatch
 view.register(app)  # twin demo, twin view
 live.register(app)  # twin emulate, twin live, twin status

@@ -1,5 +1,5 @@
-"""``twin scene check`` and ``twin robots``: a scene's robots per manufacturer, benches,
-cranes, panels and sensors; the robot models the twin knows."""
+"""``twin scene check``: a scene's robots per manufacturer, benches, cranes, panels and
+sensors."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from robots import get_model, model_names
 from twin.cli.common import JsonOpt, SceneArg, load_or_exit
 from twin.cli.summary import scene_summary
 
@@ -80,46 +79,8 @@ def scene_check(scene: SceneArg = None, as_json: JsonOpt = False) -> None:
         print_summary(summary)
 
 
-def robots_cmd(as_json: JsonOpt = False) -> None:
-    """List the robot models the twin knows, with DOF, height and telemetry profile."""
-    rows: list[dict[str, Any]] = []
-    for name in model_names():
-        model = get_model(name)
-        rows.append(
-            {
-                "model": name,
-                "manufacturer": model.manufacturer,
-                "dof": model.dof,
-                "height_m": round(model.height_m, 3),
-                "telemetry_rate_hz": model.profile.rate_hz,
-                "position_unit": model.profile.position_unit,
-                "encoding": model.profile.encoding,
-                "external": model.external,
-                "urdf": str(model.urdf_path),
-            }
-        )
-    if as_json:
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    table = Table(title="Robot models", title_justify="left")
-    for column in ("model", "manufacturer", "DOF", "height m", "rate Hz", "unit", "encoding"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            row["model"] + (" (external)" if row["external"] else ""),
-            row["manufacturer"],
-            str(row["dof"]),
-            f"{row['height_m']:.2f}",
-            f"{row['telemetry_rate_hz']:g}",
-            row["position_unit"],
-            row["encoding"],
-        )
-    out.print(table)
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``twin scene check`` and ``twin robots``."""
+    """Add ``twin scene check``."""
     scene_app = typer.Typer(help="Validate and inspect hall scene files.", no_args_is_help=True)
     scene_app.command("check")(scene_check)
     app.add_typer(scene_app, name="scene")
-    app.command("robots")(robots_cmd)

@@ -106,7 +106,7 @@ class PreviewHall(Closing):
         model = get_model(robot.model)
         path = Path(self._tmp.name) / f"{model.name}_static.urdf"
         if not path.exists():
-            text = model.urdf_path.read_text(encoding="utf-8")
+            text = model.loadable_urdf.read_text(encoding="utf-8")
             path.write_text(_JOINT_TYPES.sub('type="fixed"', text), encoding="utf-8")
         position, orientation = self.surroundings.robots[robot_id]
         with quiet_stdout():
@@ -126,7 +126,7 @@ class PreviewHall(Closing):
         with quiet_stdout():
             self.body = int(
                 pb.loadURDF(
-                    str(model.urdf_path),
+                    str(model.loadable_urdf),
                     basePosition=xyz,
                     baseOrientation=heading_quaternion(model, yaw, pitch),
                     useFixedBase=False,

@@ -93,7 +93,7 @@ class Kinematics(Closing):
         try:
             with quiet_stdout():
                 self.body = pb.loadURDF(
-                    str(model.urdf_path),
+                    str(model.loadable_urdf),
                     useFixedBase=True,
                     flags=pb.URDF_USE_INERTIA_FROM_FILE,
                     globalScaling=model.scale,

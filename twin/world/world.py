@@ -177,7 +177,7 @@ class World(Closing):
         x, y, _ = station.pose.xyz
         with quiet_stdout():  # the URDF importer printf()s its warnings
             body = pb.loadURDF(
-                str(model.urdf_path),
+                str(model.loadable_urdf),
                 basePosition=(x, y, station.pose.xyz[2] + model.base_height_m),
                 baseOrientation=self._heading(station.pose.yaw_rad, model),
                 useFixedBase=fixed,
