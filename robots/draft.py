@@ -249,9 +249,8 @@ def draft_package(
         relative = Path("meshes") / source.relative_to(common)
         placed[filename] = relative.as_posix()
         _place(source, out / relative, link)
-        for sibling in source.parent.glob(f"{source.stem}.*"):  # .mtl, textures
-            if sibling != source and sibling.is_file():
-                _place(sibling, out / relative.parent / sibling.name, link)
+        for extra in _companions(source):  # .mtl files and the textures they name
+            _place(extra, out / relative.parent / extra.relative_to(source.parent), link)
 
     def relative_path(match: re.Match[str]) -> str:
         filename = match.group(2).strip()
@@ -296,6 +295,34 @@ def draft_package(
     )
     log.info("drafted %s in %s", name, out)
     return Draft(out, spec, proposal, len(sources), tuple(missing), round(high - low, 4))
+
+
+_REFERENCE_RE: Final = re.compile(r"^\s*(mtllib|map_\w+|bump|disp|norm)\s+(.+?)\s*$", re.M)
+
+
+def _companions(mesh: Path) -> list[Path]:
+    """Files a mesh needs beside it: an OBJ's material libraries and the textures they name
+    (relative paths below the mesh's folder), and same-named siblings."""
+    found: list[Path] = []
+    todo = [mesh]
+    while todo:
+        current = todo.pop()
+        if current.suffix.lower() not in (".obj", ".mtl"):
+            continue
+        try:
+            text = current.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for match in _REFERENCE_RE.finditer(text):
+            name = match.group(2).split()[-1]
+            path = (current.parent / name).resolve()
+            if path.is_file() and path.is_relative_to(mesh.parent) and path not in found:
+                found.append(path)
+                todo.append(path)
+    for sibling in mesh.parent.glob(f"{mesh.stem}.*"):
+        if sibling != mesh and sibling.is_file() and sibling.resolve() not in found:
+            found.append(sibling.resolve())
+    return found
 
 
 def _place(source: Path, target: Path, link: bool) -> None:

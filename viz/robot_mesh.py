@@ -216,13 +216,14 @@ class RobotBatch:
             np.concatenate(triangles) if triangles else np.zeros((0, 3), dtype=np.int64),
         )
         self._rgb = np.concatenate(colours) if colours else np.zeros((0, 3), dtype=np.uint8)
-        self.mesh.point_data["rgb"] = self._rgb.copy()
-        self.mesh.point_data["robot"] = np.repeat(
-            np.arange(len(self._bodies), dtype=np.int32), np.diff(self._point_offsets)
-        )
         link_of_slot = np.array([r.link for r in slots], dtype=np.int32)
-        self.mesh.point_data["link"] = link_of_slot[self._owner]
-        self.mesh.point_data["quantity"] = np.zeros(point_count, dtype=np.float32)
+        if point_count:  # a hall without robots (or without visuals) has no point arrays
+            self.mesh.point_data["rgb"] = self._rgb.copy()
+            self.mesh.point_data["robot"] = np.repeat(
+                np.arange(len(self._bodies), dtype=np.int32), np.diff(self._point_offsets)
+            )
+            self.mesh.point_data["link"] = link_of_slot[self._owner]
+            self.mesh.point_data["quantity"] = np.zeros(point_count, dtype=np.float32)
         self._points: F32 = self.mesh.points  # a view of the VTK array, written in place
         self._point_offsets_np = np.asarray(self._point_offsets)
         self._cell_offsets_np = np.asarray(self._cell_offsets)

@@ -91,19 +91,25 @@ class HallViewer:
         self.hall = HallDrawing.build(self.plotter, self.world)
         self.robots = RobotBatch(self.world)
         self._robot_index = {rid: i for i, rid in enumerate(self.robots.robot_ids)}
-        self._base_rgb = np.asarray(self.robots.mesh.point_data["rgb"]).copy()
-        self._point_robot = np.asarray(self.robots.mesh.point_data["robot"])
-        self._point_link = np.asarray(self.robots.mesh.point_data["link"]) + 1  # base -1 -> 0
-        self._link_values = np.zeros((len(self.robots.robot_ids), int(self._point_link.max()) + 2))
-        self.robot_actor = self.plotter.add_mesh(
-            self.robots.mesh,
-            scalars="rgb",
-            rgb=True,
-            name="robots",
-            specular=0.5,
-            specular_power=25.0,
-            ambient=0.2,
+        data = self.robots.mesh.point_data
+        empty = self.robots.mesh.n_points == 0  # a hall without robots
+        self._base_rgb = np.zeros((0, 3), np.uint8) if empty else np.asarray(data["rgb"]).copy()
+        self._point_robot = np.zeros(0, np.int32) if empty else np.asarray(data["robot"])
+        self._point_link = np.zeros(0, np.int32) if empty else np.asarray(data["link"]) + 1
+        self._link_values = np.zeros(
+            (len(self.robots.robot_ids), int(self._point_link.max(initial=0)) + 2)
         )
+        self.robot_actor = None
+        if not empty:
+            self.robot_actor = self.plotter.add_mesh(
+                self.robots.mesh,
+                scalars="rgb",
+                rgb=True,
+                name="robots",
+                specular=0.5,
+                specular_power=25.0,
+                ambient=0.2,
+            )
         self._joints: dict[str, JointIndex] = {}
         self.panel = JointPanel(self.plotter)
         hub = scene.hub
@@ -241,6 +247,8 @@ class HallViewer:
         self.frames += 1
 
     def _recolour(self) -> None:
+        if self.robot_actor is None:
+            return
         rgb = self.robots.mesh.point_data["rgb"]
         if self.colour_by == "manufacturer":
             colours = self._base_rgb.copy()

@@ -180,7 +180,7 @@ def robots_add(
         problems.append(f"--scale {scale:g}: expected 0 < scale <= 100")
     if problems:
         for line in problems:
-            err.print(line, markup=False)
+            err.print(line, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
     name = model or model_slug(_robot_name(urdf))
     target = out_dir if out_dir is not None else models_path()[0][0] / name
@@ -199,7 +199,8 @@ def robots_add(
             force=force,
         )
     except (DraftError, UrdfError, OSError, ValueError) as exc:
-        err.print(f"{urdf}: {exc}".replace(f"{urdf}: {urdf}: ", f"{urdf}: "), markup=False)
+        text = str(exc) if isinstance(exc, DraftError | UrdfError) else f"{urdf}: {exc}"
+        err.print(text, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     proposal = draft.proposal
     out.print(
@@ -217,7 +218,9 @@ def robots_add(
         table.add_row(vendor, "[yellow]-[/]", why)
     out.print(table)
     for filename in draft.missing_meshes:
-        err.print(f"{urdf}: mesh {filename!r} not found; copy it in by hand", markup=False)
+        err.print(
+            f"{urdf}: mesh {filename!r} not found; copy it in by hand", soft_wrap=True, markup=False
+        )
     out.print(f"next: review {draft.root / 'robot.yaml'}, then `twin robots check {draft.root}`")
     problems_after = check_package(draft.root)
     if problems_after:

@@ -54,6 +54,26 @@ WRIST_LOAD_FRACTION: Final = 0.6
 
 Quat = tuple[float, float, float, float]
 
+_LEGS: Final = ("left_hip_pitch", "left_knee", "right_hip_pitch", "right_knee")
+_RIGHT_ARM: Final = ("right_shoulder_pitch", "right_elbow")
+_ARMS: Final = (*_RIGHT_ARM, "left_shoulder_pitch", "left_elbow")
+REQUIRED_JOINTS: Final[Mapping[TaskKind, tuple[str, ...]]] = {
+    "walking": _LEGS,
+    "squats": _LEGS,
+    "pick_and_place": _RIGHT_ARM,
+    "torque_wrench": (*_RIGHT_ARM, WRIST_LOAD_JOINT),
+    "precision_assembly": _RIGHT_ARM,
+    "sensor_calibration": _ARMS,
+    "idle": (),
+}
+"""The canonical joints a model must map to do each task in a way one would recognise."""
+
+
+def missing_joints(model: RobotModel, task: TaskKind) -> list[str]:
+    """Canonical joints ``task`` needs that ``model`` does not map (:data:`REQUIRED_JOINTS`)."""
+    mapped = set(model.profile.to_canonical.values())
+    return [name for name in REQUIRED_JOINTS.get(task, ()) if name not in mapped]
+
 
 def _smooth(u: FloatArray | float) -> FloatArray | float:
     return u * u * (3.0 - 2.0 * u)

@@ -39,7 +39,7 @@ from typing import Any, Final
 import numpy as np
 
 from robots.bullet import pb
-from scenes.model import Scene
+from scenes.model import Scene, TaskKind
 from sync.closing import Closing
 from twin.emulator.actors import FALL_SHOVE_S, EmulatedCrane, EmulatedRobot, leg_geometry
 from twin.emulator.follow import PlanRun
@@ -47,6 +47,7 @@ from twin.emulator.motion import (
     FloatArray,
     MotionTarget,
     RobotMotion,
+    missing_joints,
     quat_mul,
     task_period_s,
 )
@@ -153,14 +154,26 @@ class EmulatedHall(Closing):
                 station = scene.station(robot.station)
                 walk = walks.get(robot.id)
                 rng = np.random.default_rng([seed, zlib.crc32(robot.id.encode())])
+                task: TaskKind = robot.task
+                missing = missing_joints(handle.model, task)
+                if missing:
+                    log.warning(
+                        "%s (%s): %s needs the canonical joints %s, which its package does not "
+                        "map; it idles",
+                        robot.id,
+                        handle.model.name,
+                        task,
+                        ", ".join(missing),
+                    )
+                    task, walk = "idle", None
                 motion = RobotMotion(
                     handle.model,
-                    robot.task,
+                    task,
                     (station.pose.xyz[0], station.pose.xyz[1]),
                     station.pose.yaw_rad,
                     leg_geometry(handle, self._client),
                     walk=walk,
-                    phase_offset_s=float(rng.uniform(0.0, task_period_s(robot.task, walk))),
+                    phase_offset_s=float(rng.uniform(0.0, task_period_s(task, walk))),
                 )
                 self._robots[robot.id] = EmulatedRobot(handle, motion, self._client)
             self._perturb()
