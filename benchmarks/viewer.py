@@ -2,7 +2,8 @@
 
 Usage::
 
-    python benchmarks/viewer.py [--robots N] [--size 1280x720] [--seconds 5] [--json]
+    python benchmarks/viewer.py [--robots N] [--size 1280x720] [--seconds 5] [--mesh-models]
+                                 [--json]
 
 What it does, all in one run:
 
@@ -18,6 +19,12 @@ What it does, all in one run:
 4. Baseline, in the same run at the same size and camera: the same triangles (every
    actor's surface) as one merged static actor in a bare VTK render window with the same
    lights, re-rendered with no updates (``bare_vtk_fps``).
+
+With ``--mesh-models``: a mesh-based humanoid package is drafted from a URDF whose every link
+is STL/DAE meshes (:mod:`benchmarks.mesh_models`), its cold load is timed (package, PyBullet,
+viewer meshes), and the loop runs twice on the same synthetic grid of N robots (default 8):
+first all ``kestrel_k1`` (the same kinematics, primitive shapes), then all the mesh model;
+``fps_vs_built_in`` is their ratio, each run with its own ``bare_vtk_fps``.
 
 Figures: ``fps`` is the median of frames completed per 1-second window; ``frame_ms_*``
 the whole frame, ``state_ms_p50`` the viewer's update alone, ``render_ms_p50`` render
@@ -60,8 +67,8 @@ FLOOR_RGB: Final = (0.62, 0.63, 0.65)
 # -- the hall -------------------------------------------------------------------------
 
 
-def hall_yaml(robots: int) -> str:
-    """Scene YAML: ``robots`` robots cycling three models on a grid, benches along one wall."""
+def hall_yaml(robots: int, models: Sequence[str] = MODELS) -> str:
+    """Scene YAML: ``robots`` robots cycling ``models`` on a grid, benches along one wall."""
     cols = max(1, math.ceil(math.sqrt(robots)))
     rows = max(1, math.ceil(robots / cols))
     margin = 4.0
@@ -89,7 +96,7 @@ def hall_yaml(robots: int) -> str:
         lines.append(f"  - {{id: S{i:03d}, pose: {{xyz: [{x:g}, {y:g}, 0], yaw: -90 deg}}}}")
     lines.append("robots:")
     for i in range(robots):
-        model = get_model(MODELS[i % len(MODELS)])
+        model = get_model(models[i % len(models)])
         lines.append(
             f"  - {{id: R{i:03d}, model: {model.name}, manufacturer: {model.manufacturer}, "
             f"station: S{i:03d}, task: idle}}"
@@ -273,6 +280,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--size", type=parse_size, default=(1280, 720), help="WIDTHxHEIGHT")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window (s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--mesh-models", action="store_true", help="mesh-based robots against built-in ones"
+    )
     args = parser.parse_args(argv)
     if args.robots is not None and args.robots < 1:
         parser.error("--robots must be at least 1")
@@ -285,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Build the hall, run the loop and the baseline, print the result."""
     args = parse_args(argv)
     pv.OFF_SCREEN = True
+    if args.mesh_models:
+        return mesh_models(args)
     scene, robot_ids = build_scene(args.robots or len(load_scene().robots))
     figures = run_viewer(scene, robot_ids, args)
     result = {
@@ -306,6 +318,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(frame p50 {result['frame_ms_p50']} ms, p99 {result['frame_ms_p99']} ms; "
             f"state {result['state_ms_p50']} ms, render {result['render_ms_p50']} ms); "
             f"bare VTK {result['bare_vtk_fps']} fps\n"
+        )
+    return 0
+
+
+def mesh_models(args: argparse.Namespace) -> int:
+    """``--mesh-models``: the load time of a mesh model, and the viewer with N of them beside
+    the same hall of built-in robots."""
+    import tempfile
+
+    from benchmarks.mesh_models import LIKE_FOR_LIKE, MESH_MODEL, install_mesh_model, load_times
+
+    robots = args.robots or 8
+    with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
+        root = install_mesh_model(Path(tmp))
+        load = load_times(root)
+        runs = {}
+        for name in (LIKE_FOR_LIKE, MESH_MODEL):
+            scene = parse_scene(hall_yaml(robots, (name,)), f"<{robots} x {name}>")
+            runs[name] = run_viewer(scene, [r.id for r in scene.robots], args)
+    built_in, mesh = runs[LIKE_FOR_LIKE], runs[MESH_MODEL]
+    result = {
+        "benchmark": "viewer --mesh-models",
+        "size": f"{args.size[0]}x{args.size[1]}",
+        "seconds": args.seconds,
+        "robots": robots,
+        "model_load": load,
+        "mesh_model": {"model": MESH_MODEL, **mesh},
+        "built_in": {"model": LIKE_FOR_LIKE, **built_in},
+        "fps_vs_built_in": round(mesh["fps"] / built_in["fps"], 3) if built_in["fps"] else None,
+        "targets": {"fps_vs_built_in_min": 0.85, "model_load_s_max": 2.0},
+        "machine": machine_info(),
+    }
+    if args.json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        sys.stdout.write(
+            f"viewer, {robots} mesh robots ({mesh['robot_triangles']:,} robot triangles): "
+            f"{mesh['fps']} fps (bare VTK {mesh['bare_vtk_fps']}); the same hall of "
+            f"{LIKE_FOR_LIKE}: {built_in['fps']} fps (bare VTK {built_in['bare_vtk_fps']}); "
+            f"ratio {result['fps_vs_built_in']}; model load {load['total_s']} s "
+            f"({load['links']} links)\n"
         )
     return 0
 
