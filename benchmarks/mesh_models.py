@@ -32,18 +32,22 @@ robots: [{id: R1, model: acme_a1, station: S1, task: idle}]
 """
 
 
+EDGE_M: Final = 0.012
+"""Mesh edges of at most 12 mm: some 250k triangles per robot, like a manufacturer's CAD export."""
+
+
 def install_mesh_model(folder: Path) -> Path:
     """Draft the mesh humanoid's package under ``folder/models`` and put that on the models
     path; the package folder."""
     logging.getLogger("trimesh").setLevel(logging.ERROR)
-    urdf = write_acme(folder / "vendor")
+    urdf = write_acme(folder / "vendor", EDGE_M)
     root = folder / "models" / MESH_MODEL
     draft_package(urdf, root, manufacturer=MANUFACTURER, model=MESH_MODEL, rate_hz=250.0)
     os.environ[ENV_ROBOTS] = str(folder / "models")
     return root
 
 
-def load_times(root: Path) -> dict[str, Any]:
+def load_times(root: Path, triangles_per_robot: int) -> dict[str, Any]:
     """Seconds to load the mesh model, cold, in three parts: reading and checking the package
     (URDF, mesh references, standing heights from the file), PyBullet loading it into a world
     (collision meshes made convex hulls), and the viewer's robot batch (every visual mesh read
@@ -64,16 +68,28 @@ def load_times(root: Path) -> dict[str, Any]:
     t2 = time.perf_counter()
     with World(scene) as world:
         t3 = time.perf_counter()
-        batch = RobotBatch(world)
+        batch = RobotBatch(world, triangles_per_robot=triangles_per_robot)
         t4 = time.perf_counter()
         triangles = int(batch.mesh.n_cells)
     return {
         "model": model.name,
         "links": len(model.links),
         "mesh_files": len(list((root / "meshes").iterdir())),
+        "source_triangles": _source_triangles(root),
         "robot_triangles": triangles,
         "package_s": round(t1 - t0, 3),
         "pybullet_s": round(t3 - t2, 3),
         "viewer_meshes_s": round(t4 - t3, 3),
         "total_s": round((t1 - t0) + (t4 - t2), 3),
     }
+
+
+def _source_triangles(root: Path) -> int:
+    """Triangles in the package's visual meshes as written (before the viewer's decimation)."""
+    import trimesh
+
+    total = 0
+    for path in sorted((root / "meshes").glob("*_visual*")):
+        loaded = trimesh.load(path, force="mesh")
+        total += len(getattr(loaded, "faces", ()))
+    return total

@@ -51,6 +51,7 @@ from benchmarks.machine import machine_info
 from robots import get_model
 from scenes import load_scene, parse_scene
 from scenes.model import Scene
+from viz.mesh_assets import TRIANGLES_PER_ROBOT
 from viz.sources import StaticSource
 from viz.viewer import HallViewer
 
@@ -158,7 +159,13 @@ def percentile_ms(values_s: Sequence[float], q: float) -> float:
 def run_viewer(scene: Scene, robot_ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
     """The measured loop over the real viewer (hall, robots, labels, flows, panels)."""
     source = StaticSource(scene)
-    viewer = HallViewer(scene, source, off_screen=True, window_size=args.size)
+    viewer = HallViewer(
+        scene,
+        source,
+        off_screen=True,
+        window_size=args.size,
+        triangles_per_robot=args.mesh_triangles,
+    )
     motion = Motion(source, robot_ids)
     plotter = viewer.plotter
     plotter.show(auto_close=False)  # before show(), render() draws nothing
@@ -283,6 +290,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--mesh-models", action="store_true", help="mesh-based robots against built-in ones"
     )
+    parser.add_argument(
+        "--mesh-triangles",
+        type=int,
+        default=TRIANGLES_PER_ROBOT,
+        help="triangle budget per robot for mesh visuals (twin view --mesh-triangles)",
+    )
     args = parser.parse_args(argv)
     if args.robots is not None and args.robots < 1:
         parser.error("--robots must be at least 1")
@@ -332,7 +345,7 @@ def mesh_models(args: argparse.Namespace) -> int:
     robots = args.robots or 8
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as tmp:
         root = install_mesh_model(Path(tmp))
-        load = load_times(root)
+        load = load_times(root, args.mesh_triangles)
         runs = {}
         for name in (LIKE_FOR_LIKE, MESH_MODEL):
             scene = parse_scene(hall_yaml(robots, (name,)), f"<{robots} x {name}>")
@@ -343,6 +356,7 @@ def mesh_models(args: argparse.Namespace) -> int:
         "size": f"{args.size[0]}x{args.size[1]}",
         "seconds": args.seconds,
         "robots": robots,
+        "mesh_triangles_per_robot": args.mesh_triangles,
         "model_load": load,
         "mesh_model": {"model": MESH_MODEL, **mesh},
         "built_in": {"model": LIKE_FOR_LIKE, **built_in},

@@ -170,6 +170,7 @@ class RobotBatch:
         ``triangles_per_robot`` the budget a robot's mesh visuals are decimated to.
         """
         self._triangle_budget = triangles_per_robot
+        self._mesh_cache: dict[tuple[Any, ...], dict[int, tuple[_Template, Any]]] = {}
         if resolution < MIN_RESOLUTION:
             raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
         self._world = world
@@ -283,7 +284,23 @@ class RobotBatch:
     def _meshes(
         self, robot_id: str, shapes: Sequence[Any]
     ) -> dict[int, tuple[_Template, tuple[int, int, int] | None]]:
-        """Each mesh visual's triangles (decimated to the robot's budget) and file colour."""
+        """Each mesh visual's triangles (decimated to the robot's budget) and file colour;
+        robots of one model share them (read and decimated once)."""
+        key = tuple(
+            (int(s[2]), s[4], tuple(float(v) for v in s[3]))
+            for s in shapes
+            if int(s[2]) == pb.GEOM_MESH
+        )
+        if not key:
+            return {}
+        cached = self._mesh_cache.get(key)
+        if cached is None:
+            cached = self._mesh_cache[key] = self._load_meshes(robot_id, shapes)
+        return cached
+
+    def _load_meshes(
+        self, robot_id: str, shapes: Sequence[Any]
+    ) -> dict[int, tuple[_Template, tuple[int, int, int] | None]]:
         loaded: dict[int, tuple[_Template, Path]] = {}
         for i, shape in enumerate(shapes):
             if int(shape[2]) != pb.GEOM_MESH:

@@ -30,6 +30,7 @@ from twin.world.world import World
 from viz.flows import FlowLayer
 from viz.hall import HallDrawing
 from viz.joint_panel import JointIndex, JointPanel
+from viz.mesh_assets import TRIANGLES_PER_ROBOT
 from viz.robot_mesh import RobotBatch
 from viz.sources import Source
 from viz.tour import CameraTour
@@ -74,6 +75,7 @@ class HallViewer:
         colour_by: ColourBy = "manufacturer",
         kiosk: bool = False,
         lidar: bool = False,
+        triangles_per_robot: int = TRIANGLES_PER_ROBOT,
     ) -> None:
         self.scene = scene
         self.source = source
@@ -89,7 +91,7 @@ class HallViewer:
         self.plotter.disable_anti_aliasing()
         self.plotter.set_background(BACKGROUND_BOTTOM, top=BACKGROUND_TOP)
         self.hall = HallDrawing.build(self.plotter, self.world)
-        self.robots = RobotBatch(self.world)
+        self.robots = RobotBatch(self.world, triangles_per_robot=triangles_per_robot)
         self._robot_index = {rid: i for i, rid in enumerate(self.robots.robot_ids)}
         data = self.robots.mesh.point_data
         empty = self.robots.mesh.n_points == 0  # a hall without robots

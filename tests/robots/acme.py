@@ -42,7 +42,7 @@ def expected_mapping() -> dict[str, str]:
     return out
 
 
-def _mesh_of(geometry: ET.Element) -> trimesh.Trimesh:
+def _mesh_of(geometry: ET.Element, edge_m: float | None) -> trimesh.Trimesh:
     shape = geometry[0]
     if shape.tag == "box":
         mesh = trimesh.creation.box(extents=[float(v) for v in shape.get("size", "").split()])
@@ -54,11 +54,14 @@ def _mesh_of(geometry: ET.Element) -> trimesh.Trimesh:
         mesh = trimesh.creation.icosphere(subdivisions=2, radius=float(shape.get("radius", "0")))
     else:
         raise ValueError(f"no mesh for <{shape.tag}>")
+    if edge_m is not None:  # as finely tessellated as a CAD export
+        mesh = mesh.subdivide_to_size(max_edge=edge_m, max_iter=12)
     return cast(trimesh.Trimesh, mesh)
 
 
-def write_acme(folder: Path) -> Path:
-    """Write ``folder/acme_description/{urdf/acme_a1.urdf, meshes/*}``; return the URDF path."""
+def write_acme(folder: Path, edge_m: float | None = None) -> Path:
+    """Write ``folder/acme_description/{urdf/acme_a1.urdf, meshes/*}``; return the URDF path.
+    ``edge_m``: subdivide every mesh to edges no longer than this (CAD-export density)."""
     root = folder / PACKAGE
     (root / "urdf").mkdir(parents=True)
     (root / "meshes").mkdir()
@@ -71,7 +74,7 @@ def write_acme(folder: Path) -> Path:
             for i, element in enumerate(link.findall(kind)):
                 geometry = element.find("geometry")
                 assert geometry is not None
-                mesh = _mesh_of(geometry)
+                mesh = _mesh_of(geometry, edge_m)
                 dae = kind == "visual" and re.search(r"(hip|knee|ankle|foot|shank|thigh)", name)
                 file_name = f"{name}_{kind}{i}.{'dae' if dae else 'stl'}"
                 mesh.export(root / "meshes" / file_name)

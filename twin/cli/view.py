@@ -63,8 +63,10 @@ def run_viewer(
     colour_by: str,
     lidar: bool,
     size: str,
+    mesh_triangles: int | None = None,
 ) -> None:
-    """Open the viewer on a source and show it, or write a screenshot/video."""
+    """Open the viewer on a source and show it, or write a screenshot/video;
+    ``mesh_triangles``: the triangle budget of each robot's mesh visuals (default 20k)."""
     import pyvista as pv
 
     from viz.screen import parse_size
@@ -97,6 +99,7 @@ def run_viewer(
         colour_by=colour_by,  # type: ignore[arg-type]
         kiosk=kiosk,
         lidar=lidar,
+        **({} if mesh_triangles is None else {"triangles_per_robot": mesh_triangles}),
     )
     try:
         if video is not None:
@@ -360,6 +363,15 @@ def view_cmd(
     ] = "manufacturer",
     lidar: Annotated[bool, typer.Option(help="Show a simulated LiDAR scan (toggle: l).")] = False,
     size: Annotated[str, typer.Option(help="Window or image size.")] = "1280x720",
+    mesh_triangles: Annotated[
+        int | None,
+        typer.Option(
+            min=100,
+            max=2_000_000,
+            help="Triangles per robot its mesh visuals are decimated to \\[default: 20000]; "
+            "fewer keep the frame rate of a large hall on a software renderer.",
+        ),
+    ] = None,
 ) -> None:
     """The 3D viewer: live (--connect), the scene at rest, or off screen (--screenshot/--video)."""
 
@@ -374,6 +386,7 @@ def view_cmd(
         colour_by=colour_by,
         lidar=lidar,
         size=size,
+        mesh_triangles=mesh_triangles,
     )
 
 
