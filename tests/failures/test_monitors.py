@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from robots import RobotModel, get_model
 from scenes import load_scene
@@ -220,36 +217,6 @@ def test_a_gripper_empty_after_a_silence_is_no_drop() -> None:
 # -- end to end ----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def fall_recording(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    from tests.helpers import STARTUP_S, Proc
-
-    path = tmp_path_factory.mktemp("fall") / "fall.mcap"
-    any_port = "tcp://127.0.0.1:*"
-    twin = Proc(
-        "live", "--record", str(path), "--ingest", any_port, "--fanout", any_port,
-        "--snapshot", any_port,
-    )  # fmt: skip
-    hall = None
-    try:
-        zero_ns = twin.wait_line(r"time zero (\d+) ns", STARTUP_S).group(1)
-        ingest = twin.wait_line(r"ingest (\S+) fan-out", STARTUP_S).group(1)
-        # fault times count from the recording's start, as `twin demo --record` does
-        hall = Proc(
-            "emulate", "--ingest", ingest, "--no-noise", "--seconds", "8",
-            "--fault", "T3-04:fall@4s", "--fault", "T3-01:lose_grip@1s", "--t0-ns", zero_ns,
-        )  # fmt: skip
-        assert hall.popen.wait(timeout=STARTUP_S) == 0, "".join(hall.stderr)[-2000:]
-        twin.popen.send_signal(signal.SIGTERM)
-        twin.popen.wait(timeout=30.0)
-        twin.wait_line(r"recorded \d+ messages to", 5.0)
-    finally:
-        twin.stop()
-        if hall is not None:
-            hall.stop()
-    yield path
-
-
 def failures_json(path: Path) -> list[dict[str, object]]:
     done = subprocess.run(
         [sys.executable, "-m", "twin", "failures", str(path), "--json"],
@@ -258,7 +225,7 @@ def failures_json(path: Path) -> list[dict[str, object]]:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    rows: list[dict[str, object]] = json.loads(done.stdout)
+    rows: list[dict[str, object]] = json.loads(done.stdout)["events"]
     return rows
 
 

@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from robots.library import ENV_ROBOTS, with_env_dirs
-from twin.cli import dispatch, live, preview, recordings, robots, scene, view
+from twin.cli import dispatch, lessons, live, preview, recordings, robots, scene, view
 from twin.cli.record_path import expand_bare_record
 
 app = typer.Typer(
@@ -57,6 +57,7 @@ dispatch.register(app)  # twin keys init, twin dispatch
 view.register(app)  # twin demo, twin view
 live.register(app)  # twin emulate, twin live, twin status
 recordings.register(app)  # twin replay, twin failures, twin resim
+lessons.register(app)  # twin lessons, twin lessons show, twin lessons learn
 preview.register(app)  # twin preview
 
 

@@ -17,7 +17,7 @@ from rich.table import Table
 
 from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
 from twin.emulator.resim import ResimInputError, parse_overrides, resimulate
-from twin.failures.offline import failure_rows
+from twin.failures.offline import failure_report
 from twin.record.recording import RecordingError
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -63,9 +63,14 @@ def replay_cmd(
 def failures_cmd(
     recording: Annotated[Path, typer.Argument(help="A recording (twin live --record).")],
     as_json: JsonOpt = False,
+    events: Annotated[
+        bool, typer.Option("--events", help="List every failure event, not the incidents.")
+    ] = False,
 ) -> None:
-    """List a recording's failures: falls, joints over limit, efforts, stale data, collisions."""
-    print_failures(recording, as_json)
+    """List a recording's incidents (a cause and its consequences) or, with --events, every
+    failure: falls, joints over limit, efforts, stale data, collisions, divergences, drops.
+    --json gives both."""
+    print_failures(recording, as_json, events)
 
 
 def resim_cmd(
@@ -88,23 +93,58 @@ def resim_cmd(
     run_resim(recording, at, seconds, settings or [], seed, record)
 
 
-def print_failures(path: Path, as_json: bool) -> None:
-    """``twin failures``: print the failures (table or JSON); exit 2 for a bad file."""
+def print_failures(path: Path, as_json: bool, events: bool = False) -> None:
+    """``twin failures``: print the incidents or events (table) or both (JSON); exit 2 for a
+    bad file."""
     try:
-        rows, source = failure_rows(path)
+        report = failure_report(path)
     except RecordingError as exc:
         err.print(f"twin failures: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     if as_json:
-        sys.stdout.write(msgspec.json.format(msgspec.json.encode(rows)).decode() + "\n")
+        sys.stdout.write(msgspec.json.format(msgspec.json.encode(report)).decode() + "\n")
         return
+    style = {"critical": "bold red", "error": "red", "warning": "yellow"}
+    source = report["source"]
+    if not events:
+        incidents = report["incidents"]
+        table = Table(
+            title=f"{path.name}: {len(incidents)} incident{'s' if len(incidents) != 1 else ''}"
+            f" from {len(report['events'])} failure events ({source}; --events lists them)",
+            title_justify="left",
+        )
+        for column in (
+            "id",
+            "t s",
+            "robot",
+            "manufacturer",
+            "cause",
+            "severity",
+            "then",
+            "details",
+        ):
+            table.add_column(column)
+        for row in incidents:
+            then = ", ".join(f"{n} {kind}" for kind, n in row["consequences"].items())
+            table.add_row(
+                row["id"],
+                f"{row['t_s']:.3f}",
+                row["robot"],
+                row["manufacturer"],
+                row["cause"],
+                f"[{style.get(row['severity'], '')}]{row['severity']}[/]",
+                then or "-",
+                row["details"],
+            )
+        out.print(table)
+        return
+    rows = report["events"]
     table = Table(
         title=f"{path.name}: {len(rows)} failure{'s' if len(rows) != 1 else ''} ({source})",
         title_justify="left",
     )
     for column in ("id", "t s", "robot", "manufacturer", "kind", "severity", "details"):
         table.add_column(column)
-    style = {"critical": "bold red", "error": "red", "warning": "yellow"}
     for row in rows:
         table.add_row(
             row["id"],

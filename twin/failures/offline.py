@@ -24,6 +24,7 @@ from scenes.loader import parse_scene
 from sync.codecs import JointSample
 from sync.streams import Liveness, LivenessClock
 from twin.failures.events import FailureEvent
+from twin.failures.incidents import group_incidents, incident_row
 from twin.failures.monitors import Monitors
 from twin.record.recording import Recording, RecordingError, open_recording
 from twin.record.schemas import EventMsg, PoseInFrame
@@ -143,8 +144,25 @@ def start_ns(recording: Recording) -> int | None:
     return int(first) if first is not None else None
 
 
+def failure_report(path: Path) -> dict[str, Any]:
+    """A recording's failures: ``source`` (recorded/offline), ``events`` (rows) and
+    ``incidents`` (the events grouped, :mod:`twin.failures.incidents`)."""
+    rows, source, failures, t0, makers = _failures(path)
+    incidents = [
+        incident_row(i, t0, makers.get(i.robot_id, "?")) for i in group_incidents(failures)
+    ]
+    return {"source": source, "incidents": incidents, "events": rows}
+
+
 def failure_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
     """The failures of a recording as rows, and where they came from (recorded/offline)."""
+    rows, source, *_ = _failures(path)
+    return rows, source
+
+
+def _failures(
+    path: Path,
+) -> tuple[list[dict[str, Any]], str, list[FailureEvent], int, dict[str, str]]:
     recording = open_recording(path)
     failures = recorded_failures(recording)
     source = "recorded"
@@ -172,4 +190,4 @@ def failure_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
         }
         for f in failures
     ]
-    return rows, source
+    return rows, source, failures, t0, makers

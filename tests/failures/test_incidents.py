@@ -1,0 +1,68 @@
+"""Incidents: a robot's failure events grouped into a cause and its consequences."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from twin.failures.events import FailureEvent, Severity
+from twin.failures.incidents import group_incidents
+
+S = 1_000_000_000
+
+
+def event(
+    i: int, t_s: float, kind: str, robot: str = "T3-04", severity: Severity = "error"
+) -> FailureEvent:
+    return FailureEvent(f"F{i:04d}", int(t_s * S), robot, kind, severity, f"{kind} at {t_s}")
+
+
+def test_a_fall_and_what_it_brings_are_one_incident_caused_by_the_fall() -> None:
+    events = [
+        event(1, 10.00, "joint_limit"),  # a few ms before the fall: part of it
+        event(2, 10.02, "fall", severity="critical"),
+        event(3, 10.5, "divergence"),
+        event(4, 11.0, "grasp_dropped"),
+        *(event(5 + k, 11.5 + k, "joint_limit") for k in range(6)),
+        event(20, 30.0, "grasp_dropped"),  # long after: its own incident
+        event(21, 10.3, "divergence", robot="K1-01", severity="warning"),
+    ]
+    incidents = group_incidents(events)
+    assert [(i.robot_id, i.cause.kind) for i in incidents] == [
+        ("T3-04", "fall"),
+        ("K1-01", "divergence"),
+        ("T3-04", "grasp_dropped"),
+    ]
+    fall = incidents[0]
+    assert fall.id == "F0002" and fall.severity == "critical"
+    assert fall.consequence_counts() == {"joint_limit": 7, "divergence": 1, "grasp_dropped": 1}
+    assert incidents[2].consequences == [] and incidents[2].severity == "error"
+
+
+def test_a_cause_more_than_the_lead_after_the_first_event_stays_a_consequence() -> None:
+    incidents = group_incidents([event(1, 0.0, "grasp_dropped"), event(2, 2.0, "fall")])
+    assert len(incidents) == 1 and incidents[0].cause.kind == "grasp_dropped"
+
+
+def test_twin_failures_lists_incidents_and_events(fall_recording: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "twin", "failures", str(fall_recording), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    incidents = {(i["robot"], i["cause"]) for i in report["incidents"]}
+    assert ("T3-04", "fall") in incidents and ("T3-01", "grasp_dropped") in incidents
+    falls = [i for i in report["incidents"] if i["cause"] == "fall"]
+    assert len(falls) == 1 and falls[0]["severity"] == "critical"
+    # every event is in exactly one incident
+    grouped = [e for i in report["incidents"] for e in i["events"]]
+    assert sorted(grouped) == sorted(e["id"] for e in report["events"])
+    assert len(report["incidents"]) <= len(report["events"])
+    table = subprocess.run(
+        [sys.executable, "-m", "twin", "failures", str(fall_recording)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "incident" in table.stdout and "--events lists them" in table.stdout

@@ -1,0 +1,140 @@
+"""``twin lessons``: list the lessons, show one, learn them from a recording.
+
+The database is ``--lessons PATH``, else ``HALL_TWIN_LESSONS``, else the user's state
+directory (:mod:`twin.lessons.store`). A database that cannot be used is one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
+from twin.lessons.store import LessonStore, LessonStoreError, default_path
+from twin.record.recording import RecordingError
+
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+LessonsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--lessons",
+        help="The lessons database [default: $HALL_TWIN_LESSONS or ~/.local/state/hall-twin].",
+    ),
+]
+
+
+def _open(path: Path | None) -> LessonStore:
+    try:
+        return LessonStore(path or default_path())
+    except LessonStoreError as exc:
+        err.print(f"twin lessons: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def lessons_list(ctx: typer.Context, as_json: JsonOpt = False, lessons: LessonsOpt = None) -> None:
+    """List the lessons learnt: what happened, where, how often, on which robots and makers."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _open(lessons) as store:
+        try:
+            found = store.lessons()
+        except LessonStoreError as exc:
+            err.print(f"twin lessons: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    if as_json:
+        sys.stdout.write(json.dumps([x.as_dict() for x in found], indent=2) + "\n")
+        return
+    table = Table(title=f"{len(found)} lessons ({store.path})", title_justify="left")
+    for column in ("id", "kind", "task", "seen", "robots", "manufacturers", "reproduce as"):
+        table.add_column(column)
+    for lesson in found:
+        table.add_row(
+            lesson.id,
+            lesson.kind,
+            lesson.task,
+            str(lesson.count),
+            ", ".join(lesson.robots),
+            ", ".join(lesson.manufacturers),
+            str(lesson.condition.get("kind")),
+        )
+    out.print(table)
+
+
+def lessons_show(
+    lesson_id: Annotated[str, typer.Argument(help="A lesson id, e.g. L0001.")],
+    as_json: JsonOpt = False,
+    lessons: LessonsOpt = None,
+) -> None:
+    """One lesson in full, with the command that replays where it was first seen."""
+    with _open(lessons) as store:
+        try:
+            lesson = store.lesson(lesson_id)
+        except LessonStoreError as exc:
+            err.print(f"twin lessons: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    if lesson is None:
+        err.print(f"twin lessons: no lesson {lesson_id!r} in {store.path}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    first = lesson.sightings[0] if lesson.sightings else None
+    replay = f"twin replay {first.recording} --event {first.incident}" if first else None
+    if as_json:
+        sys.stdout.write(json.dumps({**lesson.as_dict(), "replay": replay}, indent=2) + "\n")
+        return
+    out.print(f"[bold]{lesson.id}[/] {lesson.summary}")
+    out.print(f"severity {lesson.severity}, task {lesson.task}, seen {lesson.count} times")
+    out.print(f"reproduce as: {json.dumps(lesson.condition)}", markup=False)
+    for s in lesson.sightings:
+        out.print(
+            f"  {s.robot} ({s.manufacturer} {s.model}): {json.dumps(s.conditions)}", markup=False
+        )
+    if replay:
+        out.print(f"replay: {replay}", markup=False)
+
+
+def lessons_learn(
+    recording: Annotated[Path, typer.Argument(help="A recording (twin live --record).")],
+    as_json: JsonOpt = False,
+    lessons: LessonsOpt = None,
+) -> None:
+    """Learn lessons from a recording's incidents (new ones made, known ones strengthened)."""
+    from twin.lessons.derive import learn_from_recording
+
+    with _open(lessons) as store:
+        try:
+            learnt = learn_from_recording(recording, store)
+        except (RecordingError, LessonStoreError) as exc:
+            err.print(f"twin lessons learn: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    rows = [
+        {"lesson": x.lesson_id, "new": x.new, "robot": x.robot, "incident": x.incident.id,
+         "cause": x.incident.cause.kind}
+        for x in learnt
+    ]  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:
+        what = "new lesson" if row["new"] else "strengthens"
+        out.print(f"{row['lesson']}: {what} ({row['cause']} by {row['robot']}, {row['incident']})")
+    if not rows:
+        out.print(f"{recording}: no incident to learn from")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``twin lessons``, ``twin lessons show`` and ``twin lessons learn``."""
+    lessons_app = typer.Typer(
+        help="Lessons learnt from incidents: list, show, learn from a recording.",
+        invoke_without_command=True,
+    )
+    lessons_app.callback(invoke_without_command=True)(lessons_list)
+    lessons_app.command("show")(lessons_show)
+    lessons_app.command("learn")(lessons_learn)
+    app.add_typer(lessons_app, name="lessons")

@@ -1,0 +1,138 @@
+"""Incidents: a robot's failure events grouped into a cause and the consequences it brings.
+
+One fall brings joints over their limits, divergences from the twin's prediction and a
+dropped grasp in the seconds after it; listed one by one they are a flood no one can act on.
+:func:`group_incidents` groups each robot's events in time order: an event joins the robot's
+open incident when it comes within :data:`CONSEQUENCE_WINDOW_S` of that incident's previous
+event, else it opens a new one. The incident's cause is its most causal event among those of
+its first :data:`CAUSE_LEAD_S` (a joint limit a few milliseconds before the fall it belongs
+to is a consequence of the same fall, not its cause); severity is the worst of its events.
+The same grouping runs offline (``twin failures``) and on a live event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from twin.failures.events import FailureEvent, Severity
+
+CONSEQUENCE_WINDOW_S: Final = 5.0
+"""An event this close after the previous one of a robot's incident belongs to it."""
+CAUSE_LEAD_S: Final = 1.0
+"""Events this close after an incident's first are candidates for its cause."""
+CAUSE_RANK: Final[dict[str, int]] = {
+    "fall": 0,
+    "collision": 1,
+    "grasp_dropped": 2,
+    "effort": 3,
+    "joint_limit": 4,
+    "divergence": 5,
+    "stale": 6,
+}
+"""Which kind of event causes which: a fall explains the rest; stale data explains nothing."""
+_SEVERITY: Final[dict[str, int]] = {"warning": 0, "error": 1, "critical": 2}
+_NS: Final = 1_000_000_000
+
+
+@dataclass
+class Incident:
+    """A cause and its consequences, on one robot."""
+
+    robot_id: str
+    events: list[FailureEvent] = field(default_factory=list)
+
+    @property
+    def cause(self) -> FailureEvent:
+        """The most causal event of the incident's first :data:`CAUSE_LEAD_S`."""
+        first = self.events[0].stamp_ns
+        lead = [e for e in self.events if e.stamp_ns - first <= CAUSE_LEAD_S * _NS]
+        return min(lead, key=lambda e: (CAUSE_RANK.get(e.kind, len(CAUSE_RANK)), e.stamp_ns))
+
+    @property
+    def consequences(self) -> list[FailureEvent]:
+        """Every event but the cause, in time order."""
+        cause = self.cause
+        return [e for e in self.events if e is not cause]
+
+    @property
+    def severity(self) -> Severity:
+        """The worst severity among the incident's events."""
+        return max((e.severity for e in self.events), key=lambda s: _SEVERITY[s])
+
+    @property
+    def id(self) -> str:
+        """The incident's id: its cause's event id."""
+        return self.cause.id
+
+    @property
+    def start_ns(self) -> int:
+        return self.events[0].stamp_ns
+
+    @property
+    def end_ns(self) -> int:
+        return self.events[-1].stamp_ns
+
+    def consequence_counts(self) -> dict[str, int]:
+        """Consequences by kind."""
+        counts: dict[str, int] = {}
+        for event in self.consequences:
+            counts[event.kind] = counts.get(event.kind, 0) + 1
+        return counts
+
+
+class IncidentGrouper:
+    """Groups events as they come (live), or all at once (:func:`group_incidents`)."""
+
+    def __init__(self, window_s: float = CONSEQUENCE_WINDOW_S) -> None:
+        self.window_ns = int(window_s * _NS)
+        self.incidents: list[Incident] = []
+        self._open: dict[str, Incident] = {}
+
+    def add(self, event: FailureEvent) -> tuple[Incident, bool]:
+        """Put ``event`` in its incident; the incident, and whether the event opened it.
+        Events of a robot must come in time order."""
+        current = self._open.get(event.robot_id)
+        if current is not None and event.stamp_ns - current.end_ns <= self.window_ns:
+            current.events.append(event)
+            return current, False
+        incident = Incident(event.robot_id, [event])
+        self._open[event.robot_id] = incident
+        self.incidents.append(incident)
+        return incident, True
+
+
+def group_incidents(
+    events: Iterable[FailureEvent], window_s: float = CONSEQUENCE_WINDOW_S
+) -> list[Incident]:
+    """Every incident of ``events`` (any order), ordered by when they started."""
+    grouper = IncidentGrouper(window_s)
+    for event in sorted(events, key=lambda e: (e.stamp_ns, e.id)):
+        grouper.add(event)
+    return sorted(grouper.incidents, key=lambda i: (i.start_ns, i.robot_id))
+
+
+def incident_row(incident: Incident, t0_ns: int, manufacturer: str) -> dict[str, object]:
+    """What ``twin failures --json`` says of an incident."""
+    cause = incident.cause
+    return {
+        "id": incident.id,
+        "robot": incident.robot_id,
+        "manufacturer": manufacturer,
+        "cause": cause.kind,
+        "severity": incident.severity,
+        "t_s": round((cause.stamp_ns - t0_ns) / 1e9, 3),
+        "stamp_ns": cause.stamp_ns,
+        "duration_s": round((incident.end_ns - incident.start_ns) / 1e9, 3),
+        "details": cause.details,
+        "consequences": incident.consequence_counts(),
+        "events": [e.id for e in incident.events],
+    }
+
+
+def summary(incidents: Sequence[Incident]) -> str:
+    """``3 incidents (1 critical)``."""
+    critical = sum(1 for i in incidents if i.severity == "critical")
+    noun = "incident" if len(incidents) == 1 else "incidents"
+    return f"{len(incidents)} {noun} ({critical} critical)"
