@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,18 @@ from sync.addresses import Endpoints
 from tests.helpers import STARTUP_S, Proc, ThreadedMirror
 
 ANY_PORT = "tcp://127.0.0.1:*"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _lessons_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every ``twin live`` the tests start keeps its lessons out of the user's state folder."""
+    before = os.environ.get("HALL_TWIN_LESSONS")
+    os.environ["HALL_TWIN_LESSONS"] = str(tmp_path_factory.mktemp("lessons") / "lessons.sqlite3")
+    yield
+    if before is None:
+        os.environ.pop("HALL_TWIN_LESSONS", None)
+    else:
+        os.environ["HALL_TWIN_LESSONS"] = before
 
 
 @pytest.fixture

@@ -238,7 +238,7 @@ class HallViewer:
             if event.kind == "failure":
                 self.failures_seen += 1
             if event.kind == "lesson":
-                task = event.detail
+                task = lesson_task(event.detail)
                 same = tuple(r.robot_id for r in self.source.robots.values() if r.task == task)
                 self.flows.share_lesson(now, same)
         self._update_panels()
@@ -454,3 +454,14 @@ class HallViewer:
         self.plotter.close()
         self.world.close()
         self.source.close()
+
+
+def lesson_task(detail: str) -> str:
+    """The task a ``lesson`` event concerns: its JSON detail's ``task``, or the detail itself."""
+    import json
+
+    try:
+        data = json.loads(detail)
+    except ValueError:
+        return detail
+    return str(data.get("task", "")) if isinstance(data, dict) else detail

@@ -11,7 +11,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import zmq
@@ -127,6 +127,8 @@ def live(
     keys: Path | None = None,
     command: str | None = None,
     control: str | None = None,
+    lessons: Path | None = None,
+    use_lessons: bool = True,
 ) -> None:
     """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
     ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
@@ -165,6 +167,8 @@ def live(
             _record_failures(mirror, recorder)
         if gate is not None:
             gate.listeners.append(recorder.event)
+    if use_lessons and mirror.monitors is not None:
+        _start_lessons(mirror, loaded, lessons, recorder)
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
@@ -208,6 +212,41 @@ def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder
     except RecorderError as exc:
         err.print(f"twin live: {exc}", markup=False)
         return None
+
+
+def _start_lessons(
+    mirror: Mirror, scene: Scene, path: Path | None, recorder: Recorder | None
+) -> None:
+    """Incidents and lessons live: each lesson stored, published on the fan-out (viewers draw
+    it) and recorded. A database that cannot be used is one line; the twin mirrors on."""
+    import json
+
+    from twin.lessons.live import LiveLessons
+    from twin.lessons.store import LessonStore, LessonStoreError, default_path
+
+    try:
+        store = LessonStore(path or default_path())
+    except LessonStoreError as exc:
+        err.print(f"twin live: lessons off: {exc}", markup=False)
+        return
+
+    def publish(robot_id: str, lesson_id: str, detail: dict[str, Any]) -> None:
+        text = json.dumps(detail)
+        mirror.event("lesson", robot_id, text)
+        if recorder is not None:
+            recorder.event("lesson", robot_id, text, time.time_ns())
+        err.print(
+            f"lesson {lesson_id} ({'new' if detail['new'] else 'strengthened'}): "
+            f"{detail['kind']} by {robot_id} during {detail['task']}, shared with "
+            f"{', '.join(detail['concerns'])}",
+            markup=False,
+        )
+
+    recording = str(recorder.path.resolve()) if recorder is not None else "live"
+    lessons = LiveLessons(store, scene, mirror.robots, publish, recording=recording)
+    mirror.on_failure.append(lessons.on_failure)
+    mirror.after_monitors.append(lessons.poll)
+    err.print(f"lessons: {store.path}", markup=False)
 
 
 def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
@@ -375,11 +414,22 @@ def live_cmd(
     keys: KeysOpt = None,
     command: CommandOpt = None,
     control: ControlOpt = None,
+    lessons: Annotated[
+        Path | None,
+        typer.Option(
+            "--lessons",
+            help="The lessons database \\[default: $HALL_TWIN_LESSONS or "
+            "~/.local/state/hall-twin/lessons.sqlite3].",
+        ),
+    ] = None,
+    use_lessons: Annotated[
+        bool, typer.Option("--lessons-on/--no-lessons", help="Make lessons of incidents.")
+    ] = True,
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
     live(
         scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
-        keys=keys, command=command, control=control,
+        keys=keys, command=command, control=control, lessons=lessons, use_lessons=use_lessons,
     )  # fmt: skip
 
 

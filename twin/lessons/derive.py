@@ -19,6 +19,7 @@ reproducible condition is derived from those figures, and says how:
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +117,10 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
 def reproducible(kind: str, details: str, conditions: dict[str, Any]) -> dict[str, Any]:
     """The condition a preview runs to reproduce a lesson, and how it was derived."""
     if kind == "grasp_dropped":
+        named = re.match(r"dropped (\S+):", details)  # the detector names the item it lost
         return {
             "kind": "grip_weakened",
-            "item": conditions.get("holding"),
+            "item": conditions.get("holding") or (named.group(1) if named else None),
             "grip_scale": 0.5,
             "derived": "the item slipped from a closed gripper: its grip is halved there",
         }

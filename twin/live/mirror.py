@@ -137,6 +137,8 @@ class Mirror(FanoutServer):
         # failure detection (time-gated inside Monitors); `twin live` sets one by default
         self.monitors: Monitors | None = None
         self.on_failure: list[Callable[[FailureEvent], None]] = []
+        self.after_monitors: list[Callable[[int], None]] = []
+        """Called after each run of the detectors with the wall-clock time (ns)."""
         # the dispatch gate (`twin live --keys`); None: no command channel at all
         self.gate: CommandGate | None = None
         self._started_mono_ns = time.monotonic_ns()
@@ -316,6 +318,8 @@ class Mirror(FanoutServer):
             self.event("failure", failure.robot_id, msgspec.json.encode(failure).decode())
             for callback in self.on_failure:
                 callback(failure)
+        for after in self.after_monitors:
+            after(time.time_ns())
 
     def _apply_pending(self, now_mono: int) -> None:
         """Apply changed joint states, round robin, within the tick's time budget."""
