@@ -17,6 +17,12 @@ from tests.helpers import STARTUP_S, Proc, ThreadedMirror
 ANY_PORT = "tcp://127.0.0.1:*"
 
 
+@pytest.fixture(autouse=True)
+def _lessons_of_this_test_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with no lessons: what other tests learnt changes no preview."""
+    monkeypatch.setenv("HALL_TWIN_LESSONS", str(tmp_path / "lessons.sqlite3"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _lessons_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Every ``twin live`` the tests start keeps its lessons out of the user's state folder."""

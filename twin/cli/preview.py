@@ -82,9 +82,12 @@ def preview(
     jobs: int | None,
     ray_address: str | None,
     live_snapshot: str | None = None,
+    lessons_path: Path | None = None,
+    use_lessons: bool = True,
 ) -> None:
     """The command (see the module docstring); ``live_snapshot``: the running twin's snapshot
-    endpoint to take the surroundings from (default: the scene's)."""
+    endpoint to take the surroundings from (default: the scene's); ``lessons_path``: the
+    lessons database whose lessons concerning the task are run too."""
     task, scene, scene_text, digest = _inputs(task_path, scene_path)
     surroundings = (
         _live_surroundings(scene, live_snapshot)
@@ -124,6 +127,12 @@ def preview(
         }
         plots = write_plots(result, limits, report_dir)
         report["files"] = [str(p) for p in [*plots, report_dir / "preview.mcap"]]
+    survived = True
+    if use_lessons:
+        report["lessons"] = _lessons(task, scene, compiled, surroundings, lessons_path)
+        survived = all(x["survived"] is not False for x in report["lessons"]["runs"])
+    passed = result.passed and survived
+    report["passed_with_lessons"] = passed
     trial_summary: dict[str, Any] | None = None
     if trials > 0:
         trial_summary = _trials(task, scene, trials, seed, jobs, ray_address, surroundings)
@@ -134,7 +143,7 @@ def preview(
         task_sha256=digest,
         task_path=str(task_path.resolve()),
         robot=task.robot,
-        passed=result.passed,
+        passed=passed,
         reasons=[r.as_dict() for r in result.reasons],
         created_ns=time.time_ns(),
         scene_name=scene.name,
@@ -150,8 +159,49 @@ def preview(
         out.print(json.dumps(report, indent=2), markup=False)
     else:
         _print_summary(result, report)
-    if not result.passed:
+    if not passed:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _lessons(
+    task: Task,
+    scene: Scene,
+    compiled: Any,
+    surroundings: Surroundings,
+    path: Path | None,
+) -> dict[str, Any]:
+    """Run the task under every lesson that concerns it; what each did."""
+    import dataclasses
+
+    from twin.lessons.concern import concerning, variation_fields
+    from twin.lessons.store import LessonStore, LessonStoreError, default_path
+    from twin.preview.result import Variation
+
+    where = path or default_path()
+    try:
+        with LessonStore(where) as store:
+            found = concerning(store.lessons(), task, scene)
+    except LessonStoreError as exc:
+        err.print(f"twin preview: lessons not checked: {exc}", markup=False)
+        return {"database": str(where), "error": str(exc), "runs": []}
+    runs = []
+    for lesson in found:
+        fields = variation_fields(lesson)
+        row: dict[str, Any] = {
+            "lesson": lesson.id, "kind": lesson.kind, "task": lesson.task,
+            "condition": lesson.condition, "seen": lesson.count,
+        }  # fmt: skip
+        if fields is None:
+            runs.append({**row, "survived": None, "why": "no preview form of this condition yet"})
+            continue
+        variation = dataclasses.replace(Variation.nominal(), **fields)
+        outcome = run_preview(
+            task, scene, compiled=compiled, variation=variation, keep_series=False,
+            surroundings=surroundings,
+        )  # fmt: skip
+        why = "; ".join(r.detail for r in outcome.reasons[:2]) if outcome.reasons else "passed"
+        runs.append({**row, "survived": outcome.passed, "why": why})
+    return {"database": str(where), "runs": runs}
 
 
 def _live_surroundings(scene: Scene, endpoint: str) -> Surroundings:
@@ -222,6 +272,13 @@ def _print_summary(result: PreviewResult, report: dict[str, Any]) -> None:
             f"(95 % {low:.2f}..{high:.2f})",
             markup=False,
         )
+    for run in report.get("lessons", {}).get("runs", []):
+        verdict = {True: "survived", False: "FAILED", None: "not run"}[run["survived"]]
+        out.print(
+            f"lesson {run['lesson']} ({run['kind']} during {run['task']}, seen {run['seen']}x, "
+            f"as {run['condition'].get('kind')}): {verdict} -- {run['why']}",
+            markup=False,
+        )
     for path in report.get("files", []):
         out.print(path, markup=False)
 
@@ -260,7 +317,25 @@ def register(app: typer.Typer) -> None:
             ),
         ] = False,
         snapshot: SnapshotOpt = None,
+        lessons: Annotated[
+            Path | None,
+            typer.Option(
+                "--lessons",
+                help="Lessons database \\[default: $HALL_TWIN_LESSONS or the state folder].",
+            ),
+        ] = None,
+        use_lessons: Annotated[
+            bool,
+            typer.Option(
+                "--lessons-on/--no-lessons",
+                help="Also run the task under every lesson that concerns it.",
+            ),
+        ] = True,
     ) -> None:
-        """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance."""
+        """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance;
+        and under the reproducible condition of every lesson that concerns it."""
         live_snapshot = Endpoints.resolve(snapshot=snapshot).snapshot if live else None
-        preview(task, scene, as_json, report, seed, trials, jobs, ray, live_snapshot)
+        preview(
+            task, scene, as_json, report, seed, trials, jobs, ray, live_snapshot,
+            lessons_path=lessons, use_lessons=use_lessons,
+        )  # fmt: skip

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from robots.bullet import pb
 from scenes.model import Scene
 from scenes.tasks import Task
 from twin.preview.compile import REACH_TOLERANCE_M, CompiledTask, compile_task
@@ -138,8 +139,25 @@ class _Run(Control, RunChecks):
                     f"({format_xyz(target.target_m)}): IK residual {target.residual_m:.3f} m "
                     f"(tolerance {REACH_TOLERANCE_M:g} m)",
                 )  # fmt: skip
+        if self.var.push_delta_v_m_s > 0.0:  # a lesson's push, halfway through the plan
+            at = 0.5 * self.c.plan.duration_s * scale
+            events.append((at, len(events), self._push))
         events.sort(key=lambda e: (e[0], e[1]))
         return events
+
+    def _push(self, t_s: float) -> None:
+        """Shove the robot's base sideways (its own +y) by the variation's speed change."""
+        client, body = self.hall.client, self.hall.body
+        linear, angular = pb.getBaseVelocity(body, physicsClientId=client)
+        _, orientation = pb.getBasePositionAndOrientation(body, physicsClientId=client)
+        side = pb.rotateVector(orientation, (0.0, 1.0, 0.0))
+        dv = self.var.push_delta_v_m_s
+        pb.resetBaseVelocity(
+            body,
+            (linear[0] + dv * side[0], linear[1] + dv * side[1], linear[2]),
+            angular,
+            physicsClientId=client,
+        )
 
     # -- result -------------------------------------------------------------------------
 

@@ -73,7 +73,9 @@ class Grasping(RunState):
             parentFrameOrientation=rel_orn, physicsClientId=client,
         )  # fmt: skip
         pb.changeConstraint(
-            constraint, maxForce=GRIP_FORCE_N * self.friction_scale, physicsClientId=client
+            constraint,
+            maxForce=GRIP_FORCE_N * self.friction_scale * self.var.grip_scale,
+            physicsClientId=client,
         )
         for own in self.hand_links.get(span.hand, set()):
             pb.setCollisionFilterPair(hall.body, body, own, -1, 0, physicsClientId=client)

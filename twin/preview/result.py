@@ -38,6 +38,12 @@ class Variation:
     mass_sigma: float = 0.0
     timing_sigma: float = 0.0
     noise_sigma_m: float = 0.0
+    grip_scale: float = 1.0
+    """A lesson's ``grip_weakened``: every grasp holds with this fraction of its force."""
+    push_delta_v_m_s: float = 0.0
+    """A lesson's ``push``: the base is shoved sideways by this speed halfway through."""
+    lesson: str | None = None
+    """The lesson whose reproducible condition this run is."""
 
     @staticmethod
     def nominal() -> Variation:
@@ -53,7 +59,12 @@ class Variation:
     def is_nominal(self) -> bool:
         """True when nothing is perturbed."""
         return not (
-            self.friction_sigma or self.mass_sigma or self.timing_sigma or self.noise_sigma_m
+            self.friction_sigma
+            or self.mass_sigma
+            or self.timing_sigma
+            or self.noise_sigma_m
+            or self.grip_scale != 1.0
+            or self.push_delta_v_m_s
         )
 
 

@@ -1,0 +1,38 @@
+"""``twin preview`` runs the task again under every lesson that concerns it and reports each."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+
+def twin(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "twin", *args],
+        capture_output=True, text=True, timeout=600, check=False, cwd=ROOT,
+    )  # fmt: skip
+
+
+def test_a_preview_lists_the_lessons_that_concern_it(fall_recording: Path, tmp_path: Path) -> None:
+    db = str(tmp_path / "lessons.sqlite3")
+    learnt = twin("lessons", "learn", str(fall_recording), "--lessons", db, "--json")
+    assert learnt.returncode == 0, learnt.stderr
+    by_cause = {r["cause"]: r["lesson"] for r in json.loads(learnt.stdout)}
+    result = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--lessons", db)
+    report = json.loads(result.stdout)
+    runs = {r["lesson"]: r for r in report["lessons"]["runs"]}
+    # the dropped grasp (T3-01, pick_and_place) concerns every task with a grasp step; the fall
+    # (T3-04, squats) every task that walks
+    grip, push = runs[by_cause["grasp_dropped"]], runs[by_cause["fall"]]
+    assert grip["condition"]["kind"] == "grip_weakened" and push["condition"]["kind"] == "push"
+    assert isinstance(grip["survived"], bool) and isinstance(push["survived"], bool)
+    assert report["passed_with_lessons"] == (
+        report["passed"] and grip["survived"] and push["survived"]
+    )
+    assert result.returncode == (0 if report["passed_with_lessons"] else 1)
+    without = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--no-lessons")
+    assert "lessons" not in json.loads(without.stdout)

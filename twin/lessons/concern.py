@@ -1,0 +1,56 @@
+"""Which lessons concern a task, and the preview variation that reproduces each.
+
+A lesson concerns a task when the task's robot has the lesson's station task in the scene, or
+the task has the kind of step the lesson is about on any model: a dropped grasp concerns every
+task with a ``grasp`` step, a fall every task with ``walk`` or ``squat`` steps. The variation
+(:func:`variation_fields`) is the lesson's reproducible condition in the preview's terms:
+``grip_weakened`` -> ``grip_scale``, ``push`` -> ``push_delta_v_m_s``; the other conditions
+have no preview form yet and are reported as such.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+from scenes.model import Scene
+from scenes.tasks import Task
+from twin.lessons.store import Lesson
+
+_STEPS_OF: Final[dict[str, frozenset[str]]] = {
+    "grasp_dropped": frozenset({"grasp"}),
+    "fall": frozenset({"walk", "squat"}),
+}
+
+
+def step_kinds(task: Task) -> set[str]:
+    """The kinds of step a task has (``walk``, ``grasp``, ...)."""
+    kinds = set()
+    for step in task.steps:
+        kinds |= {k for k, v in step.model_dump().items() if v is not None}
+    return kinds
+
+
+def concerning(lessons: Iterable[Lesson], task: Task, scene: Scene) -> list[Lesson]:
+    """The lessons that concern ``task`` (see the module docstring)."""
+    try:
+        station_task = scene.robot(task.robot).task
+    except KeyError:
+        station_task = None
+    kinds = step_kinds(task)
+    return [
+        lesson
+        for lesson in lessons
+        if lesson.task == station_task or kinds & _STEPS_OF.get(lesson.kind, frozenset())
+    ]
+
+
+def variation_fields(lesson: Lesson) -> dict[str, Any] | None:
+    """Keyword arguments of the preview variation reproducing ``lesson``, or None."""
+    condition = lesson.condition
+    kind = condition.get("kind")
+    if kind == "grip_weakened":
+        return {"grip_scale": float(condition.get("grip_scale", 0.5)), "lesson": lesson.id}
+    if kind == "push":
+        return {"push_delta_v_m_s": float(condition.get("delta_v_m_s", 0.3)), "lesson": lesson.id}
+    return None
