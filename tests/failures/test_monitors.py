@@ -246,9 +246,10 @@ def test_a_lost_grip_in_the_emulator_is_listed_as_a_dropped_grasp(fall_recording
     assert [(r["robot"], r["severity"]) for r in drops] == [("T3-01", "error")], rows
     assert "part-1" in str(drops[0]["details"])
     # due from 1 s (or the emulator's start, about 1-2 s after the recording's); the slip waits
-    # for an item carried 0.5 s: the grip shuts for 3.2 s of every 7 s cycle, so it comes at
-    # most 3.8 + 0.5 s after the fault is due (0.1 s of slack for the clocks on either side)
-    assert 1.4 <= float(str(drops[0]["t_s"])) <= 7.0, drops
+    # for an item carried 0.5 s, and the carrying may have begun before the fault was due, so
+    # it can come as soon as it is due; the grip shuts for 3.2 s of every 7 s cycle, so it comes
+    # at most 3.8 + 0.5 s after (0.1 s of slack for the clocks on either side)
+    assert 0.9 <= float(str(drops[0]["t_s"])) <= 7.0, drops
     offline = [
         f for f in detect_offline(open_recording(fall_recording)) if f.kind == "grasp_dropped"
     ]
