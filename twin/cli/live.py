@@ -37,6 +37,7 @@ from twin.cli.common import (
 
 if TYPE_CHECKING:
     from scenes.model import Scene
+    from twin.lessons.store import LessonStore
     from twin.live.mirror import Mirror
     from twin.record.recorder import Recorder
 
@@ -168,7 +169,9 @@ def live(
         if gate is not None:
             gate.listeners.append(recorder.event)
     if use_lessons and mirror.monitors is not None:
-        _start_lessons(mirror, loaded, lessons, recorder)
+        store = _start_lessons(mirror, loaded, lessons, recorder)
+        if gate is not None and store is not None:
+            gate.lesson_store = store
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
@@ -216,7 +219,7 @@ def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder
 
 def _start_lessons(
     mirror: Mirror, scene: Scene, path: Path | None, recorder: Recorder | None
-) -> None:
+) -> LessonStore | None:
     """Incidents and lessons live: each lesson stored, published on the fan-out (viewers draw
     it) and recorded. A database that cannot be used is one line; the twin mirrors on."""
     import json
@@ -228,7 +231,7 @@ def _start_lessons(
         store = LessonStore(path or default_path())
     except LessonStoreError as exc:
         err.print(f"twin live: lessons off: {exc}", markup=False)
-        return
+        return None
 
     def publish(robot_id: str, lesson_id: str, detail: dict[str, Any]) -> None:
         text = json.dumps(detail)
@@ -247,6 +250,7 @@ def _start_lessons(
     mirror.on_failure.append(lessons.on_failure)
     mirror.after_monitors.append(lessons.poll)
     err.print(f"lessons: {store.path}", markup=False)
+    return store
 
 
 def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:

@@ -3,10 +3,12 @@
 The twin checks them in this order and refuses with the first that fails, naming it
 (:class:`Refusal`): ``task`` (the file parses against the twin's scene and compiles),
 ``robot`` (the task is for the robot asked for, and the hall has it), ``preview`` (a passing
-preview record for exactly these bytes), ``live``, ``in_sync``, ``stop`` (no e-stop, no
-protective stop, mode running or idle), ``plan`` (every joint target known, finite and
-within limits; the base path on the floor), then the gate's own ``gateway`` (the robot's
-gateway is connected to the command channel) and ``busy`` (no dispatch of it running).
+preview record for exactly these bytes), ``lessons`` (no lesson that concerns the task was
+learnt after that preview: the preview did not run under it), ``live``, ``in_sync``,
+``stop`` (no e-stop, no protective stop, mode running or idle), ``plan`` (every joint target
+known, finite and within limits; the base path on the floor), then the gate's own
+``gateway`` (the robot's gateway is connected to the command channel) and ``busy`` (no
+dispatch of it running).
 
 The ``plan`` condition is :func:`twin.plan.checks.plan_problems`, which the gateway side
 shares: the hall emulator checks every plan again on receipt.
@@ -30,14 +32,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from scenes.tasks import TaskError, parse_task_text
+from scenes.model import Scene
+from scenes.tasks import Task, TaskError, parse_task_text
 from sync.command import DispatchRequest
 from sync.streams import Liveness
+from twin.lessons.concern import concerning
+from twin.lessons.store import Lesson
 from twin.live.links import RobotLink
 from twin.plan.checks import plan_problems
 from twin.plan.model import TaskPlan
@@ -96,6 +101,23 @@ def preview_refusal(
     if record.robot != robot_id:
         return Refusal("preview", f"previewed for {record.robot}, not {robot_id}")
     return record
+
+
+def lessons_refusal(
+    task: Task, task_path: str, record: PreviewRecord, scene: Scene, lessons: Sequence[Lesson]
+) -> Refusal | None:
+    """``lessons``: the first lesson concerning ``task`` that was born after its preview."""
+    for lesson in concerning(lessons, task, scene):
+        if lesson.created_ns > record.created_ns:
+            first = lesson.sightings[0] if lesson.sightings else None
+            who = f" by {first.robot}" if first is not None else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(lesson.created_ns / 1e9))
+            return Refusal(
+                "lessons",
+                f"lesson {lesson.id}, {lesson.kind.replace('_', ' ')}{who} during {lesson.task} "
+                f"on {when} UTC, came after this preview; run `twin preview {task_path}` again",
+            )
+    return None
 
 
 def live_refusal(link: RobotLink, long_gap_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:
@@ -178,6 +200,7 @@ def check_request(
     heartbeat_ns: Mapping[str, int],
     divergence_ns: Mapping[str, int],
     long_gap_ns: Mapping[str, int],
+    lessons: Sequence[Lesson] = (),
 ) -> Refusal | tuple[str, str, TaskPlan]:
     """The twin-state conditions in order (``task`` .. ``plan``): the first refusal, or (task
     name, sha256 of the file, compiled plan). ``heartbeat_ns``/``divergence_ns``: monotonic
@@ -206,6 +229,9 @@ def check_request(
             f"{request.task_path} was previewed in {record.scene_name!r}, "
             f"not in this hall ({mirror.scene_name!r}); preview it here",
         )
+    refusal = lessons_refusal(task, request.task_path, record, mirror.scene, lessons)
+    if refusal is not None:
+        return refusal
     refusal = live_refusal(link, long_gap_ns.get(robot_id), now)
     if refusal is None:
         monitors = mirror.monitors

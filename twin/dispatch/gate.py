@@ -55,6 +55,7 @@ from sync.keys import GATEWAYS, OPERATORS, SHARED_GATEWAY_KEY, server_keys
 from sync.protocol import Kind, Received
 from twin.dispatch.checks import SILENCE_TOLERANCE_S, Refusal, check_request
 from twin.failures.events import FailureEvent
+from twin.lessons.store import Lesson, LessonStore, LessonStoreError
 from twin.plan.model import TaskPlan
 
 if TYPE_CHECKING:
@@ -113,6 +114,9 @@ class DispatchGate:
 
     def __init__(self, mirror: Mirror, key_dir: Path, command: str, control: str) -> None:
         self.mirror = mirror
+        self.lesson_store: LessonStore | None = None
+        """The twin's lessons (``twin live`` sets it): a preview older than one that concerns
+        the task is refused."""
         self.listeners: list[Listener] = []
         self.requests = 0
         self.sent = 0
@@ -350,6 +354,7 @@ class DispatchGate:
             heartbeat_ns=self._heartbeat_ns,
             divergence_ns=self._divergence_ns,
             long_gap_ns=self._long_gap_ns,
+            lessons=self._lessons(),
         )
         if isinstance(checked, Refusal):
             return checked
@@ -380,6 +385,17 @@ class DispatchGate:
             self._control.send_multipart([*envelope, OUTCOME, ENCODER.encode(outcome)], zmq.NOBLOCK)
         except zmq.ZMQError as exc:  # the operator went away
             log.debug("could not answer a dispatch request: %s", exc)
+
+    def _lessons(self) -> list[Lesson]:
+        """The lessons now; none when the database fails (said once, the gate goes on)."""
+        if self.lesson_store is None:
+            return []
+        try:
+            return self.lesson_store.lessons()
+        except LessonStoreError as exc:
+            log.warning("dispatch gate: lessons not checked: %s", exc)
+            self.lesson_store = None
+            return []
 
     def expire(self, now_mono_ns: int) -> None:
         """Answer operators whose wait timed out; forget dispatches long overdue."""
