@@ -194,6 +194,14 @@ class DraftError(ValueError):
     """The URDF cannot be drafted into a package (the message says why)."""
 
 
+def urdf_robot_name(urdf: Path) -> str:
+    """The ``<robot name>`` of a URDF, or its file stem when it has none or cannot be read."""
+    try:
+        return ET.fromstring(Path(urdf).read_bytes().rstrip(b"\x00")).get("name") or urdf.stem
+    except (OSError, ET.ParseError):
+        return Path(urdf).stem
+
+
 def model_slug(name: str) -> str:
     """A model name from free text: ``Acme A-1`` -> ``acme_a_1``."""
     slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
@@ -226,8 +234,7 @@ def draft_package(
         raise DraftError(f"{urdf}: no such file")
     base, joints, _ = parse_urdf(urdf)
     text = urdf.read_bytes().rstrip(b"\x00").decode("utf-8", errors="replace")
-    robot_name = ET.fromstring(text.encode("utf-8")).get("name") or urdf.stem
-    name = model or model_slug(robot_name)
+    name = model or model_slug(urdf_robot_name(urdf))
     if (out / PACKAGE_FILE).exists() and not force:
         raise DraftError(f"{out}: already holds a package ({PACKAGE_FILE}); --force replaces it")
     out.mkdir(parents=True, exist_ok=True)

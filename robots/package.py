@@ -16,6 +16,7 @@ with every mesh path made absolute (:attr:`RobotModel.load_path`).
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import logging
 import math
@@ -279,8 +280,6 @@ def _profile_issues(
         if vendor not in movable:
             yield ("canonical", vendor), f"{vendor!r} is not a movable joint of {urdf}"
         if canonical not in CANONICAL_JOINT_SET:
-            import difflib
-
             hint = difflib.get_close_matches(canonical, CANONICAL_JOINTS, n=1)
             more = f" (did you mean {hint[0]!r}?)" if hint else ""
             yield ("canonical", vendor), f"{canonical!r} is not a canonical joint{more}"

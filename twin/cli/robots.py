@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from robots import PackageError, RobotModel, UrdfError, find_models, get_model
-from robots.draft import DraftError, draft_package, model_slug
+from robots.draft import DraftError, draft_package, model_slug, urdf_robot_name
 from robots.library import ModelEntry, model_in, models_path
 from robots.package import check_package
 from robots.profiles import Encoding, PositionUnit
@@ -182,7 +182,7 @@ def robots_add(
         for line in problems:
             err.print(line, soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
-    name = model or model_slug(_robot_name(urdf))
+    name = model or model_slug(urdf_robot_name(urdf))
     target = out_dir if out_dir is not None else models_path()[0][0] / name
     try:
         draft = draft_package(
@@ -227,15 +227,6 @@ def robots_add(
         for problem in problems_after:
             err.print(str(problem), soft_wrap=True, markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
-
-
-def _robot_name(urdf: Path) -> str:
-    import xml.etree.ElementTree as ET
-
-    try:
-        return ET.fromstring(Path(urdf).read_bytes().rstrip(b"\x00")).get("name") or Path(urdf).stem
-    except (OSError, ET.ParseError):
-        return Path(urdf).stem
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,6 @@ reproducible condition is derived from those figures, and says how:
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from robots import get_model
 from scenes import SceneError, parse_scene
 from sync.codecs import codec_for
 from twin.failures.incidents import Incident, group_incidents
+from twin.failures.monitors import tilt_rad
 from twin.failures.offline import detect_offline, recorded_failures
 from twin.lessons.store import LessonStore, Sighting
 from twin.record.recording import Recording, RecordingError, open_recording
@@ -98,9 +98,7 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
     before = [b for b in bases if b[0] <= at_ns]
     if before:
         _, xyz, quat = before[-1]
-        x, y = quat[0], quat[1]
-        up_z = 1.0 - 2.0 * (x * x + y * y)  # the body's z axis, its world z component
-        out["tilt_rad"] = round(math.acos(max(-1.0, min(1.0, up_z))), 4)
+        out["tilt_rad"] = round(tilt_rad(quat, model.base_orientation_xyzw), 4)
         out["base_height_m"] = round(xyz[2], 4)
     if len(before) >= 2:
         times = np.array([b[0] for b in before], dtype=np.float64) / _NS

@@ -12,7 +12,6 @@ one warning: the twin goes on mirroring without lessons (``enabled`` turns False
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -23,6 +22,7 @@ from scenes.model import Scene
 from sync.codecs import codec_for
 from twin.failures.events import FailureEvent, RobotLike
 from twin.failures.incidents import CAUSE_LEAD_S, Incident, IncidentGrouper
+from twin.failures.monitors import tilt_rad
 from twin.lessons.derive import LESSON_CAUSES, reproducible
 from twin.lessons.store import LessonStore, LessonStoreError, Sighting
 
@@ -38,9 +38,8 @@ def conditions_now(robot: RobotLike) -> dict[str, Any]:
     out: dict[str, Any] = {"measured": "at detection"}
     base = robot.base
     if base is not None:
-        x, y = base.orientation_xyzw[0], base.orientation_xyzw[1]
-        up_z = 1.0 - 2.0 * (x * x + y * y)
-        out["tilt_rad"] = round(math.acos(max(-1.0, min(1.0, up_z))), 4)
+        tilt = tilt_rad(base.orientation_xyzw, robot.model.base_orientation_xyzw)
+        out["tilt_rad"] = round(tilt, 4)
         out["base_height_m"] = round(base.position_m[2], 4)
     joints = robot.joints
     if joints is not None:
