@@ -140,7 +140,9 @@ class Heartbeat(msgspec.Struct, frozen=True):
 
     ``grip_closed``: the gripper is commanded closed; ``holding``: the id of the item the
     gripper's object sensor senses in it ("" when empty). Holding nothing with a closed
-    grip, after holding something, is a dropped grasp.
+    grip, after holding something, is a dropped grasp. ``cycle``: how many times the robot's
+    task loop has started over since the task began (0 in the first run; a gateway that does
+    not count cycles leaves it 0); where it changes, a dataset export cuts an episode.
     """
 
     mode: RobotMode
@@ -151,6 +153,7 @@ class Heartbeat(msgspec.Struct, frozen=True):
     task: str = ""
     grip_closed: bool = False
     holding: str = ""
+    cycle: int = 0
 
 
 Vec3 = tuple[float, float, float]

@@ -345,6 +345,12 @@ class DispatchGate:
         )  # fmt: skip
         self._note("sent", robot_id, id=dispatch_id, task=task_name, sha256=digest,
                    duration_s=round(plan.duration_s, 3))  # fmt: skip
+        # the plan itself goes to the recording only (a dataset export's commanded targets),
+        # not to the fan-out: viewers need the event, not kilobytes of keyframes
+        plan_text = msgspec.json.encode({"id": dispatch_id, "plan": plan}).decode()
+        stamp_ns = time.time_ns()
+        for listener in self.listeners:
+            listener("plan", robot_id, plan_text, stamp_ns)
 
     def check(self, request: DispatchRequest) -> Refusal | tuple[str, str, TaskPlan]:
         """Every gate condition in order: the first refusal, or (task name, sha256, plan)."""

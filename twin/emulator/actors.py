@@ -219,6 +219,12 @@ class EmulatedRobot:
                 target = lerp_target(start, target, w * w * (3.0 - 2.0 * w))
         return target
 
+    def task_cycle(self, t_s: float) -> int:
+        """Which run of its task loop the robot is in at ``t_s`` (0: the first); the loop's
+        clock stands still while it holds an override or follows a plan."""
+        held_s = t_s - self._override_since_s if self.override is not None else 0.0
+        return self.motion.cycle(t_s - self._paused_s - held_s)
+
     def apply_loads(self, t_s: float) -> None:
         """External loads for the coming step: the bolt on the wrench wrist, a falling shove."""
         body, client = self.handle.body, self.client

@@ -238,6 +238,7 @@ class HallEmulator:
                 task=channel.task,
                 grip_closed=grip_closed,
                 holding=holding,
+                cycle=self.hall.task_cycle(channel.robot_id),
             )
         )
         self._emit(channel, Kind.HEARTBEAT, payload, now_ns)

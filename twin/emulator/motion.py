@@ -249,6 +249,11 @@ class RobotMotion:
         self._stride_rad = math.asin(min(0.5, speed / (4.0 * WALK_STEP_HZ * leg_m)))
         self.index_of = {j.name: i for i, j in enumerate(self.joints)}
 
+    def cycle(self, t_s: float) -> int:
+        """Which run of the task loop ``t_s`` falls in (0: the first, from the task's start)."""
+        period_s = task_period_s(self.task, self.walk)
+        return max(0, int((t_s + self.phase_offset_s) // period_s)) if period_s > 0 else 0
+
     def _leg_joint_indices(self) -> tuple[tuple[int, int], ...]:
         """(hip pitch, knee) positions in :attr:`joints` for each leg the model has."""
         names = [j.name for j in self.joints]

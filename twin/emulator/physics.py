@@ -296,6 +296,10 @@ class EmulatedHall(Closing):
             fallen=robot.is_fallen(base, quat),
         )
 
+    def task_cycle(self, robot_id: str) -> int:
+        """Which run of its task loop the robot is in now (see :meth:`EmulatedRobot.task_cycle`)."""
+        return self._robot(robot_id).task_cycle(self.sim_time_s)
+
     def joint_targets(self, robot_id: str) -> FloatArray:
         """The targets the robot's motors track now, in the vendor's wire order (SI; spherical
         joints, which are only held upright, report 0)."""

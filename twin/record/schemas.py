@@ -49,6 +49,7 @@ class HeartbeatMsg(msgspec.Struct):
     task: str
     grip_closed: bool = False
     holding: str = ""
+    cycle: int = 0
 
 
 class Time(msgspec.Struct):
@@ -146,8 +147,10 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "task": _STR,
             "grip_closed": _BOOL,
             "holding": _STR,
+            "cycle": _INT,
         },
         "hall_twin.Heartbeat",
+        "A gateway's heartbeat; cycle counts the task loop's restarts since the task began.",
     ),
     "foxglove.PoseInFrame": object(
         {

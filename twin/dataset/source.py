@@ -1,0 +1,460 @@
+"""Reading a recording's robot channels fast, as arrays, for a dataset export.
+
+A recording holds every canonical message as JSON beside its raw vendor frame; an export
+needs only ``/joints/<robot>``, ``/base/<robot>``, ``/heartbeat/<robot>`` and ``/events``.
+The generic reader (:mod:`twin.record.recording`) makes a Python object of every record; at
+the hall's ~6,000 records a second that alone is slower than the export's target. So this
+module scans MCAP records itself: a chunk is decompressed and CRC-checked in C, and its
+records are walked with ``struct.unpack_from``, keeping only the wanted channels' message
+bodies, which msgspec decodes straight into a few fields. The format is MCAP's (opcode,
+length, body); the files are the recorder's own, and the independent ``mcap`` reader still
+opens them everywhere else.
+
+A complete file is split by its chunk index into :class:`ChunkSpan` parts, so several
+processes can read one recording; a cut file (no usable summary) is read from the start
+up to its first damaged or cut chunk, as :func:`twin.record.recording.open_recording` does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import mmap
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+MAGIC: Final = b"\x89MCAP0\r\n"
+_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 0x03, 0x04, 0x05, 0x06
+_OP_FOOTER, _OP_DATA_END = 0x02, 0x0F
+_RECORD: Final = struct.Struct("<BQ")
+_MESSAGE: Final = struct.Struct("<BQH")  # opcode, length, channel id
+_U16: Final = struct.Struct("<H")
+_U32: Final = struct.Struct("<I")
+_U64: Final = struct.Struct("<Q")
+_CHUNK_HEAD: Final = struct.Struct("<QQQI")  # start, end, uncompressed size, crc
+_MAX_RECORD_BYTES: Final = 1 << 30
+
+ROBOT_KINDS: Final = ("joints", "base", "heartbeat")
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+
+class SourceError(ValueError):
+    """A recording that cannot be read for an export (the message says where and why)."""
+
+
+@dataclass(frozen=True)
+class ChunkSpan:
+    """Where a part of a recording lies: byte offsets of its first and past-last chunk."""
+
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a scan of the summary tells: complete or cut, and the parts to read."""
+
+    complete: bool
+    spans: tuple[ChunkSpan, ...]
+
+
+class _Joints(msgspec.Struct):
+    stamp_ns: int
+    position: list[float]
+    velocity: list[float]
+    effort: list[float]
+
+
+class _Names(msgspec.Struct):
+    name: list[str]
+
+
+class _Stamp(msgspec.Struct):
+    sec: int
+    nsec: int
+
+
+class _Vec(msgspec.Struct, array_like=False):
+    x: float
+    y: float
+    z: float
+
+
+class _Quat(msgspec.Struct):
+    x: float
+    y: float
+    z: float
+    w: float
+
+
+class _Pose(msgspec.Struct):
+    position: _Vec
+    orientation: _Quat
+
+
+class _Base(msgspec.Struct):
+    timestamp: _Stamp
+    pose: _Pose
+
+
+class Beat(msgspec.Struct):
+    """The heartbeat fields an export uses."""
+
+    stamp_ns: int
+    mode: str
+    task: str = ""
+    grip_closed: bool = False
+    holding: str = ""
+    cycle: int = 0
+    manufacturer: str = ""
+    model: str = ""
+
+
+class Event(msgspec.Struct):
+    """A recorded ``/events`` message."""
+
+    id: int
+    stamp_ns: int
+    kind: str
+    source: str
+    detail: str
+
+
+_JOINTS = msgspec.json.Decoder(_Joints)
+_NAMES = msgspec.json.Decoder(_Names)
+_BASE = msgspec.json.Decoder(_Base)
+_BEAT = msgspec.json.Decoder(Beat)
+_EVENT = msgspec.json.Decoder(Event)
+
+
+@dataclass
+class RobotSeries:
+    """One robot's recorded channels as arrays (times in ns: ``log`` the twin's receive
+    clock, ``stamp`` the robot's own)."""
+
+    robot_id: str
+    names: list[str] = field(default_factory=list)
+    joint_log_ns: list[int] = field(default_factory=list)
+    joint_stamp_ns: list[int] = field(default_factory=list)
+    joints: list[_Joints] = field(default_factory=list)
+    base_log_ns: list[int] = field(default_factory=list)
+    base: list[tuple[float, float, float, float, float, float, float]] = field(default_factory=list)
+    beat_log_ns: list[int] = field(default_factory=list)
+    beats: list[Beat] = field(default_factory=list)
+
+    def extend(self, other: RobotSeries) -> None:
+        if not self.names:
+            self.names = other.names
+        self.joint_log_ns += other.joint_log_ns
+        self.joint_stamp_ns += other.joint_stamp_ns
+        self.joints += other.joints
+        self.base_log_ns += other.base_log_ns
+        self.base += other.base
+        self.beat_log_ns += other.beat_log_ns
+        self.beats += other.beats
+
+
+@dataclass
+class Arrays:
+    """A robot's series in time order as numpy arrays (what resampling reads)."""
+
+    robot_id: str
+    names: list[str]
+    joint_t_ns: IntArray  # the robot's stamps moved onto the twin's clock
+    position: FloatArray
+    velocity: FloatArray
+    effort: FloatArray
+    base_t_ns: IntArray
+    base_pose: FloatArray  # (n, 7): x, y, z, qx, qy, qz, qw
+    beat_t_ns: IntArray
+    beats: list[Beat]
+    clock_offset_ns: int  # median (receive - stamp) of the joint states
+
+
+@dataclass
+class Part:
+    """What one read of a recording (all of it, or a chunk span) holds."""
+
+    robots: dict[str, RobotSeries]
+    events: list[tuple[int, Event]]
+    complete_chunks: int = 0
+    dropped_tail: str = ""  # why reading stopped early ("" when it did not)
+    problems: list[str] = field(default_factory=list)
+    wanted: set[str] | None = None  # the robots to keep (None: all)
+
+
+def layout(path: Path, parts: int) -> Layout:
+    """The recording's chunk spans for ``parts`` readers (complete files), or one span over
+    the whole file (cut files, read from the start)."""
+    from mcap.reader import make_reader
+
+    try:
+        with path.open("rb") as stream:
+            summary = make_reader(stream).get_summary()
+    except Exception:  # no footer or a damaged summary: read from the start
+        summary = None
+    if summary is None or not summary.chunk_indexes:
+        return Layout(False, (ChunkSpan(0, path.stat().st_size),))
+    chunks = sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset)
+    parts = max(1, min(parts, len(chunks)))
+    bounds = np.linspace(0, len(chunks), parts + 1).round().astype(int)
+    spans = []
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            first, last = chunks[a], chunks[b - 1]
+            spans.append(
+                ChunkSpan(first.chunk_start_offset, last.chunk_start_offset + last.chunk_length)
+            )
+    return Layout(True, tuple(spans))
+
+
+def read_part(path: Path, span: ChunkSpan, robots: set[str] | None, complete: bool) -> Part:
+    """The robot channels and events of one span. A complete file's channels come from its
+    summary; a cut file is walked from the start, channel records included."""
+    part = Part({}, [], wanted=robots)
+    channels: dict[int, tuple[str, str]] = {}  # id -> (kind, robot id) or ("events", "")
+    with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if data[: len(MAGIC)] != MAGIC:
+            raise SourceError(f"{path}: not an MCAP file (no MCAP magic at the start)")
+        if complete:
+            _summary_channels(path, channels, robots)
+        _scan(data, max(span.start, len(MAGIC)), span.end, channels, robots, part)
+    return part
+
+
+def _summary_channels(
+    path: Path, channels: dict[int, tuple[str, str]], robots: set[str] | None
+) -> None:
+    from mcap.reader import make_reader
+
+    with path.open("rb") as stream:
+        summary = make_reader(stream).get_summary()
+    if summary is None:
+        return
+    for channel_id, channel in summary.channels.items():
+        route = _route(channel.topic, robots)
+        if route is not None:
+            channels[channel_id] = route
+
+
+def _route(topic: str, robots: set[str] | None) -> tuple[str, str] | None:
+    if topic == "/events":
+        return ("events", "")
+    _, kind, robot_id = ([*topic.split("/", 2), "", ""])[:3]
+    if kind in ROBOT_KINDS and robot_id and (robots is None or robot_id in robots):
+        return (kind, robot_id)
+    return None
+
+
+def _scan(
+    data: bytes | mmap.mmap,
+    pos: int,
+    end: int,
+    channels: dict[int, tuple[str, str]],
+    robots: set[str] | None,
+    part: Part,
+) -> None:
+    """Walk records from ``pos`` to ``end``; a cut or damaged record ends the walk."""
+    size = len(data)
+    while pos + 9 <= min(end, size):
+        opcode, length = _RECORD.unpack_from(data, pos)
+        body = pos + 9
+        if length > _MAX_RECORD_BYTES or body + length > size:
+            part.dropped_tail = f"a record cut at byte {pos}"
+            return
+        if opcode == _OP_CHANNEL:
+            _channel(data, body, channels, robots)
+        elif opcode == _OP_CHUNK:
+            records = _chunk_records(data, body, length, pos, part)
+            if records is None:
+                return
+            _messages(records, channels, part)
+            part.complete_chunks += 1
+        elif opcode == _OP_MESSAGE:
+            _messages(data[pos : body + length], channels, part)
+        elif opcode in (_OP_FOOTER, _OP_DATA_END):
+            return
+        pos = body + length
+
+
+def _channel(
+    data: bytes | mmap.mmap,
+    body: int,
+    channels: dict[int, tuple[str, str]],
+    robots: set[str] | None,
+) -> None:
+    (channel_id,) = _U16.unpack_from(data, body)
+    (topic_len,) = _U32.unpack_from(data, body + 4)
+    topic = data[body + 8 : body + 8 + topic_len].decode("utf-8", "replace")
+    route = _route(topic, robots)
+    if route is not None:
+        channels[channel_id] = route
+
+
+def _chunk_records(
+    data: bytes | mmap.mmap, body: int, length: int, pos: int, part: Part
+) -> bytes | None:
+    """A chunk's records, decompressed and CRC-checked; None (and why) for a damaged one."""
+    try:
+        _, _, uncompressed_size, crc = _CHUNK_HEAD.unpack_from(data, body)
+        at = body + _CHUNK_HEAD.size
+        (name_len,) = _U32.unpack_from(data, at)
+        compression = data[at + 4 : at + 4 + name_len].decode()
+        at += 4 + name_len
+        (records_len,) = _U64.unpack_from(data, at)
+        raw = data[at + 8 : at + 8 + records_len]
+        if at + 8 + records_len > body + length:
+            raise ValueError("records run past the chunk")
+        records = _decompress(compression, raw, uncompressed_size)
+        if len(records) != uncompressed_size or (crc and zlib.crc32(records) != crc):
+            raise ValueError("length or CRC mismatch")
+    except Exception as exc:  # cut short, corrupt, or an unknown compression
+        part.dropped_tail = f"a damaged chunk at byte {pos} ({exc})"
+        return None
+    return records
+
+
+def _decompress(compression: str, raw: bytes, size: int) -> bytes:
+    if compression == "":
+        return raw
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
+    if compression == "lz4":
+        import lz4.frame
+
+        return bytes(lz4.frame.decompress(raw))
+    raise ValueError(f"unsupported compression {compression!r}")
+
+
+def _messages(records: bytes, channels: dict[int, tuple[str, str]], part: Part) -> None:
+    """Keep the wanted channels' messages of a run of records (a chunk's, or one message)."""
+    pos, size = 0, len(records)
+    unpack, u64 = _MESSAGE.unpack_from, _U64.unpack_from
+    robots = part.robots
+    while pos + 11 <= size:
+        opcode, length, channel_id = unpack(records, pos)
+        end = pos + 9 + length
+        if opcode == _OP_CHANNEL:
+            _channel(records, pos + 9, channels, part.wanted)
+        elif opcode == _OP_MESSAGE:
+            route = channels.get(channel_id)
+            if route is not None:
+                (log_ns,) = u64(records, pos + 15)
+                body = records[pos + 31 : end]
+                try:
+                    _keep(route, log_ns, body, robots, part)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    part.problems.append(f"{route[0]}/{route[1]} at {log_ns} ns: {exc}")
+        pos = end
+
+
+def _keep(
+    route: tuple[str, str], log_ns: int, body: bytes, robots: dict[str, RobotSeries], part: Part
+) -> None:
+    kind, robot_id = route
+    if kind == "events":
+        part.events.append((log_ns, _EVENT.decode(body)))
+        return
+    series = robots.get(robot_id)
+    if series is None:
+        series = robots[robot_id] = RobotSeries(robot_id)
+    if kind == "joints":
+        joints = _JOINTS.decode(body)
+        if not series.names:
+            series.names = _NAMES.decode(body).name
+        series.joint_log_ns.append(log_ns)
+        series.joint_stamp_ns.append(joints.stamp_ns)
+        series.joints.append(joints)
+    elif kind == "base":
+        pose = _BASE.decode(body).pose
+        p, q = pose.position, pose.orientation
+        series.base_log_ns.append(log_ns)
+        series.base.append((p.x, p.y, p.z, q.x, q.y, q.z, q.w))
+    else:
+        series.beat_log_ns.append(log_ns)
+        series.beats.append(_BEAT.decode(body))
+
+
+def merge(parts: list[Part]) -> Part:
+    """The parts of one recording as one (in file order)."""
+    merged = Part({}, [])
+    for part in parts:
+        for robot_id, series in part.robots.items():
+            if robot_id in merged.robots:
+                merged.robots[robot_id].extend(series)
+            else:
+                merged.robots[robot_id] = series
+        merged.events += part.events
+        merged.complete_chunks += part.complete_chunks
+        merged.problems += part.problems
+        merged.dropped_tail = merged.dropped_tail or part.dropped_tail
+    merged.events.sort(key=lambda pair: pair[0])
+    return merged
+
+
+def arrays(series: RobotSeries) -> Arrays:
+    """A robot's series sorted by time, as arrays; joint times are the robot's stamps plus
+    the median receive delay (smooth, where receive times come in bursts)."""
+    n = len(series.joints)
+    width = len(series.names)
+    joints = [j for j in series.joints if len(j.position) == width]
+    if len(joints) != n:
+        log.warning(
+            "%s: %d joint states of another width dropped", series.robot_id, n - len(joints)
+        )
+    stamp = np.array([j.stamp_ns for j in joints], dtype=np.int64)
+    keep = [i for i, j in enumerate(series.joints) if len(j.position) == width]
+    received = np.asarray(series.joint_log_ns, dtype=np.int64)[keep] if n else np.zeros(0, np.int64)
+    offset = int(np.median(received - stamp)) if len(stamp) else 0
+    order = np.argsort(stamp, kind="stable")
+    t_ns = stamp[order] + offset
+    position = np.array([j.position for j in joints], dtype=np.float64).reshape(-1, width)[order]
+    velocity = np.array([j.velocity for j in joints], dtype=np.float64).reshape(-1, width)[order]
+    effort = np.array([j.effort for j in joints], dtype=np.float64).reshape(-1, width)[order]
+    # a restart can resend a stamp: keep the first of equal times
+    if len(t_ns) > 1:
+        unique = np.concatenate(([True], np.diff(t_ns) > 0))
+        t_ns, position, velocity, effort = (
+            t_ns[unique],
+            position[unique],
+            velocity[unique],
+            effort[unique],
+        )
+    base_t = np.asarray(series.base_log_ns, dtype=np.int64)
+    base = np.asarray(series.base, dtype=np.float64).reshape(-1, 7)
+    border = np.argsort(base_t, kind="stable")
+    beat_t = np.asarray(series.beat_log_ns, dtype=np.int64)
+    beat_order = np.argsort(beat_t, kind="stable")
+    return Arrays(
+        robot_id=series.robot_id,
+        names=list(series.names),
+        joint_t_ns=t_ns,
+        position=position,
+        velocity=velocity,
+        effort=effort,
+        base_t_ns=base_t[border],
+        base_pose=base[border],
+        beat_t_ns=beat_t[beat_order],
+        beats=[series.beats[i] for i in beat_order.tolist()],
+        clock_offset_ns=offset,
+    )
+
+
+def iter_events(part: Part, kind: str) -> Iterator[tuple[int, Event]]:
+    """The part's events of one kind, in time order."""
+    for log_ns, event in part.events:
+        if event.kind == kind:
+            yield log_ns, event

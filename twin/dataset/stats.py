@@ -1,0 +1,93 @@
+"""Feature statistics as LeRobot v3 keeps them (``meta/stats.json`` and the episodes table).
+
+Per feature and per dimension: ``min``, ``max``, ``mean``, ``std``, ``count`` and the
+quantiles ``q01``, ``q10``, ``q50``, ``q90``, ``q99``. An episode's statistics are exact; a
+dataset's are aggregated from its episodes as LeRobot's ``aggregate_stats`` does: min and
+max of the parts, the count-weighted mean, the pooled variance (each part's variance plus
+its squared distance from the pooled mean, weighted by count), and count-weighted means of
+the parts' quantiles (an approximation LeRobot makes too; exact quantiles would need every
+frame at once). Appending episodes therefore updates a dataset's statistics from the old
+aggregate and the new episodes alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+QUANTILES: Final = {"q01": 0.01, "q10": 0.10, "q50": 0.50, "q90": 0.90, "q99": 0.99}
+KEYS: Final = ("min", "max", "mean", "std", "count", *QUANTILES)
+
+Stats = dict[str, npt.NDArray[np.float64]]
+
+
+def feature_stats(values: npt.ArrayLike) -> Stats:
+    """Exact statistics of one feature's frames (rows: frames; a 1-D array: a scalar feature)."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    out: Stats = {
+        "min": data.min(axis=0),
+        "max": data.max(axis=0),
+        "mean": data.mean(axis=0),
+        "std": data.std(axis=0),
+        "count": np.array([len(data)], dtype=np.float64),
+    }
+    quantiles = np.quantile(data, list(QUANTILES.values()), axis=0)
+    for key, row in zip(QUANTILES, quantiles, strict=True):
+        out[key] = row
+    return out
+
+
+def aggregate(parts: Sequence[Stats]) -> Stats:
+    """One feature's statistics over several parts (episodes, or an old aggregate and new
+    episodes), as the module docstring says."""
+    parts = [p for p in parts if float(p["count"][0]) > 0]
+    if not parts:
+        raise ValueError("no statistics to aggregate")
+    counts = np.array([float(p["count"][0]) for p in parts])
+    weights = counts / counts.sum()
+    means = np.stack([p["mean"] for p in parts])
+    mean = np.einsum("i,ij->j", weights, means)
+    variances = np.stack([p["std"] ** 2 for p in parts]) + (means - mean) ** 2
+    out: Stats = {
+        "min": np.min(np.stack([p["min"] for p in parts]), axis=0),
+        "max": np.max(np.stack([p["max"] for p in parts]), axis=0),
+        "mean": mean,
+        "std": np.sqrt(np.einsum("i,ij->j", weights, variances)),
+        "count": np.array([counts.sum()]),
+    }
+    for key in QUANTILES:
+        out[key] = np.einsum("i,ij->j", weights, np.stack([p[key] for p in parts]))
+    return out
+
+
+def aggregate_all(parts: Sequence[Mapping[str, Stats]]) -> dict[str, Stats]:
+    """:func:`aggregate` for every feature the parts share."""
+    features = set(parts[0]) if parts else set()
+    for part in parts[1:]:
+        features &= set(part)
+    return {f: aggregate([p[f] for p in parts]) for f in sorted(features)}
+
+
+def to_json(stats: Mapping[str, Stats]) -> dict[str, dict[str, list[Any]]]:
+    """``meta/stats.json``'s shape: feature -> statistic -> list (``count`` as integers)."""
+    out: dict[str, dict[str, list[Any]]] = {}
+    for feature, values in stats.items():
+        out[feature] = {
+            key: ([int(v) for v in values[key]] if key == "count" else values[key].tolist())
+            for key in KEYS
+        }
+    return out
+
+
+def from_json(data: Mapping[str, Mapping[str, Sequence[float]]]) -> dict[str, Stats]:
+    """Statistics read back from ``meta/stats.json`` (features lacking a key are skipped)."""
+    out: dict[str, Stats] = {}
+    for feature, values in data.items():
+        if all(key in values for key in KEYS):
+            out[feature] = {key: np.asarray(values[key], dtype=np.float64) for key in KEYS}
+    return out
