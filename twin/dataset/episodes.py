@@ -111,7 +111,9 @@ def dispatches(events: Iterable[tuple[int, Event]]) -> list[Dispatch]:
                 tasks[dispatch_id] = str(row.get("task", ""))
             elif what == "answer" and row.get("status") == "accept":
                 starts[dispatch_id] = (event.source, event.stamp_ns)
-            elif (what == "answer" and row.get("status") in _END_STATUS) or what in ("timeout", "given_up"):
+            elif what in ("timeout", "given_up") or (
+                what == "answer" and row.get("status") in _END_STATUS
+            ):
                 ends.setdefault(dispatch_id, event.stamp_ns)
     return [
         Dispatch(d, robot, tasks.get(d, "dispatched task"), start, ends.get(d), plans.get(d))

@@ -95,7 +95,9 @@ def nlerp(times: IntArray, quats: FloatArray, at: IntArray) -> FloatArray:
     b[flip] *= -1.0
     q = a * (1.0 - w)[:, None] + b * w[:, None]
     norm = np.linalg.norm(q, axis=1, keepdims=True)
-    return np.divide(q, norm, out=np.tile([0.0, 0.0, 0.0, 1.0], (len(q), 1)), where=norm > 0)
+    out: FloatArray = np.tile([0.0, 0.0, 0.0, 1.0], (len(q), 1))
+    np.divide(q, norm, out=out, where=norm > 0)
+    return out
 
 
 def hold(times: IntArray, at: IntArray) -> IntArray:

@@ -333,7 +333,7 @@ def _decompress(compression: str, raw: bytes, size: int) -> bytes:
 
         return zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
     if compression == "lz4":
-        import lz4.frame
+        import lz4.frame  # type: ignore[import-untyped]
 
         return bytes(lz4.frame.decompress(raw))
     raise ValueError(f"unsupported compression {compression!r}")
