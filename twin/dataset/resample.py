@@ -10,7 +10,8 @@ The method (also written into each dataset's ``meta/info.json``):
 * the base position is linearly interpolated between recorded base poses, the orientation
   by normalised linear interpolation of the quaternions (the shorter way round), which for
   poses 10 ms apart differs from slerp by far less than a float32's resolution;
-* heartbeat fields (grip closed, mode) hold the latest heartbeat at or before the frame.
+* heartbeat fields (grip closed, mode) hold the latest heartbeat at or before the frame (the
+  first heartbeat's, for frames before it).
 
 A linearly interpolated value therefore lies between its two neighbouring recorded samples,
 and equals the recorded value where a frame falls on a sample; that is the tolerance a test
@@ -35,7 +36,7 @@ METHOD: Final = (
     "two recorded samples around each frame, on the robot's own stamps shifted onto the twin's "
     "clock by the median receive delay; base orientation: normalised linear interpolation of "
     "the quaternions (shorter arc); heartbeat fields (grip, mode): the latest heartbeat at or "
-    "before the frame"
+    "before the frame (the first one before it)"
 )
 MODES: Final = ("idle", "running", "stopped", "fault", "shutdown")
 
@@ -115,24 +116,35 @@ def resample(series: Arrays, start_ns: int, end_ns: int, fps: float) -> Frames:
     at = grid(start_ns, end_ns, fps)
     if len(at) == 0:
         return _empty(len(series.names))
-    position = linear(t, series.position, at)
-    velocity = linear(t, series.velocity, at)
-    effort = linear(t, series.effort, at)
+    left, w = _weights(t, at)
+    nxt = np.clip(left + 1, 0, len(t) - 1)
+    # decode each needed recorded state once (a frame on a sample needs only that one)
+    need = np.unique(np.concatenate([left, nxt[w > 0]]))
+    pos, vel, eff = series.joint_rows(need)
+    li, ni = np.searchsorted(need, left), np.searchsorted(need, np.where(w > 0, nxt, left))
+    wc = w[:, None]
+    position = pos[li] * (1.0 - wc) + pos[ni] * wc
+    velocity = vel[li] * (1.0 - wc) + vel[ni] * wc
+    effort = eff[li] * (1.0 - wc) + eff[ni] * wc
     if len(series.base_t_ns):
-        xyz = linear(series.base_t_ns, series.base_pose[:, :3], at)
-        quat = nlerp(series.base_t_ns, series.base_pose[:, 3:], at)
+        bt = series.base_t_ns
+        b_left, _ = _weights(bt, at)
+        b_need = np.unique(np.concatenate([b_left, np.clip(b_left + 1, 0, len(bt) - 1)]))
+        poses = series.base_rows(b_need)
+        xyz = linear(bt[b_need], poses[:, :3], at)
+        quat = nlerp(bt[b_need], poses[:, 3:], at)
         base = np.hstack([xyz, quat])
     else:
         base = np.tile([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], (len(at), 1))
     grip = np.zeros(len(at))
     running = np.zeros(len(at), dtype=bool)
     if series.beats:
-        index = hold(series.beat_t_ns, at)
+        # before the first heartbeat, the first one's word holds
+        index = np.maximum(hold(series.beat_t_ns, at), 0)
         closed = np.array([b.grip_closed for b in series.beats], dtype=np.float64)
         runs = np.array([b.mode == "running" for b in series.beats], dtype=bool)
-        have = index >= 0
-        grip[have] = closed[index[have]]
-        running[have] = runs[index[have]]
+        grip = closed[index]
+        running = runs[index]
     return Frames(at, position, velocity, effort, base, grip, running)
 
 

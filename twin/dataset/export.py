@@ -1,0 +1,458 @@
+"""``twin export lerobot``: recordings to LeRobot v3 datasets, per embodiment and pooled.
+
+The export checks everything it can before it writes (each recording opens and has joint
+channels, ``--fps`` is not above any exported robot's rate, the output folder is empty, new
+or an earlier export's), then runs :func:`twin.dataset.work.run_unit` jobs in worker
+processes (a recording split by robots, balanced by their joint-state counts), writes each
+recording's episodes as its jobs finish, and finally swaps the finished folder in:
+
+* it writes into ``.NAME.staging-PID`` beside ``--out`` (for an append, a copy of ``--out``
+  made of hard links, which the writers never modify in place), and renames it to ``--out``
+  only when all is written; any error removes the staging folder, so nothing half-written is
+  left and an earlier export stays as it was;
+* ``--out`` holds ``pooled/`` and one ``<model>/`` folder, each a LeRobot dataset, and
+  ``hall_twin_export.json``, the manifest (recordings by name and SHA-256, fps, datasets)
+  that lets a later export append and refuse a recording it already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from twin.dataset import features as feats
+from twin.dataset.card import dataset_card
+from twin.dataset.info import summarize
+from twin.dataset.lerobot import DatasetError, DatasetWriter, write_json, write_text
+from twin.dataset.resample import METHOD
+from twin.dataset.source import Peek, SourceError, peek
+from twin.dataset.work import (
+    ACTION_OBSERVED,
+    ACTION_PLAN,
+    EpisodeData,
+    Unit,
+    UnitResult,
+    file_sha256,
+    label,
+    run_unit,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST: Final = "hall_twin_export.json"
+FORMAT: Final = "hall-twin lerobot export"
+FORMAT_VERSION: Final = 1
+POOLED: Final = "pooled"
+RATE_MARGIN: Final = 1.02  # an --fps within 2 % of a robot's measured rate is its rate
+Progress = Callable[[int, int, str], None]  # units done, units in all, what finished
+
+
+class ExportError(ValueError):
+    """Input the export refuses (one line: where and why); nothing was written."""
+
+
+@dataclass
+class Options:
+    """What to export, and where."""
+
+    recordings: Sequence[Path]
+    out: Path
+    fps: float = 50.0
+    robots: Sequence[str] = ()
+    tasks: Sequence[str] = ()
+    jobs: int = 0  # 0: one per CPU
+    progress: Progress | None = None
+
+
+@dataclass
+class Source:
+    """A recording checked for export."""
+
+    path: Path
+    name: str
+    size_bytes: int
+    peek: Peek
+    stations: dict[str, str]
+    models: dict[str, tuple[str, str]]  # robot -> (manufacturer, model)
+    robots: list[str]  # the robots exported from it
+
+
+@dataclass
+class Summary:
+    """What an export did."""
+
+    out: Path
+    fps: float
+    recordings: list[dict[str, Any]] = field(default_factory=list)
+    datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    recorded_s: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "fps": self.fps,
+            "recordings": self.recordings,
+            "datasets": self.datasets,
+            "warnings": self.warnings,
+            "recorded_s": round(self.recorded_s, 3),
+        }
+
+
+def export(options: Options) -> Summary:
+    """Export the recordings (see the module docstring); ExportError for refused input."""
+    if not math.isfinite(options.fps) or options.fps <= 0:
+        raise ExportError(f"--fps {options.fps:g}: must be a positive number")
+    manifest = _read_manifest(options.out)
+    if manifest is not None and float(manifest.get("fps", 0)) != float(options.fps):
+        raise ExportError(
+            f"{options.out}: its datasets are at {manifest.get('fps')} fps; append at that "
+            f"rate (--fps {manifest.get('fps')}) or export to a new folder"
+        )
+    sources = [_check(path, options) for path in options.recordings]
+    _check_names(sources)
+    _check_robots(sources, options.robots)
+    _check_rates(sources, options.fps)
+    if manifest is not None:
+        _check_new(sources, manifest, options.out)
+    staging = options.out.parent / f".{options.out.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        if manifest is not None:
+            shutil.copytree(options.out, staging, copy_function=os.link)
+        else:
+            staging.mkdir(parents=True)
+        summary = _write(sources, options, staging, manifest)
+        _swap(staging, options.out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    summary.out = options.out
+    return summary
+
+
+def _read_manifest(out: Path) -> dict[str, Any] | None:
+    if not out.exists():
+        return None
+    if not out.is_dir():
+        raise ExportError(f"{out}: is a file, not a folder; choose a new or empty folder")
+    path = out / MANIFEST
+    if not path.exists():
+        if any(out.iterdir()):
+            raise ExportError(
+                f"{out}: holds something other than a hall-twin export (no {MANIFEST}); "
+                "choose a new or empty folder"
+            )
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: does not read as an export manifest ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ExportError(f"{path}: not a hall-twin export manifest")
+    return manifest
+
+
+def _check(path: Path, options: Options) -> Source:
+    from scenes.loader import SceneError, parse_scene
+    from twin.record.recording import RecordingError, open_recording
+
+    if not path.is_file():
+        raise ExportError(f"{path}: no such recording")
+    try:
+        recording = open_recording(path)
+        scene_text = recording.scene_text
+        found = peek(path)
+    except (RecordingError, SourceError) as exc:
+        raise ExportError(str(exc).splitlines()[0]) from None
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    stations: dict[str, str] = {}
+    models: dict[str, tuple[str, str]] = {}
+    try:
+        scene = parse_scene(scene_text, f"{path.name} (scene)") if scene_text else None
+    except SceneError:
+        scene = None
+    for robot in scene.robots if scene else []:
+        stations[robot.id] = robot.station or ""
+        models[robot.id] = (robot.manufacturer or "", robot.model)
+    joints = sorted(r for r, names in found.names.items() if names)
+    if not joints:
+        raise ExportError(
+            f"{path}: no joint channels (/joints/<robot>) with any joint state: nothing to export"
+        )
+    robots = [r for r in joints if not options.robots or r in options.robots]
+    return Source(path, path.name, path.stat().st_size, found, stations, models, robots)
+
+
+def _check_names(sources: Sequence[Source]) -> None:
+    seen: dict[str, Path] = {}
+    for source in sources:
+        if source.name in seen:
+            raise ExportError(
+                f"{source.path}: another recording of this export has the name {source.name!r} "
+                f"({seen[source.name]}); episodes name their recording, so rename one"
+            )
+        seen[source.name] = source.path
+
+
+def _check_robots(sources: Sequence[Source], wanted: Sequence[str]) -> None:
+    present = {r for s in sources for r in s.peek.names}
+    unknown = sorted(set(wanted) - present)
+    if unknown:
+        raise ExportError(
+            f"--robots {', '.join(unknown)}: not in the recordings (they hold "
+            f"{', '.join(sorted(present))})"
+        )
+
+
+def _check_rates(sources: Sequence[Source], fps: float) -> None:
+    for source in sources:
+        for robot_id in source.robots:
+            rate = source.peek.rate_hz.get(robot_id, 0.0)
+            if rate > 0 and fps > RATE_MARGIN * rate:
+                raise ExportError(
+                    f"--fps {fps:g} is above the source rate of {robot_id} in {source.name} "
+                    f"({rate:.0f} Hz): frames would be made up between samples; use --fps "
+                    f"{math.floor(rate):d} or lower"
+                )
+
+
+def _check_new(sources: Sequence[Source], manifest: dict[str, Any], out: Path) -> None:
+    held = manifest.get("recordings", [])
+    for source in sources:
+        for old in held:
+            if old.get("name") == source.name and old.get("size_bytes") == source.size_bytes:
+                if old.get("sha256") == file_sha256(source.path):
+                    raise ExportError(
+                        f"{source.path}: already exported to {out} (same name and SHA-256); "
+                        "nothing to add"
+                    )
+            if old.get("name") == source.name:
+                raise ExportError(
+                    f"{source.path}: {out} already holds another recording named "
+                    f"{source.name!r}; rename this one"
+                )
+
+
+def _units(sources: Sequence[Source], options: Options, jobs: int) -> list[list[Unit]]:
+    """Each recording's units: its robots split into groups of balanced joint-state counts,
+    as many groups as it takes to keep ``jobs`` workers busy."""
+    per_recording = max(1, math.ceil(jobs / max(1, len(sources))))
+    out = []
+    for source in sources:
+        loads = {r: source.peek.joint_counts.get(r, 1) for r in source.robots}
+        groups: list[list[str]] = [[] for _ in range(min(per_recording, len(loads)) or 1)]
+        weight = [0] * len(groups)
+        for robot_id in sorted(loads, key=lambda r: -loads[r]):
+            lightest = weight.index(min(weight))
+            groups[lightest].append(robot_id)
+            weight[lightest] += loads[robot_id]
+        out.append(
+            [
+                Unit(str(source.path), tuple(sorted(group)), options.fps, source.stations,
+                     source.models, first=(i == 0))
+                for i, group in enumerate(g for g in groups if g)
+            ]  # fmt: skip
+        )
+    return out
+
+
+def _write(
+    sources: Sequence[Source], options: Options, staging: Path, manifest: dict[str, Any] | None
+) -> Summary:
+    jobs = options.jobs or os.cpu_count() or 1
+    units = _units(sources, options, jobs)
+    total = sum(len(u) for u in units)
+    summary = Summary(staging, options.fps)
+    names_by_model: dict[str, list[str]] = {}
+    for source in sources:
+        for robot_id in source.robots:
+            model = source.models.get(robot_id, ("", ""))[1]
+            names_by_model.setdefault(model, source.peek.names.get(robot_id, []))
+    vendor = feats.vendor_joints(names_by_model)
+    sets = _Datasets(staging, options.fps, vendor)
+    done = 0
+    pool = ProcessPoolExecutor(max_workers=min(jobs, total)) if jobs > 1 and total > 1 else None
+    try:
+        futures: list[list[Future[UnitResult]]] = []
+        if pool is not None:
+            futures = [[pool.submit(run_unit, unit) for unit in group] for group in units]
+        for index, (source, group) in enumerate(zip(sources, units, strict=True)):
+            results = []
+            for position, unit in enumerate(group):
+                results.append(
+                    futures[index][position].result() if pool is not None else run_unit(unit)
+                )
+                done += 1
+                if options.progress is not None:
+                    options.progress(done, total, source.name)
+            row = _add_recording(source, results, options, sets, summary)
+            summary.recordings.append(row)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    summary.datasets = sets.close()
+    old = manifest.get("recordings", []) if manifest else []
+    write_json(
+        staging / MANIFEST,
+        {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "fps": options.fps,
+            "recordings": [*old, *summary.recordings],
+            "datasets": sorted(p.name for p in staging.iterdir() if (p / "meta").is_dir()),
+        },
+    )
+    return summary
+
+
+def _add_recording(
+    source: Source,
+    results: list[UnitResult],
+    options: Options,
+    sets: _Datasets,
+    summary: Summary,
+) -> dict[str, Any]:
+    first = next(r for r in results if r.sha256)
+    episodes = [e for r in results for e in r.episodes]
+    if not first.monitored:
+        from twin.failures.offline import detect_offline
+        from twin.record.recording import open_recording
+
+        log.info("%s was recorded without monitors: running the detectors", source.name)
+        failures = detect_offline(open_recording(source.path), collisions=False)
+        label(episodes, failures, first.lessons)
+    if not first.complete:
+        summary.warnings.append(
+            f"{source.name}: a cut recording (no summary at its end): used the "
+            f"{first.complete_chunks} complete chunks it holds"
+            + (f"; reading stopped at {first.dropped_tail}" if first.dropped_tail else "")
+        )
+    for result in results:
+        for problem in result.problems:
+            summary.warnings.append(f"{source.name}: {problem}")
+    wanted = set(options.tasks)
+    kept = 0
+    frames = 0
+    for data in sorted(episodes, key=lambda e: (e.episode.start_ns, e.episode.robot_id)):
+        e = data.episode
+        if wanted and not ({e.task_key, e.task} & wanted):
+            continue
+        sets.add(data, source.name)
+        kept += 1
+        frames += len(data)
+        summary.recorded_s += len(data) / options.fps
+    return {
+        "name": source.name,
+        "sha256": first.sha256,
+        "size_bytes": source.size_bytes,
+        "episodes": kept,
+        "frames": frames,
+        "complete": first.complete,
+    }
+
+
+class _Datasets:
+    """The pooled dataset and one per model, opened as their first episode comes."""
+
+    def __init__(self, root: Path, fps: float, vendor: list[str]) -> None:
+        self.root = root
+        self.fps = fps
+        self.vendor = vendor
+        self.writers: dict[str, DatasetWriter] = {}
+        self.action_sources: dict[str, set[str]] = {}
+
+    def _writer(self, name: str, features: feats.Features, robot_type: str) -> DatasetWriter:
+        writer = self.writers.get(name)
+        if writer is None:
+            try:
+                writer = DatasetWriter(
+                    self.root / name,
+                    robot_type=robot_type,
+                    fps=self.fps,
+                    features=features,
+                    episode_columns=feats.EPISODE_COLUMNS,
+                    info_extra={"hall_twin": _notes(name == POOLED)},
+                )
+            except DatasetError as exc:
+                raise ExportError(str(exc)) from None
+            self.writers[name] = writer
+        return writer
+
+    def add(self, data: EpisodeData, recording: str) -> None:
+        row = feats.episode_row(data, recording)
+        task = data.episode.task
+        model = data.model or "unknown_model"
+        if model == POOLED:
+            model = f"{model}_model"
+        writer = self._writer(model, feats.model_features(data.names), model)
+        if writer.features["observation.state"]["names"] != data.names:
+            raise ExportError(
+                f"{recording}: {data.episode.robot_id} ({model}) records joints "
+                f"{len(data.names)} other than the {model} dataset's; export it to a new folder"
+            )
+        writer.add(feats.model_columns(data), task, row)
+        pooled = self._writer(POOLED, feats.pooled_features(self.vendor), "hall_twin_pooled")
+        pooled.add(feats.pooled_columns(data, self.vendor), task, row)
+        for name in (model, POOLED):
+            self.action_sources.setdefault(name, set()).add(data.action_source)
+
+    def close(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for name, writer in self.writers.items():
+            info = writer.close()
+            root = self.root / name
+            if name == POOLED:
+                write_json(root / "meta" / "modality.json", feats.modality())
+            write_text(root / "README.md", dataset_card(root, summarize(root), info))
+            out[name] = {
+                "episodes": info["total_episodes"],
+                "frames": info["total_frames"],
+                "robot_type": info["robot_type"],
+            }
+        return out
+
+
+def _notes(pooled: bool) -> dict[str, Any]:
+    """The ``hall_twin`` key of ``info.json``: how the frames were made."""
+    return {
+        "exporter": "twin export lerobot",
+        "resampling": METHOD,
+        "action": {
+            ACTION_PLAN: "a dispatched plan's commanded joint targets at the frame's instant "
+            "(a joint the plan does not name: the next observed position)",
+            ACTION_OBSERVED: "no commanded targets recorded (the station's task loop runs on "
+            "the robot): the next frame's observed positions (the last frame: its own)",
+            "per_episode": "meta/episodes column action_source",
+        },
+        "units": "rad, rad/s, N*m (m, m/s, N for prismatic joints); base x,y,z in m in the "
+        "hall frame, orientation as a unit quaternion (x, y, z, w)",
+        "clock": "frame instants on the twin's receive clock; each robot's own stamps moved "
+        "onto it by their median receive delay",
+        "episodes": "a robot's task cycle (heartbeat task or cycle change), or a dispatched "
+        "plan from accept to done; outcome from the failure detectors",
+        "joint_mask": "observation.state_mask: True where the robot has the canonical joint"
+        if pooled
+        else None,
+    }
+
+
+def _swap(staging: Path, out: Path) -> None:
+    """Put the finished staging folder where ``out`` is (the old one removed after)."""
+    if out.exists():
+        aside = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, aside)
+        os.replace(staging, out)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, out)

@@ -1,0 +1,202 @@
+"""One export job: a recording's robots read, cut into episodes, resampled, with actions.
+
+A :class:`Unit` is what one worker process does: read one recording (all of it) keeping the
+channels of some of its robots, cut each robot's series into episodes
+(:mod:`twin.dataset.episodes`), resample every episode onto the dataset's frame rate
+(:mod:`twin.dataset.resample`) and build its actions, then label the episodes with the
+recording's failures. A big recording is split by robots, so its units run side by side and
+each still sees its robots' whole timeline (episodes are never cut at a part boundary).
+
+Actions: a dispatched plan's episode carries the plan's commanded joint targets (sampled at
+each frame; a joint the plan does not name takes the next observed position); every other
+episode's action is the **next frame's observed positions** (the last frame repeats its
+own), since the loop's targets never leave the robot. Each episode says which it got.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from twin.dataset import episodes as cutting
+from twin.dataset.episodes import Episode
+from twin.dataset.resample import Frames, resample, source_rate_hz
+from twin.dataset.source import Beat, Event, arrays, iter_events, layout, read_part
+from twin.failures.events import FailureEvent
+from twin.failures.incidents import group_incidents
+from twin.plan.model import PlanTable
+
+log = logging.getLogger(__name__)
+
+ACTION_PLAN: Final = "plan"
+ACTION_OBSERVED: Final = "next_observed"
+_HASH_BLOCK: Final = 1 << 22
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One job: these robots (None: all) of one recording, at ``fps``."""
+
+    path: str
+    robots: tuple[str, ...] | None
+    fps: float
+    stations: Mapping[str, str]  # robot id -> its station in the recording's scene
+    scene_models: Mapping[str, tuple[str, str]]  # robot id -> (manufacturer, model)
+    first: bool  # the recording's first unit also hashes the file
+
+
+@dataclass
+class EpisodeData:
+    """One episode's frames and actions, ready to write (values as float32)."""
+
+    episode: Episode
+    manufacturer: str
+    model: str
+    names: list[str]
+    frames: Frames
+    action: npt.NDArray[np.float32]
+    action_source: str
+    running_all: bool
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+
+@dataclass
+class UnitResult:
+    """What a unit found: its episodes (labelled with the recorded failures) and the
+    recording-wide facts the parent checks and merges."""
+
+    path: str
+    episodes: list[EpisodeData]
+    rates_hz: dict[str, float]
+    failures: list[FailureEvent]
+    monitored: bool
+    lessons: list[tuple[int, Event]]
+    complete: bool
+    complete_chunks: int
+    dropped_tail: str
+    problems: list[str] = field(default_factory=list)
+    sha256: str = ""
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex), read in blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while block := stream.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def recorded_failures(events: list[tuple[int, Event]]) -> tuple[list[FailureEvent], bool]:
+    """The failure events written live, and whether the recording was monitored."""
+    failures: list[FailureEvent] = []
+    monitored = False
+    for _, event in events:
+        if event.kind == "monitors":
+            monitored = True
+        elif event.kind == "failure":
+            try:
+                failures.append(msgspec.json.decode(event.detail, type=FailureEvent))
+            except msgspec.DecodeError as exc:
+                log.warning("a recorded failure event does not decode: %s", exc)
+    return sorted(failures, key=lambda f: f.stamp_ns), monitored or bool(failures)
+
+
+def run_unit(unit: Unit) -> UnitResult:
+    """Do one unit (this runs in a worker process)."""
+    path = Path(unit.path)
+    plan = layout(path, 1)  # one span: the whole file (a cut file: as far as it reads)
+    span = plan.spans[0]
+    wanted = set(unit.robots) if unit.robots is not None else None
+    part = read_part(path, span, wanted, plan.complete)
+    failures, monitored = recorded_failures(part.events)
+    lessons = list(iter_events(part, "lesson"))
+    all_dispatches = cutting.dispatches(part.events)
+    result = UnitResult(
+        path=unit.path,
+        episodes=[],
+        rates_hz={},
+        failures=failures,
+        monitored=monitored,
+        lessons=lessons,
+        complete=plan.complete,
+        complete_chunks=part.complete_chunks,
+        dropped_tail=part.dropped_tail,
+        problems=part.problems[:20],
+        sha256=file_sha256(path) if unit.first else "",
+    )
+    for robot_id in sorted(part.robots):
+        series = arrays(part.robots[robot_id])
+        if len(series.joint_t_ns) < 2:
+            continue
+        result.rates_hz[robot_id] = source_rate_hz(series)
+        manufacturer, model = _who(series.beats, unit.scene_models.get(robot_id, ("", "")))
+        mine = [d for d in all_dispatches if d.robot_id == robot_id]
+        for episode in cutting.cut(series, unit.stations.get(robot_id, ""), mine):
+            frames = resample(series, episode.start_ns, episode.end_ns, unit.fps)
+            if len(frames) == 0:
+                continue
+            action, source = actions(episode, frames, series.names)
+            result.episodes.append(
+                EpisodeData(
+                    episode, manufacturer, model, list(series.names), frames, action, source,
+                    bool(frames.running.all()),
+                )
+            )  # fmt: skip
+    label(result.episodes, failures, lessons)
+    return result
+
+
+def label(
+    episodes: list[EpisodeData], failures: list[FailureEvent], lessons: list[tuple[int, Event]]
+) -> None:
+    """Label the episodes with these failures (their incidents and lessons too)."""
+    incidents = group_incidents(failures)
+    cutting.label(
+        [e.episode for e in episodes],
+        failures,
+        incidents,
+        lessons,
+        {i: e.running_all for i, e in enumerate(episodes)},
+    )
+
+
+def _who(beats: list[Beat], scene: tuple[str, str]) -> tuple[str, str]:
+    """Manufacturer and model: the scene's (what the export's vocabulary is built from),
+    else the heartbeats' say."""
+    if scene[1]:
+        return scene[0] or next((b.manufacturer for b in beats if b.manufacturer), ""), scene[1]
+    for beat in beats:
+        if beat.model:
+            return beat.manufacturer, beat.model
+    return scene
+
+
+def actions(
+    episode: Episode, frames: Frames, names: list[str]
+) -> tuple[npt.NDArray[np.float32], str]:
+    """The episode's action rows (in ``names`` order) and where they came from."""
+    observed = frames.position
+    nxt = np.vstack([observed[1:], observed[-1:]]) if len(observed) else observed
+    if episode.plan is None or not episode.plan.frames:
+        return nxt.astype(np.float32), ACTION_OBSERVED
+    table = PlanTable(episode.plan)
+    out = nxt.copy()
+    column = {name: i for i, name in enumerate(names)}
+    offsets_s = (frames.t_ns - episode.plan_start_ns) / 1e9
+    for row, t_s in enumerate(offsets_s.tolist()):
+        for name, value in table.at(t_s).joints_rad.items():
+            i = column.get(name)
+            if i is not None:
+                out[row, i] = value
+    return out.astype(np.float32), ACTION_PLAN
