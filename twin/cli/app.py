@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from robots.library import ENV_ROBOTS, with_env_dirs
-from twin.cli import dispatch, lessons, live, preview, recordings, robots, scene, view
+from twin.cli import dataset, dispatch, lessons, live, preview, recordings, robots, scene, view
 from twin.cli.record_path import expand_bare_record
 
 app = typer.Typer(
@@ -59,6 +59,7 @@ live.register(app)  # twin emulate, twin live, twin status
 recordings.register(app)  # twin replay, twin failures, twin resim
 lessons.register(app)  # twin lessons, twin lessons show, twin lessons learn
 preview.register(app)  # twin preview
+dataset.register(app)  # twin export lerobot, twin dataset info
 
 
 def main() -> None:

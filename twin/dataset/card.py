@@ -48,7 +48,13 @@ def dataset_card(root: Path, summary: dict[str, Any], info: dict[str, Any]) -> s
     ]
     for name, row in summary["per_manufacturer"].items():
         lines.append(f"| {name} | {row['episodes']} | {row['hours']:.4f} | {row['failures']} |")
-    lines += ["", "## Hours per task", "", "| task | episodes | hours | failures |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "## Hours per task",
+        "",
+        "| task | episodes | hours | failures |",
+        "|---|---|---|---|",
+    ]
     for name, row in summary["per_task"].items():
         lines.append(f"| {name} | {row['episodes']} | {row['hours']:.4f} | {row['failures']} |")
     lines += ["", "## Failures", ""]

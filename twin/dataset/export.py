@@ -230,12 +230,12 @@ def _check_new(sources: Sequence[Source], manifest: dict[str, Any], out: Path) -
     held = manifest.get("recordings", [])
     for source in sources:
         for old in held:
-            if old.get("name") == source.name and old.get("size_bytes") == source.size_bytes:
-                if old.get("sha256") == file_sha256(source.path):
-                    raise ExportError(
-                        f"{source.path}: already exported to {out} (same name and SHA-256); "
-                        "nothing to add"
-                    )
+            same = old.get("name") == source.name and old.get("size_bytes") == source.size_bytes
+            if same and old.get("sha256") == file_sha256(source.path):
+                raise ExportError(
+                    f"{source.path}: already exported to {out} (same name and SHA-256); "
+                    "nothing to add"
+                )
             if old.get("name") == source.name:
                 raise ExportError(
                     f"{source.path}: {out} already holds another recording named "
@@ -258,10 +258,16 @@ def _units(sources: Sequence[Source], options: Options, jobs: int) -> list[list[
             weight[lightest] += loads[robot_id]
         out.append(
             [
-                Unit(str(source.path), tuple(sorted(group)), options.fps, source.stations,
-                     source.models, first=(i == 0))
-                for i, group in enumerate(g for g in groups if g)
-            ]  # fmt: skip
+                Unit(
+                    str(source.path),
+                    tuple(sorted(group)),
+                    options.fps,
+                    source.stations,
+                    source.models,
+                    first=(i == 0),
+                )
+                for i, group in enumerate([g for g in groups if g] or [[]])
+            ]
         )
     return out
 
@@ -450,9 +456,9 @@ def _swap(staging: Path, out: Path) -> None:
     """Put the finished staging folder where ``out`` is (the old one removed after)."""
     if out.exists():
         aside = out.parent / f".{out.name}.old-{os.getpid()}"
-        os.replace(out, aside)
-        os.replace(staging, out)
+        out.replace(aside)
+        staging.replace(out)
         shutil.rmtree(aside, ignore_errors=True)
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, out)
+        staging.replace(out)

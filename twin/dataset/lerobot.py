@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -46,8 +45,12 @@ DEFAULT_FEATURES: Final[dict[str, dict[str, Any]]] = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
-_ARROW: Final = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64()}
-_ARROW["bool"] = pa.bool_()
+_ARROW: Final[dict[str, pa.DataType]] = {
+    "float32": pa.float32(),
+    "float64": pa.float64(),
+    "int64": pa.int64(),
+    "bool": pa.bool_(),
+}
 
 Features = dict[str, dict[str, Any]]
 Columns = Mapping[str, npt.NDArray[Any]]
@@ -65,10 +68,10 @@ def arrow_type(feature: Mapping[str, Any]) -> pa.DataType:
         return value
     if len(shape) != 1:
         raise ValueError(f"features of shape {shape} are not written by this exporter")
-    return pa.list_(value, shape[0])
+    return pa.list_(value, int(shape[0]))
 
 
-def _column(values: npt.NDArray[Any], feature: Mapping[str, Any]) -> pa.Array:
+def _column(values: npt.NDArray[Any], feature: Mapping[str, Any]) -> pa.Array[Any]:
     kind = arrow_type(feature)
     if not pa.types.is_fixed_size_list(kind):
         return pa.array(np.ascontiguousarray(values).reshape(-1), type=kind)
@@ -115,14 +118,14 @@ def write_json(path: Path, value: object) -> None:
     """Replace ``path`` whole (write beside it, rename): a hard-linked old copy stays."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def write_text(path: Path, text: str) -> None:
     """Replace a text file whole, as :func:`write_json`."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def _tasks_table(tasks: Sequence[str]) -> pa.Table:
@@ -160,9 +163,7 @@ def read_tasks(root: Path) -> list[str]:
         return []
     table = pq.read_table(path)
     column = "__index_level_0__" if "__index_level_0__" in table.column_names else "task"
-    pairs = sorted(
-        zip(table["task_index"].to_pylist(), table[column].to_pylist(), strict=True)
-    )
+    pairs = sorted(zip(table["task_index"].to_pylist(), table[column].to_pylist(), strict=True))
     return [str(task) for _, task in pairs]
 
 
@@ -263,8 +264,7 @@ class DatasetWriter:
         self._writer.write_table(table)
         self._written_bytes += table.nbytes
         episode_stats = {
-            key: statistics.feature_stats(full[key].astype(np.float64))
-            for key in self.features
+            key: statistics.feature_stats(full[key].astype(np.float64)) for key in self.features
         }
         self._new_stats.append(episode_stats)
         record: dict[str, Any] = {
@@ -319,7 +319,7 @@ class DatasetWriter:
             pq.write_table(pa.table(columns, schema=self._episode_schema), path)
         tasks_tmp = meta / ".tasks.parquet.tmp"
         pq.write_table(_tasks_table(self.tasks), tasks_tmp)
-        os.replace(tasks_tmp, meta / "tasks.parquet")
+        tasks_tmp.replace(meta / "tasks.parquet")
         parts: list[Mapping[str, statistics.Stats]] = []
         if self.old_stats:
             parts.append(self.old_stats)
@@ -341,7 +341,7 @@ class DatasetWriter:
             "chunks_size": CHUNKS_SIZE,
             "data_files_size_in_mb": DATA_FILES_SIZE_IN_MB,
             "video_files_size_in_mb": VIDEO_FILES_SIZE_IN_MB,
-            "fps": self.fps,
+            "fps": int(self.fps) if float(self.fps).is_integer() else self.fps,
             "splits": {"train": f"0:{self.episode_index}"},
             "data_path": DATA_PATH,
             "video_path": None,

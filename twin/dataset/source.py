@@ -221,7 +221,7 @@ class Arrays:
     def base_rows(self, rows: IntArray) -> FloatArray:
         """Base poses (x, y, z, qx, qy, qz, qw) of these rows."""
         cache = self._base
-        out = []
+        out: list[tuple[float, ...]] = []
         for row in rows.tolist():
             pose = cache.get(row)
             if pose is None:
@@ -254,9 +254,7 @@ class Part:
         if not self.peek or not self.expect:
             return False
         robots = self.robots
-        return all(
-            r in robots and len(robots[r].joint_stamp_ns) >= self.peek for r in self.expect
-        )
+        return all(r in robots and len(robots[r].joint_stamp_ns) >= self.peek for r in self.expect)
 
 
 def layout(path: Path, parts: int) -> Layout:
