@@ -25,8 +25,8 @@ LESSON_RGB: Final = (1.00, 0.62, 0.20)
 GLOW_CMAP: Final = LinearSegmentedColormap.from_list(
     "flow_glow", [(0.62, 0.70, 0.80), (0.25, 0.72, 1.0), (0.55, 1.0, 1.0)]
 )
-_PULSES_PER_ARC: Final = 4
-_LESSON_S: Final = 2.0
+PULSES_PER_ARC: Final = 4
+LESSON_S: Final = 2.0
 _REFERENCE_BYTES_PER_S: Final = 250_000.0  # an arc at this rate glows at full brightness
 
 
@@ -48,9 +48,43 @@ def brightness(bytes_per_s: float) -> float:
 
 
 @dataclass
-class _Lesson:
+class Lesson:
     started_s: float
     robot_ids: tuple[str, ...]
+
+
+_PHASES: Final = np.linspace(0.0, 1.0, PULSES_PER_ARC, endpoint=False)
+
+
+def pulse_points(arc: NDArray[np.float64], level: float, now_s: float) -> NDArray[np.float64]:
+    """Where an arc's pulses are at ``now_s`` (shape (pulses per arc, 3)): evenly spaced,
+    faster for a brighter ``level`` (0..1); all at the arc's start when nothing flows."""
+    if level <= 0.0:
+        return np.repeat(arc[:1], PULSES_PER_ARC, axis=0)
+    speed = 0.15 + 0.6 * level  # arc lengths per second
+    return np.array([_along(arc, (phase + now_s * speed) % 1.0) for phase in _PHASES])
+
+
+def pulse_rgb(level: float) -> tuple[int, int, int]:
+    """A pulse's colour (0-255) for an arc's glow ``level``; black when nothing flows."""
+    if level <= 0.0:
+        return (0, 0, 0)
+    r, g, b = (int(255 * c * (0.4 + 0.6 * level)) for c in UP_RGB)
+    return (r, g, b)
+
+
+def lesson_points(
+    lessons: list[Lesson], arcs: Mapping[str, NDArray[np.float64]], now_s: float
+) -> list[NDArray[np.float64]]:
+    """Where each lesson burst's pulses are (hub -> every robot on the lesson's task)."""
+    positions = []
+    for lesson in lessons:
+        u = (now_s - lesson.started_s) / LESSON_S
+        for robot_id in lesson.robot_ids:
+            arc = arcs.get(robot_id)
+            if arc is not None:
+                positions.append(_along(arc[::-1], u))  # hub -> robot
+    return positions
 
 
 @dataclass
@@ -61,7 +95,7 @@ class FlowLayer:
     hub_top_m: tuple[float, float, float]
     robot_ids: tuple[str, ...]
     arcs: dict[str, NDArray[np.float64]] = field(default_factory=dict)
-    lessons: list[_Lesson] = field(default_factory=list)
+    lessons: list[Lesson] = field(default_factory=list)
     visible: bool = True
 
     def __post_init__(self) -> None:
@@ -73,7 +107,7 @@ class FlowLayer:
             lines.extend(range(i * (ARC_SEGMENTS + 1), (i + 1) * (ARC_SEGMENTS + 1)))
         self.arc_mesh = pv.PolyData(points, lines=np.array(lines)) if n else pv.PolyData()
         self.arc_mesh.point_data["glow"] = np.zeros(len(points))
-        self.pulse_mesh = pv.PolyData(np.zeros((max(1, n * _PULSES_PER_ARC), 3)))
+        self.pulse_mesh = pv.PolyData(np.zeros((max(1, n * PULSES_PER_ARC), 3)))
         self.pulse_mesh.point_data["rgb"] = np.zeros((self.pulse_mesh.n_points, 3), dtype=np.uint8)
         self._lesson_capacity = max(1, 4 * n)
         self.lesson_mesh = pv.PolyData(
@@ -108,7 +142,6 @@ class FlowLayer:
                 lighting=False,
                 name="lessons",
             )
-        self._phase = np.linspace(0.0, 1.0, _PULSES_PER_ARC, endpoint=False)
 
     def set_visible(self, visible: bool) -> None:
         """Show or hide all flows."""
@@ -120,7 +153,7 @@ class FlowLayer:
 
     def share_lesson(self, now_s: float, robot_ids: tuple[str, ...]) -> None:
         """Start a burst of pulses from the hub to these robots (a lesson shared)."""
-        self.lessons.append(_Lesson(now_s, robot_ids))
+        self.lessons.append(Lesson(now_s, robot_ids))
 
     def update(
         self,
@@ -143,29 +176,16 @@ class FlowLayer:
             points[i * k : (i + 1) * k] = arc
             level = brightness(bytes_per_s.get(robot_id, 0.0))
             glow[i * k : (i + 1) * k] = level
-            speed = 0.15 + 0.6 * level  # arc lengths per second
-            for j, phase in enumerate(self._phase):
-                slot = i * _PULSES_PER_ARC + j
-                if level <= 0.0:
-                    pulses[slot] = arc[0]
-                    colours[slot] = (0, 0, 0)
-                    continue
-                u = (phase + now_s * speed) % 1.0
-                pulses[slot] = _along(arc, u)
-                colours[slot] = tuple(int(255 * c * (0.4 + 0.6 * level)) for c in UP_RGB)
+            slots = slice(i * PULSES_PER_ARC, (i + 1) * PULSES_PER_ARC)
+            pulses[slots] = pulse_points(arc, level, now_s)
+            colours[slots] = pulse_rgb(level)
         self.arc_mesh.points = points
         self.pulse_mesh.points = pulses
         self._update_lessons(now_s)
 
     def _update_lessons(self, now_s: float) -> None:
-        self.lessons = [ls for ls in self.lessons if now_s - ls.started_s < _LESSON_S]
-        positions = []
-        for lesson in self.lessons:
-            u = (now_s - lesson.started_s) / _LESSON_S
-            for robot_id in lesson.robot_ids:
-                arc = self.arcs.get(robot_id)
-                if arc is not None:
-                    positions.append(_along(arc[::-1], u))  # hub -> robot
+        self.lessons = [ls for ls in self.lessons if now_s - ls.started_s < LESSON_S]
+        positions = lesson_points(self.lessons, self.arcs, now_s)
         # fixed capacity: unused slots wait inside the hub, out of sight
         slots = np.tile(
             np.asarray(self.hub_top_m) - np.array([0.0, 0.0, 0.5]), (self._lesson_capacity, 1)

@@ -17,7 +17,7 @@ import numpy as np
 import pyvista as pv
 from numpy.typing import NDArray
 
-from scenes.model import Bench, Scene
+from scenes.model import Bench, Crane, Panel, Scene
 from twin.world.world import World
 
 FLOOR_RGB: Final = (0.86, 0.89, 0.93)
@@ -112,22 +112,8 @@ class HallDrawing:
             items = drawing._items_mesh()
             if items.n_points:
                 plotter.add_mesh(items, scalars="rgb", rgb=True, name="items")
-        hub = scene.hub
         plotter.add_mesh(
-            _placed(
-                pv.Box(
-                    (
-                        -hub.size[0] / 2,
-                        hub.size[0] / 2,
-                        -hub.size[1] / 2,
-                        hub.size[1] / 2,
-                        0,
-                        hub.size[2],
-                    )
-                ),
-                hub.pose.xyz,
-                hub.pose.yaw_rad,
-            ),
+            hub_mesh(scene),
             color=HUB_RGB,
             name="hub",
             **metal,
@@ -138,46 +124,18 @@ class HallDrawing:
         return drawing
 
     def _items_mesh(self) -> pv.PolyData:
-        parts = []
-        for bench in self.world.scene.benches:
-            for item in bench.items:
-                pose = self.world.link_pose(f"item:{item.id}")
-                ix, iy, iz = item.size
-                box = pv.Box((-ix / 2, ix / 2, -iy / 2, iy / 2, -iz / 2, iz / 2))
-                yaw = math.atan2(
-                    2 * (pose[1][3] * pose[1][2] + pose[1][0] * pose[1][1]),
-                    1 - 2 * (pose[1][1] ** 2 + pose[1][2] ** 2),
-                )
-                placed = _placed(box, pose[0], yaw)
-                rgb = np.array(ITEM_RGB[item.kind]) * 255
-                placed.point_data["rgb"] = np.tile(rgb.astype(np.uint8), (placed.n_points, 1))
-                parts.append(placed)
-        return pv.merge(parts) if parts else pv.PolyData()
+        return items_mesh(self.world)
 
     def _build_cranes(self) -> None:
         for crane in self.world.scene.cranes:
             length = self.world.scene.floor.size[0]
-            for index, y in enumerate(crane.rail_y):
-                rail = pv.Box(
-                    (0.0, length, y - 0.2, y + 0.2, crane.rail_height - 0.4, crane.rail_height)
-                )
+            for index, rail in enumerate(crane_rails(crane, length)):
                 self.plotter.add_mesh(rail, color=RAIL_RGB, name=f"crane:{crane.id}/rail{index}")
-            span = abs(crane.rail_y[1] - crane.rail_y[0]) + 0.4
-            shapes = {
-                "bridge": pv.Box((-0.3, 0.3, -span / 2, span / 2, -0.3, 0.3)),
-                "trolley": pv.Box((-0.7, 0.7, -0.6, 0.6, -0.25, 0.25)),
-                "hook": pv.Box((-0.15, 0.15, -0.15, 0.15, -0.4, 0.0)),
-            }
-            colours = {"bridge": CRANE_RGB, "trolley": (0.92, 0.55, 0.10), "hook": (0.2, 0.2, 0.22)}
-            if crane.load is not None:
-                lx, ly, lz = crane.load.size
-                shapes["load"] = pv.Box((-lx / 2, lx / 2, -ly / 2, ly / 2, -lz / 2, lz / 2))
-                colours["load"] = (0.30, 0.45, 0.62)
             actors = {}
-            for part, mesh in shapes.items():
+            for part, (mesh, rgb) in crane_parts(crane).items():
                 actors[part] = self.plotter.add_mesh(
                     mesh,
-                    color=colours[part],
+                    color=rgb,
                     specular=0.6,
                     specular_power=30.0,
                     ambient=0.2,
@@ -206,13 +164,7 @@ class HallDrawing:
 
     def _build_panels(self) -> None:
         for panel in self.world.scene.panels:
-            width, height = panel.size
-            frame = _placed(
-                pv.Box((-0.04, 0.04, -width / 2, width / 2, -height / 2, height / 2)),
-                panel.pose.xyz,
-                panel.pose.yaw_rad,
-            )
-            self.plotter.add_mesh(frame, color=PANEL_RGB, name=f"panel:{panel.id}")
+            self.plotter.add_mesh(panel_frame(panel), color=PANEL_RGB, name=f"panel:{panel.id}")
             self.set_panel_text(panel.id, "HALL TWIN")
 
     def set_panel_text(self, panel_id: str, text: str) -> None:
@@ -255,23 +207,88 @@ class HallDrawing:
         )
 
     def _build_sensors(self) -> None:
-        parts = []
-        for sensor in self.world.scene.sensors:
-            if sensor.kind == "lidar":
-                parts.append(
-                    pv.Cylinder(
-                        center=sensor.pose.xyz, direction=(0, 0, 1), radius=0.08, height=0.12
-                    )
-                )
-            else:
-                _roll, pitch, yaw = sensor.pose.euler_rad
-                direction = (
-                    math.cos(pitch) * math.cos(yaw),
-                    math.cos(pitch) * math.sin(yaw),
-                    -math.sin(pitch),
-                )
-                parts.append(
-                    pv.Cone(center=sensor.pose.xyz, direction=direction, height=0.25, radius=0.1)
-                )
-        if parts:
-            self.plotter.add_mesh(pv.merge(parts), color=SENSOR_RGB, name="sensors")
+        sensors = sensors_mesh(self.world.scene)
+        if sensors.n_points:
+            self.plotter.add_mesh(sensors, color=SENSOR_RGB, name="sensors")
+
+
+def sensors_mesh(scene: Scene) -> pv.PolyData:
+    """Every camera (a cone along its view) and LiDAR (a puck) as one mesh."""
+    parts = []
+    for sensor in scene.sensors:
+        if sensor.kind == "lidar":
+            parts.append(
+                pv.Cylinder(center=sensor.pose.xyz, direction=(0, 0, 1), radius=0.08, height=0.12)
+            )
+        else:
+            _roll, pitch, yaw = sensor.pose.euler_rad
+            direction = (
+                math.cos(pitch) * math.cos(yaw),
+                math.cos(pitch) * math.sin(yaw),
+                -math.sin(pitch),
+            )
+            parts.append(
+                pv.Cone(center=sensor.pose.xyz, direction=direction, height=0.25, radius=0.1)
+            )
+    return pv.merge(parts) if parts else pv.PolyData()
+
+
+def hub_mesh(scene: Scene) -> pv.PolyData:
+    """The data hub: a box standing on the floor."""
+    hub = scene.hub
+    sx, sy, sz = hub.size
+    box = pv.Box((-sx / 2, sx / 2, -sy / 2, sy / 2, 0, sz))
+    return _placed(box, hub.pose.xyz, hub.pose.yaw_rad)
+
+
+def items_mesh(world: World) -> pv.PolyData:
+    """Every bench item as a box where the world has it, with point data ``"rgb"`` by kind."""
+    parts = []
+    for bench in world.scene.benches:
+        for item in bench.items:
+            pose = world.link_pose(f"item:{item.id}")
+            ix, iy, iz = item.size
+            box = pv.Box((-ix / 2, ix / 2, -iy / 2, iy / 2, -iz / 2, iz / 2))
+            yaw = math.atan2(
+                2 * (pose[1][3] * pose[1][2] + pose[1][0] * pose[1][1]),
+                1 - 2 * (pose[1][1] ** 2 + pose[1][2] ** 2),
+            )
+            placed = _placed(box, pose[0], yaw)
+            rgb = np.array(ITEM_RGB[item.kind]) * 255
+            placed.point_data["rgb"] = np.tile(rgb.astype(np.uint8), (placed.n_points, 1))
+            parts.append(placed)
+    return pv.merge(parts) if parts else pv.PolyData()
+
+
+def crane_rails(crane: Crane, floor_length_m: float) -> list[pv.PolyData]:
+    """A crane's two runway rails along the hall's length."""
+    top = crane.rail_height
+    return [pv.Box((0.0, floor_length_m, y - 0.2, y + 0.2, top - 0.4, top)) for y in crane.rail_y]
+
+
+def crane_parts(crane: Crane) -> dict[str, tuple[pv.PolyData, tuple[float, float, float]]]:
+    """A crane's moving parts (bridge, trolley, hook, load) in their own frames, and colours;
+    each is placed at its link's position in the world (``crane:ID/PART``)."""
+    span = abs(crane.rail_y[1] - crane.rail_y[0]) + 0.4
+    parts: dict[str, tuple[pv.PolyData, tuple[float, float, float]]] = {
+        "bridge": (pv.Box((-0.3, 0.3, -span / 2, span / 2, -0.3, 0.3)), CRANE_RGB),
+        "trolley": (pv.Box((-0.7, 0.7, -0.6, 0.6, -0.25, 0.25)), (0.92, 0.55, 0.10)),
+        "hook": (pv.Box((-0.15, 0.15, -0.15, 0.15, -0.4, 0.0)), (0.2, 0.2, 0.22)),
+    }
+    if crane.load is not None:
+        lx, ly, lz = crane.load.size
+        parts["load"] = (
+            pv.Box((-lx / 2, lx / 2, -ly / 2, ly / 2, -lz / 2, lz / 2)),
+            (0.30, 0.45, 0.62),
+        )
+    return parts
+
+
+def panel_frame(panel: Panel) -> pv.PolyData:
+    """An LED panel's dark frame, facing +x of its pose."""
+    width, height = panel.size
+    return _placed(
+        pv.Box((-0.04, 0.04, -width / 2, width / 2, -height / 2, height / 2)),
+        panel.pose.xyz,
+        panel.pose.yaw_rad,
+    )

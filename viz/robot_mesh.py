@@ -12,12 +12,8 @@ into :attr:`RobotBatch.robot_ids`), ``"link"`` (PyBullet link index, -1 = base) 
 ``"quantity"`` (float, for colour-mapped per-link values). Points and cells are contiguous
 per robot and, within a robot, per link.
 
-Frames (verified with pybullet 3.2.7 against ``getAABB`` with an offset, rotated base inertial
-frame; see ``tests/viz/test_robot_mesh.py``): ``getVisualShapeData``'s local frame is relative to
-the link's URDF frame for every link, the base included. For links, ``getLinkState()[4:6]`` is
-that URDF frame. For the base, ``getBasePositionAndOrientation`` is the base's *inertial*
-frame (centre of mass), so the base's points are stored in that frame, pre-multiplied once
-by the inverse of the local inertial frame (``getDynamicsInfo()[3:5]``).
+The triangles per link and their frames come from :mod:`viz.link_geometry` (shared with the
+web viewer).
 """
 
 from __future__ import annotations
@@ -25,8 +21,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -34,25 +28,21 @@ import pyvista as pv
 
 from robots.bullet import pb
 from twin.world.world import World
-from viz.mesh_assets import (
-    TRIANGLES_PER_ROBOT,
-    MeshAssetError,
-    decimate,
-    load_mesh,
-    mesh_rgb,
-    triangle_budget,
+from viz.link_geometry import (
+    BASE_LINK,
+    F32,
+    F64,
+    I64,
+    MIN_RESOLUTION,
+    LinkGeometry,
+    merge_templates,
+    rotation_matrices,
 )
+from viz.mesh_assets import TRIANGLES_PER_ROBOT
 
 log = logging.getLogger(__name__)
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I64 = npt.NDArray[np.int64]
 Vec3 = tuple[float, float, float]
-
-BASE_LINK: Final = -1
-MIN_RESOLUTION: Final = 3
-_Template = tuple[F64, I64]  # points (n, 3) and triangles (m, 3), in the shape's own frame
 
 
 @dataclass(frozen=True)
@@ -62,95 +52,6 @@ class _LinkRange:
     link: int
     start: int
     stop: int
-
-
-def _rotation_matrices(quat_xyzw: F64) -> F64:
-    """Rotation matrices (n, 3, 3) of unit quaternions (n, 4) in PyBullet's (x, y, z, w) order."""
-    x, y, z, w = quat_xyzw[:, 0], quat_xyzw[:, 1], quat_xyzw[:, 2], quat_xyzw[:, 3]
-    out = np.empty((len(quat_xyzw), 3, 3))
-    out[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    out[:, 0, 1] = 2 * (x * y - z * w)
-    out[:, 0, 2] = 2 * (x * z + y * w)
-    out[:, 1, 0] = 2 * (x * y + z * w)
-    out[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    out[:, 1, 2] = 2 * (y * z - x * w)
-    out[:, 2, 0] = 2 * (x * z - y * w)
-    out[:, 2, 1] = 2 * (y * z + x * w)
-    out[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return out
-
-
-def _transform(points: F64, position: Sequence[float], quat_xyzw: Sequence[float]) -> F64:
-    """Points (n, 3) moved by a rigid transform (position, quaternion)."""
-    rotation = _rotation_matrices(np.asarray([quat_xyzw], dtype=np.float64))[0]
-    result: F64 = points @ rotation.T + np.asarray(position, dtype=np.float64)
-    return result
-
-
-def _inverse_transform(points: F64, position: Sequence[float], quat_xyzw: Sequence[float]) -> F64:
-    """Points (n, 3) expressed in the frame given by (position, quaternion)."""
-    rotation = _rotation_matrices(np.asarray([quat_xyzw], dtype=np.float64))[0]
-    result: F64 = (points - np.asarray(position, dtype=np.float64)) @ rotation
-    return result
-
-
-def _template(surface: Any) -> _Template:
-    """Points and triangles of a pyvista surface, every data array dropped."""
-    tri = surface.triangulate().clean()
-    faces = np.asarray(tri.faces, dtype=np.int64).reshape(-1, 4)
-    return np.asarray(tri.points, dtype=np.float64), faces[:, 1:].copy()
-
-
-def _merge(parts: Sequence[_Template]) -> _Template:
-    points, triangles, offset = [], [], 0
-    for part_points, part_triangles in parts:
-        points.append(part_points)
-        triangles.append(part_triangles + offset)
-        offset += len(part_points)
-    return np.concatenate(points), np.concatenate(triangles)
-
-
-def _sphere(radius_m: float, resolution: int) -> _Template:
-    return _template(
-        pv.Sphere(
-            radius=radius_m,
-            theta_resolution=resolution,
-            phi_resolution=max(MIN_RESOLUTION, resolution // 2 + 1),
-        )
-    )
-
-
-def _cylinder(radius_m: float, length_m: float, resolution: int, capping: bool) -> _Template:
-    return _template(
-        pv.Cylinder(
-            center=(0.0, 0.0, 0.0),
-            direction=(0.0, 0.0, 1.0),  # URDF cylinders and capsules lie along local z
-            radius=radius_m,
-            height=length_m,
-            resolution=resolution,
-            capping=capping,
-        )
-    )
-
-
-def _primitive(geometry: int, dims: Sequence[float], resolution: int) -> _Template | None:
-    """A visual shape's triangles in its own frame; None for kinds not drawn (meshes, planes)."""
-    if geometry == pb.GEOM_BOX:
-        hx, hy, hz = (0.5 * float(d) for d in dims[:3])
-        return _template(pv.Box(bounds=(-hx, hx, -hy, hy, -hz, hz)))
-    if geometry == pb.GEOM_SPHERE:
-        return _sphere(float(dims[0]), resolution)
-    if geometry == pb.GEOM_CYLINDER:
-        return _cylinder(float(dims[1]), float(dims[0]), resolution, capping=True)
-    if geometry == pb.GEOM_CAPSULE:
-        length_m, radius_m = float(dims[0]), float(dims[1])
-        body = _cylinder(radius_m, length_m, resolution, capping=False)
-        ends = []
-        for sign in (1.0, -1.0):
-            points, triangles = _sphere(radius_m, resolution)
-            ends.append((points + np.array([0.0, 0.0, sign * 0.5 * length_m]), triangles))
-        return _merge([body, *ends])
-    return None
 
 
 class RobotBatch:
@@ -169,17 +70,17 @@ class RobotBatch:
         ``resolution`` is the number of segments around cylinders, capsules and spheres;
         ``triangles_per_robot`` the budget a robot's mesh visuals are decimated to.
         """
-        self._triangle_budget = triangles_per_robot
-        self._mesh_cache: dict[tuple[Any, ...], dict[int, tuple[_Template, Any]]] = {}
         if resolution < MIN_RESOLUTION:
             raise ValueError(f"resolution must be at least {MIN_RESOLUTION}, got {resolution}")
+        geometry = LinkGeometry(
+            world, resolution=resolution, triangles_per_robot=triangles_per_robot
+        )
         self._world = world
         self.robot_ids: tuple[str, ...] = tuple(world.robots if robot_ids is None else robot_ids)
         self._bodies = [world.robot(robot_id).body for robot_id in self.robot_ids]
         self._index = {robot_id: i for i, robot_id in enumerate(self.robot_ids)}
         if len(self._index) != len(self.robot_ids):
             raise ValueError(f"robot ids repeat: {list(self.robot_ids)}")
-        cache: dict[tuple[int, tuple[float, ...]], _Template | None] = {}
         points: list[F64] = []
         triangles: list[I64] = []
         colours: list[npt.NDArray[np.uint8]] = []
@@ -190,10 +91,10 @@ class RobotBatch:
         self._cell_offsets = [0]
         point_count = cell_count = 0
         for robot_id, body in zip(self.robot_ids, self._bodies, strict=True):
-            by_link = self._visual_parts(robot_id, body, resolution, cache)
+            by_link = geometry.parts(robot_id, body)
             ranges: list[_LinkRange] = []
             for link in sorted(by_link):
-                link_points, link_triangles = _merge([(p, t) for p, t, _ in by_link[link]])
+                link_points, link_triangles = merge_templates([(p, t) for p, t, _ in by_link[link]])
                 triangles.append(link_triangles + point_count)
                 points.append(link_points)
                 colours.append(np.concatenate([c for _, _, c in by_link[link]]))
@@ -237,89 +138,6 @@ class RobotBatch:
         )
         self.update()
 
-    def _visual_parts(
-        self,
-        robot_id: str,
-        body: int,
-        resolution: int,
-        cache: dict[tuple[int, tuple[float, ...]], _Template | None],
-    ) -> dict[int, list[tuple[F64, I64, npt.NDArray[np.uint8]]]]:
-        """Per link: (points in the pose frame the update uses, triangles, rgb) of each shape."""
-        client = self._world.client
-        inertial = pb.getDynamicsInfo(body, BASE_LINK, physicsClientId=client)
-        shapes = pb.getVisualShapeData(body, physicsClientId=client)
-        meshes = self._meshes(robot_id, shapes)
-        by_link: dict[int, list[tuple[F64, I64, npt.NDArray[np.uint8]]]] = {}
-        for i, shape in enumerate(shapes):
-            link, geometry, dims = int(shape[1]), int(shape[2]), tuple(float(d) for d in shape[3])
-            rgba = np.asarray(shape[7][:3], dtype=np.float64)
-            if geometry == pb.GEOM_MESH:
-                if i not in meshes:
-                    continue  # said in _meshes
-                template, file_rgb = meshes[i]
-                if file_rgb is not None and np.allclose(rgba, 1.0):  # the URDF gave no colour
-                    rgba = np.asarray(file_rgb, dtype=np.float64) / 255.0
-            else:
-                key = (geometry, dims)
-                if key not in cache:
-                    cache[key] = _primitive(geometry, dims, resolution)
-                primitive = cache[key]
-                if primitive is None:
-                    log.warning(
-                        "robot %s link %d: visual geometry type %d not drawn",
-                        robot_id,
-                        link,
-                        geometry,
-                    )
-                    continue
-                template = primitive
-            points = _transform(template[0], shape[5], shape[6])  # the link's URDF frame
-            if link == BASE_LINK:  # the base is posed by its inertial frame
-                points = _inverse_transform(points, inertial[3], inertial[4])
-            rgb8 = np.clip(np.round(rgba * 255.0), 0, 255).astype(np.uint8)
-            rgb = np.repeat(rgb8[None, :], len(points), axis=0)
-            by_link.setdefault(link, []).append((points, template[1], rgb))
-        return by_link
-
-    def _meshes(
-        self, robot_id: str, shapes: Sequence[Any]
-    ) -> dict[int, tuple[_Template, tuple[int, int, int] | None]]:
-        """Each mesh visual's triangles (decimated to the robot's budget) and file colour;
-        robots of one model share them (read and decimated once)."""
-        key = tuple(
-            (int(s[2]), s[4], tuple(float(v) for v in s[3]))
-            for s in shapes
-            if int(s[2]) == pb.GEOM_MESH
-        )
-        if not key:
-            return {}
-        cached = self._mesh_cache.get(key)
-        if cached is None:
-            cached = self._mesh_cache[key] = self._load_meshes(robot_id, shapes)
-        return cached
-
-    def _load_meshes(
-        self, robot_id: str, shapes: Sequence[Any]
-    ) -> dict[int, tuple[_Template, tuple[int, int, int] | None]]:
-        loaded: dict[int, tuple[_Template, Path]] = {}
-        for i, shape in enumerate(shapes):
-            if int(shape[2]) != pb.GEOM_MESH:
-                continue
-            raw = shape[4]
-            path = Path(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw))
-            scale = (float(shape[3][0]), float(shape[3][1]), float(shape[3][2]))
-            try:
-                loaded[i] = (load_mesh(path, scale), path)
-            except MeshAssetError as exc:
-                log.warning("robot %s link %d: mesh not drawn: %s", robot_id, int(shape[1]), exc)
-        order = sorted(loaded)
-        targets = triangle_budget([len(loaded[i][0][1]) for i in order], self._triangle_budget)
-        out: dict[int, tuple[_Template, tuple[int, int, int] | None]] = {}
-        for i, target in zip(order, targets, strict=True):
-            (points, triangles), path = loaded[i]
-            out[i] = (decimate(points, triangles, target), mesh_rgb(path))
-        return out
-
     # -- per frame --------------------------------------------------------------
 
     def update(self) -> None:
@@ -340,7 +158,7 @@ class RobotBatch:
             return
         poses = np.asarray(rows, dtype=np.float64)
         frames = np.empty((len(poses), 4, 3), dtype=np.float32)  # row-vector homogeneous [R^T; t]
-        frames[:, :3, :] = _rotation_matrices(poses[:, 3:]).transpose(0, 2, 1)
+        frames[:, :3, :] = rotation_matrices(poses[:, 3:]).transpose(0, 2, 1)
         frames[:, 3, :] = poses[:, :3]
         np.einsum("pk,pkj->pj", self._local_h, frames[self._owner], out=self._points)
         points = self.mesh.GetPoints()

@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final
 
 import numpy as np
 import pyvista as pv
 from matplotlib import colormaps
 from numpy.typing import NDArray
 
-from robots import get_model
 from scenes.model import Scene
 from sync.fanout import RobotView
 from twin.world.world import World
@@ -31,14 +29,26 @@ from viz.flows import FlowLayer
 from viz.hall import HallDrawing
 from viz.joint_panel import JointIndex, JointPanel
 from viz.mesh_assets import TRIANGLES_PER_ROBOT
+from viz.readout import (
+    COLOUR_MODES,
+    COLOUR_TITLES,
+    ColourBy,
+    is_fallen,
+    joint_fractions,
+    joint_index,
+    lesson_task,
+    panel_lines,
+    panel_text,
+    robot_label,
+)
 from viz.robot_mesh import RobotBatch
 from viz.sources import Source
 from viz.tour import CameraTour
 
 log = logging.getLogger(__name__)
 
-ColourBy = Literal["manufacturer", "effort", "position", "velocity"]
-COLOUR_MODES: Final[tuple[str, ...]] = ("manufacturer", "effort", "position", "velocity")
+__all__ = ["COLOUR_MODES", "ColourBy", "HallViewer", "lesson_task"]
+
 GREY_RGB: Final = np.array([150, 150, 150], dtype=np.uint8)
 BACKGROUND_TOP: Final = (0.80, 0.86, 0.94)
 BACKGROUND_BOTTOM: Final = (0.97, 0.98, 1.0)
@@ -165,27 +175,9 @@ class HallViewer:
         cached = self._joints.get(view.robot_id)
         if cached is not None and cached.names == view.joint_names:
             return cached
-        if view.robot_id not in self.world.robots:
-            return None
-        handle = self.world.robot(view.robot_id)
-        model = get_model(handle.model.name)
-        links, lower, upper, effort, velocity = [], [], [], [], []
-        for name in view.joint_names:
-            joint = model.joint(name)
-            links.append(handle.joint_index[joint.name])
-            lower.append(joint.lower)
-            upper.append(joint.upper)
-            effort.append(joint.effort_limit)
-            velocity.append(joint.velocity_limit)
-        index = JointIndex(
-            list(view.joint_names),
-            np.array(links, dtype=np.int64),
-            np.array(lower),
-            np.array(upper),
-            np.array(effort),
-            np.array(velocity),
-        )
-        self._joints[view.robot_id] = index
+        index = joint_index(self.world, view)
+        if index is not None:
+            self._joints[view.robot_id] = index
         return index
 
     def apply(self, now_s: float) -> None:
@@ -271,24 +263,7 @@ class HallViewer:
         rgb[:] = colours
 
     def _fractions(self, view: RobotView, index: JointIndex) -> NDArray[np.float64]:
-        if self.colour_by == "effort":
-            effort: NDArray[np.float64] = np.abs(np.asarray(view.efforts)) / np.maximum(
-                index.effort_limit, 1e-9
-            )
-            return effort
-        if self.colour_by == "velocity":
-            speed: NDArray[np.float64] = np.abs(np.asarray(view.velocities)) / np.maximum(
-                index.velocity_limit, 1e-9
-            )
-            return speed
-        span = np.where(
-            np.isfinite(index.upper - index.lower), index.upper - index.lower, 2 * math.pi
-        )
-        lower = np.where(np.isfinite(index.lower), index.lower, -math.pi)
-        fractions: NDArray[np.float64] = (np.asarray(view.positions) - lower) / np.maximum(
-            span, 1e-9
-        )
-        return fractions
+        return joint_fractions(self.colour_by, view, index)
 
     def set_colour_by(self, mode: ColourBy) -> None:
         """Colour links by manufacturer colours, or a joint quantity as a fraction of its limit."""
@@ -302,11 +277,7 @@ class HallViewer:
             self._scalar_bar_mesh = None
         if self.colour_by == "manufacturer":
             return
-        title = {
-            "effort": "effort / rating",
-            "position": "position / range",
-            "velocity": "speed / limit",
-        }[self.colour_by]
+        title = COLOUR_TITLES[self.colour_by]
         holder = pv.PolyData(np.array([[-100.0, -100.0, -100.0], [-100.0, -100.0, -100.0]]))
         holder.point_data[title] = np.array([0.0, 1.0])
         self._scalar_bar_mesh = holder
@@ -321,10 +292,7 @@ class HallViewer:
         )
 
     def _label(self, view: RobotView | None, robot_id: str) -> str:
-        if view is None:
-            return robot_id
-        state = "FALLEN" if robot_id in self.fallen else view.liveness
-        return f"{robot_id} {view.manufacturer}\n{view.task} - {state}"
+        return robot_label(view, robot_id, fallen=robot_id in self.fallen)
 
     def _update_labels_and_markers(self) -> None:
         ids = self.robots.robot_ids
@@ -335,12 +303,7 @@ class HallViewer:
             view = self.source.robots.get(robot_id)
             if view is None:
                 continue
-            standing = get_model(view.model).base_height_m
-            if (
-                view.protective_stop
-                or view.mode == "fault"
-                or view.base_position_m[2] < 0.6 * standing
-            ):
+            if is_fallen(view):
                 self.fallen.add(robot_id)
                 markers[i] = heads[i] + np.array([0.0, 0.0, 0.5])
         self._markers.points = markers
@@ -362,23 +325,13 @@ class HallViewer:
             )
 
     def _update_panels(self) -> None:
-        views = list(self.source.robots.values())
-        live = sum(1 for v in views if v.liveness == "LIVE")
-        tasks = sum(1 for v in views if v.liveness == "LIVE" and v.mode == "running")
-        rate_kb = sum(v.in_bytes_per_s for v in views if v.liveness not in _DEAD) / 1000.0
-        clock = time.strftime("%H:%M:%S")
-        # failures the twin reported while we watched; at least the robots down right now
-        failures = max(self.failures_seen, len(self.fallen))
-        lines = {
-            "robots_live": f"LIVE {live}/{len(views)}",
-            "tasks_running": f"TASKS {tasks}",
-            "failures_today": f"FAILURES {failures}",
-            "data_rate": f"DATA {rate_kb:.0f} kB/s",
-            "clock": clock,
-        }
+        lines = panel_lines(
+            list(self.source.robots.values()),
+            fallen=len(self.fallen),
+            failures_seen=self.failures_seen,
+        )
         for panel in self.scene.panels:
-            shown = [lines[s] for s in panel.shows][:3]
-            self.hall.set_panel_text(panel.id, "\n".join(shown))
+            self.hall.set_panel_text(panel.id, panel_text(panel.shows, lines))
 
     # -- selection and the joint panel -----------------------------------------
 
@@ -454,14 +407,3 @@ class HallViewer:
         self.plotter.close()
         self.world.close()
         self.source.close()
-
-
-def lesson_task(detail: str) -> str:
-    """The task a ``lesson`` event concerns: its JSON detail's ``task``, or the detail itself."""
-    import json
-
-    try:
-        data = json.loads(detail)
-    except ValueError:
-        return detail
-    return str(data.get("task", "")) if isinstance(data, dict) else detail
