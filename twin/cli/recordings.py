@@ -18,6 +18,7 @@ from rich.table import Table
 from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
 from twin.emulator.resim import ResimInputError, parse_overrides, resimulate
 from twin.failures.offline import failure_report
+from twin.record.damage import collect_damage, damage_lines
 from twin.record.recording import RecordingError
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -101,6 +102,8 @@ def print_failures(path: Path, as_json: bool, events: bool = False) -> None:
     except RecordingError as exc:
         err.print(f"twin failures: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+    if report["warning"]:
+        err.print(f"twin failures: warning: {report['warning']}", markup=False)
     if as_json:
         sys.stdout.write(msgspec.json.format(msgspec.json.encode(report)).decode() + "\n")
         return
@@ -167,14 +170,17 @@ def run_resim(
     output: Path | None,
 ) -> None:
     """``twin resim``: print the new file and a one-line summary; exit 2 for bad input."""
-    try:
-        overrides = parse_overrides(settings)
-        result = resimulate(
-            recording, at_s, seconds=seconds, overrides=overrides, seed=seed, output=output
-        )
-    except ResimInputError as exc:
-        err.print(f"twin resim: {exc}", markup=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
+    with collect_damage() as damaged:
+        try:
+            overrides = parse_overrides(settings)
+            result = resimulate(
+                recording, at_s, seconds=seconds, overrides=overrides, seed=seed, output=output
+            )
+        except ResimInputError as exc:
+            err.print(f"twin resim: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+    for line in damage_lines(damaged):
+        err.print(f"twin resim: warning: {line}", markup=False)
     out.print(str(result.path), markup=False)
     out.print(
         f"resimulated {result.simulated_s:g} s in {result.wall_s:.2f} s wall "

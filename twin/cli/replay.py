@@ -166,8 +166,14 @@ def run_replay(
             )
         else:
             _interactive(viewer, source, window, loop, ghosts)
+    except RecordingError as exc:  # a message that does not decode
+        err.print(f"twin replay: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
         viewer.close()
+        warning = source.recording.damage.line()  # the chunks skipped in what was shown
+        if warning:
+            err.print(f"twin replay: warning: {warning}", markup=False)
 
 
 def _interactive(

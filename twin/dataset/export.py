@@ -337,11 +337,10 @@ def _add_recording(
         log.info("%s was recorded without monitors: running the detectors", source.name)
         failures = detect_offline(open_recording(source.path), collisions=False)
         label(episodes, failures, first.lessons)
-    if not first.complete:
+    damage = first.damage
+    if damage is not None and damage.damaged:
         summary.warnings.append(
-            f"{source.name}: a cut recording (no summary at its end): used the "
-            f"{first.complete_chunks} complete chunks it holds"
-            + (f"; reading stopped at {first.dropped_tail}" if first.dropped_tail else "")
+            f"{damage.line()} (used the {first.complete_chunks} whole chunks it holds)"
         )
     for result in results:
         for problem in result.problems:

@@ -4,15 +4,15 @@ A recording holds every canonical message as JSON beside its raw vendor frame; a
 needs only ``/joints/<robot>``, ``/base/<robot>``, ``/heartbeat/<robot>`` and ``/events``.
 The generic reader (:mod:`twin.record.recording`) makes a Python object of every record; at
 the hall's ~6,000 records a second that alone is slower than the export's target. So this
-module scans MCAP records itself: a chunk is decompressed and CRC-checked in C, and its
-records are walked with ``struct.unpack_from``, keeping only the wanted channels' message
-bodies, which msgspec decodes straight into a few fields. The format is MCAP's (opcode,
-length, body); the files are the recorder's own, and the independent ``mcap`` reader still
-opens them everywhere else.
+module walks each chunk's records itself with ``struct.unpack_from``, keeping only the
+wanted channels' message bodies, which msgspec decodes straight into a few fields. Where the
+chunks lie and each chunk's records (decompressed and CRC-checked in C) come from
+:mod:`twin.record.chunks`, as for every reader of recordings: a damaged chunk is skipped and
+noted in :attr:`Part.damage`, and the rest is read.
 
 A complete file is split by its chunk index into :class:`ChunkSpan` parts, so several
 processes can read one recording; a cut file (no usable summary) is read from the start
-up to its first damaged or cut chunk, as :func:`twin.record.recording.open_recording` does.
+up to the cut, as :func:`twin.record.recording.open_recording` does.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import itertools
 import logging
 import mmap
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,18 +30,17 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from twin.record.chunks import ChunkCatalog, checked, chunk_catalog
+from twin.record.damage import DamageReport
+
 log = logging.getLogger(__name__)
 
 MAGIC: Final = b"\x89MCAP0\r\n"
-_OP_SCHEMA, _OP_CHANNEL, _OP_MESSAGE, _OP_CHUNK = 0x03, 0x04, 0x05, 0x06
-_OP_FOOTER, _OP_DATA_END = 0x02, 0x0F
-_RECORD: Final = struct.Struct("<BQ")
+_OP_CHANNEL, _OP_MESSAGE = 0x04, 0x05
 _MESSAGE: Final = struct.Struct("<BQH")  # opcode, length, channel id
 _U16: Final = struct.Struct("<H")
 _U32: Final = struct.Struct("<I")
 _U64: Final = struct.Struct("<Q")
-_CHUNK_HEAD: Final = struct.Struct("<QQQI")  # start, end, uncompressed size, crc
-_MAX_RECORD_BYTES: Final = 1 << 30
 
 ROBOT_KINDS: Final = ("joints", "base", "heartbeat")
 FloatArray = npt.NDArray[np.float64]
@@ -244,7 +242,7 @@ class Part:
     robots: dict[str, RobotSeries]
     events: list[tuple[int, Event]]
     complete_chunks: int = 0
-    dropped_tail: str = ""  # why reading stopped early ("" when it did not)
+    damage: DamageReport | None = None  # what was skipped or cut off (None: not read yet)
     problems: list[str] = field(default_factory=list)
     wanted: set[str] | None = None  # the robots to keep (None: all)
     peek: int = 0  # > 0: keep only the first `peek` joint states of each robot, nothing else
@@ -260,55 +258,57 @@ class Part:
 def layout(path: Path, parts: int) -> Layout:
     """The recording's chunk spans for ``parts`` readers (complete files), or one span over
     the whole file (cut files, read from the start)."""
-    from mcap.reader import make_reader
-
-    try:
-        with path.open("rb") as stream:
-            summary = make_reader(stream).get_summary()
-    except Exception:  # no footer or a damaged summary: read from the start
-        summary = None
-    if summary is None or not summary.chunk_indexes:
+    catalog = chunk_catalog(path)
+    if not catalog.complete or not catalog.chunks:
         return Layout(False, (ChunkSpan(0, path.stat().st_size),))
-    chunks = sorted(summary.chunk_indexes, key=lambda c: c.chunk_start_offset)
+    chunks = catalog.chunks
     parts = max(1, min(parts, len(chunks)))
     bounds = np.linspace(0, len(chunks), parts + 1).round().astype(int)
     spans = []
     for a, b in itertools.pairwise(bounds):
         if b > a:
             first, last = chunks[a], chunks[b - 1]
-            spans.append(
-                ChunkSpan(first.chunk_start_offset, last.chunk_start_offset + last.chunk_length)
-            )
+            spans.append(ChunkSpan(first.offset, last.offset + last.length))
     return Layout(True, tuple(spans))
 
 
 def read_part(path: Path, span: ChunkSpan, robots: set[str] | None, complete: bool) -> Part:
-    """The robot channels and events of one span. A complete file's channels come from its
-    summary; a cut file is walked from the start, channel records included."""
+    """The robot channels and events of the chunks that start in one span (``complete``:
+    the file has a summary; a cut file is read whole, up to the cut)."""
     part = Part({}, [], wanted=robots)
-    channels: dict[int, tuple[str, str]] = {}  # id -> (kind, robot id) or ("events", "")
-    with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[: len(MAGIC)] != MAGIC:
-            raise SourceError(f"{path}: not an MCAP file (no MCAP magic at the start)")
-        if complete:
-            _summary_channels(path, channels, robots)
-        _scan(data, max(span.start, len(MAGIC)), span.end, channels, robots, part)
+    catalog = _catalog(path)
+    if complete != catalog.complete:
+        log.info("%s: read as %s", path, "complete" if catalog.complete else "cut")
+    _read(path, catalog, span, part)
     return part
 
 
-def _summary_channels(
-    path: Path, channels: dict[int, tuple[str, str]], robots: set[str] | None
-) -> None:
-    from mcap.reader import make_reader
-
+def _catalog(path: Path) -> ChunkCatalog:
     with path.open("rb") as stream:
-        summary = make_reader(stream).get_summary()
-    if summary is None:
-        return
-    for channel_id, channel in summary.channels.items():
-        route = _route(channel.topic, robots)
+        if stream.read(len(MAGIC)) != MAGIC:
+            raise SourceError(f"{path}: not an MCAP file (no MCAP magic at the start)")
+    return chunk_catalog(path)
+
+
+def _read(path: Path, catalog: ChunkCatalog, span: ChunkSpan, part: Part) -> None:
+    """Keep the wanted messages of every readable chunk that starts in ``span``."""
+    channels: dict[int, tuple[str, str]] = {}
+    for channel_id, topic in catalog.topics.items():
+        route = _route(topic, part.wanted)
         if route is not None:
             channels[channel_id] = route
+    part.damage = catalog.damage
+    with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for ref in catalog.chunks:
+            if not span.start <= ref.offset < span.end:
+                continue
+            records = checked(catalog, ref, data[ref.offset : ref.offset + ref.length])
+            if records is None:
+                continue
+            _messages(records, channels, part)
+            part.complete_chunks += 1
+            if part.peeked_enough():
+                return
 
 
 def _route(topic: str, robots: set[str] | None) -> tuple[str, str] | None:
@@ -318,39 +318,6 @@ def _route(topic: str, robots: set[str] | None) -> tuple[str, str] | None:
     if kind in ROBOT_KINDS and robot_id and (robots is None or robot_id in robots):
         return (kind, robot_id)
     return None
-
-
-def _scan(
-    data: bytes | mmap.mmap,
-    pos: int,
-    end: int,
-    channels: dict[int, tuple[str, str]],
-    robots: set[str] | None,
-    part: Part,
-) -> None:
-    """Walk records from ``pos`` to ``end``; a cut or damaged record ends the walk."""
-    size = len(data)
-    while pos + 9 <= min(end, size):
-        opcode, length = _RECORD.unpack_from(data, pos)
-        body = pos + 9
-        if length > _MAX_RECORD_BYTES or body + length > size:
-            part.dropped_tail = f"a record cut at byte {pos}"
-            return
-        if opcode == _OP_CHANNEL:
-            _channel(data, body, channels, robots)
-        elif opcode == _OP_CHUNK:
-            records = _chunk_records(data, body, length, pos, part)
-            if records is None:
-                return
-            _messages(records, channels, part)
-            part.complete_chunks += 1
-            if part.peeked_enough():
-                return
-        elif opcode == _OP_MESSAGE:
-            _messages(data[pos : body + length], channels, part)
-        elif opcode in (_OP_FOOTER, _OP_DATA_END):
-            return
-        pos = body + length
 
 
 def _channel(
@@ -365,43 +332,6 @@ def _channel(
     route = _route(topic, robots)
     if route is not None:
         channels[channel_id] = route
-
-
-def _chunk_records(
-    data: bytes | mmap.mmap, body: int, length: int, pos: int, part: Part
-) -> bytes | None:
-    """A chunk's records, decompressed and CRC-checked; None (and why) for a damaged one."""
-    try:
-        _, _, uncompressed_size, crc = _CHUNK_HEAD.unpack_from(data, body)
-        at = body + _CHUNK_HEAD.size
-        (name_len,) = _U32.unpack_from(data, at)
-        compression = data[at + 4 : at + 4 + name_len].decode()
-        at += 4 + name_len
-        (records_len,) = _U64.unpack_from(data, at)
-        raw = data[at + 8 : at + 8 + records_len]
-        if at + 8 + records_len > body + length:
-            raise ValueError("records run past the chunk")
-        records = _decompress(compression, raw, uncompressed_size)
-        if len(records) != uncompressed_size or (crc and zlib.crc32(records) != crc):
-            raise ValueError("length or CRC mismatch")
-    except Exception as exc:  # cut short, corrupt, or an unknown compression
-        part.dropped_tail = f"a damaged chunk at byte {pos} ({exc})"
-        return None
-    return records
-
-
-def _decompress(compression: str, raw: bytes, size: int) -> bytes:
-    if compression == "":
-        return raw
-    if compression == "zstd":
-        import zstandard
-
-        return zstandard.ZstdDecompressor().decompress(raw, max_output_size=size)
-    if compression == "lz4":
-        import lz4.frame  # type: ignore[import-untyped]
-
-        return bytes(lz4.frame.decompress(raw))
-    raise ValueError(f"unsupported compression {compression!r}")
 
 
 def _messages(records: bytes, channels: dict[int, tuple[str, str]], part: Part) -> None:
@@ -516,15 +446,9 @@ def peek(path: Path) -> Peek:
             route = _route(channel.topic, None)
             if route is not None and route[0] == "joints":
                 counts[route[1]] = counts.get(route[1], 0) + per_channel.get(channel_id, 0)
-    complete = summary is not None and bool(summary.chunk_indexes)
+    catalog = _catalog(path)
     part = Part({}, [], peek=PEEK_STATES, expect=frozenset(r for r, n in counts.items() if n))
-    channels: dict[int, tuple[str, str]] = {}
-    with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if data[: len(MAGIC)] != MAGIC:
-            raise SourceError(f"{path}: not an MCAP file (no MCAP magic at the start)")
-        if complete:
-            _summary_channels(path, channels, None)
-        _scan(data, len(MAGIC), len(data), channels, None, part)
+    _read(path, catalog, ChunkSpan(0, path.stat().st_size), part)
     rates: dict[str, float] = {}
     for robot_id, series in part.robots.items():
         stamps = np.sort(np.asarray(series.joint_stamp_ns, dtype=np.int64))
@@ -535,7 +459,7 @@ def peek(path: Path) -> Peek:
         {r: list(s.names) for r, s in part.robots.items()},
         rates,
         counts or {r: len(s.joint_stamp_ns) for r, s in part.robots.items()},
-        complete,
+        catalog.complete and bool(catalog.chunks),
     )
 
 
@@ -551,7 +475,10 @@ def merge(parts: list[Part]) -> Part:
         merged.events += part.events
         merged.complete_chunks += part.complete_chunks
         merged.problems += part.problems
-        merged.dropped_tail = merged.dropped_tail or part.dropped_tail
+        if part.damage is not None:
+            if merged.damage is None:
+                merged.damage = DamageReport(part.damage.path, part.damage.start_ns)
+            merged.damage.merge(part.damage)
     merged.events.sort(key=lambda pair: pair[0])
     return merged
 

@@ -33,6 +33,7 @@ from twin.dataset.source import Beat, Event, arrays, iter_events, layout, read_p
 from twin.failures.events import FailureEvent
 from twin.failures.incidents import group_incidents
 from twin.plan.model import PlanTable
+from twin.record.damage import DamageReport
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ class UnitResult:
     lessons: list[tuple[int, Event]]
     complete: bool
     complete_chunks: int
-    dropped_tail: str
+    damage: DamageReport | None
     problems: list[str] = field(default_factory=list)
     sha256: str = ""
 
@@ -131,7 +132,7 @@ def run_unit(unit: Unit) -> UnitResult:
         lessons=lessons,
         complete=plan.complete,
         complete_chunks=part.complete_chunks,
-        dropped_tail=part.dropped_tail,
+        damage=part.damage,
         problems=part.problems[:20],
         sha256=file_sha256(path) if unit.first else "",
     )

@@ -26,6 +26,7 @@ from sync.streams import Liveness, LivenessClock
 from twin.failures.events import FailureEvent
 from twin.failures.incidents import group_incidents, incident_row
 from twin.failures.monitors import Monitors
+from twin.record.damage import DamageReport
 from twin.record.recording import Recording, RecordingError, open_recording
 from twin.record.schemas import EventMsg, PoseInFrame
 
@@ -146,12 +147,20 @@ def start_ns(recording: Recording) -> int | None:
 
 def failure_report(path: Path) -> dict[str, Any]:
     """A recording's failures: ``source`` (recorded/offline), ``events`` (rows) and
-    ``incidents`` (the events grouped, :mod:`twin.failures.incidents`)."""
-    rows, source, failures, t0, makers = _failures(path)
+    ``incidents`` (the events grouped, :mod:`twin.failures.incidents`), ``damage`` (what a
+    damaged or cut file lost, :class:`twin.record.damage.DamageReport`) and ``warning`` (the
+    one line that says it; "" for a whole file)."""
+    rows, source, failures, t0, makers, damage = _failures(path)
     incidents = [
         incident_row(i, t0, makers.get(i.robot_id, "?")) for i in group_incidents(failures)
     ]
-    return {"source": source, "incidents": incidents, "events": rows}
+    return {
+        "source": source,
+        "incidents": incidents,
+        "events": rows,
+        "damage": damage.as_dict(),
+        "warning": damage.line(),
+    }
 
 
 def failure_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
@@ -162,7 +171,7 @@ def failure_rows(path: Path) -> tuple[list[dict[str, Any]], str]:
 
 def _failures(
     path: Path,
-) -> tuple[list[dict[str, Any]], str, list[FailureEvent], int, dict[str, str]]:
+) -> tuple[list[dict[str, Any]], str, list[FailureEvent], int, dict[str, str], DamageReport]:
     recording = open_recording(path)
     failures = recorded_failures(recording)
     source = "recorded"
@@ -190,4 +199,4 @@ def _failures(
         }
         for f in failures
     ]
-    return rows, source, failures, t0, makers
+    return rows, source, failures, t0, makers, recording.damage

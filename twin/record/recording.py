@@ -1,34 +1,43 @@
-"""Reading a twin recording (MCAP), including what a cut-off file still holds.
+"""Reading a twin recording (MCAP), including what a damaged or cut file still holds.
 
 :func:`open_recording` reads a file written by :class:`twin.record.recorder.Recorder` with
 the independent ``mcap`` reader. A complete file is read through its summary and
 indexes. A file without a usable footer (the twin was killed, the disk filled up, the
-copy was cut) is read from the start instead: every record up to the cut is parsed and
-every message of every *complete* chunk is kept (a chunk cut in two fails its length,
-decompression or CRC check and is dropped with everything after it), so nothing
-half-written is ever returned.
+copy was cut) is read from the start instead, up to the cut. Either way messages come
+chunk by chunk through :mod:`twin.record.chunks`: a chunk that fails its CRC, does not
+decompress or whose records do not parse is skipped, the rest of the file is read, and
+:attr:`Recording.damage` says what was skipped or cut off (one line for users:
+:meth:`twin.record.damage.DamageReport.line`). Nothing half-written is ever returned.
 
-Problems come as one :class:`RecordingError` with a readable reason.
+Problems come as one :class:`RecordingError` with a readable reason; a file whose chunks
+hold no readable message at all is one too.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from io import BytesIO
 from pathlib import Path
 from typing import Any, Final
 
-from mcap.exceptions import McapError
+from mcap.data_stream import ReadDataStream
+from mcap.opcode import Opcode
 from mcap.reader import make_reader
-from mcap.records import Attachment, Channel, Chunk, Message, Metadata, Schema
-from mcap.stream_reader import StreamReader, breakup_chunk
+from mcap.records import Message
+
+from twin.record.chunks import MCAP_MAGIC, ChunkCatalog, chunk_catalog, read_checked, skip
+from twin.record.damage import DamageReport
 
 log = logging.getLogger(__name__)
 
-MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
 SCENE_ATTACHMENT: Final = "scene.yaml"
+_RECORD: Final = struct.Struct("<BQ")
+
+__all__ = ["MCAP_MAGIC", "SCENE_ATTACHMENT", "RecordedMessage", "Recording", "RecordingError"]
 
 
 class RecordingError(ValueError):
@@ -56,36 +65,66 @@ class Recording:
     metadata: dict[str, dict[str, str]]
     attachments: dict[str, bytes]
     complete: bool  # False: no usable summary/footer; read up to the cut
-    _messages: list[RecordedMessage] | None = field(default=None, repr=False)
+    _catalog: ChunkCatalog | None = field(default=None, repr=False)
 
     @property
     def scene_text(self) -> str:
         """The scene YAML the twin ran with."""
         return self.attachments[SCENE_ATTACHMENT].decode("utf-8")
 
+    @property
+    def catalog(self) -> ChunkCatalog:
+        """Where the chunks lie (read once), and the damage found reading them so far."""
+        if self._catalog is None:
+            self._catalog = chunk_catalog(self.path)
+            self.complete = self.complete and self._catalog.complete
+        return self._catalog
+
+    @property
+    def damage(self) -> DamageReport:
+        """What was skipped or cut off, as far as the file has been read (a pass over all
+        messages finds every damaged chunk; a cut is known from the start)."""
+        return self.catalog.damage
+
     def iter_messages(self, topics: Iterable[str] | None = None) -> Iterator[RecordedMessage]:
-        """Messages in file order (log time within a chunk), optionally of some topics."""
+        """Messages in file order (log time within a chunk), optionally of some topics,
+        chunk by chunk (one chunk in memory at a time); damaged chunks are skipped (see
+        :attr:`damage`). RecordingError if no chunk of the file reads back at all."""
         wanted = None if topics is None else set(topics)
-        if self.complete:
-            # chunk by chunk in file order, one chunk in memory at a time (mcap's seeking
-            # reader, even with log_time_order=False, queues every chunk before the first
-            # message: memory grew with the file, ~9 GB for 10 min of a 20-robot hall)
-            for recorded in _stream_messages(self.path):
-                if wanted is None or recorded.topic in wanted:
-                    yield recorded
-            return
-        if self._messages is None:
-            self._messages = list(_stream_messages(self.path))
-        for recorded in self._messages:
-            if wanted is None or recorded.topic in wanted:
-                yield recorded
+        catalog = self.catalog
+        channels = catalog.channels
+        ids = {i for i, c in channels.items() if wanted is None or c.topic in wanted}
+        for ref in catalog.chunks:  # every chunk, so that every damaged one is found
+            records = read_checked(catalog, ref)
+            if records is None:
+                continue
+            try:
+                messages = _chunk_messages(records, ids)
+            except Exception as exc:  # whole and checked, yet its records do not parse
+                skip(catalog, ref, f"records do not parse ({type(exc).__name__})")
+                continue
+            for message in messages:
+                channel = channels[message.channel_id]
+                schema = catalog.schemas.get(channel.schema_id)
+                yield RecordedMessage(
+                    topic=channel.topic,
+                    log_time_ns=message.log_time,
+                    publish_time_ns=message.publish_time,
+                    sequence=message.sequence,
+                    data=message.data,
+                    message_encoding=channel.message_encoding,
+                    schema_name=schema.name if schema is not None else "",
+                )
+        if nothing_readable(catalog):
+            raise RecordingError(no_readable_messages(self.damage))
 
     def summary(self) -> dict[str, Any]:
-        """Channels, message counts per channel, first and last log time (ns)."""
+        """Channels, message counts per channel, first and last log time (ns): from the
+        statistics of a complete undamaged file, else by reading every message."""
         counts: Counter[str] = Counter()
         start_ns: int | None = None
         end_ns: int | None = None
-        if self.complete:
+        if self.complete and not self.damage.damaged:
             with self.path.open("rb") as stream:
                 summary = make_reader(stream).get_summary()
             if summary is not None and summary.statistics is not None:
@@ -116,52 +155,32 @@ class Recording:
         }
 
 
-def _message(schema: Schema | None, channel: Channel, message: Message) -> RecordedMessage:
-    return RecordedMessage(
-        topic=channel.topic,
-        log_time_ns=message.log_time,
-        publish_time_ns=message.publish_time,
-        sequence=message.sequence,
-        data=message.data,
-        message_encoding=channel.message_encoding,
-        schema_name=schema.name if schema is not None else "",
-    )
+def nothing_readable(catalog: ChunkCatalog) -> bool:
+    """Whether the file is damaged and every chunk it has was skipped (or it has none)."""
+    damage = catalog.damage
+    return damage.damaged and len(damage.chunks) >= len(catalog.chunks)
 
 
-def _records(path: Path) -> Iterator[Any]:
-    """Every complete record from the start (chunks whole), stopping quietly at a cut."""
-    with path.open("rb") as stream:
-        records = StreamReader(stream, emit_chunks=True, record_size_limit=1 << 30).records
-        while True:
-            try:
-                record = next(records)
-            except StopIteration:
-                return
-            except Exception as exc:  # a cut record: EndOfFile, short read, bad opcode data
-                log.info("%s: stopped reading at a cut or damaged record (%r)", path, exc)
-                return
-            yield record
+def no_readable_messages(damage: DamageReport) -> str:
+    """The one line for a file none of whose chunks reads back."""
+    found = damage.describe()
+    return f"{damage.path}: no readable messages" + (f" ({found})" if found else "")
 
 
-def _stream_messages(path: Path) -> Iterator[RecordedMessage]:
-    schemas: dict[int, Schema] = {}
-    channels: dict[int, Channel] = {}
-    for record in _records(path):
-        inner: list[Any] = [record]
-        if isinstance(record, Chunk):
-            try:
-                inner = breakup_chunk(record, validate_crc=True)
-            except Exception as exc:  # a chunk cut short: fails decompression or its CRC
-                log.info("%s: dropped a cut chunk (%r)", path, exc)
-                return
-        for item in inner:
-            if isinstance(item, Schema):
-                schemas[item.id] = item
-            elif isinstance(item, Channel):
-                channels[item.id] = item
-            elif isinstance(item, Message) and item.channel_id in channels:
-                channel = channels[item.channel_id]
-                yield _message(schemas.get(channel.schema_id), channel, item)
+def _chunk_messages(records: bytes, ids: set[int]) -> list[Message]:
+    """The messages of ``ids`` in a chunk's checked records (``mcap``'s record classes)."""
+    stream = ReadDataStream(BytesIO(records))
+    out: list[Message] = []
+    size = len(records)
+    while stream.count < size:
+        opcode, length = stream.read1(), stream.read8()
+        if opcode == Opcode.MESSAGE:
+            message = Message.read(stream, length)
+            if message.channel_id in ids:
+                out.append(message)
+        else:
+            stream.read(length)
+    return out
 
 
 def open_recording(path: str | Path) -> Recording:
@@ -169,46 +188,38 @@ def open_recording(path: str | Path) -> Recording:
     path = Path(path)
     try:
         with path.open("rb") as stream:
-            head = stream.read(len(MCAP_MAGIC))
+            head = stream.read(len(MCAP_MAGIC) + _RECORD.size)
     except OSError as exc:
         raise RecordingError(f"{path}: cannot read ({exc.strerror})") from None
+    magic = head[: len(MCAP_MAGIC)]
     if not head:
         raise RecordingError(f"{path}: empty file, not an MCAP recording")
-    if head != MCAP_MAGIC[: len(head)]:
+    if magic != MCAP_MAGIC[: len(magic)]:
         raise RecordingError(f"{path}: not an MCAP file (no MCAP magic at the start)")
-    if len(head) < len(MCAP_MAGIC):
+    if len(head) < len(MCAP_MAGIC) + _RECORD.size:
         raise RecordingError(f"{path}: truncated header ({len(head)} bytes)")
+    _, header_length = _RECORD.unpack_from(head, len(MCAP_MAGIC))
+    if len(MCAP_MAGIC) + _RECORD.size + header_length > path.stat().st_size:
+        raise RecordingError(f"{path}: truncated header (no complete MCAP header record)")
     metadata: dict[str, dict[str, str]] = {}
     attachments: dict[str, bytes] = {}
-    complete = True
+    catalog: ChunkCatalog | None = None
     try:
         with path.open("rb") as stream:
             reader = make_reader(stream)
-            summary = reader.get_summary()
-            if summary is None:
-                raise McapError("no summary section")
+            if reader.get_summary() is None:
+                raise ValueError("no summary section")
             for item in reader.iter_metadata():
                 metadata[item.name] = dict(item.metadata)
             for attachment in reader.iter_attachments():
                 attachments[attachment.name] = attachment.data
     except Exception as exc:  # no footer or summary: the file was cut; read from the start
         log.info("%s: no usable summary (%r); reading up to the cut", path, exc)
-        complete = False
-        metadata, attachments = {}, {}
-        seen_header = False
-        for record in _records(path):
-            seen_header = True
-            if isinstance(record, Metadata):
-                metadata[record.name] = dict(record.metadata)
-            elif isinstance(record, Attachment):
-                attachments[record.name] = record.data
-        if not seen_header:
-            raise RecordingError(
-                f"{path}: truncated header (no complete MCAP header record)"
-            ) from None
+        catalog = chunk_catalog(path, attachments=True)
+        metadata, attachments = catalog.metadata, catalog.attachments
     if SCENE_ATTACHMENT not in attachments:
         raise RecordingError(
             f"{path}: missing attachments: no {SCENE_ATTACHMENT!r} (not a twin recording, "
             "or cut before its attachments)"
         )
-    return Recording(path, metadata, attachments, complete)
+    return Recording(path, metadata, attachments, catalog is None, catalog)

@@ -29,8 +29,8 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
-from twin.record.recording import RecordingError
-from twin.record.replay_chunks import MESSAGE_DATA_AT, ChunkCatalog, ChunkRef, read_chunk
+from twin.record.chunks import ChunkCatalog, ChunkRef
+from twin.record.replay_chunks import MESSAGE_DATA_AT, read_chunk
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class ChunkStore:
         self._ends = [ref.end_ns for ref in self.refs]
         self._starts = [ref.start_ns for ref in self.refs]
         self.decoded = 0  # chunks read and decompressed so far
-        self._verify = catalog.verify
+        self._catalog = catalog
         self._last = ChunkView(-1, b"", {})  # the chunk used last
         self._missed = -2  # the chunk read last
         self._pool: ThreadPoolExecutor | None = None
@@ -162,13 +162,8 @@ class ChunkStore:
 
     def _load(self, number: int) -> ChunkView:
         """Read and decode chunk ``number`` (also on the read-ahead thread)."""
-        try:
-            records, rows = read_chunk(
-                self.path, self.refs[number], self._wanted, verify=self._verify
-            )
-        except RecordingError as exc:
-            log.warning("%s; replaying without chunk %d", exc, number)
-            records, rows = b"", {}
+        read = read_chunk(self._catalog, self.refs[number], self._wanted)
+        records, rows = read if read is not None else (b"", {})  # damaged: noted, left out
         return ChunkView(number, records, {self._stream_of[c]: r for c, r in rows.items()})
 
     def view(self, number: int) -> ChunkView:

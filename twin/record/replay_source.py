@@ -34,7 +34,12 @@ from robots import get_model
 from scenes import parse_scene
 from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
-from twin.record.recording import Recording, RecordingError
+from twin.record.recording import (
+    Recording,
+    RecordingError,
+    no_readable_messages,
+    nothing_readable,
+)
 from twin.record.replay_chunks import chunk_catalog
 from twin.record.replay_events import ReplayEvent, event_id
 from twin.record.replay_index import CACHE_BYTES, ChunkStore, Key
@@ -118,6 +123,8 @@ class ReplaySource:
         ends = [self._store.newest(i, _END_NS) for i in range(len(self._order))]
         times = [t for t, _ in raw_events]
         times += [t for t in starts if t is not None] + [k[0] for k in ends if k is not None]
+        if not times and nothing_readable(self.recording.catalog):
+            raise RecordingError(no_readable_messages(self.recording.damage))
         self.start_ns = min(times, default=0)
         self.end_ns = max(times, default=self.start_ns)
         self.events = sorted(
