@@ -17,6 +17,7 @@ from rich.table import Table
 
 from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
 from twin.lessons.store import LessonStore, LessonStoreError, default_path
+from twin.record.damage import collect_damage, damage_lines
 from twin.record.recording import RecordingError
 
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -107,12 +108,14 @@ def lessons_learn(
     """Learn lessons from a recording's incidents (new ones made, known ones strengthened)."""
     from twin.lessons.derive import learn_from_recording
 
-    with _open(lessons) as store:
+    with _open(lessons) as store, collect_damage() as damaged:
         try:
             learnt = learn_from_recording(recording, store)
         except (RecordingError, LessonStoreError) as exc:
             err.print(f"twin lessons learn: {exc}", markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
+    for line in damage_lines(damaged):
+        err.print(f"twin lessons learn: warning: {line}", markup=False)
     rows = [
         {"lesson": x.lesson_id, "new": x.new, "robot": x.robot, "incident": x.incident.id,
          "cause": x.incident.cause.kind}
