@@ -6,7 +6,8 @@ Two endpoints of the twin exist only when it runs with a key directory (``twin l
 * the **command channel** (ROUTER, ``:7701``, ZAP domain ``gateways``): each robot gateway
   connects a DEALER whose routing id is its robot id, with a gateway key, and says
   ``hello`` once a second; the twin sends ``dispatch`` commands, the gateway ``answer``\\ s
-  (accept, reject, then done or failed);
+  (accept, reject, then done or failed); the twin also sends ``lesson`` notices (what another
+  robot's failure taught, and how to act on it), which the gateway acknowledges (``ack``);
 * the **control endpoint** (ROUTER, ``:7704``, ZAP domain ``operators``): ``twin dispatch``
   (REQ, operator key) sends a ``dispatch`` request with the task file's bytes and gets one
   ``outcome``.
@@ -44,6 +45,8 @@ HELLO: Final = b"hello"
 DISPATCH: Final = b"dispatch"
 ANSWER: Final = b"answer"
 OUTCOME: Final = b"outcome"
+LESSON: Final = b"lesson"
+ACK: Final = b"ack"
 HELLO_PERIOD_S: Final = 1.0
 """A gateway says hello this often; the twin forgets a gateway silent for 3 periods."""
 
@@ -74,6 +77,41 @@ class Answer(msgspec.Struct, frozen=True):
     dispatch_id: str
     status: AnswerStatus
     reason: str = ""
+
+
+class LessonAdvice(msgspec.Struct, frozen=True):
+    """How a gateway should act on a lesson: move its task at ``pace`` (0 < pace <= 1, of
+    the nominal speed) and, where it grips, grip with ``grip_force_scale`` times its nominal
+    force. A gateway may do more or less; its ``ack`` says what it did."""
+
+    pace: Annotated[float, msgspec.Meta(gt=0, le=1)] = 1.0
+    grip_force_scale: Annotated[float, msgspec.Meta(ge=1, le=4)] = 1.0
+
+
+class LessonNotice(msgspec.Struct, frozen=True):
+    """Twin -> gateway: a lesson that concerns this robot's task, learnt from ``robot`` (which
+    may be another manufacturer's). ``step``: the task step it happened in, "" when unknown;
+    ``condition``: the reproducible condition (JSON text) a preview runs."""
+
+    lesson_id: str
+    robot_id: str
+    kind: str
+    task: str
+    summary: str
+    robot: str
+    manufacturer: str
+    advice: LessonAdvice
+    step: str = ""
+    condition: str = "{}"
+
+
+class LessonAck(msgspec.Struct, frozen=True):
+    """Gateway -> twin: the lesson was received; ``applied`` says what the robot now does
+    differently ("" for nothing)."""
+
+    lesson_id: str
+    robot_id: str
+    applied: str = ""
 
 
 class DispatchRequest(msgspec.Struct, frozen=True):
@@ -107,6 +145,8 @@ COMMAND_DECODER: Final = msgspec.msgpack.Decoder(Command)
 ANSWER_DECODER: Final = msgspec.msgpack.Decoder(Answer)
 REQUEST_DECODER: Final = msgspec.msgpack.Decoder(DispatchRequest)
 OUTCOME_DECODER: Final = msgspec.msgpack.Decoder(DispatchOutcome)
+LESSON_DECODER: Final = msgspec.msgpack.Decoder(LessonNotice)
+ACK_DECODER: Final = msgspec.msgpack.Decoder(LessonAck)
 
 
 def curve_server(socket: zmq.Socket[bytes], keys: KeyPair, domain: str) -> None:

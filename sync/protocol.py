@@ -143,6 +143,8 @@ class Heartbeat(msgspec.Struct, frozen=True):
     grip, after holding something, is a dropped grasp. ``cycle``: how many times the robot's
     task loop has started over since the task began (0 in the first run; a gateway that does
     not count cycles leaves it 0); where it changes, a dataset export cuts an episode.
+    ``lessons``: the ids of the lessons (sent by the twin over the command channel) the robot
+    acts on now, oldest first; empty for a gateway that takes none.
     """
 
     mode: RobotMode
@@ -154,6 +156,7 @@ class Heartbeat(msgspec.Struct, frozen=True):
     grip_closed: bool = False
     holding: str = ""
     cycle: int = 0
+    lessons: tuple[str, ...] = ()
 
 
 Vec3 = tuple[float, float, float]

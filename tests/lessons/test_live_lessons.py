@@ -30,8 +30,11 @@ def test_a_lost_grip_is_a_lesson_shared_live_and_strengthened_across_makers(
         clone.start(timeout_s=5.0)
         hall = Proc("emulate", "--ingest", endpoints.ingest, "--no-noise", "--seconds", "14",
                     "--fault", "T3-01:lose_grip@1s", "--fault", "H2-02:lose_grip@6s")  # fmt: skip
+        # the robots on pick_and_place, and those whose loop grips (precision assembly, the
+        # torque wrench): three manufacturers
         first = twin.wait_line(r"lesson (L\d+) \(new\): grasp_dropped by T3-01 during "
-                               r"pick_and_place, shared with H2-02, T3-01", STARTUP_S)  # fmt: skip
+                               r"pick_and_place, shared with H2-01, H2-02, K1-01, T3-01",
+                               STARTUP_S)  # fmt: skip
         second = twin.wait_line(r"lesson (L\d+) \(strengthened\): grasp_dropped by H2-02", 20.0)
         assert first.group(1) == second.group(1)
 
@@ -42,7 +45,7 @@ def test_a_lost_grip_is_a_lesson_shared_live_and_strengthened_across_makers(
         wait_for(lambda: len(lesson_events()) >= 2, timeout_s=10.0, what="2 lessons")
         events = lesson_events()
         assert {e["manufacturer"] for e in events} == {"Tessel Humanoids", "Orca Mechatronics"}
-        assert all(e["concerns"] == ["H2-02", "T3-01"] for e in events)
+        assert all(e["concerns"] == ["H2-01", "H2-02", "K1-01", "T3-01"] for e in events)
         clone.close()
     finally:
         if hall is not None:

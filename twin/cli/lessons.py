@@ -54,7 +54,8 @@ def lessons_list(ctx: typer.Context, as_json: JsonOpt = False, lessons: LessonsO
         sys.stdout.write(json.dumps([x.as_dict() for x in found], indent=2) + "\n")
         return
     table = Table(title=f"{len(found)} lessons ({store.path})", title_justify="left")
-    for column in ("id", "kind", "task", "seen", "robots", "manufacturers", "reproduce as"):
+    columns = ("id", "kind", "task", "seen", "robots", "manufacturers", "reproduce as", "acked by")
+    for column in columns:
         table.add_column(column)
     for lesson in found:
         table.add_row(
@@ -65,6 +66,7 @@ def lessons_list(ctx: typer.Context, as_json: JsonOpt = False, lessons: LessonsO
             ", ".join(lesson.robots),
             ", ".join(lesson.manufacturers),
             str(lesson.condition.get("kind")),
+            ", ".join(sorted({a.robot for a in lesson.acks})) or "-",
         )
     out.print(table)
 
@@ -96,6 +98,8 @@ def lessons_show(
         out.print(
             f"  {s.robot} ({s.manufacturer} {s.model}): {json.dumps(s.conditions)}", markup=False
         )
+    for a in lesson.acks:
+        out.print(f"  acknowledged by {a.robot} ({a.manufacturer}): {a.applied}", markup=False)
     if replay:
         out.print(f"replay: {replay}", markup=False)
 

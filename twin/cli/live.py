@@ -37,6 +37,7 @@ from twin.cli.common import (
 
 if TYPE_CHECKING:
     from scenes.model import Scene
+    from twin.dispatch.gate import DispatchGate
     from twin.lessons.store import LessonStore
     from twin.live.mirror import Mirror
     from twin.record.recorder import Recorder
@@ -169,9 +170,10 @@ def live(
         if gate is not None:
             gate.listeners.append(recorder.event)
     if use_lessons and mirror.monitors is not None:
-        store = _start_lessons(mirror, loaded, lessons, recorder)
+        store = _start_lessons(mirror, loaded, lessons, recorder, gate)
         if gate is not None and store is not None:
             gate.lesson_store = store
+            gate.courier.store = store
     bound = mirror.endpoints
     err.print(
         f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
@@ -218,10 +220,16 @@ def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder
 
 
 def _start_lessons(
-    mirror: Mirror, scene: Scene, path: Path | None, recorder: Recorder | None
+    mirror: Mirror,
+    scene: Scene,
+    path: Path | None,
+    recorder: Recorder | None,
+    gate: DispatchGate | None,
 ) -> LessonStore | None:
     """Incidents and lessons live: each lesson stored, published on the fan-out (viewers draw
-    it) and recorded. A database that cannot be used is one line; the twin mirrors on."""
+    it), recorded, and sent to the concerned robots' gateways when there is a command channel.
+    A database that cannot be used is one line (and ``twin status`` says so); the twin mirrors
+    on."""
     import json
 
     from twin.lessons.live import LiveLessons
@@ -231,6 +239,8 @@ def _start_lessons(
         store = LessonStore(path or default_path())
     except LessonStoreError as exc:
         err.print(f"twin live: lessons off: {exc}", markup=False)
+        why_off = str(exc)
+        mirror.lessons_status = lambda: {"enabled": False, "why_off": why_off, "made": 0}
         return None
 
     def publish(robot_id: str, lesson_id: str, detail: dict[str, Any]) -> None:
@@ -244,11 +254,18 @@ def _start_lessons(
             f"{', '.join(detail['concerns'])}",
             markup=False,
         )
+        if gate is not None:
+            sent = gate.courier.send(detail)
+            err.print(
+                f"lesson {lesson_id} sent to the gateways of {', '.join(sent) or 'no robot'}",
+                markup=False,
+            )
 
     recording = str(recorder.path.resolve()) if recorder is not None else "live"
     lessons = LiveLessons(store, scene, mirror.robots, publish, recording=recording)
     mirror.on_failure.append(lessons.on_failure)
     mirror.after_monitors.append(lessons.poll)
+    mirror.lessons_status = lessons.status
     err.print(f"lessons: {store.path}", markup=False)
     return store
 

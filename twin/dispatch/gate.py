@@ -34,6 +34,7 @@ import msgspec
 import zmq
 
 from sync.command import (
+    ACK,
     ANSWER,
     ANSWER_DECODER,
     DISPATCH,
@@ -54,6 +55,7 @@ from sync.command import (
 from sync.keys import GATEWAYS, OPERATORS, SHARED_GATEWAY_KEY, server_keys
 from sync.protocol import Kind, Received
 from twin.dispatch.checks import SILENCE_TOLERANCE_S, Refusal, check_request
+from twin.dispatch.courier import LessonCourier
 from twin.failures.events import FailureEvent
 from twin.lessons.store import Lesson, LessonStore, LessonStoreError
 from twin.plan.model import TaskPlan
@@ -147,6 +149,9 @@ class DispatchGate:
             raise
         mirror.on_failure.append(self._on_failure)
         mirror.sinks.append(self._on_received)
+        self.courier = LessonCourier(self._command, self._routing_of, self._identity_of,
+                                     self._lesson_note)  # fmt: skip
+        """Lessons to the gateways of the robots they concern (``twin live`` hands them)."""
 
     @property
     def sockets(self) -> tuple[zmq.Socket[bytes], zmq.Socket[bytes]]:
@@ -187,6 +192,23 @@ class DispatchGate:
         for listener in self.listeners:
             listener("dispatch", robot_id, text, stamp_ns)
 
+    def _lesson_note(self, kind: str, robot_id: str, text: str) -> None:
+        self.mirror.event(kind, robot_id, text)
+        stamp_ns = time.time_ns()
+        for listener in self.listeners:
+            listener(kind, robot_id, text, stamp_ns)
+
+    def _routing_of(self, robot_id: str) -> bytes | None:
+        """The routing id of the robot's gateway if it is connected now, else None."""
+        seen = self.gateways.get(robot_id)
+        if seen is None or time.monotonic_ns() - seen.last_hello_ns > GATEWAY_TIMEOUT_S * 1e9:
+            return None
+        return seen.routing
+
+    def _identity_of(self, robot_id: str) -> tuple[str, str] | None:
+        link = self.mirror.robots.get(robot_id)
+        return (link.model.name, link.model.manufacturer) if link is not None else None
+
     # -- the command channel (gateways) -----------------------------------------
 
     def serve_command(self) -> None:
@@ -222,6 +244,8 @@ class DispatchGate:
             elif kind == ANSWER:
                 answer = ANSWER_DECODER.decode(body)
                 self._answer(routing, answer.dispatch_id, answer.status, answer.reason)
+            elif kind == ACK:
+                self.courier.on_ack(routing, body)
             else:
                 self.counts.dropped["unknown_kind"] += 1
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -441,6 +465,7 @@ class DispatchGate:
                 for robot, ns in sorted(self._divergence_ns.items())
             },
             "recent": list(self.recent)[-10:],
+            "lessons": self.courier.status(),
         }
 
 

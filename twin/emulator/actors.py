@@ -135,6 +135,13 @@ class EmulatedRobot:
         self._shove_until_s = -1.0
         self._velocity_prev: Vec3 = (0.0, 0.0, 0.0)
         self._velocity_now: Vec3 = (0.0, 0.0, 0.0)
+        # the task loop's own clock: real time until a lesson slows the robot to `_pace`
+        self._pace = 1.0
+        self._pace_since_s = 0.0
+        self._clock_at_pace_since_s = 0.0
+        self._override_clock_s = 0.0
+        self.lessons: list[str] = []
+        """The lessons this robot acts on (ids, oldest first)."""
 
     # -- commanding -------------------------------------------------------------
 
@@ -191,6 +198,35 @@ class EmulatedRobot:
                 physicsClientId=self.client,
             )
 
+    def _clock(self, t_s: float) -> float:
+        """The task loop's clock at simulated time ``t_s``: simulated time until a lesson slows
+        the robot, then ``pace`` seconds of the loop per second (continuous at the change)."""
+        return self._clock_at_pace_since_s + (t_s - self._pace_since_s) * self._pace
+
+    def take_lesson(self, lesson_id: str, pace: float, grip_force_scale: float, t_s: float) -> str:
+        """Act on a lesson from now on: the task loop at ``pace`` of its speed (the slowest pace
+        of all lessons taken holds), grippers at ``grip_force_scale`` times their force; what
+        changed, in words."""
+        if lesson_id in self.lessons:
+            return "already applied"
+        self.lessons.append(lesson_id)
+        done = []
+        if pace < self._pace:
+            self._clock_at_pace_since_s = self._clock(t_s)
+            self._pace_since_s = t_s
+            self._pace = pace
+            done.append(f"task loop at {pace:.0%} speed")
+        gripper = self.motion.gripper_mask
+        if grip_force_scale > 1.0 and gripper.any():
+            self._nominal_forces = [
+                f * grip_force_scale if g else f
+                for f, g in zip(self._nominal_forces, gripper.tolist(), strict=True)
+            ]
+            if not self.fallen_injected:
+                self.forces = list(self._nominal_forces)
+            done.append(f"grip force x{grip_force_scale:g}")
+        return ", ".join(done) or "nothing to change"
+
     def _target(self, t_s: float) -> MotionTarget:
         if self.plan_run is not None:
             if not self.plan_run.finished(t_s):
@@ -209,7 +245,7 @@ class EmulatedRobot:
             return MotionTarget(
                 targets, (x, y, height), yaw, held.pelvis_pitch_rad, held.feet_xy_m, 0.0, held.grip
             )
-        target = self.motion.at(t_s - self._paused_s)
+        target = self.motion.at(self._clock(t_s) - self._paused_s)
         if self._blend_from is not None:
             start, since, span_s = self._blend_from
             w = (t_s - since) / span_s
@@ -222,8 +258,9 @@ class EmulatedRobot:
     def task_cycle(self, t_s: float) -> int:
         """Which run of its task loop the robot is in at ``t_s`` (0: the first); the loop's
         clock stands still while it holds an override or follows a plan."""
-        held_s = t_s - self._override_since_s if self.override is not None else 0.0
-        return self.motion.cycle(t_s - self._paused_s - held_s)
+        clock = self._clock(t_s)
+        held_s = clock - self._override_clock_s if self.override is not None else 0.0
+        return self.motion.cycle(clock - self._paused_s - held_s)
 
     def apply_loads(self, t_s: float) -> None:
         """External loads for the coming step: the bolt on the wrench wrist, a falling shove."""
@@ -247,6 +284,7 @@ class EmulatedRobot:
         if self.override is None:
             self.override = {}
             self._override_since_s = t_s
+            self._override_clock_s = self._clock(t_s)
             self._held = self.last
             self._blend_from = None
         self.override.update(resolved)
@@ -255,7 +293,7 @@ class EmulatedRobot:
         """Back to the task loop where it paused, blending over ``blend_s``."""
         if self.override is None:
             return
-        self._paused_s += t_s - self._override_since_s
+        self._paused_s += self._clock(t_s) - self._override_clock_s
         self.override = None
         self._held = None
         self._blend_from = (self.last, t_s, blend_s)
@@ -271,7 +309,7 @@ class EmulatedRobot:
         if self.plan_run is None:
             return
         self.plan_run = None
-        loop = self.motion.at(t_s - self._paused_s - (t_s - self._override_since_s))
+        loop = self.motion.at(self._override_clock_s - self._paused_s)
         span_s = blend_time_s(self.last, loop)
         self.clear_override(t_s, span_s)
 

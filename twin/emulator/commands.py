@@ -9,8 +9,13 @@ while the robot is stopped, fallen or busy, is rejected with the reason. An acce
 runs in the emulator's physics (:meth:`EmulatedHall.follow_plan`); its end is answered
 ``done``; a fall or an e-stop on the way ``failed``.
 
-Counts per robot (``received``, ``accepted``, ``rejected``, ``done``, ``failed``) appear in
-the emulator's ``--stats``: what actually reached each gateway.
+A ``lesson`` notice (another robot's failure, shared by the twin) is acted on as documented
+in docs/protocol.md: the robot's task loop slows to the advised pace (80 % after a dropped
+grasp, 70 % after a fall) and its grippers take the advised force, from then on; the gateway
+answers ``ack`` with what it changed, and its heartbeats list the lessons it acts on.
+
+Counts per robot (``received``, ``accepted``, ``rejected``, ``done``, ``failed``, ``lessons``)
+appear in the emulator's ``--stats``: what actually reached each gateway.
 """
 
 from __future__ import annotations
@@ -28,15 +33,19 @@ import zmq
 from robots import RobotModel
 from scenes.model import Scene
 from sync.command import (
+    ACK,
     ANSWER,
     COMMAND_DECODER,
     DISPATCH,
     ENCODER,
     HELLO,
     HELLO_PERIOD_S,
+    LESSON,
+    LESSON_DECODER,
     Answer,
     AnswerStatus,
     Hello,
+    LessonAck,
     curve_client,
 )
 from sync.keys import gateway_keys, server_public_key
@@ -128,6 +137,9 @@ class CommandDesk:
         self, hall: EmulatedHall, link: CommandLink, frames: list[bytes], stopped: str | None
     ) -> None:
         link.counts["received"] += 1
+        if len(frames) == 2 and frames[0] == LESSON:
+            self._lesson(hall, link, frames[1])
+            return
         if len(frames) != 2 or frames[0] != DISPATCH:
             log.warning("%s: not a dispatch command (%d frames)", link.robot_id, len(frames))
             return
@@ -144,6 +156,24 @@ class CommandDesk:
         hall.follow_plan(link.robot_id, plan)
         link.running = command.dispatch_id
         link.answer(command.dispatch_id, "accept")
+
+    def _lesson(self, hall: EmulatedHall, link: CommandLink, body: bytes) -> None:
+        """Act on a lesson for this robot and acknowledge it with what changed."""
+        try:
+            notice = LESSON_DECODER.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("%s: undecodable lesson: %s", link.robot_id, exc)
+            return
+        if notice.robot_id != link.robot_id:
+            log.warning("%s: lesson for %s ignored", link.robot_id, notice.robot_id)
+            return
+        applied = hall.take_lesson(
+            link.robot_id, notice.lesson_id, notice.advice.pace, notice.advice.grip_force_scale
+        )
+        link.counts["lessons"] += 1
+        log.info("%s: lesson %s (%s by %s): %s", link.robot_id, notice.lesson_id, notice.kind,
+                 notice.robot, applied)  # fmt: skip
+        link.send(ACK, ENCODER.encode(LessonAck(notice.lesson_id, link.robot_id, applied)))
 
     def refusal(
         self, link: CommandLink, robot_id: str, plan_bytes: bytes, stopped: str | None
@@ -167,6 +197,6 @@ class CommandDesk:
         return None
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Per robot: commands received, accepted, rejected, done, failed."""
-        keys = ("received", "accepted", "rejected", "done", "failed")
+        """Per robot: commands received, accepted, rejected, done, failed; lessons taken."""
+        keys = ("received", "accepted", "rejected", "done", "failed", "lessons")
         return {r: {k: link.counts[k] for k in keys} for r, link in self.links.items()}

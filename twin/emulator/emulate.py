@@ -239,6 +239,7 @@ class HallEmulator:
                 grip_closed=grip_closed,
                 holding=holding,
                 cycle=self.hall.task_cycle(channel.robot_id),
+                lessons=self.hall.lessons(channel.robot_id),
             )
         )
         self._emit(channel, Kind.HEARTBEAT, payload, now_ns)

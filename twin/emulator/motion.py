@@ -249,6 +249,11 @@ class RobotMotion:
         self._stride_rad = math.asin(min(0.5, speed / (4.0 * WALK_STEP_HZ * leg_m)))
         self.index_of = {j.name: i for i, j in enumerate(self.joints)}
 
+    @property
+    def gripper_mask(self) -> npt.NDArray[np.bool_]:
+        """Which of :attr:`joints` are gripper fingers (prismatic, not canonical)."""
+        return self._gripper
+
     def cycle(self, t_s: float) -> int:
         """Which run of the task loop ``t_s`` falls in (0: the first, from the task's start)."""
         period_s = task_period_s(self.task, self.walk)

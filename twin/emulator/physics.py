@@ -300,6 +300,17 @@ class EmulatedHall(Closing):
         """Which run of its task loop the robot is in now (see :meth:`EmulatedRobot.task_cycle`)."""
         return self._robot(robot_id).task_cycle(self.sim_time_s)
 
+    def take_lesson(
+        self, robot_id: str, lesson_id: str, pace: float, grip_force_scale: float
+    ) -> str:
+        """The robot acts on a lesson from now on (:meth:`EmulatedRobot.take_lesson`): what
+        changed, in words."""
+        return self._robot(robot_id).take_lesson(lesson_id, pace, grip_force_scale, self.sim_time_s)
+
+    def lessons(self, robot_id: str) -> tuple[str, ...]:
+        """The lessons the robot acts on (ids, oldest first)."""
+        return tuple(self._robot(robot_id).lessons)
+
     def joint_targets(self, robot_id: str) -> FloatArray:
         """The targets the robot's motors track now, in the vendor's wire order (SI; spherical
         joints, which are only held upright, report 0)."""

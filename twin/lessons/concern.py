@@ -6,6 +6,11 @@ task with a ``grasp`` step, a fall every task with ``walk`` or ``squat`` steps. 
 (:func:`variation_fields`) is the lesson's reproducible condition in the preview's terms:
 ``grip_weakened`` -> ``grip_scale``, ``push`` -> ``push_delta_v_m_s``; the other conditions
 have no preview form yet and are reported as such.
+
+Live, a lesson is shared with the robots it concerns (:func:`concerned_robots`): every robot on
+the same station task, and every robot whose station task uses the skill the lesson is about
+(a dropped grasp reaches every robot whose loop grips, of any manufacturer). Each gets advice
+on how to act on it (:func:`advice_for`): a slower pace, and for a dropped grasp a firmer grip.
 """
 
 from __future__ import annotations
@@ -21,6 +26,38 @@ _STEPS_OF: Final[dict[str, frozenset[str]]] = {
     "grasp_dropped": frozenset({"grasp"}),
     "fall": frozenset({"walk", "squat"}),
 }
+_STATION_SKILLS: Final[dict[str, frozenset[str]]] = {
+    "walking": frozenset({"walk"}),
+    "squats": frozenset({"squat"}),
+    "pick_and_place": frozenset({"grasp"}),
+    "precision_assembly": frozenset({"grasp"}),
+    "torque_wrench": frozenset({"grasp"}),
+}
+"""The skills (kinds of task step) each station task's loop uses."""
+
+_ADVICE: Final[dict[str, tuple[float, float]]] = {
+    "grasp_dropped": (0.8, 1.5),
+    "fall": (0.7, 1.0),
+    "collision": (0.7, 1.0),
+    "effort": (0.8, 1.0),
+    "joint_limit": (0.9, 1.0),
+}
+"""Lesson kind -> (pace, grip force scale) a receiving robot is advised to take."""
+
+
+def concerned_robots(kind: str, task: str, scene: Scene) -> list[str]:
+    """The robots a lesson of ``kind`` learnt on station task ``task`` concerns (sorted)."""
+    skills = _STEPS_OF.get(kind, frozenset())
+    return sorted(
+        r.id
+        for r in scene.robots
+        if r.task == task or skills & _STATION_SKILLS.get(r.task, frozenset())
+    )
+
+
+def advice_for(kind: str) -> tuple[float, float]:
+    """(pace, grip force scale) advised for a lesson of ``kind``: (1, 1) is no change."""
+    return _ADVICE.get(kind, (1.0, 1.0))
 
 
 def step_kinds(task: Task) -> set[str]:

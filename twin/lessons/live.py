@@ -23,6 +23,7 @@ from sync.codecs import codec_for
 from twin.failures.events import FailureEvent, RobotLike
 from twin.failures.incidents import CAUSE_LEAD_S, Incident, IncidentGrouper
 from twin.failures.monitors import tilt_rad
+from twin.lessons.concern import concerned_robots
 from twin.lessons.derive import LESSON_CAUSES, reproducible
 from twin.lessons.store import LessonStore, LessonStoreError, Sighting
 
@@ -74,9 +75,22 @@ class LiveLessons:
         self.publish = publish
         self.recording = recording
         self.enabled = True
+        self.why_off = ""
         self.made = 0
         self.grouper = IncidentGrouper()
         self._pending: list[tuple[Incident, dict[str, Any]]] = []
+
+    def status(self) -> dict[str, Any]:
+        """The ``lessons`` part of ``twin status``: on or off (and why), made, in the store."""
+        out: dict[str, Any] = {
+            "enabled": self.enabled,
+            "why_off": self.why_off,
+            "database": str(self.store.path),
+            "made": self.made,
+            "incidents": len(self.grouper.incidents),
+            "waiting_for_cause": len(self._pending),
+        }
+        return out
 
     def on_failure(self, failure: FailureEvent) -> None:
         incident, opened = self.grouper.add(failure)
@@ -104,15 +118,19 @@ class LiveLessons:
         except KeyError:
             return
         model = self.robots[robot.id].model
+        summary = (
+            f"{cause.kind.replace('_', ' ')} by {robot.id} ({model.manufacturer} "
+            f"{model.name}) during {robot.task}: {cause.details}"
+        )
+        condition = reproducible(cause.kind, cause.details, conditions)
         try:
             lesson, new = self.store.learn(
                 kind=cause.kind,
                 severity=incident.severity,
                 task=robot.task,
                 step=None,
-                summary=f"{cause.kind.replace('_', ' ')} by {robot.id} ({model.manufacturer} "
-                f"{model.name}) during {robot.task}: {cause.details}",
-                condition=reproducible(cause.kind, cause.details, conditions),
+                summary=summary,
+                condition=condition,
                 sighting=Sighting(
                     robot.id,
                     model.name,
@@ -127,9 +145,10 @@ class LiveLessons:
         except LessonStoreError as exc:
             log.warning("lessons off, the twin goes on mirroring: %s", exc)
             self.enabled = False
+            self.why_off = str(exc)
             return
         self.made += 1
-        concerned = sorted(r.id for r in self.scene.robots if r.task == robot.task)
+        concerned = concerned_robots(cause.kind, robot.task, self.scene)
         self.publish(
             robot.id,
             lesson,
@@ -142,5 +161,7 @@ class LiveLessons:
                 "manufacturer": model.manufacturer,
                 "incident": incident.id,
                 "concerns": concerned,
+                "summary": summary,
+                "condition": condition,
             },
         )

@@ -1,5 +1,9 @@
 """The lessons database: SQLite, durable across restarts, one row per lesson plus its sightings.
 
+Gateways acknowledge the lessons sent to them over the command channel; each robot's newest
+acknowledgement of a lesson is kept with it (:class:`Ack`), so ``twin lessons`` says who
+received it, by robot and manufacturer, across restarts.
+
 A lesson is keyed by what happened and where in the task (``cause kind | task | step``): the
 same cause at the same step seen on a second robot adds a *sighting* and strengthens the
 lesson (count, robots, manufacturers) instead of making a new one, and seeing the same
@@ -16,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -49,6 +54,15 @@ CREATE TABLE IF NOT EXISTS sightings (
     conditions TEXT NOT NULL,
     UNIQUE (lesson, robot, stamp_ns)
 );
+CREATE TABLE IF NOT EXISTS acks (
+    lesson INTEGER NOT NULL REFERENCES lessons(number),
+    robot TEXT NOT NULL,
+    model TEXT NOT NULL,
+    manufacturer TEXT NOT NULL,
+    stamp_ns INTEGER NOT NULL,
+    applied TEXT NOT NULL,
+    UNIQUE (lesson, robot)
+);
 """
 
 
@@ -79,6 +93,17 @@ class Sighting:
 
 
 @dataclass(frozen=True)
+class Ack:
+    """A robot's gateway acknowledged a lesson (``applied``: what it now does differently)."""
+
+    robot: str
+    model: str
+    manufacturer: str
+    stamp_ns: int
+    applied: str
+
+
+@dataclass(frozen=True)
 class Lesson:
     """A lesson and everything seen of it."""
 
@@ -91,6 +116,7 @@ class Lesson:
     condition: dict[str, Any]
     created_ns: int
     sightings: tuple[Sighting, ...]
+    acks: tuple[Ack, ...] = ()
 
     @property
     def count(self) -> int:
@@ -119,11 +145,23 @@ class Lesson:
             "robots": self.robots,
             "manufacturers": self.manufacturers,
             "sightings": [s.__dict__ for s in self.sightings],
+            "acks": [a.__dict__ for a in self.acks],
+            "acknowledged": {
+                "robots": sorted({a.robot for a in self.acks}),
+                "by_manufacturer": dict(sorted(Counter(a.manufacturer for a in self.acks).items())),
+            },
         }
 
 
 def lesson_id(number: int) -> str:
     return f"L{number:04d}"
+
+
+def _number(lesson: str) -> int | None:
+    """``L0003`` -> 3; None for anything else."""
+    if len(lesson) < 2 or lesson[0] != "L" or not lesson[1:].isdigit():
+        return None
+    return int(lesson[1:])
 
 
 class LessonStore:
@@ -223,6 +261,22 @@ class LessonStore:
             )
         return lesson_id(number), new
 
+    def acknowledged(self, lesson: str, ack: Ack) -> bool:
+        """Keep a robot's acknowledgement of a lesson (its newest replaces an older one);
+        False if there is no such lesson."""
+        number = _number(lesson)
+        if number is None:
+            return False
+        with self._write():
+            row = self._db.execute("SELECT 1 FROM lessons WHERE number = ?", (number,)).fetchone()
+            if row is None:
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO acks VALUES (?, ?, ?, ?, ?, ?)",
+                (number, ack.robot, ack.model, ack.manufacturer, ack.stamp_ns, ack.applied),
+            )
+        return True
+
     def lessons(self) -> list[Lesson]:
         """Every lesson, oldest first."""
         try:
@@ -233,6 +287,10 @@ class LessonStore:
             seen = self._db.execute(
                 "SELECT lesson, robot, model, manufacturer, stamp_ns, recording, incident, "
                 "conditions FROM sightings ORDER BY stamp_ns"
+            ).fetchall()
+            acked = self._db.execute(
+                "SELECT lesson, robot, model, manufacturer, stamp_ns, applied FROM acks "
+                "ORDER BY stamp_ns"
             ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise LessonStoreError(
@@ -245,6 +303,9 @@ class LessonStore:
                     robot, model, maker, int(stamp), recording, incident, json.loads(conditions)
                 )
             )
+        acks: dict[int, list[Ack]] = {}
+        for number, robot, model, maker, stamp, applied in acked:
+            acks.setdefault(int(number), []).append(Ack(robot, model, maker, int(stamp), applied))
         return [
             Lesson(
                 lesson_id(int(n)),
@@ -256,6 +317,7 @@ class LessonStore:
                 json.loads(cond),
                 int(created),
                 tuple(by_lesson.get(int(n), ())),
+                tuple(acks.get(int(n), ())),
             )
             for n, kind, severity, task, step, summary, cond, created in rows
         ]

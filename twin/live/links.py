@@ -153,6 +153,8 @@ class RobotLink:
             "liveness_for_s": round((now_mono_ns - self.reported_since_ns) / 1e9, 4),
             "mode": self.heartbeat.mode if self.heartbeat else "unknown",
             "estop": self.heartbeat.estop if self.heartbeat else False,
+            # the lessons the robot's gateway says it acts on now
+            "lessons": list(self.heartbeat.lessons) if self.heartbeat else [],
         }
 
 

@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import zmq
@@ -141,6 +141,8 @@ class Mirror(FanoutServer):
         """Called after each run of the detectors with the wall-clock time (ns)."""
         # the dispatch gate (`twin live --keys`); None: no command channel at all
         self.gate: CommandGate | None = None
+        self.lessons_status: Callable[[], dict[str, Any]] | None = None
+        """The ``lessons`` part of ``twin status`` (`twin live` sets it; None: lessons off)."""
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()

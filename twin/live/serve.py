@@ -10,6 +10,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -43,6 +44,7 @@ class FanoutServer:
     world_updates: int
     world_update_deferrals: int
     gate: CommandGate | None
+    lessons_status: Callable[[], dict[str, Any]] | None
     _started_mono_ns: int
     _fanout: zmq.Socket[bytes]
     _router: zmq.Socket[bytes]
@@ -123,6 +125,11 @@ class FanoutServer:
             "cranes": [c.status() for c in self.cranes.values()],
             # None: no command channel (the twin runs without --keys)
             "dispatch": self.gate.status() if self.gate is not None else None,
+            "lessons": (
+                self.lessons_status()
+                if self.lessons_status is not None
+                else {"enabled": False, "why_off": "twin live --no-lessons, or no detectors"}
+            ),
             "totals": {
                 "received": ingest.received,
                 "accepted": ingest.accepted,

@@ -50,6 +50,7 @@ class HeartbeatMsg(msgspec.Struct):
     grip_closed: bool = False
     holding: str = ""
     cycle: int = 0
+    lessons: list[str] = msgspec.field(default_factory=list)
 
 
 class Time(msgspec.Struct):
@@ -148,9 +149,11 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "grip_closed": _BOOL,
             "holding": _STR,
             "cycle": _INT,
+            "lessons": {"type": "array", "items": _STR},
         },
         "hall_twin.Heartbeat",
-        "A gateway's heartbeat; cycle counts the task loop's restarts since the task began.",
+        "A gateway's heartbeat; cycle counts the task loop's restarts since the task began; "
+        "lessons are the ids of the lessons the robot acts on.",
     ),
     "foxglove.PoseInFrame": object(
         {
