@@ -22,7 +22,8 @@ def test_a_preview_lists_the_lessons_that_concern_it(fall_recording: Path, tmp_p
     learnt = twin("lessons", "learn", str(fall_recording), "--lessons", db, "--json")
     assert learnt.returncode == 0, learnt.stderr
     by_cause = {r["cause"]: r["lesson"] for r in json.loads(learnt.stdout)}
-    result = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--lessons", db)
+    result = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--lessons", db,
+                  "--trials", "3", "--jobs", "2")  # fmt: skip
     report = json.loads(result.stdout)
     runs = {r["lesson"]: r for r in report["lessons"]["runs"]}
     # the dropped grasp (T3-01, pick_and_place) concerns every task with a grasp step; the fall
@@ -34,5 +35,9 @@ def test_a_preview_lists_the_lessons_that_concern_it(fall_recording: Path, tmp_p
         report["passed"] and grip["survived"] and push["survived"]
     )
     assert result.returncode == (0 if report["passed_with_lessons"] else 1)
+    # the trials take the lessons' conditions among their variations
+    spread = [o["lesson"] for o in report["robustness"]["outcomes"]]
+    assert spread == [None, *[r["lesson"] for r in report["lessons"]["runs"]]]
+    assert set(report["robustness"]["lessons"]) == {grip["lesson"], push["lesson"]}
     without = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--no-lessons")
     assert "lessons" not in json.loads(without.stdout)

@@ -4,6 +4,7 @@ where Ray is missing."""
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,14 @@ import pytest
 from scenes import load_scene
 from scenes.model import Scene
 from scenes.tasks import parse_task_text
-from twin.preview.trials import run_trials, summary, wilson_interval
+from twin.preview.result import Variation
+from twin.preview.trials import (
+    run_trials,
+    summary,
+    trial_seed,
+    trial_variation,
+    wilson_interval,
+)
 
 SQUAT = textwrap.dedent(
     """\
@@ -76,3 +84,26 @@ def test_ray_local_gives_the_same_outcomes_as_local_processes(hall: Scene) -> No
     task = parse_task_text(SQUAT, "squat.yaml", hall)
     on_ray = run_trials(task, hall, 2, seed=11, ray_address="local")
     assert on_ray == run_trials(task, hall, 2, seed=11, jobs=1)
+
+
+def test_lessons_conditions_are_spread_over_the_trials_and_runners_agree(hall: Scene) -> None:
+    task = parse_task_text(SQUAT, "squat.yaml", hall)
+    conditions = [
+        {"push_delta_v_m_s": 0.4, "lesson": "L0007"},
+        {"grip_scale": 0.5, "lesson": "L0008"},
+    ]
+    variations = [trial_variation(11, i, conditions) for i in range(6)]
+    assert [v.lesson for v in variations] == [None, "L0007", "L0008"] * 2
+    assert variations[1] == dataclasses.replace(
+        Variation.trial(trial_seed(11, 1)), push_delta_v_m_s=0.4, lesson="L0007"
+    )
+    assert variations[0] == Variation.trial(trial_seed(11, 0))  # the random spread is kept
+    serial = run_trials(task, hall, 3, seed=11, jobs=1, conditions=conditions)
+    parallel = run_trials(task, hall, 3, seed=11, jobs=2, conditions=conditions)
+    assert serial == parallel
+    assert [o.lesson for o in serial] == [None, "L0007", "L0008"]
+    lessons = summary(serial, 11)["lessons"]
+    assert lessons == {
+        "L0007": {"trials": 1, "passed": int(serial[1].passed)},
+        "L0008": {"trials": 1, "passed": int(serial[2].passed)},
+    }

@@ -128,14 +128,17 @@ def preview(
         plots = write_plots(result, limits, report_dir)
         report["files"] = [str(p) for p in [*plots, report_dir / "preview.mcap"]]
     survived = True
+    conditions: list[dict[str, Any]] = []
     if use_lessons:
-        report["lessons"] = _lessons(task, scene, compiled, surroundings, lessons_path)
+        report["lessons"], conditions = _lessons(task, scene, compiled, surroundings, lessons_path)
         survived = all(x["survived"] is not False for x in report["lessons"]["runs"])
     passed = result.passed and survived
     report["passed_with_lessons"] = passed
     trial_summary: dict[str, Any] | None = None
     if trials > 0:
-        trial_summary = _trials(task, scene, trials, seed, jobs, ray_address, surroundings)
+        trial_summary = _trials(
+            task, scene, trials, seed, jobs, ray_address, surroundings, conditions
+        )
         report["robustness"] = trial_summary
     if report_dir is not None:
         (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -169,8 +172,9 @@ def _lessons(
     compiled: Any,
     surroundings: Surroundings,
     path: Path | None,
-) -> dict[str, Any]:
-    """Run the task under every lesson that concerns it; what each did."""
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run the task under every lesson that concerns it: what each did, and the conditions
+    (as variation fields) the trials spread over."""
     import dataclasses
 
     from twin.lessons.concern import concerning, variation_fields
@@ -183,8 +187,9 @@ def _lessons(
             found = concerning(store.lessons(), task, scene)
     except LessonStoreError as exc:
         err.print(f"twin preview: lessons not checked: {exc}", markup=False)
-        return {"database": str(where), "error": str(exc), "runs": []}
+        return {"database": str(where), "error": str(exc), "runs": []}, []
     runs = []
+    conditions = []
     for lesson in found:
         fields = variation_fields(lesson)
         row: dict[str, Any] = {
@@ -194,6 +199,7 @@ def _lessons(
         if fields is None:
             runs.append({**row, "survived": None, "why": "no preview form of this condition yet"})
             continue
+        conditions.append(fields)
         variation = dataclasses.replace(Variation.nominal(), **fields)
         outcome = run_preview(
             task, scene, compiled=compiled, variation=variation, keep_series=False,
@@ -201,7 +207,7 @@ def _lessons(
         )  # fmt: skip
         why = "; ".join(r.detail for r in outcome.reasons[:2]) if outcome.reasons else "passed"
         runs.append({**row, "survived": outcome.passed, "why": why})
-    return {"database": str(where), "runs": runs}
+    return {"database": str(where), "runs": runs}, conditions
 
 
 def _live_surroundings(scene: Scene, endpoint: str) -> Surroundings:
@@ -226,6 +232,7 @@ def _trials(
     jobs: int | None,
     ray_address: str | None,
     surroundings: Surroundings,
+    conditions: list[dict[str, Any]],
 ) -> dict[str, Any]:
     from twin.preview import trials as trials_mod
 
@@ -239,6 +246,7 @@ def _trials(
             outcomes = trials_mod.run_trials(
                 task, scene, trials, seed=seed, jobs=jobs, ray_address=ray_address,
                 on_done=lambda _: progress.advance(bar), surroundings=surroundings,
+                conditions=conditions,
             )  # fmt: skip
         except trials_mod.TrialsInputError as exc:
             raise _bad([f"twin preview: {exc}"]) from None

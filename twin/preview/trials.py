@@ -4,15 +4,21 @@ Trial ``i`` of a run with seed ``S`` uses :meth:`Variation.trial` with its own s
 ``(S, i)``, so a trial's outcome depends only on the task, the scene, ``S`` and ``i``: serial,
 parallel (local processes) and Ray runs give the same per-trial outcomes. The success rate comes
 with a 95 % Wilson score interval.
+
+Lessons' reproducible conditions are among the variations: with ``L`` conditions (the
+preview's form of each lesson that concerns the task), trial ``i`` also runs under condition
+``i mod (L + 1) - 1`` (none when that is -1), on top of its own random spread. Which trial gets
+which condition depends only on ``i``, so the runners still agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Final
@@ -42,6 +48,8 @@ class TrialOutcome:
     kinds: tuple[str, ...]
     cycle_time_s: float
     simulated_s: float
+    lesson: str | None = None
+    """The lesson whose condition the trial also ran under, if any."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
@@ -51,7 +59,22 @@ class TrialOutcome:
             "passed": self.passed,
             "kinds": list(self.kinds),
             "cycle_time_s": round(self.cycle_time_s, 4),
+            "lesson": self.lesson,
         }
+
+
+Conditions = Sequence[dict[str, Any]]
+"""Lessons' conditions as :class:`Variation` fields (``twin.lessons.concern.variation_fields``)."""
+
+
+def trial_variation(seed: int, index: int, conditions: Conditions = ()) -> Variation:
+    """The variation of trial ``index``: its random spread, and the lesson condition it takes
+    (see the module docstring)."""
+    variation = Variation.trial(trial_seed(seed, index))
+    which = index % (len(conditions) + 1) - 1
+    if which < 0:
+        return variation
+    return dataclasses.replace(variation, **conditions[which])
 
 
 def trial_seed(seed: int, index: int) -> int:
@@ -77,30 +100,37 @@ def run_one(
     index: int,
     compiled: CompiledTask | None = None,
     surroundings: Surroundings | None = None,
+    conditions: Conditions = (),
 ) -> TrialOutcome:
     """Run trial ``index`` (in this process)."""
-    variation = Variation.trial(trial_seed(seed, index))
+    variation = trial_variation(seed, index, conditions)
     result = run_preview(
         task, scene, variation=variation, compiled=compiled, keep_series=False,
         surroundings=surroundings,
     )  # fmt: skip
     kinds = tuple(sorted({r.kind for r in result.reasons}))
     return TrialOutcome(
-        index, variation.seed, result.passed, kinds, result.cycle_time_s, result.simulated_s
-    )
+        index, variation.seed, result.passed, kinds, result.cycle_time_s, result.simulated_s,
+        variation.lesson,
+    )  # fmt: skip
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(task: Task, scene: Scene, surroundings: Surroundings | None) -> None:
+def _init_worker(
+    task: Task, scene: Scene, surroundings: Surroundings | None, conditions: Conditions
+) -> None:
     _WORKER["task"], _WORKER["scene"], _WORKER["surroundings"] = task, scene, surroundings
     _WORKER["compiled"] = compile_task(task, scene)
+    _WORKER["conditions"] = conditions
 
 
 def _worker(seed: int, index: int) -> TrialOutcome:
     w = _WORKER
-    return run_one(w["task"], w["scene"], seed, index, w["compiled"], w["surroundings"])
+    return run_one(
+        w["task"], w["scene"], seed, index, w["compiled"], w["surroundings"], w["conditions"]
+    )
 
 
 def run_trials(
@@ -113,17 +143,23 @@ def run_trials(
     ray_address: str | None = None,
     on_done: Callable[[TrialOutcome], None] | None = None,
     surroundings: Surroundings | None = None,
+    conditions: Conditions = (),
 ) -> list[TrialOutcome]:
-    """Run ``trials`` trials; ``jobs`` local processes (default: every core), or on Ray.
+    """Run ``trials`` trials; ``jobs`` local processes (default: every core), or on Ray;
+    ``conditions``: lessons' conditions, spread over the trials (see the module docstring).
 
     Outcomes come back sorted by index. ``on_done`` is called as each finishes (progress).
     """
     if trials < 1:
         raise TrialsInputError(f"--trials {trials}: must be at least 1")
     if ray_address is not None:
-        outcomes = list(_ray_trials(task, scene, trials, seed, ray_address, on_done, surroundings))
+        outcomes = list(
+            _ray_trials(task, scene, trials, seed, ray_address, on_done, surroundings, conditions)
+        )
     else:
-        outcomes = list(_local_trials(task, scene, trials, seed, jobs, on_done, surroundings))
+        outcomes = list(
+            _local_trials(task, scene, trials, seed, jobs, on_done, surroundings, conditions)
+        )
     return sorted(outcomes, key=lambda o: o.index)
 
 
@@ -135,17 +171,18 @@ def _local_trials(
     jobs: int | None,
     on_done: Callable[[TrialOutcome], None] | None,
     surroundings: Surroundings | None,
+    conditions: Conditions,
 ) -> Iterator[TrialOutcome]:
     workers = max(1, min(trials, jobs or os.cpu_count() or 1))
     if workers == 1:
         compiled = compile_task(task, scene)
         for index in range(trials):
-            outcome = run_one(task, scene, seed, index, compiled, surroundings)
+            outcome = run_one(task, scene, seed, index, compiled, surroundings, conditions)
             if on_done is not None:
                 on_done(outcome)
             yield outcome
         return
-    init = (task, scene, surroundings)
+    init = (task, scene, surroundings, conditions)
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
         futures = [pool.submit(_worker, seed, index) for index in range(trials)]
         for future in as_completed(futures):
@@ -155,10 +192,12 @@ def _local_trials(
             yield outcome
 
 
-def _ray_one(task: Task, scene: Scene, job: tuple[int, int, Surroundings | None]) -> TrialOutcome:
-    """One trial on a Ray worker: ``job`` is (seed, index, surroundings)."""
-    seed, index, surroundings = job
-    return run_one(task, scene, seed, index, None, surroundings)
+def _ray_one(
+    task: Task, scene: Scene, job: tuple[int, int, Surroundings | None, Conditions]
+) -> TrialOutcome:
+    """One trial on a Ray worker: ``job`` is (seed, index, surroundings, conditions)."""
+    seed, index, surroundings, conditions = job
+    return run_one(task, scene, seed, index, None, surroundings, conditions)
 
 
 def _ray_trials(
@@ -169,6 +208,7 @@ def _ray_trials(
     address: str,
     on_done: Callable[[TrialOutcome], None] | None,
     surroundings: Surroundings | None,
+    conditions: Conditions,
 ) -> Iterator[TrialOutcome]:
     try:
         import ray  # type: ignore[import-not-found,unused-ignore]
@@ -189,7 +229,8 @@ def _ray_trials(
         remote = ray.remote(_ray_one)
         task_ref, scene_ref = ray.put(task), ray.put(scene)
         pending = [
-            remote.remote(task_ref, scene_ref, (seed, i, surroundings)) for i in range(trials)
+            remote.remote(task_ref, scene_ref, (seed, i, surroundings, conditions))
+            for i in range(trials)
         ]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -207,9 +248,14 @@ def summary(outcomes: list[TrialOutcome], seed: int) -> dict[str, Any]:
     passed = sum(1 for o in outcomes if o.passed)
     low, high = wilson_interval(passed, len(outcomes))
     kinds: dict[str, int] = {}
+    lessons: dict[str, dict[str, int]] = {}
     for outcome in outcomes:
         for kind in outcome.kinds:
             kinds[kind] = kinds.get(kind, 0) + 1
+        if outcome.lesson is not None:
+            row = lessons.setdefault(outcome.lesson, {"trials": 0, "passed": 0})
+            row["trials"] += 1
+            row["passed"] += int(outcome.passed)
     return {
         "trials": len(outcomes),
         "seed": seed,
@@ -217,5 +263,6 @@ def summary(outcomes: list[TrialOutcome], seed: int) -> dict[str, Any]:
         "success_rate": passed / len(outcomes) if outcomes else 0.0,
         "success_rate_95": [round(low, 4), round(high, 4)],
         "failure_kinds": dict(sorted(kinds.items())),
+        "lessons": dict(sorted(lessons.items())),
         "outcomes": [o.as_dict() for o in outcomes],
     }
