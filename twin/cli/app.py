@@ -17,7 +17,18 @@ from typing import Annotated
 import typer
 
 from robots.library import ENV_ROBOTS, with_env_dirs
-from twin.cli import dataset, dispatch, lessons, live, preview, recordings, robots, scene, view
+from twin.cli import (
+    dataset,
+    dispatch,
+    lessons,
+    live,
+    preview,
+    recordings,
+    robots,
+    scene,
+    view,
+    web,
+)
 from twin.cli.record_path import expand_bare_record
 
 app = typer.Typer(
@@ -55,6 +66,7 @@ scene.register(app)  # twin scene check
 robots.register(app)  # twin robots, twin robots add, twin robots check
 dispatch.register(app)  # twin keys init, twin dispatch
 view.register(app)  # twin demo, twin view
+web.register(app)  # twin web
 live.register(app)  # twin emulate, twin live, twin status
 recordings.register(app)  # twin replay, twin failures, twin resim
 lessons.register(app)  # twin lessons, twin lessons show, twin lessons learn

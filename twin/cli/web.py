@@ -1,0 +1,163 @@
+"""``twin web``: the live floor (or a recording) served to browsers, read-only.
+
+``twin web [SCENE] [--connect tcp://HOST:7702] [--port 8080] [--host 127.0.0.1] [--kiosk]``
+serves the hall with viser (:mod:`viz.web`) and prints its URL; ``--replay REC.mcap`` serves
+a recording with a timeline instead. A bad ``--connect`` address or a port in use is one
+line on stderr and exit status 2; a twin that is not running yet is not an error: the page
+says so and connects when the twin comes.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import re
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Final
+
+import typer
+from rich.console import Console
+
+from sync.addresses import DEFAULT_FANOUT
+from twin.cli.common import EXIT_BAD_INPUT, SceneArg, load_or_exit, stop_on_signals
+
+if TYPE_CHECKING:
+    from viz.web.server import WebViewer
+
+log = logging.getLogger(__name__)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_ENDPOINT: Final = re.compile(
+    r"^tcp://(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9_.-]+):(?P<port>\d{1,5})$"
+)
+
+
+class BadAddress(ValueError):
+    """A ``--connect`` endpoint or a web address that cannot be used."""
+
+
+def fanout_endpoints(connect: str, snapshot: str | None) -> tuple[str, str]:
+    """The fan-out endpoint and its snapshot endpoint (port + 1 unless given); raises
+    :class:`BadAddress` for anything but ``tcp://HOST:PORT`` with a host that resolves."""
+    for endpoint in (connect, snapshot) if snapshot else (connect,):
+        match = _ENDPOINT.match(endpoint)
+        if match is None or not 0 < int(match.group("port")) < 65535:
+            raise BadAddress(f"{endpoint!r} is not a tcp://HOST:PORT endpoint")
+        host = match.group("host").strip("[]")
+        try:
+            socket.getaddrinfo(host, None)
+        except OSError as exc:
+            raise BadAddress(f"{endpoint!r}: cannot resolve {host!r} ({exc.strerror})") from None
+    if snapshot is None:
+        match = _ENDPOINT.match(connect)
+        assert match is not None  # checked above
+        snapshot = f"tcp://{match.group('host')}:{int(match.group('port')) + 1}"
+    return connect, snapshot
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise :class:`BadAddress` if ``host:port`` cannot be listened on (in use, or no such
+    address here). Port 0 asks for any free port and always passes."""
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise BadAddress(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    probe = socket.socket(family, kind, proto)
+    try:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+        probe.listen(1)
+    except OSError as exc:
+        why = "port in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        raise BadAddress(f"cannot listen on {host}:{port}: {why}") from None
+    finally:
+        probe.close()
+
+
+def start_viewer(build: Callable[[], WebViewer], host: str, port: int) -> WebViewer:
+    """Build the viewer (``build()``), checking it got the port asked for (viser would
+    quietly take the next free one)."""
+    viewer = build()
+    got = viewer.server.get_port()
+    if port and got != port:
+        viewer.close()
+        raise BadAddress(f"cannot listen on {host}:{port}: port in use")
+    return viewer
+
+
+def serve(viewer: WebViewer, *, seconds: float | None, stop: threading.Event) -> None:
+    """Run the viewer's loop until ``stop`` (or for ``seconds``), then close it."""
+    timer = None
+    if seconds is not None:
+        timer = threading.Timer(seconds, stop.set)
+        timer.daemon = True
+        timer.start()
+    try:
+        viewer.run(stop)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        viewer.close()
+
+
+def web_cmd(
+    scene: SceneArg = None,
+    connect: Annotated[
+        str, typer.Option(help="The live twin's fan-out (its snapshot endpoint: port + 1).")
+    ] = DEFAULT_FANOUT,
+    snapshot: Annotated[
+        str | None, typer.Option(help="Its snapshot endpoint \\[default: the fan-out's port + 1].")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="HTTP port; 0: any free one.")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Address to serve on; 0.0.0.0 for other machines.")
+    ] = "127.0.0.1",
+    kiosk: Annotated[
+        bool, typer.Option(help="Every page: no controls, a slow camera tour (or add ?kiosk).")
+    ] = False,
+    replay: Annotated[
+        Path | None, typer.Option(help="Serve this recording (MCAP) with a timeline instead.")
+    ] = None,
+    rate_hz: Annotated[
+        float, typer.Option("--rate", min=1.0, max=60.0, help="Updates per second to each page.")
+    ] = 30.0,
+    seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="Stop after this long (default: until stopped).")
+    ] = None,
+) -> None:
+    """Serve the hall to browsers: many read-only pages of the live twin (or a recording)."""
+    from viz.web.server import WebOptions, WebViewer
+
+    options = WebOptions(host=host, port=port, rate_hz=rate_hz, kiosk=kiosk)
+    try:
+        check_port_free(host, port)
+        if replay is not None:
+            raise BadAddress("--replay is not available yet")
+        if True:
+            fanout, snap = fanout_endpoints(connect, snapshot)
+            from viz.web.live import LiveLink
+
+            hall = load_or_exit(scene)
+            link = LiveLink(fanout, snap)
+            viewer = start_viewer(
+                lambda: WebViewer(hall, link, options=options, notice=lambda: link.notice),
+                host,
+                port,
+            )
+    except BadAddress as exc:
+        err.print(f"twin web: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    stop = stop_on_signals()
+    err.print(f"twin web: {viewer.url} (read-only; kiosk: {viewer.url}?kiosk)", markup=False)
+    serve(viewer, seconds=seconds, stop=stop)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``twin web``."""
+    app.command("web")(web_cmd)
