@@ -2,7 +2,9 @@
 
 Writing: ``recorder.py`` (raw frames plus canonical JSON channels, attachments) on
 ``mcap_writer.py`` (chunked, compression on a thread), channel schemas in ``schemas.py``.
-Reading: ``recording.py`` (open, recover a cut file), and the indexed replay source the
+Reading: ``chunks.py`` (the one chunk reader: where chunks lie, each checked, a damaged one
+skipped) with ``damage.py`` (what was skipped or cut off, in one line), ``recording.py``
+(open, read a cut or damaged file as far as it goes), and the indexed replay source the
 viewers, the ghost and re-simulation seek in (``replay_source.py`` with its chunk catalogue,
 per-robot index, views and events). It sits below ``viz``, so a viewer reads recordings
 without the recording room knowing any viewer.
