@@ -291,10 +291,25 @@ def run_demo(
 
 def demo(
     scene: SceneArg = None,
-    seconds: Annotated[float, typer.Option(min=1.0, help="Length of the headless video.")] = 10.0,
+    seconds: Annotated[
+        float | None,
+        typer.Option(
+            min=1.0, help="Length of the video \\[10]; the web demo's run (default: until stopped)."
+        ),
+    ] = None,
     headless: Annotated[
-        bool, typer.Option("--headless", help="No window: write a video and a screenshot.")
+        bool, typer.Option("--headless", help="No page, no window: write a video and a screenshot.")
     ] = False,
+    video: Annotated[
+        bool, typer.Option("--video", help="Write a video and a screenshot (as --headless).")
+    ] = False,
+    window: Annotated[
+        bool, typer.Option("--window", help="The desktop viewer's window instead of a web page.")
+    ] = False,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The web page's HTTP port.")] = 8080,
+    host: Annotated[
+        str, typer.Option(help="Serve the page on this address; 0.0.0.0 for other machines.")
+    ] = "127.0.0.1",
     out_dir: Annotated[Path | None, typer.Option("--out", help="Folder for the video.")] = None,
     fault: Annotated[
         list[str] | None, typer.Option("--fault", help="Faults for the emulator (as twin emulate).")
@@ -317,10 +332,25 @@ def demo(
         ),
     ] = 120.0,
 ) -> None:
-    """Emulator + twin + viewer in one command: a window, or (headless) a video and a PNG."""
+    """Emulator + twin + a web page of the live hall (its URL first); --video: a video and a
+    PNG; --window: the desktop viewer."""
     from twin.world.world import World
 
     loaded = load_or_exit(scene)
+    if not (headless or video or window):
+        from twin.cli.web_demo import run_web_demo
+
+        run_web_demo(
+            scene,
+            loaded,
+            host=host,
+            port=port,
+            seconds=seconds,
+            faults=fault or [],
+            record=record,
+            incidents_every_s=incidents_every_s,
+        )
+        return
     started = time.perf_counter()
     with World(loaded) as world:
         built_s = time.perf_counter() - started
@@ -330,8 +360,8 @@ def demo(
     run_demo(
         scene,
         loaded,
-        seconds=seconds,
-        headless=headless,
+        seconds=10.0 if seconds is None else seconds,
+        headless=headless or video,
         out_dir=out_dir,
         faults=fault or [],
         record=record,

@@ -29,8 +29,14 @@ class LiveLink:
     """A :class:`viz.sources.Source` over a twin that may come and go."""
 
     def __init__(
-        self, fanout: str, snapshot: str, *, retry_s: float = 1.0, quiet_s: float = 3.0
+        self,
+        fanout: str | None,
+        snapshot: str | None,
+        *,
+        retry_s: float = 1.0,
+        quiet_s: float = 3.0,
     ) -> None:
+        """``fanout`` None: the twin's address is not known yet (:meth:`connect_to`)."""
         self.fanout = fanout
         self.snapshot = snapshot
         self._retry_s = retry_s
@@ -41,7 +47,11 @@ class LiveLink:
         self._last_news_s = time.monotonic()
         self._next_probe_s = 0.0
         self.answering = False
-        self.notice = f"Waiting for the twin at {fanout}; this page connects by itself."
+        self.notice = (
+            f"Waiting for the twin at {fanout}; this page connects by itself."
+            if fanout
+            else "Starting the twin; this page connects by itself."
+        )
         self._empty_robots: dict[str, RobotView] = {}
         self._empty_cranes: dict[str, CraneView] = {}
 
@@ -53,11 +63,16 @@ class LiveLink:
     def cranes(self) -> dict[str, CraneView]:
         return self.source.cranes if self.source is not None else self._empty_cranes
 
+    def connect_to(self, fanout: str, snapshot: str) -> None:
+        """The twin's address, once known (a demo starts its twin and its page together)."""
+        self.fanout, self.snapshot = fanout, snapshot
+        self._next_try_s = 0.0
+
     def poll(self) -> bool:
         """Connect if not yet connected; take in whatever arrived. True if anything changed."""
         now = time.monotonic()
         if self.source is None:
-            if now < self._next_try_s:
+            if self.fanout is None or self.snapshot is None or now < self._next_try_s:
                 return False
             try:
                 self.source = LiveSource(
@@ -85,6 +100,7 @@ class LiveLink:
     def _probe(self, now: float) -> None:
         self._next_probe_s = now + self._retry_s
         try:
+            assert self.snapshot is not None  # connected, so known
             request_status(self._context, self.snapshot, timeout_s=_CONNECT_TIMEOUT_S)
         except RequestError:
             if self.answering:
