@@ -11,6 +11,7 @@ chunk are known without the code under test.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -155,7 +156,8 @@ def replay_at(path: Path, t_ns: int) -> float:
     """The replay timeline's second for log time ``t_ns`` (it starts at the first message)."""
     source = ReplaySource(open_recording(path))
     try:
-        return max(0.0, min(source.duration_s, (t_ns - source.start_ns) / _NS))
+        t_s = max(0.0, min(source.duration_s, (t_ns - source.start_ns) / _NS))
+        return math.floor(t_s * 1000) / 1000  # as written with 3 decimals, not past the end
     finally:
         source.close()
 
