@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
                               [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
-                              [--profile] [--json]
+                              [--status-flood R] [--profile] [--json]
 
 What it does, all in one run:
 
@@ -53,6 +53,12 @@ Figures (the measured window is the S seconds after the warm-up):
   per second in its window at rate H and flat out (``raw_pyzmq_max_sent_per_s``: what
   the publishers managed to send flat out; a PUB drops at its high-water mark).
 
+``--status-flood R``: while the twin runs, another process (``benchmarks/status_flood.py``)
+floods its snapshot/status endpoint with R status requests a second from 50 DEALER and 4
+REQ sockets; ``status_flood`` in the result says what it sent and got answered, and what
+the twin answered and shed (``requests``). The latency figures then show what the flood
+cost ingest.
+
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
 cumulative and by own time to stderr (the figures of a profiled run are inflated by
 the profiler). The whole run is bounded: every wait has a timeout, and an alarm ends
@@ -67,6 +73,7 @@ import io
 import json
 import pstats
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -108,7 +115,7 @@ DRAIN_QUIET_S: Final = 0.3
 
 def raw_latencies_ns(meter: DelayMeter) -> list[int]:
     """The meter's raw (uncorrected) samples: send stamp to applied, nanoseconds."""
-    return list(meter._raw_latency_ns)
+    return [int(v) for v in meter.raw_latency_ns.values()]
 
 
 def _js_totals(mirror: Mirror) -> tuple[int, int]:
@@ -135,6 +142,7 @@ class TwinRun:
     tick_overruns: int
     bad_frames: dict[str, int]
     profile_text: str
+    flood: dict[str, Any] | None = None
 
 
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
@@ -156,6 +164,16 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         specs = phase_specs(
             mirror.endpoints.ingest, args.robots, len(pool.pipes), model, args.hz, args
         )
+        flooder = None
+        if args.status_flood > 0:
+            flooder = subprocess.Popen(
+                [
+                    sys.executable, "-m", "benchmarks.status_flood", mirror.endpoints.snapshot,
+                    "--rate", f"{args.status_flood:g}",
+                    "--seconds", f"{args.warmup_s + args.seconds + 1.0:g}",
+                ],
+                cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
         start = pool.begin(specs, pump)
         window_start = start + args.warmup_s
         window_end = window_start + args.seconds
@@ -180,13 +198,20 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             return sum(_js_totals(mirror))
 
         reports, drain_s, complete = drain(pool, pump, accounted)
+        flood = None
+        if flooder is not None:
+            while flooder.poll() is None:
+                mirror.run(duration_s=0.1)  # keep answering until the flood is over
+            flood = {"rate_hz": args.status_flood, **json.loads(flooder.communicate()[0])}
+            mirror.run(duration_s=0.3)  # the server's counters reach the twin
+            flood["twin"] = mirror.status()["requests"]
         received_total, gaps_total = _js_totals(mirror)
         latencies: list[int] = []
         capped = False
         for link in mirror.robots.values():
             samples = raw_latencies_ns(link.delay)
             latencies.extend(samples)
-            capped = capped or len(samples) == link.delay._raw_latency_ns.maxlen
+            capped = capped or len(samples) == link.delay.raw_latency_ns.capacity
         phase = Phase(
             window_s=wall1 - wall0,
             received_window=received1 - received0,
@@ -209,6 +234,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             tick_overruns=overruns,
             bad_frames=dict(mirror.ingest.bad_frames),
             profile_text=_profile_text(profiler) if profiler is not None else "",
+            flood=flood,
         )
     finally:
         mirror.close()
@@ -284,6 +310,7 @@ def result_of(
         "drain_s": round(phase.drain_s, 3),
         "drain_complete": phase.drain_complete,
         "bad_frames": twin.bad_frames,
+        "status_flood": twin.flood,
         "raw_pyzmq_msgs_per_s": round(raw.received_window / raw.window_s, 1),
         "raw_pyzmq_lost": max(0, raw.sent_total - raw.received_total),
         "raw_pyzmq_cpu_percent": round(100.0 * raw.cpu_window_s / raw.window_s, 1),
@@ -335,6 +362,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=1.0, help="warm-up before the window")
     parser.add_argument(
         "--tick-hz", type=float, default=DEFAULT_TICK_HZ, help="the mirror's tick rate"
+    )
+    parser.add_argument(
+        "--status-flood",
+        type=float,
+        default=0.0,
+        metavar="R",
+        help="flood the status endpoint with R requests/s from another process meanwhile",
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the twin's window; tables on stderr"

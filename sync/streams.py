@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from sync.protocol import MAX_SEQ_JUMP
 
@@ -143,6 +144,41 @@ class RateMeter:
             self.window_bytes = 0
 
 
+class SampleRing:
+    """The newest ``capacity`` integer samples in a preallocated array (no per-read copy
+    into numpy: ``twin status`` reads every robot's percentiles)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._values = np.zeros(capacity, dtype=np.int64)
+        self._next = 0
+        self.count = 0
+
+    def append(self, value: int) -> None:
+        """Keep ``value``, forgetting the oldest sample when full."""
+        self._values[self._next] = value
+        self._next = (self._next + 1) % self.capacity
+        if self.count < self.capacity:
+            self.count += 1
+
+    def clear(self) -> None:
+        """Forget every sample."""
+        self._next = self.count = 0
+
+    def values(self) -> NDArray[np.int64]:
+        """The samples held (a view, oldest order not kept)."""
+        return self._values[: self.count]
+
+    def p50_p99(self) -> tuple[float, float] | None:
+        """The 50th and 99th percentiles (nearest rank), or None when empty."""
+        n = self.count
+        if n == 0:
+            return None
+        ranks = (int(0.5 * (n - 1)), round(0.99 * (n - 1)))
+        part = np.partition(self._values[:n], ranks)
+        return float(part[ranks[0]]), float(part[ranks[1]])
+
+
 @dataclass
 class DelayMeter:
     """One-way delay and clock offset of a sender, from (receive time - sender stamp).
@@ -157,8 +193,9 @@ class DelayMeter:
     _block_min_ns: int | None = None
     _previous_min_ns: int | None = None
     _block_count: int = 0
-    _latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
-    _raw_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=_LATENCY_SAMPLES))
+    _latency_ns: SampleRing = field(default_factory=lambda: SampleRing(_LATENCY_SAMPLES))
+    raw_latency_ns: SampleRing = field(default_factory=lambda: SampleRing(_LATENCY_SAMPLES))
+    """Applied minus stamp, without the offset correction (the benchmarks read them)."""
 
     def on_receive(self, stamp_ns: int, received_ns: int) -> None:
         """A message stamped ``stamp_ns`` arrived at ``received_ns`` (receiver's clock)."""
@@ -178,7 +215,7 @@ class DelayMeter:
         self._block_min_ns = self._previous_min_ns = None
         self._block_count = 0
         self._latency_ns.clear()
-        self._raw_latency_ns.clear()
+        self.raw_latency_ns.clear()
 
     @property
     def offset_ns(self) -> int:
@@ -189,7 +226,7 @@ class DelayMeter:
     def on_applied(self, stamp_ns: int, applied_ns: int) -> None:
         """The message stamped ``stamp_ns`` took effect at ``applied_ns``."""
         self._latency_ns.append(applied_ns - stamp_ns - self.offset_ns)
-        self._raw_latency_ns.append(applied_ns - stamp_ns)
+        self.raw_latency_ns.append(applied_ns - stamp_ns)
 
     def percentiles_ms(self, *, raw: bool = False) -> tuple[float, float] | None:
         """(p50, p99) of latency in milliseconds, or None before any sample.
@@ -197,12 +234,11 @@ class DelayMeter:
         ``raw=True`` skips the clock-offset correction: right when sender and twin share
         one clock (the benchmarks), wrong across machines.
         """
-        samples = self._raw_latency_ns if raw else self._latency_ns
-        if not samples:
+        samples = self.raw_latency_ns if raw else self._latency_ns
+        found = samples.p50_p99()
+        if found is None:
             return None
-        values = np.fromiter(samples, dtype=np.float64, count=len(samples))
-        p50, p99 = np.percentile(values, [50.0, 99.0])
-        return float(p50) / 1e6, float(p99) / 1e6
+        return found[0] / 1e6, found[1] / 1e6
 
 
 @dataclass

@@ -54,6 +54,7 @@ class RobotLink:
     base_dirty: bool = False
     heartbeat: Heartbeat | None = None
     view_dirty: bool = True  # changed since the last fan-out update
+    last_view: RobotView | None = None  # as last published on the fan-out
     epoch: int = 0
 
     def __post_init__(self) -> None:
@@ -138,6 +139,7 @@ class RobotLink:
             "in_bytes_per_s": round(self.rate_in.bytes_per_s, 1),
             "out_bytes_per_s": round(self.rate_out.bytes_per_s, 1),
             "received": sum(t.received for t in self.streams.values()),
+            "accepted": sum(t.received for t in self.streams.values()),
             "gaps": self.gaps,
             "joint_state_gaps": js.gaps if js else 0,
             "stale_seq": sum(t.stale for t in self.streams.values()),

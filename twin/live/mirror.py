@@ -1,9 +1,10 @@
 """The live mirror: telemetry in, the PyBullet world kept in step, state out to viewers.
 
 One thread, one loop (:meth:`Mirror.run`): it drains the ingest socket until the
-next tick is due, answers snapshot/status requests, and on every tick (240 Hz by
-default) applies pending states, updates liveness and, at display rate, publishes
-what changed to the viewers.
+next tick is due, and on every tick (240 Hz by default) applies pending states, updates
+liveness and, at display rate, publishes what changed to the viewers and leaves fresh
+snapshot/status encodings for the reply server, which answers requests in a process of
+its own (:mod:`sync.replies`): no reader can delay ingest.
 
 World updates follow the load, within a budget: updating PyBullet costs 15-30 us
 per robot, so the time spent on world updates is capped at 40 % of each tick period.
@@ -20,6 +21,7 @@ Every accepted message is handed to the registered sinks (the recorder plugs in 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import secrets
 import threading
@@ -43,6 +45,7 @@ from sync.addresses import (
 )
 from sync.fanout import Event
 from sync.protocol import Kind, Received
+from sync.replies import ReplyServer
 from sync.streams import Liveness
 from twin.failures.events import FailureEvent
 from twin.failures.monitors import Monitors
@@ -132,7 +135,6 @@ class Mirror(FanoutServer):
         self.fanout_seq = 0
         self.run_id = secrets.randbits(63) | 1
         self.fanout_dropped = 0
-        self.bad_requests = 0
         self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
         # failure detection (time-gated inside Monitors); `twin live` sets one by default
         self.monitors: Monitors | None = None
@@ -148,20 +150,21 @@ class Mirror(FanoutServer):
         self.context = context or zmq.Context()
         self._ingest = self.context.socket(zmq.SUB)
         self._fanout = self.context.socket(zmq.PUB)
-        self._router = self.context.socket(zmq.ROUTER)
         try:
             self._ingest.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
             self._ingest.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             self._ingest.setsockopt(zmq.SUBSCRIBE, b"")
             self._fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
-            for socket in (self._ingest, self._fanout, self._router):
+            for socket in (self._ingest, self._fanout):
                 socket.setsockopt(zmq.LINGER, 0)
             # the endpoints actually bound ("tcp://127.0.0.1:*" picks a free port)
             self.endpoints = Endpoints(
                 ingest=_bind(self._ingest, endpoints.ingest, "ingest"),
                 fanout=_bind(self._fanout, endpoints.fanout, "fan-out"),
-                snapshot=_bind(self._router, endpoints.snapshot, "snapshot"),
+                snapshot=endpoints.snapshot,  # below: bound by the reply server
             )
+            self.requests = ReplyServer(self.context, endpoints.snapshot)
+            self.endpoints = dataclasses.replace(self.endpoints, snapshot=self.requests.endpoint)
         except BaseException:
             self.close()
             raise
@@ -173,7 +176,9 @@ class Mirror(FanoutServer):
         if self.gate is not None:
             self.gate.close()
             self.gate = None
-        for socket in (self._ingest, self._fanout, self._router):
+        if hasattr(self, "requests"):
+            self.requests.close()  # stops the reply server's process
+        for socket in (self._ingest, self._fanout):
             close_quietly(socket)
         if self._owns_context:
             self.context.term()
@@ -183,7 +188,7 @@ class Mirror(FanoutServer):
         """Serve until ``stop`` is set or ``duration_s`` has passed."""
         poller = zmq.Poller()
         poller.register(self._ingest, zmq.POLLIN)
-        poller.register(self._router, zmq.POLLIN)
+        self.refresh_replies(time.monotonic_ns(), force=True)
         command = control = None
         if self.gate is not None:
             command, control = self.gate.sockets
@@ -202,8 +207,6 @@ class Mirror(FanoutServer):
                 ready = dict(poller.poll(wait_ms))
                 if self._ingest in ready:
                     self.drain(until_mono_ns=next_tick)
-                if self._router in ready:
-                    self.serve_requests()
                 if self.gate is not None:
                     if command in ready:
                         self.gate.serve_command()
@@ -306,6 +309,7 @@ class Mirror(FanoutServer):
             self._tick_crane(crane, now_mono)
         if publish:
             self.publish_update()
+        self.refresh_replies(now_mono, snapshot=publish)
         if self.monitors is not None and self.monitors.due(now_mono):
             self._run_monitors(self.monitors)
         if self.gate is not None:

@@ -1,7 +1,10 @@
 """The twin's outward face: fan-out updates and events to viewers, snapshot and status replies.
 
 A mixin of :class:`twin.live.mirror.Mirror` (it uses the mirror's links, world, sockets and
-counters); kept apart because answering viewers is a different job from mirroring.
+counters); kept apart because answering viewers is a different job from mirroring. The
+mirror's thread only encodes: fan-out sends never block (PUB drops at its high-water mark),
+and snapshot/status requests are answered by :class:`sync.replies.ReplyServer` in a process
+of its own from the encodings :meth:`FanoutServer.refresh_replies` hands it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import Any
 
 import zmq
 
-from sync.fanout import ENCODER, ERROR, EVENT, SNAPSHOT, STATE, STATUS, Event, Snapshot, StateUpdate
+from sync.fanout import ENCODER, EVENT, STATE, Event, Snapshot, StateUpdate
+from sync.replies import ReplyServer
 from sync.streams import Liveness
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
@@ -37,8 +41,8 @@ class FanoutServer:
     run_id: int
     fanout_seq: int
     fanout_dropped: int
-    bad_requests: int
     tick_hz: float
+    display_hz: float
     ticks: int
     tick_overruns: int
     world_updates: int
@@ -47,7 +51,9 @@ class FanoutServer:
     lessons_status: Callable[[], dict[str, Any]] | None
     _started_mono_ns: int
     _fanout: zmq.Socket[bytes]
-    _router: zmq.Socket[bytes]
+    requests: ReplyServer
+    _snapshot_seq: int = -1
+    _status_made_mono_ns: int = 0
 
     def _next_seq(self) -> int:
         self.fanout_seq += 1
@@ -60,6 +66,8 @@ class FanoutServer:
         if not robots and not cranes:
             return
         views = [link.view() for link in robots]
+        for link, view in zip(robots, views, strict=True):
+            link.last_view = view  # the snapshot reuses what was published
         update = StateUpdate(
             run_id=self.run_id,
             seq=self._next_seq(),
@@ -104,9 +112,30 @@ class FanoutServer:
             seq=self.fanout_seq,
             stamp_ns=time.time_ns(),
             scene=self.scene_name,
-            robots=[link.view() for link in self.robots.values()],
+            robots=[link.last_view or link.view() for link in self.robots.values()],
             cranes=[c.view(self.world.crane_positions(c.crane_id)) for c in self.cranes.values()],
         )
+
+    def _request_counters(self) -> dict[str, int]:
+        counters = dict(self.requests.counters)
+        counters["shed"] = sum(v for k, v in counters.items() if k.startswith("shed_"))
+        return counters
+
+    def refresh_replies(
+        self, now_mono_ns: int, *, snapshot: bool = True, force: bool = False
+    ) -> None:
+        """Leave fresh encodings for the request server: the snapshot (when ``snapshot``,
+        right after a fan-out update, and the fan-out moved on since the last one), and the
+        status when someone waits for one (at most once per display period)."""
+        server = self.requests
+        server.poll()
+        if force or (snapshot and self.fanout_seq != self._snapshot_seq):
+            self._snapshot_seq = self.fanout_seq
+            server.publish_snapshot(ENCODER.encode(self.snapshot()))
+        period_ns = int(1e9 / self.display_hz)
+        if force or (server.status_wanted and now_mono_ns - self._status_made_mono_ns >= period_ns):
+            self._status_made_mono_ns = now_mono_ns
+            server.publish_status(json.dumps(self.status()).encode())
 
     def status(self) -> dict[str, Any]:
         """Everything ``twin status`` shows."""
@@ -140,32 +169,7 @@ class FanoutServer:
                 "live": sum(1 for r in rows if r["liveness"] == Liveness.LIVE),
                 "fanout_seq": self.fanout_seq,
                 "fanout_dropped": self.fanout_dropped,
-                "bad_requests": self.bad_requests,
+                "bad_requests": self.requests.counters["bad_requests"],
             },
+            "requests": self._request_counters(),
         }
-
-    def serve_requests(self) -> None:
-        """Answer every waiting snapshot/status request."""
-        while True:
-            try:
-                frames = self._router.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            # ROUTER: [identity, (empty delimiter from REQ), request]
-            identity, rest = frames[0], frames[1:]
-            envelope = [identity]
-            if rest and rest[0] == b"":
-                envelope.append(b"")
-                rest = rest[1:]
-            what = rest[0] if len(rest) == 1 else b""
-            if what == SNAPSHOT:
-                reply = [SNAPSHOT, ENCODER.encode(self.snapshot())]
-            elif what == STATUS:
-                reply = [STATUS, json.dumps(self.status()).encode()]
-            else:
-                self.bad_requests += 1
-                reply = [ERROR, b"unknown request; ask for 'snapshot' or 'status'"]
-            try:
-                self._router.send_multipart([*envelope, *reply], zmq.NOBLOCK)
-            except zmq.ZMQError as exc:  # the asker went away
-                log.debug("could not answer a request: %s", exc)
