@@ -309,7 +309,7 @@ def test_a_cut_recording_uses_its_complete_chunks(tmp_path: Path, fall_recording
     out = tmp_path / "ds"
     result = twin("export", "lerobot", str(cut), "--out", str(out), "--json")
     assert result.returncode == 0, result.stderr
-    (warning,) = [line for line in result.stderr.splitlines() if "damaged recording" in line]
+    (warning,) = [line for line in result.stderr.splitlines() if "cut recording" in line]
     assert f"cut at byte {int(len(data) * 0.6)}" in warning and "whole up to t" in warning
     summary = json.loads(result.stdout)
     assert summary["recordings"][0]["complete"] is False

@@ -190,7 +190,9 @@ def test_a_flipped_byte_loses_one_chunk_and_the_rest_is_read(
 
     assert listed.returncode == 0, listed.stderr
     line = only_warning(listed.stderr.splitlines(), "failures")
-    assert said in line and lost in line and str(path) in line
+    assert said in line and lost in line
+    assert line.startswith(f"twin failures: warning: {path}: damaged recording: skipped 1 chunk")
+    assert line.endswith("; read the rest")
     report = json.loads(listed.stdout)
     assert report["warning"] == line.removeprefix("twin failures: warning: ")
     damage = report["damage"]
@@ -246,7 +248,8 @@ def test_a_cut_file_says_where_and_reads_up_to_it(whole: Whole, where: str, tmp_
     said = f"cut at byte {at} ({where}), whole up to t {t_text(whole, until)} s"
 
     report, lines = failures(path)
-    assert said in only_warning(lines, "failures")
+    line = only_warning(lines, "failures")
+    assert line == f"twin failures: warning: {path}: cut recording: {said}; read up to the cut"
     damage = report["damage"]
     assert isinstance(damage, dict) and damage["skipped_chunks"] == []
     record_at = {"inside a chunk": whole.chunks[k].offset, "between records": at}

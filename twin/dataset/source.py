@@ -451,16 +451,27 @@ def peek(path: Path) -> Peek:
     _read(path, catalog, ChunkSpan(0, path.stat().st_size), part)
     rates: dict[str, float] = {}
     for robot_id, series in part.robots.items():
-        stamps = np.sort(np.asarray(series.joint_stamp_ns, dtype=np.int64))
-        span_ns = int(stamps[-1] - stamps[0]) if len(stamps) > 1 else 0
-        # the mean rate over the peeked states (a median interval follows the jitter)
-        rates[robot_id] = (len(stamps) - 1) * 1e9 / span_ns if span_ns > 0 else 0.0
+        rates[robot_id] = _mean_rate_hz(series.joint_stamp_ns)
     return Peek(
         {r: list(s.names) for r, s in part.robots.items()},
         rates,
         counts or {r: len(s.joint_stamp_ns) for r, s in part.robots.items()},
         catalog.complete and bool(catalog.chunks),
     )
+
+
+GAP_INTERVALS: Final = 5.0  # an interval this many times the median is a gap, not jitter
+
+
+def _mean_rate_hz(stamps_ns: list[int]) -> float:
+    """The mean rate over the peeked states (a median interval follows the jitter), leaving
+    out gaps (a damaged chunk skipped between them) that would lower it."""
+    intervals = np.diff(np.sort(np.asarray(stamps_ns, dtype=np.int64)))
+    if not len(intervals):
+        return 0.0
+    kept = intervals[intervals <= GAP_INTERVALS * np.median(intervals)]
+    total_ns = int(kept.sum())
+    return len(kept) * 1e9 / total_ns if total_ns > 0 else 0.0
 
 
 def merge(parts: list[Part]) -> Part:

@@ -108,7 +108,9 @@ class DamageReport:
         """The one line that says what was skipped; "" when nothing was."""
         if not self.damaged:
             return ""
-        return f"{self.path}: damaged recording: {self.describe()}; read the rest"
+        if self.chunks or self.gaps:
+            return f"{self.path}: damaged recording: {self.describe()}; read the rest"
+        return f"{self.path}: cut recording: {self.describe()}; read up to the cut"
 
     def describe(self) -> str:
         """What was skipped or cut off, without the file's name ("" when nothing was)."""
