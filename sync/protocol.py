@@ -38,7 +38,8 @@ HEADER: Final = struct.Struct("<2sBBIQqQ")
 HEADER_SIZE: Final = HEADER.size  # 32
 MAX_TOPIC_BYTES: Final = 128
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
-"""Frames larger than this are refused and counted as oversized."""
+"""Payloads larger than this are refused and counted as ``oversized`` (a topic longer than
+MAX_TOPIC_BYTES is ``topic_too_long``)."""
 MAX_COORDINATE_M: Final = 10_000.0
 """Positions beyond this (in any axis) are refused: no hall is 10 km wide."""
 QUATERNION_NORM_TOLERANCE: Final = 1e-3
@@ -96,7 +97,7 @@ def topic(kind: Kind, source_id: str) -> bytes:
 def parse_topic(frame: bytes) -> tuple[Kind, str]:
     """Split a topic frame into (kind, source id); FrameError if malformed."""
     if len(frame) > MAX_TOPIC_BYTES:
-        raise FrameError("oversized", f"topic of {len(frame)} bytes exceeds {MAX_TOPIC_BYTES}")
+        raise FrameError("topic_too_long", f"topic of {len(frame)} bytes exceeds {MAX_TOPIC_BYTES}")
     try:
         text = frame.decode("ascii")
     except UnicodeDecodeError:
@@ -116,7 +117,7 @@ def unpack_header(frame: bytes) -> Header:
     """Decode and check a header frame; FrameError says what is wrong."""
     if len(frame) != HEADER_SIZE:
         raise FrameError("bad_header", f"header is {len(frame)} bytes, expected {HEADER_SIZE}")
-    magic, version, kind, _reserved, seq, stamp_ns, epoch = HEADER.unpack(frame)
+    magic, version, kind, reserved, seq, stamp_ns, epoch = HEADER.unpack(frame)
     if magic != MAGIC:
         raise FrameError("bad_header", f"magic {magic!r}, expected {MAGIC!r}")
     if version != PROTOCOL_VERSION:
@@ -129,6 +130,8 @@ def unpack_header(frame: bytes) -> Header:
         raise FrameError("bad_header", f"unknown kind code {kind}") from None
     if epoch == 0:
         raise FrameError("bad_header", "epoch 0 is reserved")
+    if reserved != 0:
+        raise FrameError("bad_header", f"reserved field is {reserved:#x}, must be 0")
     return Header(kind=kind_code, seq=seq, stamp_ns=stamp_ns, epoch=epoch, version=version)
 
 

@@ -64,7 +64,9 @@ class StreamTracker:
     last_seq: int = -1
     received: int = 0
     gaps: int = 0  # messages missing (sum of jumps)
-    stale: int = 0  # duplicates / out of order, dropped
+    stale: int = 0  # duplicates / out of order, dropped (``stale_seq``)
+    stale_epoch: int = 0  # of an epoch this stream already left, dropped
+    joined_mid_epoch: int = 0  # first message seen of an epoch already running: a baseline
     epoch_changes: int = 0
     resyncs: int = 0
     retired: deque[int] = field(default_factory=lambda: deque(maxlen=_RETIRED_EPOCHS_KEPT))
@@ -72,14 +74,17 @@ class StreamTracker:
     def observe(self, epoch: int, seq: int) -> SeqVerdict:
         """Account for one message; tell the caller whether to use it.
 
-        Every epoch starts at seq 0, so the first message of an epoch with seq N means
-        N messages were lost before it: they count as gaps too. Messages of an epoch the
-        stream already left (an old connection's backlog, a second gateway) are dropped,
-        and a forward jump beyond MAX_SEQ_JUMP is a resync, not billions of losses.
+        Every epoch starts at seq 0, so when the stream moves to a new epoch whose first
+        message has seq N, N messages were lost before it: they count as gaps too. But the
+        very first message this tracker sees is a baseline, whatever its seq: a twin that
+        starts (or restarts) while the gateway runs could not have received what came
+        before (``joined_mid_epoch`` counts those joins). Messages of an epoch the stream
+        already left (an old connection's backlog, a second gateway) are dropped, and a
+        forward jump beyond MAX_SEQ_JUMP is a resync, not billions of losses.
         """
         if epoch != self.epoch:
             if epoch in self.retired:
-                self.stale += 1
+                self.stale_epoch += 1
                 return SeqVerdict.STALE_EPOCH
             first = self.epoch == 0
             if not first:
@@ -87,12 +92,14 @@ class StreamTracker:
             self.epoch = epoch
             self.last_seq = seq
             self.received += 1
+            if first:
+                if seq > 0:
+                    self.joined_mid_epoch += 1
+                return SeqVerdict.ACCEPT
             if seq > MAX_SEQ_JUMP:
                 self.resyncs += 1
             else:
                 self.gaps += seq
-            if first:
-                return SeqVerdict.ACCEPT
             self.epoch_changes += 1
             return SeqVerdict.NEW_EPOCH
         if seq <= self.last_seq:

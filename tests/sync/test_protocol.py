@@ -170,10 +170,17 @@ def test_stream_tracker_counts_gaps_duplicates_and_epochs() -> None:
     assert tracker.observe(8, 0) is SeqVerdict.NEW_EPOCH
     assert tracker.observe(8, 1) is SeqVerdict.ACCEPT
     assert tracker.epoch_changes == 1 and tracker.gaps == 5
-    # messages lost before the first one of an epoch count too
+    # messages lost before the first one of a new epoch count too
+    assert tracker.observe(9, 4) is SeqVerdict.NEW_EPOCH
+    assert tracker.gaps == 5 + 4
+    # but the first message a tracker ever sees is a baseline: joined mid-epoch, no losses
     fresh = StreamTracker()
-    fresh.observe(3, 4)
-    assert fresh.gaps == 4
+    assert fresh.observe(3, 93_416) is SeqVerdict.ACCEPT
+    assert fresh.observe(3, 93_417) is SeqVerdict.ACCEPT
+    assert fresh.gaps == 0 and fresh.joined_mid_epoch == 1 and fresh.received == 2
+    # old epochs' stragglers are counted apart from duplicates
+    assert tracker.observe(8, 2) is SeqVerdict.STALE_EPOCH
+    assert tracker.stale == 2 and tracker.stale_epoch == 1
 
 
 def test_liveness_thresholds_are_exact() -> None:

@@ -7,7 +7,10 @@ with plain integer comparisons, and joint-state payloads are only validated here
 (:meth:`sync.codecs.VendorCodec.to_sample`). A payload is validated *before* its
 sequence number is accepted, so a malformed frame never advances a stream.
 
-Every refused frame is counted by reason; nothing vanishes without a counter.
+Every refused frame is counted by reason, in the totals and, when its topic names a robot
+or crane of the scene, in that link's own counters too (``frames_in``, ``refused``), so the
+per-robot rows add up to the totals; nothing vanishes without a counter. Warnings about
+refused frames are rate-limited per reason (one a second) and in all (``LOG_LINES_PER_S``).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from twin.live.links import CraneLink, RobotLink
 log = logging.getLogger(__name__)
 
 _LOG_EVERY_NS: Final = 1_000_000_000
+LOG_LINES_PER_S: Final = 5
+"""At most this many refused-frame warnings a second, whatever their reasons."""
 _TRAVEL_SLACK_M: Final = 0.01  # a crane may report a hair past its end stop
 _UNKNOWN_SOURCES_KEPT: Final = 100
 _KINDS: Final = {int(k): k for k in Kind}
@@ -72,8 +77,12 @@ class Ingest:
         self.unknown_sources: Counter[str] = Counter()
         self.received = 0
         self.accepted = 0
+        self.unattributed = 0  # refused frames whose topic names no robot or crane
         self.bytes_in = 0
         self._last_log_ns: dict[str, int] = {}
+        self._log_window_ns = 0
+        self._log_lines = 0
+        self.log_suppressed = 0
 
     def handle(
         self, frames: list[bytes], received_ns: int, mono_ns: int
@@ -81,6 +90,7 @@ class Ingest:
         """Account for one message; return (link, kind, header) if accepted, else None."""
         self.received += 1
         source = "?"
+        link: RobotLink | CraneLink | None = None
         try:
             if len(frames) != 3:
                 self.bytes_in += sum(len(f) for f in frames)
@@ -99,6 +109,7 @@ class Ingest:
                     "unknown_source", f"{source!r} is not in scene {self.scene_name!r}"
                 )
             kind, link = route
+            link.frames_in += 1
             source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
             header = self._header(header_frame, kind)
             if isinstance(link, RobotLink):
@@ -106,21 +117,34 @@ class Ingest:
             else:
                 self._on_crane(link, header, payload, mono_ns, size)
         except FrameError as exc:
-            self.bad_frames[exc.reason] += 1
+            self._refused(exc.reason, link)
             self.log_limited(exc.reason, "refused a frame from %r: %s", source, exc.detail)
             return None
         except Exception as exc:  # a bug of ours must not let one message stop the twin
-            self.bad_frames["internal_error"] += 1
+            self._refused("internal_error", link)
             self.log_limited("internal_error", "could not handle a frame from %r: %r", source, exc)
             return None
         self.accepted += 1
         return link, kind, header
 
+    def _refused(self, reason: str, link: RobotLink | CraneLink | None) -> None:
+        self.bad_frames[reason] += 1
+        if link is None:
+            self.unattributed += 1
+        else:
+            link.refused[reason] += 1
+
     @staticmethod
     def _header(frame: bytes, kind: Kind) -> Header:
         if len(frame) == HEADER_SIZE:
-            magic, version, code, _reserved, seq, stamp_ns, epoch = HEADER.unpack(frame)
-            if magic == MAGIC and version == PROTOCOL_VERSION and code == kind and epoch:
+            magic, version, code, reserved, seq, stamp_ns, epoch = HEADER.unpack(frame)
+            if (
+                magic == MAGIC
+                and version == PROTOCOL_VERSION
+                and code == kind
+                and epoch
+                and not reserved
+            ):
                 return Header(kind=kind, seq=seq, stamp_ns=stamp_ns, epoch=epoch)
         header = unpack_header(frame)  # raises with the precise reason
         raise FrameError(
@@ -195,8 +219,16 @@ class Ingest:
         link.view_dirty = True
 
     def log_limited(self, key: str, message: str, *args: object) -> None:
-        """Log a warning at most once a second per ``key`` (the rest are only counted)."""
+        """Log a warning at most once a second per ``key`` and LOG_LINES_PER_S a second in
+        all (the rest are only counted; ``log_suppressed`` says how many lines were not)."""
         now = time.monotonic_ns()
-        if now - self._last_log_ns.get(key, -_LOG_EVERY_NS) >= _LOG_EVERY_NS:
-            self._last_log_ns[key] = now
-            log.warning(message + " (more are counted, logged at most once a second)", *args)
+        if now - self._last_log_ns.get(key, -_LOG_EVERY_NS) < _LOG_EVERY_NS:
+            return
+        self._last_log_ns[key] = now
+        if now - self._log_window_ns >= _LOG_EVERY_NS:
+            self._log_window_ns, self._log_lines = now, 0
+        if self._log_lines >= LOG_LINES_PER_S:
+            self.log_suppressed += 1  # one per reason and second, like the lines themselves
+            return
+        self._log_lines += 1
+        log.warning(message + " (more are counted, logged at most once a second)", *args)

@@ -7,6 +7,8 @@ mirror (:mod:`twin.live.mirror`) feeds it messages and applies its state to the 
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,9 @@ class RobotLink:
     streams: dict[Kind, StreamTracker] = field(default_factory=dict)
     liveness: LivenessClock = field(init=False)
     reported: Liveness = Liveness.GONE
-    reported_since_ns: int = 0  # monotonic time the current liveness began
+    # monotonic time the current liveness began: a robot never seen has been GONE since the
+    # twin started (not since the host booted)
+    reported_since_ns: int = field(default_factory=time.monotonic_ns)
     rate_in: RateMeter = field(default_factory=RateMeter)
     rate_out: RateMeter = field(default_factory=RateMeter)
     delay: DelayMeter = field(default_factory=DelayMeter)
@@ -56,6 +60,8 @@ class RobotLink:
     view_dirty: bool = True  # changed since the last fan-out update
     last_view: RobotView | None = None  # as last published on the fan-out
     epoch: int = 0
+    frames_in: int = 0  # every frame whose topic names this robot, accepted or refused
+    refused: Counter[str] = field(default_factory=Counter)  # by reason
 
     def __post_init__(self) -> None:
         self.codec = codec_for(self.model)
@@ -138,11 +144,14 @@ class RobotLink:
             "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
             "in_bytes_per_s": round(self.rate_in.bytes_per_s, 1),
             "out_bytes_per_s": round(self.rate_out.bytes_per_s, 1),
-            "received": sum(t.received for t in self.streams.values()),
+            "received": self.frames_in,
             "accepted": sum(t.received for t in self.streams.values()),
+            "refused": dict(self.refused),
             "gaps": self.gaps,
             "joint_state_gaps": js.gaps if js else 0,
             "stale_seq": sum(t.stale for t in self.streams.values()),
+            "stale_epoch": sum(t.stale_epoch for t in self.streams.values()),
+            "joined_mid_epoch": sum(t.joined_mid_epoch for t in self.streams.values()),
             "epoch": self.epoch,
             "epoch_changes": max((t.epoch_changes for t in self.streams.values()), default=0),
             "latency_ms_p50": round(latency[0], 3) if latency else None,
@@ -174,7 +183,9 @@ class CraneLink:
     stamp_ns: int = 0
     dirty: bool = False
     view_dirty: bool = True
-    refused: int = 0  # states outside the crane's travel
+    frames_in: int = 0  # every frame whose topic names this crane, accepted or refused
+    refused: Counter[str] = field(default_factory=Counter)  # by reason
+    refused_by_world: int = 0  # accepted states the world's travel limits then refused
 
     def view(self, fallback: dict[str, float]) -> CraneView:
         """The crane's view (the world's positions until the crane reports)."""
@@ -194,8 +205,11 @@ class CraneLink:
         return {
             "crane": self.crane_id,
             "liveness": str(self.reported),
-            "received": self.stream.received,
+            "received": self.frames_in,
+            "accepted": self.stream.received,
+            "refused": dict(self.refused),
             "gaps": self.stream.gaps,
-            "refused_out_of_travel": self.refused,
+            "joined_mid_epoch": self.stream.joined_mid_epoch,
+            "refused_by_world": self.refused_by_world,
             "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
         }

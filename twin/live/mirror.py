@@ -44,6 +44,7 @@ from sync.addresses import (
     close_quietly,
 )
 from sync.fanout import Event
+from sync.monitor import SocketMonitor
 from sync.protocol import Kind, Received
 from sync.replies import ReplyServer
 from sync.streams import Liveness
@@ -151,6 +152,7 @@ class Mirror(FanoutServer):
         self._ingest = self.context.socket(zmq.SUB)
         self._fanout = self.context.socket(zmq.PUB)
         try:
+            self.ingest_monitor = SocketMonitor(self._ingest)  # connections ZeroMQ drops
             self._ingest.setsockopt(zmq.RCVHWM, INGEST_RCVHWM)
             self._ingest.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
             self._ingest.setsockopt(zmq.SUBSCRIBE, b"")
@@ -178,6 +180,8 @@ class Mirror(FanoutServer):
             self.gate = None
         if hasattr(self, "requests"):
             self.requests.close()  # stops the reply server's process
+        if hasattr(self, "ingest_monitor"):
+            self.ingest_monitor.close()
         for socket in (self._ingest, self._fanout):
             close_quietly(socket)
         if self._owns_context:
@@ -352,7 +356,7 @@ class Mirror(FanoutServer):
                     hoist_m=crane.state.hoist_m,
                 )
             except CraneLimitError as exc:
-                crane.refused += 1
+                crane.refused_by_world += 1
                 self.ingest.log_limited("crane_travel", "crane state refused: %s", exc)
         state = crane.liveness.state(now_mono)
         if state != crane.reported:

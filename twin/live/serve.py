@@ -19,6 +19,7 @@ from typing import Any
 import zmq
 
 from sync.fanout import ENCODER, EVENT, STATE, Event, Snapshot, StateUpdate
+from sync.monitor import SocketMonitor
 from sync.replies import ReplyServer
 from sync.streams import Liveness
 from twin.live.gate import CommandGate
@@ -52,6 +53,7 @@ class FanoutServer:
     _started_mono_ns: int
     _fanout: zmq.Socket[bytes]
     requests: ReplyServer
+    ingest_monitor: SocketMonitor
     _snapshot_seq: int = -1
     _status_made_mono_ns: int = 0
 
@@ -129,6 +131,8 @@ class FanoutServer:
         status when someone waits for one (at most once per display period)."""
         server = self.requests
         server.poll()
+        if snapshot:
+            self.ingest_monitor.poll()
         if force or (snapshot and self.fanout_seq != self._snapshot_seq):
             self._snapshot_seq = self.fanout_seq
             server.publish_snapshot(ENCODER.encode(self.snapshot()))
@@ -139,6 +143,7 @@ class FanoutServer:
 
     def status(self) -> dict[str, Any]:
         """Everything ``twin status`` shows."""
+        self.ingest_monitor.poll()
         now_mono = time.monotonic_ns()
         rows = [link.status(now_mono) for link in self.robots.values()]
         ingest = self.ingest
@@ -162,6 +167,8 @@ class FanoutServer:
             "totals": {
                 "received": ingest.received,
                 "accepted": ingest.accepted,
+                "unattributed": ingest.unattributed,
+                "joined_mid_epoch": sum(r["joined_mid_epoch"] for r in rows),
                 "bytes_in": ingest.bytes_in,
                 "gaps": sum(r["gaps"] for r in rows),
                 "bad_frames": dict(ingest.bad_frames),
@@ -170,6 +177,10 @@ class FanoutServer:
                 "fanout_seq": self.fanout_seq,
                 "fanout_dropped": self.fanout_dropped,
                 "bad_requests": self.requests.counters["bad_requests"],
+                "log_lines_suppressed": ingest.log_suppressed,
+                # connections ZeroMQ accepted and lost: a frame over 1 MiB (ZMQ_MAXMSGSIZE)
+                # makes it drop the sender's connection, counted here as `disconnected`
+                "ingest_connections": dict(self.ingest_monitor.counts),
             },
             "requests": self._request_counters(),
         }
