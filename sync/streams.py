@@ -29,6 +29,11 @@ from sync.protocol import MAX_SEQ_JUMP
 LATE_PERIODS: Final = 1.5
 STALE_PERIODS: Final = 3.0
 GONE_AFTER_S: Final = 10.0
+STALE_SLACK_S: Final = 0.035
+"""The live twin says STALE only 3 T + this after the last joint state (within 3 T + 50 ms
+with its 240 Hz tick); see LivenessClock.judge."""
+LATE_SLACK_S: Final = 0.010
+RECOVER_MESSAGES: Final = 2
 _RATE_WINDOW_NS: Final = 1_000_000_000
 _LATENCY_SAMPLES: Final = 4096
 _OFFSET_SAMPLES: Final = 512
@@ -41,6 +46,9 @@ class Liveness(enum.StrEnum):
     LATE = "LATE"
     STALE = "STALE"
     GONE = "GONE"
+
+
+_RANK: Final = {Liveness.LIVE: 0, Liveness.LATE: 1, Liveness.STALE: 2, Liveness.GONE: 3}
 
 
 class SeqVerdict(enum.Enum):
@@ -262,13 +270,65 @@ class LivenessClock:
     last_rx_ns: int = 0  # newest message on the main stream
     last_any_ns: int = 0  # newest message of any kind
     shutdown: bool = False
+    main_messages: int = 0
+    judged: Liveness = Liveness.GONE  # what judge() said last
+    _main_at_down: int = 0  # main_messages when judge() last said STALE or GONE
 
     def on_message(self, now_ns: int, *, main: bool = True) -> None:
         """A message was accepted now (``main``: on the stream liveness is judged by)."""
         self.last_any_ns = now_ns
         if main:
             self.last_rx_ns = now_ns
+            self.main_messages += 1
         self.shutdown = False
+
+    def judge(self, now_ns: int, *, may_worsen: bool = True) -> Liveness:
+        """The live twin's liveness, with judgement (``state`` is the bare rule).
+
+        - Slack for the twin's own timing: LATE beyond 1.5 T + LATE_SLACK_S, STALE beyond
+          3 T + STALE_SLACK_S (a 200 Hz robot is not STALE 15 ms after its last message
+          because the twin's loop was busy, but still within 3 T + 50 ms of it).
+        - ``may_worsen=False`` when the caller could not look properly (its loop ran late,
+          or messages are still waiting in the socket): the state may only improve.
+        - Hysteresis: from STALE or GONE back to LIVE/LATE only after RECOVER_MESSAGES
+          main-stream messages, so one straggler does not flap it.
+        - A ``shutdown`` heartbeat is data, not timing: GONE at once.
+        """
+        previous = self.judged
+        if self.shutdown:
+            found = Liveness.GONE
+        else:
+            found = self._rule(now_ns, STALE_SLACK_S, LATE_SLACK_S)
+            if not may_worsen and _RANK[found] > _RANK[previous]:
+                found = previous
+            down = previous in (Liveness.STALE, Liveness.GONE)
+            if (
+                down
+                and found in (Liveness.LIVE, Liveness.LATE)
+                and self.main_messages - self._main_at_down < RECOVER_MESSAGES
+            ):
+                found = previous
+        if found in (Liveness.STALE, Liveness.GONE) and previous not in (
+            Liveness.STALE,
+            Liveness.GONE,
+        ):
+            self._main_at_down = self.main_messages
+        self.judged = found
+        return found
+
+    def _rule(self, now_ns: int, stale_slack_s: float, late_slack_s: float) -> Liveness:
+        if self.last_any_ns == 0 or self.shutdown:
+            return Liveness.GONE
+        if (now_ns - self.last_any_ns) / 1e9 > self.gone_after_s:
+            return Liveness.GONE
+        if self.last_rx_ns == 0:
+            return Liveness.STALE
+        age_s = (now_ns - self.last_rx_ns) / 1e9
+        if age_s > STALE_PERIODS * self.period_s + stale_slack_s:
+            return Liveness.STALE
+        if age_s > LATE_PERIODS * self.period_s + late_slack_s:
+            return Liveness.LATE
+        return Liveness.LIVE
 
     def state(self, now_ns: int) -> Liveness:
         """The liveness at ``now_ns``."""

@@ -64,6 +64,8 @@ DEFAULT_DISPLAY_HZ: Final = 30.0
 _EVENTS_KEPT: Final = 1000
 _APPLY_BUDGET_FRACTION: Final = 0.4
 _TICK_DRAIN_LIMIT: Final = 2000
+_LATE_TICK_NS: Final = 10_000_000
+_HELD_TICKS_MAX: Final = 2
 _NOTEWORTHY: Final = frozenset({Liveness.STALE, Liveness.GONE})
 
 Sink = Callable[[Received], None]
@@ -129,6 +131,8 @@ class Mirror(FanoutServer):
         self.tick_overruns = 0
         self.world_updates = 0
         self.world_update_deferrals = 0
+        self._last_tick_mono_ns = time.monotonic_ns()
+        self._held_ticks = 0
         self._apply_order: list[RobotLink] = list(self.robots.values())
         self._apply_start = 0
         self._apply_budget_ns = int(self._tick_ns * _APPLY_BUDGET_FRACTION)
@@ -287,9 +291,14 @@ class Mirror(FanoutServer):
         self.ticks += 1
         client = self.world.client
         # what already waits in the socket is not late: take it in before judging liveness
-        # (a slow status reply or a GC pause of ours must not make robots look STALE)
-        self.drain(limit=_TICK_DRAIN_LIMIT)
+        # (a GC pause or a starved CPU of ours must not make robots look STALE); after a
+        # late tick, or with messages still waiting, liveness may only improve (twice at most)
+        drained = self.drain(limit=_TICK_DRAIN_LIMIT) < _TICK_DRAIN_LIMIT
         now_mono = time.monotonic_ns()
+        on_time = now_mono - self._last_tick_mono_ns <= self._tick_ns + _LATE_TICK_NS
+        self._last_tick_mono_ns = now_mono
+        look = (drained and on_time) or self._held_ticks >= _HELD_TICKS_MAX
+        self._held_ticks = 0 if look else self._held_ticks + 1
         self._apply_spent_ns = 0  # a fresh budget for this tick period
         self._apply_pending(now_mono)
         for link in self.robots.values():
@@ -301,8 +310,10 @@ class Mirror(FanoutServer):
                     physicsClientId=client,
                 )
                 link.base_dirty = False
-            state = link.liveness.state(now_mono)
+            state = link.liveness.judge(now_mono, may_worsen=look)
             if state != link.reported:
+                # a stream that stopped (not one that has not begun: GONE -> STALE)
+                link.went_stale += state == Liveness.STALE and link.reported != Liveness.GONE
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
                     self.event("liveness", link.robot_id, f"{link.reported} -> {state}")
                 link.reported = state
