@@ -14,6 +14,8 @@ import zmq
 
 from sync.addresses import GATEWAY_SNDHWM
 from sync.closing import Closing
+from sync.command import curve_client
+from sync.keys import KeyPair
 from sync.protocol import Kind, pack_header, topic
 
 
@@ -32,9 +34,12 @@ class Gateway(Closing):
         *,
         epoch: int | None = None,
         clock_skew_ns: int = 0,
+        curve: tuple[KeyPair, bytes] | None = None,
     ) -> None:
-        """Connect to ``ingest``; ``clock_skew_ns`` is added to every stamp (emulated clocks)."""
+        """Connect to ``ingest``; ``clock_skew_ns`` is added to every stamp (emulated clocks);
+        ``curve``: (this gateway's key pair, the twin's public key) for a twin with keys."""
         self._context = context
+        self._curve = curve
         self._ingest = ingest
         self.clock_skew_ns = clock_skew_ns
         self.epoch = epoch or new_epoch()
@@ -47,6 +52,8 @@ class Gateway(Closing):
         socket = self._context.socket(zmq.XPUB)
         socket.setsockopt(zmq.SNDHWM, GATEWAY_SNDHWM)
         socket.setsockopt(zmq.LINGER, 0)
+        if self._curve is not None:
+            curve_client(socket, *self._curve)
         socket.connect(self._ingest)
         return socket
 

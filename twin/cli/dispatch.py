@@ -73,13 +73,54 @@ def keys_init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace existing keys.")] = False,
 ) -> None:
     """Create server, gateway and operator key pairs (secret files readable by the owner only)."""
+    from sync.telemetry_keys import bind_initial_keys
+
     try:
         written = init_keys(directory, robots=robot or None, force=force)
+        bind_initial_keys(directory, written)  # each gateway key speaks for its robot(s)
     except KeyDirError as exc:
         err.print(f"twin keys init: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     for path in written:
         out.print(str(path), markup=False)
+
+
+@keys_app.command("add")
+def keys_add_cmd(
+    directory: Annotated[Path, typer.Argument(help="The key directory.")],
+    name: Annotated[str, typer.Argument(help="The gateway key's name (gateways/NAME.key).")],
+    robot: Annotated[list[str] | None, typer.Option("--robot", help="A robot id.")] = None,
+    crane: Annotated[list[str] | None, typer.Option("--crane", help="A crane id.")] = None,
+) -> None:
+    """Make a gateway key (if new) and bind it to robots and cranes; a running twin takes it
+    within a second."""
+    from sync.telemetry_keys import add_gateway_key
+
+    try:
+        written = add_gateway_key(directory, name, [*(robot or []), *(crane or [])])
+    except (KeyDirError, OSError) as exc:
+        err.print(f"twin keys add: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for path in written:
+        out.print(str(path), markup=False)
+    out.print(f"{name}: {', '.join([*(robot or []), *(crane or [])])}", markup=False)
+
+
+@keys_app.command("revoke")
+def keys_revoke_cmd(
+    directory: Annotated[Path, typer.Argument(help="The key directory.")],
+    name: Annotated[str, typer.Argument(help="The gateway key to revoke.")],
+) -> None:
+    """Remove a gateway key and its binding; a running twin refuses it within a second."""
+    from sync.telemetry_keys import revoke_gateway_key
+
+    try:
+        removed = revoke_gateway_key(directory, name)
+    except (KeyDirError, OSError) as exc:
+        err.print(f"twin keys revoke: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    for path in removed:
+        out.print(f"removed {path}", markup=False)
 
 
 def dispatch_cmd(

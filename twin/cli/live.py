@@ -143,8 +143,13 @@ def live(
     recorder = None
     endpoints = Endpoints.resolve(ingest, fanout, snapshot, command, control)
     stop = stop_on_signals()
+    from sync.keys import KeyDirError
+
     try:
-        mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz)
+        mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz, keys=keys)
+    except KeyDirError as exc:  # telemetry keys: fails closed
+        err.print(f"twin live: {exc}; no authenticated telemetry", markup=False)
+        raise typer.Exit(2) from None
     except MirrorError as exc:
         err.print(f"twin live: {exc}", markup=False)
         raise typer.Exit(2) from None

@@ -33,7 +33,7 @@ from scenes.model import Scene
 from sync.addresses import DEFAULT_COMMAND
 from sync.codecs import codec_for
 from sync.gateway import Gateway
-from sync.keys import KeyDirError
+from sync.keys import KeyDirError, KeyPair, gateway_keys, server_public_key
 from sync.protocol import (
     BaseState,
     CraneState,
@@ -109,6 +109,12 @@ class HallEmulator:
         self.channels: dict[str, Channel] = {}
         gateways: list[Gateway] = []
         try:
+            # with keys, telemetry is authenticated too: each gateway its own (or the shared) key
+            server = server_public_key(keys) if keys is not None else b""
+
+            def curve(source: str) -> tuple[KeyPair, bytes] | None:
+                return (gateway_keys(keys, source), server) if keys is not None else None
+
             for robot in scene.robots:
                 model = get_model(robot.model)
                 codec = codec_for(model)
@@ -116,6 +122,7 @@ class HallEmulator:
                     self.context,
                     ingest,
                     clock_skew_ns=skew_rng.randint(-MAX_CLOCK_SKEW_NS, MAX_CLOCK_SKEW_NS),
+                    curve=curve(robot.id),
                 )
                 gateways.append(gateway)
                 self.channels[robot.id] = Channel(
@@ -128,7 +135,9 @@ class HallEmulator:
                     rng=random.Random(f"{seed}:{robot.id}"),
                     item=loose_item(scene, robot.station),
                 )
-            self.crane_gateway = Gateway(self.context, ingest)
+            self.crane_gateway = Gateway(
+                self.context, ingest, curve=curve(scene.cranes[0].id if scene.cranes else "")
+            )
             self.commands = (
                 CommandDesk(
                     self.context,

@@ -75,6 +75,8 @@ class Ingest:
             self.routes[topic(Kind.CRANE, crane.crane_id)] = (Kind.CRANE, crane)
         self.bad_frames: Counter[str] = Counter()
         self.unknown_sources: Counter[str] = Counter()
+        self.authorise: Callable[[bytes | None, str], bool] | None = None
+        """With keys: may the connection with this key speak for this source?"""
         self.received = 0
         self.accepted = 0
         self.unattributed = 0  # refused frames whose topic names no robot or crane
@@ -85,7 +87,7 @@ class Ingest:
         self.log_suppressed = 0
 
     def handle(
-        self, frames: list[bytes], received_ns: int, mono_ns: int
+        self, frames: list[bytes], received_ns: int, mono_ns: int, peer: bytes | None = None
     ) -> tuple[RobotLink | CraneLink, Kind, Header] | None:
         """Account for one message; return (link, kind, header) if accepted, else None."""
         self.received += 1
@@ -111,6 +113,8 @@ class Ingest:
             kind, link = route
             link.frames_in += 1
             source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
+            if self.authorise is not None and not self.authorise(peer, source):
+                raise FrameError("not_authorised", f"the sender's key is not bound to {source}")
             header = self._header(header_frame, kind)
             if isinstance(link, RobotLink):
                 self._on_robot(link, kind, header, payload, received_ns, mono_ns, size)
@@ -168,6 +172,17 @@ class Ingest:
         if verdict is SeqVerdict.STALE_SEQ:
             raise FrameError("stale_seq", f"{kind.prefix} seq {header.seq} is not newer")
         if verdict is SeqVerdict.STALE_EPOCH:
+            # two epochs of one stream interleave: a second sender (a takeover, or an old
+            # connection's backlog after a restart); told once per epoch change
+            link.epochs_interleaved += 1
+            if link.interleave_told != link.epoch:
+                link.interleave_told = link.epoch
+                self.on_event(
+                    "takeover",
+                    link.robot_id,
+                    f"{kind.prefix}: epoch {header.epoch:#x} still sends after {link.epoch:#x} "
+                    "took over (two senders, or an old connection's backlog)",
+                )
             raise FrameError("stale_epoch", f"{kind.prefix} from a retired epoch {header.epoch:#x}")
         if verdict is SeqVerdict.RESYNC:
             self.on_event("resync", link.robot_id, f"{kind.prefix} seq jumped to {header.seq}")

@@ -60,6 +60,8 @@ class RobotLink:
     view_dirty: bool = True  # changed since the last fan-out update
     last_view: RobotView | None = None  # as last published on the fan-out
     epoch: int = 0
+    epochs_interleaved: int = 0  # frames of a retired epoch after a new one took over
+    interleave_told: int = 0  # the epoch a takeover event was raised for
     went_stale: int = 0  # times the twin called it STALE after LIVE or LATE
     frames_in: int = 0  # every frame whose topic names this robot, accepted or refused
     refused: Counter[str] = field(default_factory=Counter)  # by reason
@@ -163,6 +165,7 @@ class RobotLink:
             "delay_ms_p99": round(raw[1], 3) if raw else None,
             "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 4) if last else None,
             "went_stale": self.went_stale,
+            "epochs_interleaved": self.epochs_interleaved,
             "liveness_for_s": round((now_mono_ns - self.reported_since_ns) / 1e9, 4),
             "mode": self.heartbeat.mode if self.heartbeat else "unknown",
             "estop": self.heartbeat.estop if self.heartbeat else False,

@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 import msgspec
@@ -43,11 +44,13 @@ from sync.addresses import (
     Endpoints,
     close_quietly,
 )
+from sync.command import peer_key
 from sync.fanout import Event
 from sync.monitor import SocketMonitor
 from sync.protocol import Kind, Received
 from sync.replies import ReplyServer
 from sync.streams import Liveness
+from sync.telemetry_keys import TelemetryAuth, TelemetryKeys
 from twin.failures.events import FailureEvent
 from twin.failures.monitors import Monitors
 from twin.live.gate import CommandGate
@@ -89,7 +92,11 @@ class Mirror(FanoutServer):
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
         tick_hz: float = DEFAULT_TICK_HZ,
         display_hz: float = DEFAULT_DISPLAY_HZ,
+        keys: Path | None = None,
     ) -> None:
+        """``keys``: a key directory; telemetry is then CURVE-authenticated and each frame
+        must come from a key bound to its robot or crane (:mod:`sync.telemetry_keys`);
+        KeyDirError for a directory that cannot be used."""
         self.scene = scene
         self.scene_name = scene.name
         self.tick_hz = tick_hz
@@ -153,7 +160,21 @@ class Mirror(FanoutServer):
         self._started_mono_ns = time.monotonic_ns()
         self._owns_context = context is None
         self.context = context or zmq.Context()
-        self._ingest = self.context.socket(zmq.SUB)
+        self.telemetry_keys: TelemetryKeys | None = None
+        self._telemetry_auth: TelemetryAuth | None = None
+        if keys is not None:
+            try:
+                self.telemetry_keys = TelemetryKeys(keys)
+                self._telemetry_auth = TelemetryAuth(self.telemetry_keys)
+            except BaseException:
+                self.world.close()
+                raise
+            self.ingest.authorise = self.telemetry_keys.may_speak_for
+        self._ingest = (
+            self._telemetry_auth.socket(zmq.SUB)
+            if self._telemetry_auth is not None
+            else self.context.socket(zmq.SUB)
+        )
         self._fanout = self.context.socket(zmq.PUB)
         try:
             self.ingest_monitor = SocketMonitor(self._ingest)  # connections ZeroMQ drops
@@ -188,6 +209,8 @@ class Mirror(FanoutServer):
             self.ingest_monitor.close()
         for socket in (self._ingest, self._fanout):
             close_quietly(socket)
+        if self._telemetry_auth is not None:
+            self._telemetry_auth.close()
         if self._owns_context:
             self.context.term()
         self.world.close()
@@ -234,21 +257,31 @@ class Mirror(FanoutServer):
         """Handle waiting messages until none is left, the deadline, or ``limit``."""
         handled = 0
         recv = self._ingest.recv_multipart
+        keyed = self.telemetry_keys is not None
+        peer = None
         while handled < limit:
             try:
-                frames = recv(zmq.NOBLOCK)
+                if keyed:  # the connection's authenticated key rides on the frames
+                    parts = recv(zmq.NOBLOCK, copy=False)
+                    peer = peer_key(parts[0])
+                    frames = [part.bytes for part in parts]
+                else:
+                    frames = recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
             handled += 1
             mono_ns = time.monotonic_ns()
-            self.handle(frames, time.time_ns(), mono_ns)
+            self.handle(frames, time.time_ns(), mono_ns, peer)
             if until_mono_ns is not None and handled % 64 == 0 and mono_ns >= until_mono_ns:
                 break
         return handled
 
-    def handle(self, frames: list[bytes], received_ns: int, mono_ns: int) -> None:
-        """Account for one message; apply a joint state at once if the budget allows."""
-        accepted = self.ingest.handle(frames, received_ns, mono_ns)
+    def handle(
+        self, frames: list[bytes], received_ns: int, mono_ns: int, peer: bytes | None = None
+    ) -> None:
+        """Account for one message (``peer``: its connection's key, with keys); apply a joint
+        state at once if the budget allows."""
+        accepted = self.ingest.handle(frames, received_ns, mono_ns, peer)
         if accepted is None:
             return
         link, kind, header = accepted
@@ -329,6 +362,8 @@ class Mirror(FanoutServer):
             self._run_monitors(self.monitors)
         if self.gate is not None:
             self.gate.expire(now_mono)
+        if self.telemetry_keys is not None:
+            self.telemetry_keys.reload_if_changed(now_mono)  # add/revoke, no restart
 
     def _run_monitors(self, monitors: Monitors) -> None:
         """Run the failure detectors; publish and hand out what they found."""

@@ -22,6 +22,7 @@ from sync.fanout import ENCODER, EVENT, STATE, Event, Snapshot, StateUpdate
 from sync.monitor import SocketMonitor
 from sync.replies import ReplyServer
 from sync.streams import Liveness
+from sync.telemetry_keys import TelemetryKeys
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
 from twin.live.links import CraneLink, RobotLink
@@ -54,6 +55,7 @@ class FanoutServer:
     _fanout: zmq.Socket[bytes]
     requests: ReplyServer
     ingest_monitor: SocketMonitor
+    telemetry_keys: TelemetryKeys | None
     _snapshot_seq: int = -1
     _status_made_mono_ns: int = 0
 
@@ -169,6 +171,8 @@ class FanoutServer:
                 "accepted": ingest.accepted,
                 "unattributed": ingest.unattributed,
                 "joined_mid_epoch": sum(r["joined_mid_epoch"] for r in rows),
+                "epochs_interleaved": sum(r["epochs_interleaved"] for r in rows),
+                "telemetry_keys": self.telemetry_keys is not None,
                 "bytes_in": ingest.bytes_in,
                 "gaps": sum(r["gaps"] for r in rows),
                 "bad_frames": dict(ingest.bad_frames),
