@@ -1,0 +1,367 @@
+"""``twin web`` in a real browser (Debian's headless Chromium, driven by Playwright) against a
+live twin fed by the emulator: the hall loads with every robot labelled, poses follow the
+twin, a frozen robot turns grey on the page, a click shows a robot's joints, a kiosk page
+tours, the page outlives the twin, and nothing a page does reaches the command channel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zmq
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from scenes import load_scene
+from scenes.model import Scene
+from sync.fanout import request_snapshot, request_status
+from tests.helpers import STARTUP_S, Proc, wait_for
+from tests.viz.web_pages import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PAGE_LOAD_S,
+    coloured_share,
+    look_at,
+    opened,
+    page_text,
+    serving,
+    tcp_connections,
+    the_page,
+    wait_text,
+)
+from twin.world.world import World
+from viz.readout import GREY_RGB
+from viz.web.live import LiveLink
+from viz.web.page import HELP_MD, KIOSK_MD
+from viz.web.robots import RobotGeometry
+from viz.web.server import WebViewer
+
+ANY = "tcp://127.0.0.1:*"
+FROZEN = "T3-02"  # a Tessel: teal on the page while it reports, grey once it is STALE
+FREEZE_AT_S = 75.0  # after the tests before it (about 60 s), so it is in colour first
+
+
+@dataclass
+class Hall:
+    scene: Scene
+    fanout: str
+    snapshot: str
+    command: str
+    control: str
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert CHROMIUM.exists(), "chromium is missing: scripts/system-deps.sh installs it"
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
+    """The default hall: a twin with its command channel (CURVE keys), fed by the emulator;
+    FROZEN stops reporting FREEZE_AT_S into the run."""
+    keys = tmp_path_factory.mktemp("web") / "keys"
+    subprocess.run(
+        [sys.executable, "-m", "twin", "keys", "init", str(keys)], check=True, capture_output=True
+    )
+    twin = Proc(
+        "live", "--ingest", ANY, "--fanout", ANY, "--snapshot", ANY,
+        "--keys", str(keys), "--command", ANY, "--control", ANY,
+    )  # fmt: skip
+    emulator: Proc | None = None
+    try:
+        found = twin.wait_line(
+            r"ingest (\S+) fan-out (\S+) snapshot (\S+) command (\S+) control (\S+)", STARTUP_S
+        )
+        ingest, fanout, snapshot, command, control = found.groups()
+        emulator = Proc(
+            "emulate", "--ingest", ingest, "--keys", str(keys), "--no-noise",
+            "--incidents-every", "0", "--fault", f"{FROZEN}:freeze@{FREEZE_AT_S:g}s",
+        )  # fmt: skip
+        emulator.wait_line(r"emulating", STARTUP_S)
+        yield Hall(load_scene(), fanout, snapshot, command, control)
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        twin.stop()
+
+
+@pytest.fixture(scope="module")
+def web(hall: Hall) -> Iterator[WebViewer]:
+    link = LiveLink(hall.fanout, hall.snapshot)
+    with serving(hall.scene, link) as viewer:
+        wait_for(lambda: link.source is not None, timeout_s=STARTUP_S, what="the web's twin")
+        yield viewer
+
+
+def wait_until(condition: Callable[[], bool], *, timeout_s: float) -> bool:
+    """True as soon as ``condition`` holds, False if it did not within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def choose(page: Page, colour_mode: str) -> None:
+    """Pick a colour mode in the page's "Colour by" list, as a person would."""
+    page.get_by_role("combobox").first.click()
+    page.get_by_role("option", name=colour_mode).click()
+
+
+def _instance_positions(viewer: WebViewer, robot_id: str) -> np.ndarray:
+    """Every link of ``robot_id`` as the server holds it for the pages (hall frame, m)."""
+    rows = []
+    for handle, kind in zip(viewer.robots.handles, viewer.geometry.kinds, strict=True):
+        if robot_id in kind.robot_ids:
+            rows.append(np.array(handle.batched_positions[kind.robot_ids.index(robot_id)]))
+    return np.array(rows)
+
+
+def test_the_page_loads_the_hall_with_every_robot_labelled(
+    browser: Browser, web: WebViewer, hall: Hall
+) -> None:
+    with opened(browser, web.url) as page:
+        wait_text(page, "Read-only view of the live hall")
+        for maker in {web.world.robot(r).model.manufacturer for r in web.robot_ids}:
+            assert maker in page_text(page)  # the colour legend
+        client = web.pages[the_page(web)].client
+        # the browser renders and reports its camera: the scene reached it
+        wait_for(lambda: client.camera.update_timestamp > 0, timeout_s=PAGE_LOAD_S, what="camera")
+    assert sorted(web.robot_ids) == sorted(r.id for r in hall.scene.robots)
+    instances = sorted(r for kind in web.geometry.kinds for r in set(kind.robot_ids))
+    assert set(instances) == set(web.robot_ids)
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        twin_views = {
+            v.robot_id: v for v in request_snapshot(context, hall.snapshot, timeout_s=5.0).robots
+        }
+    finally:
+        context.destroy(linger=0)
+
+    def labelled() -> bool:
+        for robot_id, view in twin_views.items():
+            head, _, tail = web.labels.text[robot_id].partition("\n")
+            task, _, state = tail.partition(" - ")
+            if head != f"{robot_id} {view.manufacturer}" or task != view.task:
+                return False
+            if state not in {"LIVE", "LATE", "STALE", "GONE", "FALLEN"}:
+                return False
+        return True
+
+    wait_for(labelled, timeout_s=10.0, what="a label per robot: id, manufacturer, task, state")
+
+
+def test_robot_poses_on_the_page_follow_the_twin(web: WebViewer, hall: Hall) -> None:
+    robot_id = "K1-03"  # walking
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    samples = []
+    with World(hall.scene) as world:
+        reference = RobotGeometry(world)
+        try:
+            for _ in range(6):
+                view = next(
+                    v
+                    for v in request_snapshot(context, hall.snapshot, timeout_s=5.0).robots
+                    if v.robot_id == robot_id
+                )
+                shown = _instance_positions(web, robot_id)
+                world.set_joint_positions(
+                    robot_id, dict(zip(view.joint_names, view.positions, strict=True))
+                )
+                world.set_base_pose(robot_id, view.base_position_m, view.base_orientation_xyzw)
+                reference.update()
+                expected = np.array(
+                    [
+                        reference.instance_poses(k)[0][kind.robot_ids.index(robot_id)]
+                        for k, kind in enumerate(reference.kinds)
+                        if robot_id in kind.robot_ids
+                    ]
+                )
+                # the page lags the twin by at most a frame or two of a slow walk
+                assert float(np.median(np.linalg.norm(shown - expected, axis=1))) < 0.15
+                samples.append(shown)
+                time.sleep(0.4)  # spacing the samples along the walk, not waiting on a condition
+        finally:
+            context.destroy(linger=0)
+    travelled = max(float(np.abs(s - samples[0]).max()) for s in samples)
+    assert travelled > 0.02, "the robot did not move on the page"
+
+
+def test_a_click_on_a_robot_shows_its_joints(browser: Browser, web: WebViewer) -> None:
+    robot_id = "H2-01"
+    with opened(browser, web.url) as page:
+        wait_text(page, "Click a robot for its joints")
+        page_id = the_page(web)
+        client = web.pages[page_id].client
+        x, y, top = web.geometry.head_position(robot_id)
+        look_at(client, np.array([x, y, top - 0.7]), np.array([-2.2, -2.2, 0.4]))
+
+        def click_selects() -> bool:
+            page.mouse.click(640, 360, delay=150)  # a press as long as a person's
+            return wait_until(lambda: web.pages[page_id].selected == robot_id, timeout_s=2.0)
+
+        wait_for(click_selects, timeout_s=PAGE_LOAD_S, interval_s=0.5, what="a click selecting")
+        wait_text(page, f"{robot_id} (Orca Mechatronics")
+        wait_text(page, "left_knee")
+        assert web.pages[page_id].selected == robot_id
+        # colouring this page by effort gives it its own robots; other pages keep theirs
+        choose(page, "effort / rating")
+        wait_for(lambda: web.pages[page_id].own_robots is not None, timeout_s=10.0, what="mode")
+        wait_text(page, "effort / rating")
+        assert web.robots.colours()[0].tolist() == web._mode_colours("manufacturer")[0].tolist()
+
+
+def test_a_kiosk_page_has_no_controls_and_tours(browser: Browser, web: WebViewer) -> None:
+    with opened(browser, web.url + "?kiosk") as page:
+        wait_text(page, KIOSK_MD.replace("**", ""))
+        page_id = the_page(web)
+        assert web.pages[page_id].kiosk
+        assert "Colour by" not in page_text(page) and HELP_MD[:20] not in page_text(page)
+        client = web.pages[page_id].client
+        wait_for(lambda: client.camera.update_timestamp > 0, timeout_s=PAGE_LOAD_S, what="camera")
+        first = page.screenshot()
+        start = np.array(client.camera.position)
+        wait_for(
+            lambda: np.linalg.norm(np.array(client.camera.position) - start) > 0.05,
+            timeout_s=10.0,
+            what="the tour moving the camera",
+        )
+        wait_for(lambda: page.screenshot() != first, timeout_s=10.0, what="the view changing")
+
+
+def test_a_frozen_robot_turns_grey_on_the_page(browser: Browser, web: WebViewer) -> None:
+    with opened(browser, web.url) as page:
+        wait_text(page, "Click a robot for its joints")
+        client = web.pages[the_page(web)].client
+        x, y, top = web.geometry.head_position(FROZEN)
+        look_at(client, np.array([x, y, top - 0.7]), np.array([-1.6, -1.6, 0.3]))
+        box = (600, 300, 680, 460)  # the robot's torso and legs, under the label
+        wait_for(
+            lambda: coloured_share(page.screenshot(), box) > 0.2,
+            timeout_s=PAGE_LOAD_S,
+            what=f"{FROZEN} in colour on the page",
+        )
+        wait_for(
+            lambda: web.labels.text[FROZEN].endswith(("STALE", "GONE")),
+            timeout_s=FREEZE_AT_S + STARTUP_S,
+            what=f"{FROZEN} STALE",
+        )
+        wait_for(
+            lambda: coloured_share(page.screenshot(), box) < 0.05,
+            timeout_s=10.0,
+            what=f"{FROZEN} grey on the page",
+        )
+    for kind, colours in zip(web.geometry.kinds, web.robots.colours(), strict=True):
+        for robot_id, rgb in zip(kind.robot_ids, colours, strict=True):
+            assert (tuple(rgb) == GREY_RGB) == (robot_id == FROZEN), (robot_id, kind.name)
+
+
+def test_nothing_a_page_does_reaches_the_command_channel(browser: Browser, hall: Hall) -> None:
+    web = Proc("web", "--connect", hall.fanout, "--snapshot", hall.snapshot, "--port", "0")
+    try:
+        url = web.wait_line(r"twin web: (\S+) ", STARTUP_S).group(1)
+        with opened(browser, url) as page:
+            wait_text(page, "Click a robot for its joints")
+            for x, y in ((640, 360), (500, 400), (800, 300)):
+                page.mouse.click(x, y)
+            page.mouse.move(600, 300)
+            page.mouse.down()
+            page.mouse.move(700, 350)
+            page.mouse.up()
+            choose(page, "speed / limit")
+            page.get_by_role("button", name="Tour").click()
+            page.get_by_role("button", name="Kiosk").click()
+            wait_text(page, KIOSK_MD.replace("**", ""))
+            # its only sockets: the pages' (its HTTP port) and the twin's fan-out and snapshot
+            http_port = int(url.rstrip("/").rsplit(":", 1)[1])
+            twin_ports = {int(e.rsplit(":", 1)[1]) for e in (hall.fanout, hall.snapshot)}
+            connections = [c for c in tcp_connections(web.popen.pid) if c[1]]
+            for local, remote, _state in connections:
+                assert local == http_port or remote in twin_ports, (local, remote, hall)
+            assert int(hall.fanout.rsplit(":", 1)[1]) in {c[1] for c in connections}
+        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        try:
+            dispatch = request_status(context, hall.snapshot, timeout_s=5.0)["dispatch"]
+        finally:
+            context.destroy(linger=0)
+        assert dispatch["requests"] == 0 and dispatch["sent"] == 0
+        assert not dispatch["dropped"], dispatch["dropped"]  # not even an unauthenticated try
+    finally:
+        web.stop()
+
+
+def test_the_page_waits_for_the_twin_and_outlives_its_restart(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from tests.viz.web_pages import free_port
+
+    ports = [free_port() for _ in range(3)]
+    ingest, fanout, snapshot = (f"tcp://127.0.0.1:{p}" for p in ports)
+    scene = load_scene()
+    link = LiveLink(fanout, snapshot, retry_s=0.5, quiet_s=1.0)
+
+    def start_twin() -> Proc:
+        twin = Proc("live", "--ingest", ingest, "--fanout", fanout, "--snapshot", snapshot)
+        twin.wait_line(r"mirroring", STARTUP_S)
+        return twin
+
+    with serving(scene, link) as viewer, opened(browser, viewer.url) as page:
+        wait_text(page, f"Waiting for the twin at {fanout}")
+        page_id = the_page(viewer)
+        twin = start_twin()
+        emulator = Proc("emulate", "--ingest", ingest, "--no-noise", "--incidents-every", "0")
+        try:
+            wait_text(page, "Waiting for the twin", present=False)
+            wait_for(
+                lambda: all(t.endswith("LIVE") for t in viewer.labels.text.values()),
+                timeout_s=STARTUP_S,
+                what="every robot LIVE on the page",
+            )
+            twin.stop()
+            wait_text(page, f"The twin at {fanout} is not answering")
+            twin = start_twin()
+            wait_text(page, "is not answering", present=False)
+            wait_for(
+                lambda: all(t.endswith("LIVE") for t in viewer.labels.text.values()),
+                timeout_s=STARTUP_S,
+                what="every robot LIVE again",
+            )
+            assert list(viewer.pages) == [page_id], "the page reconnected instead of staying"
+        finally:
+            emulator.stop()
+            twin.stop()
+
+
+def test_bad_connect_address_and_a_port_in_use_are_one_line_and_exit_2() -> None:
+    import socket
+
+    def web(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "twin", "web", *args],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    bad = web("--connect", "udp://nowhere", "--port", "0")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines() == [
+        "twin web: 'udp://nowhere' is not a tcp://HOST:PORT endpoint"
+    ]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        busy = web("--port", str(port))
+    assert busy.returncode == 2, busy.stderr
+    assert busy.stderr.strip().splitlines() == [
+        f"twin web: cannot listen on 127.0.0.1:{port}: port in use"
+    ]

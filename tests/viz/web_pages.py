@@ -1,0 +1,134 @@
+"""Helpers for the web viewer's tests: headless Chromium, an in-process viewer, sockets."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import viser
+from playwright.sync_api import Browser, Page
+
+from scenes.model import Scene
+from tests.helpers import wait_for
+from viz.web.live import LiveLink
+from viz.web.server import WebOptions, WebViewer
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package (scripts/system-deps.sh)
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader"]
+PAGE_LOAD_S = 60.0  # software WebGL on a loaded 2-core machine
+
+
+@contextmanager
+def serving(scene: Scene, link: LiveLink, *, kiosk: bool = False) -> Iterator[WebViewer]:
+    """A web viewer of ``link`` on a free port, its loop in a thread."""
+    viewer = WebViewer(
+        scene, link, options=WebOptions(port=0, kiosk=kiosk), notice=lambda: link.notice
+    )
+    stop = threading.Event()
+    loop = threading.Thread(target=viewer.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        yield viewer
+    finally:
+        stop.set()
+        loop.join(timeout=10.0)
+        viewer.close()
+
+
+@contextmanager
+def opened(browser: Browser, url: str) -> Iterator[Page]:
+    """A 1280x720 page at ``url``, closed afterwards."""
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    try:
+        page.goto(url)
+        yield page
+    finally:
+        page.close()
+
+
+def page_text(page: Page) -> str:
+    """Everything the page's DOM shows as text."""
+    text: str = page.evaluate("() => document.body.innerText")
+    return text
+
+
+def wait_text(
+    page: Page, text: str, *, timeout_s: float = PAGE_LOAD_S, present: bool = True
+) -> None:
+    """Wait until ``text`` is (or is no longer) on the page."""
+    wait_for(
+        lambda: (text in page_text(page)) == present,
+        timeout_s=timeout_s,
+        interval_s=0.2,
+        what=f"{text!r} {'on' if present else 'gone from'} the page",
+    )
+
+
+def the_page(viewer: WebViewer, *, timeout_s: float = PAGE_LOAD_S) -> int:
+    """The client id of the one page connected to ``viewer``."""
+    pages = wait_for(lambda: list(viewer.pages), timeout_s=timeout_s, what="a page connected")
+    assert len(pages) == 1, pages
+    client_id: int = pages[0]
+    return client_id
+
+
+def look_at(client: viser.ClientHandle, target: np.ndarray, offset: np.ndarray) -> None:
+    """Point a page's camera at ``target`` from ``target + offset``, and wait until the
+    browser has applied it (it reports its camera back after the change)."""
+    before = client.camera.update_timestamp
+    with client.atomic():
+        client.camera.position = target + offset
+        client.camera.look_at = target
+    wait_for(
+        lambda: (
+            client.camera.update_timestamp > before
+            and float(np.linalg.norm(np.asarray(client.camera.look_at) - target)) < 0.05
+        ),
+        timeout_s=PAGE_LOAD_S,
+        interval_s=0.1,
+        what="the browser's camera on the target",
+    )
+
+
+def coloured_share(png: bytes, box: tuple[int, int, int, int]) -> float:
+    """The share of pixels in ``box`` (x0, y0, x1, y1) that are clearly coloured (not grey)."""
+    import io
+
+    import imageio.v3 as iio
+
+    image = iio.imread(io.BytesIO(png))[box[1] : box[3], box[0] : box[2], :3].astype(int)
+    spread = image.max(axis=2) - image.min(axis=2)
+    return float(np.mean(spread > 60))
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def tcp_connections(pid: int) -> list[tuple[int, int, int]]:
+    """(local port, remote port, state) of every IPv4/IPv6 TCP socket process ``pid`` holds."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().as_posix()
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    out = []
+    for table in ("tcp", "tcp6"):
+        for row in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[9] in inodes:
+                local = int(fields[1].rsplit(":", 1)[1], 16)
+                remote = int(fields[2].rsplit(":", 1)[1], 16)
+                out.append((local, remote, int(fields[3], 16)))
+    return out
