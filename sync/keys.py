@@ -9,6 +9,9 @@ One directory holds every key of a hall (``twin keys init DIR``)::
       gateways/             0700  robot gateways' key pairs: gateway.key(_secret) shared by
                                   every gateway, or <ROBOT>.key(_secret) one per robot
       operators/            0700  key pairs of people allowed to dispatch (operator.key(_secret))
+      telemetry.json        0600  which gateway key may send telemetry for which robots and
+                                  cranes (:mod:`sync.telemetry_keys`); init binds a per-robot
+                                  key to its robot and the shared key to every source ("*")
 
 The twin needs ``server/server.key_secret`` and the public ``*.key`` files of
 ``gateways/`` and ``operators/`` (those are the allow-lists). A gateway needs
@@ -21,6 +24,7 @@ running without keys.
 
 from __future__ import annotations
 
+import json
 import logging
 import stat
 from dataclasses import dataclass
@@ -37,6 +41,8 @@ GATEWAYS: Final = "gateways"
 OPERATORS: Final = "operators"
 SHARED_GATEWAY_KEY: Final = "gateway"
 OPERATOR_KEY: Final = "operator"
+BINDINGS_FILE: Final = "telemetry.json"
+ANY_SOURCE: Final = "*"
 DIR_MODE: Final = 0o700
 SECRET_MODE: Final = 0o600
 PUBLIC_MODE: Final = 0o644
@@ -88,8 +94,22 @@ def init_keys(root: Path, *, robots: list[str] | None = None, force: bool = Fals
             Path(secret).chmod(SECRET_MODE)
             Path(public).chmod(PUBLIC_MODE)
             written += [Path(public), Path(secret)]
+    gateway_names = list(robots) if robots else [SHARED_GATEWAY_KEY]
+    write_bindings(
+        root, {n: [ANY_SOURCE] if n == SHARED_GATEWAY_KEY else [n] for n in gateway_names}
+    )
+    written.append(root / BINDINGS_FILE)
     log.info("wrote %d key files under %s", len(written), root)
     return written
+
+
+def write_bindings(root: Path, bindings: dict[str, list[str]]) -> None:
+    """Write ``DIR/telemetry.json`` (key name -> sources) atomically, owner-only."""
+    path = root / BINDINGS_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(bindings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    temporary.chmod(SECRET_MODE)
+    temporary.replace(path)
 
 
 def _private_dir(path: Path) -> None:

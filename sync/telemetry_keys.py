@@ -7,11 +7,12 @@ and the command channel has the other). The binding lives beside the keys::
     DIR/telemetry.json     0600  {"<key name>": ["K1-01", "C1"], "gateway": ["*"]}
 
 A key name is a public key file ``DIR/gateways/<name>.key``; ``"*"`` lets that key speak for
-every source. ``twin keys init`` binds each key it writes (a per-robot key to its robot, the
-shared key to ``"*"``); ``twin keys add DIR NAME --robot ID --crane ID`` makes and binds a key,
-``twin keys revoke DIR NAME`` removes key and binding. The twin reads the binding again within
-a second of a change (:meth:`TelemetryKeys.reload_if_changed`), so both take effect without a
-restart: a revoked key's open connection keeps nothing but ``not_authorised`` refusals.
+every source. ``twin keys init`` (:func:`sync.keys.init_keys`) binds each key it writes (a
+per-robot key to its robot, the shared key to ``"*"``); ``twin keys add DIR NAME --robot ID
+--crane ID`` makes and binds a key, ``twin keys revoke DIR NAME`` removes key and binding. The
+twin reads the binding again within a second of a change
+(:meth:`TelemetryKeys.reload_if_changed`), so both take effect without a restart: a revoked
+key's open connection keeps nothing but ``not_authorised`` refusals.
 
 Fails closed: a missing, unreadable or empty binding lets no key in.
 """
@@ -29,19 +30,20 @@ from zmq.auth.thread import ThreadAuthenticator
 
 from sync.command import curve_server
 from sync.keys import (
+    ANY_SOURCE,
+    BINDINGS_FILE,
     DIR_MODE,
     GATEWAYS,
     PUBLIC_MODE,
     SECRET_MODE,
-    SHARED_GATEWAY_KEY,
     KeyDirError,
+    check_key_dir,
     server_keys,
+    write_bindings,
 )
 
 log = logging.getLogger(__name__)
 
-BINDINGS_FILE: Final = "telemetry.json"
-ANY_SOURCE: Final = "*"
 TELEMETRY_DOMAIN: Final = "telemetry"
 RELOAD_EVERY_NS: Final = 1_000_000_000
 
@@ -63,29 +65,12 @@ def read_bindings(root: Path) -> dict[str, list[str]]:
     return data
 
 
-def _write_bindings(root: Path, bindings: dict[str, list[str]]) -> None:
-    path = root / BINDINGS_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(bindings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    temporary.chmod(SECRET_MODE)
-    temporary.replace(path)
-
-
 def bind(root: Path, name: str, sources: list[str]) -> None:
     """Bind key ``name`` to ``sources`` (replacing what it had)."""
     path = root / BINDINGS_FILE
     bindings = read_bindings(root) if path.exists() else {}
     bindings[name] = sorted(set(sources))
-    _write_bindings(root, bindings)
-
-
-def bind_initial_keys(root: Path, written: list[Path]) -> None:
-    """After ``twin keys init``: each per-robot gateway key speaks for its robot, the shared
-    key for every source."""
-    for path in written:
-        if path.parent.name == GATEWAYS and path.suffix == ".key":
-            name = path.stem
-            bind(root, name, [ANY_SOURCE] if name == SHARED_GATEWAY_KEY else [name])
+    write_bindings(root, bindings)
 
 
 def add_gateway_key(root: Path, name: str, sources: list[str]) -> list[Path]:
@@ -114,7 +99,7 @@ def revoke_gateway_key(root: Path, name: str) -> list[Path]:
     if name not in bindings and not any(f.exists() for f in files):
         raise KeyDirError(f"{root}: no gateway key {name!r}")
     bindings.pop(name, None)
-    _write_bindings(root, bindings)
+    write_bindings(root, bindings)
     removed = [f for f in files if f.exists()]
     for f in removed:
         f.unlink()
@@ -128,7 +113,7 @@ class TelemetryKeys:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        server_keys(root)  # the twin's own key must be there
+        check_key_dir(root)  # the directory, the twin's own key, gateway and operator keys
         self.allowed: dict[bytes, frozenset[str]] = {}
         self._stamp: tuple[int, int] = (-1, -1)
         self._checked_ns = 0

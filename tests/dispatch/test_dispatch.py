@@ -225,7 +225,14 @@ def test_a_task_that_passed_preview_runs_on_the_emulator_until_done(hall: Hall) 
     assert (code, outcome["outcome"]) == (0, "done"), outcome
     after = hall.received("T3-02")
     delta = {k: after[k] - before[k] for k in after}
-    assert delta == {"received": 1, "accepted": 1, "rejected": 0, "done": 1, "failed": 0}
+    assert delta == {
+        "received": 1,
+        "accepted": 1,
+        "rejected": 0,
+        "done": 1,
+        "failed": 0,
+        "lessons": 0,
+    }
     row = hall.row("T3-02")  # it did the whole task on its feet, and is back at work
     assert (row["liveness"], row["mode"], row["estop"]) == ("LIVE", "running", False)
     gate = hall.status()["dispatch"]

@@ -51,12 +51,14 @@ def test_a_twin_restarted_mid_stream_counts_no_losses(context: Ctx) -> None:
         _accepted(context, first, "K1-03", 500)
         first.stop_thread()
         first.close()
-        # the gateway runs on (same epoch, seq 500 onwards); a new twin comes up
+        # the gateway notices and reopens its socket (same epoch, sequence numbers carry on):
+        # reopening before the new twin is up, so that no message queued on the old socket can
+        # reach the new twin half-delivered (that would be a real loss, rightly counted)
+        gateway.reconnect()
         for _ in range(300):
             gateway.send(Kind.JOINT_STATE, "K1-03", payload)  # nobody hears these
         second = ThreadedMirror(load_scene(), Endpoints(port_endpoint, ANY, ANY), context=context)
         second.start_thread()
-        gateway.reconnect()  # same epoch, sequence numbers carry on
         assert gateway.wait_for_subscriber(10.0), "the gateway never reconnected"
         for _ in range(200):
             gateway.send(Kind.JOINT_STATE, "K1-03", payload)

@@ -19,7 +19,6 @@ from sync.keys import GATEWAYS, KeyPair, client_keys, init_keys, server_public_k
 from sync.protocol import Kind
 from sync.telemetry_keys import (
     add_gateway_key,
-    bind_initial_keys,
     read_bindings,
     revoke_gateway_key,
 )
@@ -33,7 +32,7 @@ ANY = "tcp://127.0.0.1:*"
 @pytest.fixture
 def keys(tmp_path: Path) -> Path:
     root = tmp_path / "keys"
-    bind_initial_keys(root, init_keys(root, robots=["K1-01", "K1-03"]))
+    init_keys(root, robots=["K1-01", "K1-03"])
     return root
 
 

@@ -73,11 +73,8 @@ def keys_init_cmd(
     force: Annotated[bool, typer.Option("--force", help="Replace existing keys.")] = False,
 ) -> None:
     """Create server, gateway and operator key pairs (secret files readable by the owner only)."""
-    from sync.telemetry_keys import bind_initial_keys
-
     try:
         written = init_keys(directory, robots=robot or None, force=force)
-        bind_initial_keys(directory, written)  # each gateway key speaks for its robot(s)
     except KeyDirError as exc:
         err.print(f"twin keys init: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
