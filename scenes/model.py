@@ -37,7 +37,9 @@ TaskKind = Literal[
     "idle",
 ]
 ItemKind = Literal["torque_wrench", "sensor_array", "precision_component", "fixture", "part_bin"]
-PanelShows = Literal["robots_live", "tasks_running", "failures_today", "data_rate", "clock"]
+PanelShows = Literal[
+    "robots_live", "tasks_running", "failures_today", "lessons", "data_rate", "clock"
+]
 SensorKind = Literal["camera", "lidar"]
 
 

@@ -3,7 +3,8 @@
 One line actor holds every arc (brightness from the measured bytes/s, through a
 colormap) and one point actor every pulse. Pulses travel robot -> hub for each robot's
 upload, at a pace and density that grow with its data rate; a shared lesson sends a
-burst of pulses hub -> every robot on the same task (:meth:`FlowLayer.share_lesson`).
+burst of pulses from the robot that failed to the hub, then hub -> every robot it concerns
+(:meth:`FlowLayer.share_lesson`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ GLOW_CMAP: Final = LinearSegmentedColormap.from_list(
 )
 PULSES_PER_ARC: Final = 4
 LESSON_S: Final = 2.0
+LESSON_UP_SHARE: Final = 0.3  # of a burst: from the robot that failed up to the hub
 _REFERENCE_BYTES_PER_S: Final = 250_000.0  # an arc at this rate glows at full brightness
 
 
@@ -51,6 +53,8 @@ def brightness(bytes_per_s: float) -> float:
 class Lesson:
     started_s: float
     robot_ids: tuple[str, ...]
+    source_id: str | None = None
+    """The robot whose failure taught it: the burst first rises from it to the hub."""
 
 
 _PHASES: Final = np.linspace(0.0, 1.0, PULSES_PER_ARC, endpoint=False)
@@ -76,10 +80,18 @@ def pulse_rgb(level: float) -> tuple[int, int, int]:
 def lesson_points(
     lessons: list[Lesson], arcs: Mapping[str, NDArray[np.float64]], now_s: float
 ) -> list[NDArray[np.float64]]:
-    """Where each lesson burst's pulses are (hub -> every robot on the lesson's task)."""
+    """Where each lesson burst's pulses are: first all together from the robot that failed up
+    to the hub (when it is known and drawn), then hub -> every robot the lesson concerns."""
     positions = []
     for lesson in lessons:
         u = (now_s - lesson.started_s) / LESSON_S
+        source = arcs.get(lesson.source_id) if lesson.source_id is not None else None
+        if source is not None and u < LESSON_UP_SHARE:
+            up = _along(source, u / LESSON_UP_SHARE)  # robot -> hub
+            positions += [up for r in lesson.robot_ids if r in arcs]
+            continue
+        if source is not None:
+            u = (u - LESSON_UP_SHARE) / (1.0 - LESSON_UP_SHARE)
         for robot_id in lesson.robot_ids:
             arc = arcs.get(robot_id)
             if arc is not None:
@@ -151,9 +163,12 @@ class FlowLayer:
             if actor is not None:
                 actor.SetVisibility(visible)
 
-    def share_lesson(self, now_s: float, robot_ids: tuple[str, ...]) -> None:
-        """Start a burst of pulses from the hub to these robots (a lesson shared)."""
-        self.lessons.append(Lesson(now_s, robot_ids))
+    def share_lesson(
+        self, now_s: float, robot_ids: tuple[str, ...], source_id: str | None = None
+    ) -> None:
+        """Start a burst of pulses (from ``source_id`` to the hub, then) from the hub to these
+        robots: a lesson shared."""
+        self.lessons.append(Lesson(now_s, robot_ids, source_id))
 
     def update(
         self,

@@ -3,7 +3,8 @@
 
 Joint limits per robot (:func:`joint_index`), a joint quantity as a fraction of its limit
 for the colour modes (:func:`joint_fractions`), whether a robot is down
-(:func:`is_fallen`), its label, the LED panels' lines and a lesson event's task.
+(:func:`is_fallen`), its label, the LED panels' lines, and the failures and lessons a viewer
+has seen with the robots a lesson's burst goes to (:class:`EventTally`).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import json
 import math
 import time
 from collections.abc import Collection, Iterable
-from typing import Final, Literal
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
 from robots import get_model
-from sync.fanout import RobotView
+from sync.fanout import Event, RobotView
 from twin.world.world import World
 from viz.joint_panel import JointIndex
 
@@ -96,7 +98,9 @@ def robot_label(view: RobotView | None, robot_id: str, *, fallen: bool) -> str:
     return f"{robot_id} {view.manufacturer}\n{view.task} - {state}"
 
 
-def panel_lines(views: Collection[RobotView], *, fallen: int, failures_seen: int) -> dict[str, str]:
+def panel_lines(
+    views: Collection[RobotView], *, fallen: int, failures_seen: int, lessons_seen: int = 0
+) -> dict[str, str]:
     """The text each kind of LED panel line shows (keys as in a scene's ``panels[].shows``)."""
     live = sum(1 for v in views if v.liveness == "LIVE")
     tasks = sum(1 for v in views if v.liveness == "LIVE" and v.mode == "running")
@@ -107,6 +111,7 @@ def panel_lines(views: Collection[RobotView], *, fallen: int, failures_seen: int
         "robots_live": f"LIVE {live}/{len(views)}",
         "tasks_running": f"TASKS {tasks}",
         "failures_today": f"FAILURES {failures}",
+        "lessons": f"LESSONS {lessons_seen}",
         "data_rate": f"DATA {rate_kb:.0f} kB/s",
         "clock": time.strftime("%H:%M:%S"),
     }
@@ -119,8 +124,45 @@ def panel_text(shows: Iterable[str], lines: dict[str, str]) -> str:
 
 def lesson_task(detail: str) -> str:
     """The task a ``lesson`` event concerns: its JSON detail's ``task``, or the detail itself."""
+    data = _lesson_detail(detail)
+    return str(data.get("task", "")) if data is not None else detail
+
+
+def _lesson_detail(detail: str) -> dict[str, Any] | None:
     try:
         data = json.loads(detail)
     except ValueError:
-        return detail
-    return str(data.get("task", "")) if isinstance(data, dict) else detail
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass
+class EventTally:
+    """What a viewer counts from the twin's events while it watches: failures, and the
+    lessons shared (distinct ids: a strengthened lesson is not a new one)."""
+
+    failures_seen: int = 0
+    lesson_ids: set[str] = field(default_factory=set)
+
+    @property
+    def lessons_seen(self) -> int:
+        return len(self.lesson_ids)
+
+    def take(self, event: Event, views: Collection[RobotView]) -> tuple[str, ...] | None:
+        """Count ``event``; for a lesson, the robots its burst goes to: those the lesson
+        concerns (its ``concerns``: same task or the same skill, across manufacturers), or,
+        for a detail without that list, every robot on its task. None for other events."""
+        if event.kind == "failure":
+            self.failures_seen += 1
+            return None
+        if event.kind != "lesson":
+            return None
+        data = _lesson_detail(event.detail)
+        if data is not None and data.get("lesson"):
+            self.lesson_ids.add(str(data["lesson"]))
+        concerns = data.get("concerns") if data is not None else None
+        if isinstance(concerns, list):
+            known = {v.robot_id for v in views}
+            return tuple(str(r) for r in concerns if str(r) in known)
+        task = lesson_task(event.detail)
+        return tuple(v.robot_id for v in views if v.task == task)

@@ -33,10 +33,10 @@ from viz.readout import (
     COLOUR_MODES,
     COLOUR_TITLES,
     ColourBy,
+    EventTally,
     is_fallen,
     joint_fractions,
     joint_index,
-    lesson_task,
     panel_lines,
     panel_text,
     robot_label,
@@ -47,7 +47,7 @@ from viz.tour import CameraTour
 
 log = logging.getLogger(__name__)
 
-__all__ = ["COLOUR_MODES", "ColourBy", "HallViewer", "lesson_task"]
+__all__ = ["COLOUR_MODES", "ColourBy", "HallViewer"]
 
 GREY_RGB: Final = np.array([150, 150, 150], dtype=np.uint8)
 BACKGROUND_TOP: Final = (0.80, 0.86, 0.94)
@@ -146,7 +146,7 @@ class HallViewer:
             name="fallen",
         )
         self.fallen: set[str] = set()
-        self.failures_seen = 0
+        self.tally = EventTally()
         self.lidar_actor: pv.Actor | None = None
         if lidar:
             self.show_lidar(True)
@@ -227,12 +227,9 @@ class HallViewer:
             )
         self.flows.update(now, chest, rates)
         for event in self.source.new_events():
-            if event.kind == "failure":
-                self.failures_seen += 1
-            if event.kind == "lesson":
-                task = lesson_task(event.detail)
-                same = tuple(r.robot_id for r in self.source.robots.values() if r.task == task)
-                self.flows.share_lesson(now, same)
+            burst = self.tally.take(event, self.source.robots.values())
+            if burst is not None:
+                self.flows.share_lesson(now, burst, event.source_id)
         self._update_panels()
         if self.kiosk:
             self.tour.apply(self.plotter, now)
@@ -328,7 +325,8 @@ class HallViewer:
         lines = panel_lines(
             list(self.source.robots.values()),
             fallen=len(self.fallen),
-            failures_seen=self.failures_seen,
+            failures_seen=self.tally.failures_seen,
+            lessons_seen=self.tally.lessons_seen,
         )
         for panel in self.scene.panels:
             self.hall.set_panel_text(panel.id, panel_text(panel.shows, lines))

@@ -95,7 +95,8 @@ def test_headless_demo_runs_emulator_twin_and_viewer_and_writes_a_video(tmp_path
         text=True,
         timeout=300,
         check=False,
-        env={"PATH": "/usr/bin:/bin"},  # no DISPLAY
+        # no DISPLAY; lessons (on in every demo) into the test's own database
+        env={"PATH": "/usr/bin:/bin", "HALL_TWIN_LESSONS": str(tmp_path / "lessons.sqlite3")},
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Training hall A" in result.stdout and "World built in" in result.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterator
 
 import numpy as np
@@ -202,13 +203,53 @@ def test_a_fallen_robot_is_marked(viewer: HallViewer) -> None:
     assert "FALLEN" in viewer._label_text[index]
 
 
-def test_failure_events_count_on_the_led_panels(viewer: HallViewer) -> None:
+def test_failures_and_lessons_count_on_the_led_panels(viewer: HallViewer) -> None:
     from sync.fanout import Event
 
-    events = [Event(1, i, 0, "failure", "T3-04", "{}") for i in range(3)]
+    lesson = {"lesson": "L0001", "task": "pick_and_place", "concerns": ["T3-01", "K1-02"]}
+    again = {**lesson, "new": False}  # a second robot's sighting strengthens the same lesson
+    events = [Event(1, i, 0, "failure", "T3-04", "{}") for i in range(3)] + [
+        Event(1, 3, 0, "lesson", "T3-01", json.dumps(lesson)),
+        Event(1, 4, 0, "lesson", "K1-02", json.dumps(again)),
+        Event(1, 5, 0, "lesson", "T3-04", json.dumps({**lesson, "lesson": "L0002"})),
+    ]
     viewer.source.new_events = lambda: iter(events)  # type: ignore[method-assign]
     viewer.update(now_s=0.0)
-    assert viewer.failures_seen == 3
+    assert (viewer.tally.failures_seen, viewer.tally.lessons_seen) == (3, 2)
     shows = {p.id: p.shows for p in viewer.scene.panels}
-    panel = next(pid for pid, what in shows.items() if "failures_today" in what)
-    assert "FAILURES 3" in viewer.hall.panel_text[panel]
+    failures = next(pid for pid, what in shows.items() if "failures_today" in what)
+    assert "FAILURES 3" in viewer.hall.panel_text[failures]
+    lessons = next(pid for pid, what in shows.items() if "lessons" in what)
+    assert "LESSONS 2" in viewer.hall.panel_text[lessons]
+
+
+def test_a_lesson_burst_goes_to_the_robots_it_concerns_across_tasks(viewer: HallViewer) -> None:
+    from sync.fanout import Event
+
+    views = viewer.source.robots.values()
+    by_task = {v.task: v.robot_id for v in views}
+    walker, squatter = by_task["walking"], by_task["squats"]
+    detail = {"lesson": "L0003", "task": "walking", "concerns": [walker, squatter, "NOT-HERE"]}
+    burst = viewer.tally.take(Event(1, 0, 0, "lesson", walker, json.dumps(detail)), views)
+    assert burst == (walker, squatter)  # a fall concerns the squats too; unknown ids dropped
+    # an older detail without the list: every robot on the lesson's task
+    plain = viewer.tally.take(
+        Event(1, 1, 0, "lesson", walker, json.dumps({"task": "squats"})), views
+    )
+    assert burst is not None and plain == tuple(v.robot_id for v in views if v.task == "squats")
+    failure = Event(1, 2, 0, "failure", walker, "{}")
+    assert viewer.tally.take(failure, views) is None
+
+
+def test_a_lesson_burst_rises_from_the_robot_that_failed_before_it_spreads() -> None:
+    from viz.flows import LESSON_S, LESSON_UP_SHARE, Lesson, arc_points, lesson_points
+
+    hub = np.array([0.0, 0.0, 3.0])
+    arcs = {r: arc_points(np.array([x, 5.0, 1.0]), hub) for r, x in (("A", -4.0), ("B", 4.0))}
+    lesson = [Lesson(0.0, ("A", "B"), source_id="A")]
+    rising = lesson_points(lesson, arcs, 0.5 * LESSON_UP_SHARE * LESSON_S)
+    assert len(rising) == 2 and all(p[0] < -0.5 for p in rising)  # both on A's side, going up
+    spreading = lesson_points(
+        lesson, arcs, (LESSON_UP_SHARE + 0.6 * (1 - LESSON_UP_SHARE)) * LESSON_S
+    )
+    assert spreading[0][0] < -0.5 < 0.5 < spreading[1][0]  # one towards A, one towards B

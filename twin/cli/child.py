@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, TextIO
 
 _PR_SET_PDEATHSIG: Final = 1
 STOP_TIMEOUT_S: Final = 10.0
@@ -38,10 +38,16 @@ def _death_signal() -> Callable[[], None] | None:
 
 class TwinProcess:
     """``python -m twin ARGS``; ``env``: extra environment variables; ``die_with_parent``: the
-    child is terminated when this process dies (Linux)."""
+    child is terminated when this process dies (Linux); ``echo``: a pattern, and the child's
+    stderr lines matching it are also written to ``echo_to`` as they come."""
 
     def __init__(
-        self, *args: str, env: dict[str, str] | None = None, die_with_parent: bool = False
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        die_with_parent: bool = False,
+        echo: str | None = None,
+        echo_to: TextIO | None = None,
     ) -> None:
         self.popen = subprocess.Popen(
             [sys.executable, "-m", "twin", *args],
@@ -52,6 +58,8 @@ class TwinProcess:
             preexec_fn=_death_signal() if die_with_parent else None,
         )
         self.lines: list[str] = []
+        self._echo = re.compile(echo) if echo is not None and echo_to is not None else None
+        self._echo_to = echo_to
         self._cond = threading.Condition()
         self._drainer = threading.Thread(target=self._drain, daemon=True)
         self._drainer.start()
@@ -59,6 +67,9 @@ class TwinProcess:
     def _drain(self) -> None:
         assert self.popen.stderr is not None
         for line in self.popen.stderr:
+            if self._echo is not None and self._echo_to is not None and self._echo.search(line):
+                self._echo_to.write(line)
+                self._echo_to.flush()
             with self._cond:
                 self.lines.append(line)
                 self._cond.notify_all()

@@ -21,8 +21,8 @@ import typer
 from rich.console import Console
 
 from scenes.model import Scene
-from twin.cli.child import TwinProcess
 from twin.cli.common import SceneArg, load_or_exit
+from twin.cli.demo_hall import DemoError, DemoHall
 from twin.cli.scene import print_summary
 from twin.cli.summary import scene_summary
 
@@ -213,44 +213,22 @@ def run_demo(
     """Emulator + twin + viewer in one command; ``record``: the twin records to this file."""
     # a terminated demo (SIGTERM) unwinds like Ctrl-C, so its children are stopped too
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    any_port = "tcp://127.0.0.1:*"
-    scene_args = [str(scene_path)] if scene_path is not None else []
-    record_args = ["--record", str(record)] if record is not None else []
-    twin = TwinProcess(
-        "live",
-        *scene_args,
-        "--ingest",
-        any_port,
-        "--fanout",
-        any_port,
-        "--snapshot",
-        any_port,
-        *record_args,
-        die_with_parent=True,
-    )
-    hall: TwinProcess | None = None
+    demo = DemoHall(scene_path, record=record)
     try:
-        found = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", _STARTUP_S)
-        if found is None:
-            err.print(
-                "twin demo: the twin did not start:\n" + "".join(twin.lines[-20:]), markup=False
+        try:
+            endpoints = demo.wait_for_twin(_STARTUP_S)
+            demo.start_emulator(
+                faults=faults, incidents_every_s=incidents_every_s, timeout_s=_STARTUP_S
             )
-            raise typer.Exit(1)
-        ingest, fanout, snapshot = found[0].groups()
-        fault_args = [a for f in faults for a in ("--fault", f)]
-        # fault times count from the recording's start, so fall@8s is 8 s into the recording
-        zero = twin.wait_for(r"time zero (\d+) ns", 0.0) if record is not None else None
-        t0_args = ["--t0-ns", zero[0].group(1)] if zero is not None else []
-        hall = TwinProcess(
-            "emulate", *scene_args, "--ingest", ingest, *fault_args, *t0_args,
-            "--incidents-every", f"{incidents_every_s:g}", die_with_parent=True,
-        )  # fmt: skip
-        if hall.wait_for(r"emulating", _STARTUP_S) is None:
-            err.print(
-                "twin demo: the emulator did not start:\n" + "".join(hall.lines[-20:]), markup=False
-            )
-            raise typer.Exit(1)
-        err.print(f"demo: emulator -> twin ({ingest}) -> viewer ({fanout})", markup=False)
+        except DemoError as exc:
+            err.print(f"twin demo: {exc}", markup=False)
+            raise typer.Exit(1) from None
+        ingest, fanout, snapshot = endpoints.ingest, endpoints.fanout, endpoints.snapshot
+        err.print(
+            f"demo: emulator -> twin ({ingest}) -> viewer ({fanout}); lessons to the "
+            f"gateways over {endpoints.command}",
+            markup=False,
+        )
         if record is not None:
             err.print(f"demo: the twin records to {record.resolve()}", markup=False)
         _wait_all_live(snapshot, timeout_s=_STARTUP_S)
@@ -284,9 +262,7 @@ def run_demo(
                 size="1280x720",
             )
     finally:
-        if hall is not None:
-            hall.stop()
-        twin.stop()
+        demo.stop()
 
 
 def demo(

@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 
 from scenes.model import Scene
-from twin.cli.child import TwinProcess
 from twin.cli.common import EXIT_BAD_INPUT, stop_on_signals
+from twin.cli.demo_hall import DemoError, DemoHall
 from twin.cli.scene import print_summary
 from twin.cli.summary import scene_summary
 from twin.cli.web import BadAddress, check_port_free, start_viewer
@@ -31,7 +31,6 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 _STARTUP_S: Final = 60.0
-_ANY_PORT: Final = "tcp://127.0.0.1:*"
 
 
 def _yield_to_the_twin(niceness: int = 10) -> None:
@@ -64,18 +63,12 @@ def run_web_demo(
     from viz.web.server import WebOptions, WebViewer
 
     stop = stop_on_signals()
-    scene_args = [str(scene_path)] if scene_path is not None else []
-    record_args = ["--record", str(record)] if record is not None else []
     try:
         check_port_free(host, port)
     except BadAddress as exc:
         err.print(f"twin demo: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
-    twin = TwinProcess(
-        "live", *scene_args, "--ingest", _ANY_PORT, "--fanout", _ANY_PORT,
-        "--snapshot", _ANY_PORT, *record_args, die_with_parent=True,
-    )  # fmt: skip
-    hall: TwinProcess | None = None
+    demo = DemoHall(scene_path, record=record)
     link = LiveLink(None, None)
     viewer: WebViewer | None = None
     loop: threading.Thread | None = None
@@ -95,29 +88,19 @@ def run_web_demo(
         loop = threading.Thread(target=viewer.run, args=(stop,), name="web", daemon=True)
         loop.start()
         _yield_to_the_twin()
-        found = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", _STARTUP_S)
-        if found is None:
-            err.print(
-                "twin demo: the twin did not start:\n" + "".join(twin.lines[-20:]), markup=False
+        try:
+            endpoints = demo.wait_for_twin(_STARTUP_S)
+            link.connect_to(endpoints.fanout, endpoints.snapshot)
+            demo.start_emulator(
+                faults=faults, incidents_every_s=incidents_every_s, timeout_s=_STARTUP_S
             )
-            raise typer.Exit(1)
-        ingest, fanout, snapshot = found[0].groups()
-        link.connect_to(fanout, snapshot)
-        zero = twin.wait_for(r"time zero (\d+) ns", 0.0) if record is not None else None
-        t0_args = ["--t0-ns", zero[0].group(1)] if zero is not None else []
-        fault_args = [a for f in faults for a in ("--fault", f)]
-        hall = TwinProcess(
-            "emulate", *scene_args, "--ingest", ingest, *fault_args, *t0_args,
-            "--incidents-every", f"{incidents_every_s:g}", die_with_parent=True,
-        )  # fmt: skip
-        if hall.wait_for(r"emulating", _STARTUP_S) is None:
-            err.print(
-                "twin demo: the emulator did not start:\n" + "".join(hall.lines[-20:]), markup=False
-            )
-            raise typer.Exit(1)
+        except DemoError as exc:
+            err.print(f"twin demo: {exc}", markup=False)
+            raise typer.Exit(1) from None
         err.print(
-            f"demo: emulator -> twin ({ingest}) -> web ({fanout}); "
-            f"status: twin status --snapshot {snapshot}",
+            f"demo: emulator -> twin ({endpoints.ingest}) -> web ({endpoints.fanout}); "
+            f"lessons to the gateways over {endpoints.command}; "
+            f"status: twin status --snapshot {endpoints.snapshot}",
             markup=False,
         )
         if record is not None:
@@ -126,14 +109,12 @@ def run_web_demo(
         while not stop.wait(0.5):
             if seconds is not None and time.monotonic() - started >= seconds:
                 break
-            if twin.popen.poll() is not None or hall.popen.poll() is not None:
+            if demo.ended():
                 err.print("twin demo: a child process ended; stopping", markup=False)
                 break
     finally:
         stop.set()
-        if hall is not None:
-            hall.stop()
-        twin.stop()
+        demo.stop()
         if loop is not None:
             loop.join(timeout=10.0)
         if viewer is not None:

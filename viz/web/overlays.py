@@ -124,9 +124,11 @@ class WebFlows:
         parked = self.hub - np.array([0.0, 0.0, 0.5])  # inside the hub, out of sight
         return np.tile(parked, (self._lesson_capacity, 1)).astype(np.float32)
 
-    def share_lesson(self, now_s: float, robot_ids: tuple[str, ...]) -> None:
-        """A burst from the hub to these robots."""
-        self.lessons.append(Lesson(now_s, robot_ids))
+    def share_lesson(
+        self, now_s: float, robot_ids: tuple[str, ...], source_id: str | None = None
+    ) -> None:
+        """A burst from ``source_id`` to the hub, then from the hub to these robots."""
+        self.lessons.append(Lesson(now_s, robot_ids, source_id))
 
     def update(
         self, now_s: float, chest_m: Mapping[str, Vec3], bytes_per_s: Mapping[str, float]

@@ -37,10 +37,10 @@ from viz.readout import (
     DEAD,
     GREY_RGB,
     ColourBy,
+    EventTally,
     is_fallen,
     joint_fractions,
     joint_index,
-    lesson_task,
     panel_lines,
     panel_text,
     robot_label,
@@ -113,7 +113,7 @@ class WebViewer:
         self._joints: dict[str, JointIndex] = {}
         self._applied: dict[str, tuple[Any, ...]] = {}
         self.fallen: set[str] = set()
-        self.failures_seen = 0
+        self.tally = EventTally()
         self.frames = 0
         self._started = time.monotonic()
         self._next_labels_s = self._next_panels_s = self._next_joints_s = 0.0
@@ -244,7 +244,8 @@ class WebViewer:
                 lines = panel_lines(
                     list(self.source.robots.values()),
                     fallen=len(self.fallen),
-                    failures_seen=self.failures_seen,
+                    failures_seen=self.tally.failures_seen,
+                    lessons_seen=self.tally.lessons_seen,
                 )
                 for panel in self.scene.panels:
                     self.hall.set_panel_text(panel.id, panel_text(panel.shows, lines))
@@ -352,12 +353,9 @@ class WebViewer:
                 view.in_bytes_per_s if view is not None and view.liveness not in DEAD else 0.0
             )
         for event in self.source.new_events():
-            if event.kind == "failure":
-                self.failures_seen += 1
-            if event.kind == "lesson":
-                task = lesson_task(event.detail)
-                same = tuple(r.robot_id for r in views.values() if r.task == task)
-                self.flows.share_lesson(now, same)
+            burst = self.tally.take(event, views.values())
+            if burst is not None:
+                self.flows.share_lesson(now, burst, event.source_id)
         self.flows.update(now, chest, rates)
 
     def close(self) -> None:
