@@ -7,13 +7,16 @@
 #   libx11-6 libxrender1 libxext6 libxt6   X client libraries VTK's wheel loads
 #   xvfb xdotool            a real (virtual) window for the viewer test, and clicks in it
 #   chromium                a real browser (headless, Playwright) for the `twin web` tests
+#   gcc libc6-dev pkg-config libzmq3-dev   build the reference C gateway (examples/gateway_c) that
+#                           its test compiles and runs against a live twin
 #   python3-venv            Debian's python3 needs it for `python3 -m venv`
 # Root: installs what is missing with apt-get. Otherwise: prints the exact apt-get
 # line and exits 1. On a system without dpkg it says so and carries on.
 set -euo pipefail
 
 packages=(libusb-1.0-0 libgl1 libegl1 libosmesa6 libgl1-mesa-dri libglx-mesa0 libegl-mesa0
-          libgomp1 libx11-6 libxrender1 libxext6 libxt6 xvfb xdotool chromium)
+          libgomp1 libx11-6 libxrender1 libxext6 libxt6 xvfb xdotool chromium
+          gcc libc6-dev pkg-config libzmq3-dev)
 # python3-venv only matters for a Debian-packaged python3 without ensurepip
 if ! "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages+=(python3-venv)
