@@ -9,7 +9,9 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 
+from robots import get_model
 from scenes import DEFAULT_SCENE
 
 
@@ -76,6 +78,50 @@ def test_robots_lists_models_with_dof_and_height() -> None:
     assert len({rows[m]["manufacturer"] for m in rows}) == len(rows)
     assert rows["pybullet_humanoid"]["external"] is True
     assert all(1.0 < row["height_m"] < 2.2 for row in rows.values())
+
+
+def test_robots_json_gives_a_gateway_writer_units_limits_signs_and_the_base_point() -> None:
+    result = twin("robots", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["model"]: row for row in json.loads(result.stdout)}
+    for name in ("kestrel_k1", "orca_h2", "tessel_t3"):
+        row = rows[name]
+        model = get_model(name)
+        # the base point and how high it stands
+        assert row["base_link"] == "pelvis" and "origin of link 'pelvis'" in row["position_ref"]
+        assert row["standing"]["base_height_m"] == pytest.approx(model.base_height_m)
+        assert row["standing"]["base_orientation_xyzw"] == [0.0, 0.0, 0.0, 1.0]
+        assert 0.7 < row["standing"]["base_height_m"] < row["standing"]["height_m"]
+        assert row["payload"].startswith(
+            {"packed_f32": "3N float32", "packed_deg_f64": "3N float64", "map": "MessagePack map"}[
+                row["encoding"]
+            ]
+        )
+        assert "right-hand rule" in row["sign_convention"] and "SI" in row["limit_units"]
+        # the wire order, and per joint its units on the wire, limits and axis
+        assert [j["name"] for j in row["wire_order"]] == list(model.profile.joint_names)
+        for joint in row["wire_order"]:
+            info = model.joint(joint["name"])
+            assert joint["lower"] == info.lower and joint["upper"] == info.upper
+            assert joint["velocity_limit"] == info.velocity_limit > 0
+            assert joint["effort_limit"] == info.effort_limit > 0
+            assert joint["axis"] == pytest.approx(info.axis)
+            assert joint["axis_in_base"] == pytest.approx(info.axis_in_base)
+            assert sorted(map(abs, joint["axis"])) == [0.0, 0.0, 1.0]
+            assert joint["child_link"] == info.child_link
+            units = joint["wire_units"]
+            if joint["kind"] == "prismatic":
+                assert units == {"position": "m", "velocity": "m/s", "effort": "N"}
+            else:
+                unit = row["position_unit"]
+                assert units == {"position": unit, "velocity": f"{unit}/s", "effort": "N·m"}
+    assert rows["orca_h2"]["position_unit"] == "deg"  # degrees on the wire, limits in rad
+    grip = next(j for j in rows["orca_h2"]["wire_order"] if j["name"] == "R_GRIP")
+    assert grip["wire_units"]["position"] == "m" and grip["axis"] == [0.0, -1.0, 0.0]
+    knee = next(j for j in rows["kestrel_k1"]["wire_order"] if j["name"] == "l_knee_joint")
+    assert knee["axis_in_base"] == [0.0, 1.0, 0.0] and knee["lower"] == 0.0 < knee["upper"]
+    # an external model's spherical joints have no single axis
+    assert any(j["axis"] is None for j in rows["pybullet_humanoid"]["wire_order"])
 
 
 def test_headless_demo_runs_emulator_twin_and_viewer_and_writes_a_video(tmp_path: Path) -> None:

@@ -469,5 +469,48 @@ def test_parse_urdf_handles_continuous_and_missing_limits(tmp_path: Path) -> Non
     base, joints, links = parse_urdf(path)
     assert (base, links) == ("a", ("a", "b", "c"))
     assert joints == (
-        JointInfo("spin", "continuous", -math.inf, math.inf, math.inf, math.inf, "a", "b"),
+        JointInfo(
+            "spin", "continuous", -math.inf, math.inf, math.inf, math.inf, "a", "b",
+            axis=(1.0, 0.0, 0.0), axis_in_base=(1.0, 0.0, 0.0),
+        ),
+    )  # fmt: skip
+
+
+def test_parse_urdf_turns_each_axis_into_the_base_frame(tmp_path: Path) -> None:
+    """``axis`` is the URDF's (normalised), ``axis_in_base`` the same axis seen from the base
+    link with every joint at zero: through the ``<origin rpy>`` of the joints above it,
+    fixed ones included, and its own."""
+    path = tmp_path / "arm.urdf"
+    path.write_text(
+        "<robot name='arm'><link name='base'/><link name='mount'/><link name='upper'/>"
+        "<link name='lower'/><link name='finger'/>"
+        # a fixed mount yawed +90 deg: its x is the base's y
+        "<joint name='weld' type='fixed'><parent link='base'/><child link='mount'/>"
+        "<origin xyz='0 0 1' rpy='0 0 1.5707963267948966'/></joint>"
+        "<joint name='shoulder' type='revolute'><parent link='mount'/><child link='upper'/>"
+        "<axis xyz='2 0 0'/><limit lower='-1' upper='1' velocity='2' effort='3'/></joint>"
+        # pitched -90 deg about y: its z is the base's ... x turned by the mount's yaw
+        "<joint name='elbow' type='revolute'><parent link='upper'/><child link='lower'/>"
+        "<origin rpy='0 -1.5707963267948966 0'/><axis xyz='0 0 1'/>"
+        "<limit lower='-1' upper='1'/></joint>"
+        "<joint name='slide' type='prismatic'><parent link='lower'/><child link='finger'/>"
+        "<axis xyz='0 -1 0'/><limit lower='0' upper='0.04'/></joint></robot>"
     )
+    _, joints, _ = parse_urdf(path)
+    by_name = {j.name: j for j in joints}
+    assert by_name["shoulder"].axis == (1.0, 0.0, 0.0)
+    assert by_name["shoulder"].axis_in_base == pytest.approx((0.0, 1.0, 0.0))
+    # Ry(-90 deg) takes z to -x; the mount's yaw takes -x to -y
+    assert by_name["elbow"].axis == (0.0, 0.0, 1.0)
+    assert by_name["elbow"].axis_in_base == pytest.approx((0.0, -1.0, 0.0))
+    # Ry(-90) keeps y; the yaw takes -y to +x
+    assert by_name["slide"].axis_in_base == pytest.approx((1.0, 0.0, 0.0))
+
+
+@pytest.mark.parametrize("name", GENERATED)
+def test_parsed_axes_are_the_ones_pybullet_loads(name: str, client: int) -> None:
+    model = get_model(name)
+    joints = pb_joints(load(model, client), client)
+    for j in model.joints:
+        assert joints[j.name][13] == pytest.approx(j.axis), j.name
+        assert j.axis_in_base == pytest.approx(j.axis), j.name  # no joint origin is rotated

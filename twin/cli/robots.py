@@ -1,8 +1,9 @@
 """``twin robots``: list the models found, draft a package from a URDF, check a package.
 
 ``twin robots [--json]`` lists every package on the models path with where it came from and
-everything a gateway writer needs (wire order with canonical names, kinds and limits, unit,
-rate, encoding, base link). ``twin robots add URDF --manufacturer NAME`` drafts a package;
+everything a gateway writer needs (wire order with canonical names, kinds, wire units, limits
+and axes (sign conventions), rate, encoding and payload layout, standing height and the base
+link that ``position_m`` refers to). ``twin robots add URDF --manufacturer NAME`` drafts a package;
 ``twin robots check DIR`` prints its problems one per line (exit 2) or a summary.
 """
 
@@ -12,7 +13,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Final, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +24,7 @@ from robots.draft import DraftError, draft_package, model_slug, urdf_robot_name
 from robots.library import ModelEntry, model_in, models_path
 from robots.package import check_package
 from robots.profiles import Encoding, PositionUnit
+from robots.reader import JointInfo
 from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
 
 out = Console(highlight=False)
@@ -33,8 +35,55 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+PAYLOAD_LAYOUT: Final[dict[str, str]] = {
+    "packed_f32": "3N float32 little-endian: N positions, N velocities, N efforts, wire order",
+    "packed_deg_f64": "3N float64 little-endian: N positions, N velocities, N efforts, wire order",
+    "map": 'MessagePack map {"<joint>": [position, velocity, effort], ...}, every joint once',
+}
+SIGN_CONVENTION: Final = (
+    "a positive position turns the child link about the joint's axis by the right-hand rule "
+    "(prismatic: moves it along the axis), from the pose with every joint at zero; "
+    "axis is in the joint's frame (URDF <axis>), axis_in_base in the base link's frame"
+)
+LIMIT_UNITS: Final = (
+    "SI: lower/upper rad (m for prismatic), velocity_limit rad/s (m/s), "
+    "effort_limit N·m (N); null: no limit"
+)
+
+
+def _units(model: RobotModel, joint: JointInfo) -> dict[str, str]:
+    """The joint's units on the wire (position, velocity, effort)."""
+    if joint.kind == "prismatic":
+        return {"position": "m", "velocity": "m/s", "effort": "N"}
+    unit = model.profile.position_unit
+    return {"position": unit, "velocity": f"{unit}/s", "effort": "N·m"}
+
+
+def _vector(value: tuple[float, ...] | None) -> list[float] | None:
+    return None if value is None else [round(v, 6) + 0.0 for v in value]
+
+
+def _joint_row(model: RobotModel, name: str) -> dict[str, Any]:
+    joint = model.joint(name)
+    return {
+        "name": name,
+        "canonical": model.profile.canonical_name(name),
+        "kind": joint.kind,
+        "wire_units": _units(model, joint),
+        "lower": _finite(joint.lower),
+        "upper": _finite(joint.upper),
+        "velocity_limit": _finite(joint.velocity_limit),
+        "effort_limit": _finite(joint.effort_limit),
+        "axis": _vector(joint.axis),
+        "axis_in_base": _vector(joint.axis_in_base),
+        "parent_link": joint.parent_link,
+        "child_link": joint.child_link,
+    }
+
+
 def model_row(model: RobotModel) -> dict[str, Any]:
-    """What ``twin robots --json`` says of a model that loads."""
+    """What ``twin robots --json`` says of a model that loads: everything a gateway writer
+    needs (wire order, units, limits, signs, standing height, the base point)."""
     profile = model.profile
     return {
         "model": model.name,
@@ -44,23 +93,22 @@ def model_row(model: RobotModel) -> dict[str, Any]:
         "base_height_m": round(model.base_height_m, 4),
         "base_link": model.base_link,
         "position_ref": f"origin of link {model.base_link!r}, hall frame",
+        "standing": {
+            "height_m": model.height_m,
+            "base_height_m": model.base_height_m,
+            "base_orientation_xyzw": list(model.base_orientation_xyzw),
+            "pose": "upright, every joint at zero; base_height_m: the base link's origin above "
+            "the floor, height_m: the top of the head",
+        },
         "telemetry_rate_hz": profile.rate_hz,
         "position_unit": profile.position_unit,
         "encoding": profile.encoding,
+        "payload": PAYLOAD_LAYOUT.get(profile.encoding, profile.encoding),
+        "sign_convention": SIGN_CONVENTION,
+        "limit_units": LIMIT_UNITS,
         "external": model.external,
         "urdf": str(model.urdf_path),
-        "wire_order": [
-            {
-                "name": name,
-                "canonical": profile.canonical_name(name),
-                "kind": model.joint(name).kind,
-                "lower": _finite(model.joint(name).lower),
-                "upper": _finite(model.joint(name).upper),
-                "velocity_limit": _finite(model.joint(name).velocity_limit),
-                "effort_limit": _finite(model.joint(name).effort_limit),
-            }
-            for name in profile.joint_names
-        ],
+        "wire_order": [_joint_row(model, name) for name in profile.joint_names],
     }
 
 
