@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from twin.failures.events import FailureEvent, Severity
-from twin.failures.incidents import group_incidents
+from twin.failures.incidents import CAUSE_LEAD_S, IncidentGrouper, group_incidents
 
 S = 1_000_000_000
 
@@ -17,6 +17,22 @@ def event(
     i: int, t_s: float, kind: str, robot: str = "T3-04", severity: Severity = "error"
 ) -> FailureEvent:
     return FailureEvent(f"F{i:04d}", int(t_s * S), robot, kind, severity, f"{kind} at {t_s}")
+
+
+def test_a_fall_settles_its_cause_at_once_other_causes_wait_the_lead() -> None:
+    grouper = IncidentGrouper(keep=2)
+    fall, _ = grouper.add(event(1, 10.0, "fall", severity="critical"))
+    assert fall.cause_settled(int(10.0 * S))  # nothing later can outrank a fall
+    grasp, _ = grouper.add(event(2, 10.0, "grasp_dropped", robot="H2-01"))
+    assert not grasp.cause_settled(int((10.0 + 0.9 * CAUSE_LEAD_S) * S))
+    assert grasp.cause_settled(int((10.0 + CAUSE_LEAD_S) * S))
+    # a joint limit first, and the fall it belongs to within the lead: settled by the fall
+    limit, _ = grouper.add(event(3, 20.0, "joint_limit", robot="K1-01"))
+    assert not limit.cause_settled(int(20.1 * S))
+    grouper.add(event(4, 20.2, "fall", robot="K1-01"))
+    assert limit.cause_settled(int(20.2 * S)) and limit.cause.kind == "fall"
+    # a live grouper keeps the newest incidents only, and counts them all
+    assert grouper.opened == 3 and grouper.incidents == [grasp, limit]
 
 
 def test_a_fall_and_what_it_brings_are_one_incident_caused_by_the_fall() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -47,7 +48,10 @@ class DemoHall:
     """The twin (started on construction) and, once :meth:`start_emulator` is called, the
     emulated hall; :meth:`stop` ends both and removes the temporary keys."""
 
-    def __init__(self, scene_path: Path | None, *, record: Path | None) -> None:
+    def __init__(
+        self, scene_path: Path | None, *, record: Path | None, twin_args: Sequence[str] = ()
+    ) -> None:
+        """``twin_args``: more options for ``twin live`` (a benchmark's ``--no-lessons``)."""
         self._scene_args = [str(scene_path)] if scene_path is not None else []
         self._record = record
         self._keys_dir = tempfile.TemporaryDirectory(prefix="hall-twin-demo-keys-")
@@ -57,7 +61,7 @@ class DemoHall:
         self.twin = TwinProcess(
             "live", *self._scene_args, "--ingest", ANY_PORT, "--fanout", ANY_PORT,
             "--snapshot", ANY_PORT, "--keys", str(self.keys), "--command", ANY_PORT,
-            "--control", ANY_PORT, *record_args,
+            "--control", ANY_PORT, *record_args, *twin_args,
             die_with_parent=True, echo=ECHOED, echo_to=sys.stderr,
         )  # fmt: skip
         self.hall: TwinProcess | None = None

@@ -50,6 +50,14 @@ class Incident:
         lead = [e for e in self.events if e.stamp_ns - first <= CAUSE_LEAD_S * _NS]
         return min(lead, key=lambda e: (CAUSE_RANK.get(e.kind, len(CAUSE_RANK)), e.stamp_ns))
 
+    def cause_settled(self, now_ns: int) -> bool:
+        """Whether the cause can no longer change: :data:`CAUSE_LEAD_S` has passed since the
+        first event, or the cause is already of the most causal kind (a fall: nothing that
+        comes later can explain it, so its lesson need not wait)."""
+        if now_ns - self.start_ns >= CAUSE_LEAD_S * _NS:
+            return True
+        return CAUSE_RANK.get(self.cause.kind, len(CAUSE_RANK)) == min(CAUSE_RANK.values())
+
     @property
     def consequences(self) -> list[FailureEvent]:
         """Every event but the cause, in time order."""
@@ -85,9 +93,14 @@ class Incident:
 class IncidentGrouper:
     """Groups events as they come (live), or all at once (:func:`group_incidents`)."""
 
-    def __init__(self, window_s: float = CONSEQUENCE_WINDOW_S) -> None:
+    def __init__(self, window_s: float = CONSEQUENCE_WINDOW_S, *, keep: int | None = None) -> None:
+        """``keep``: hold at most this many incidents in :attr:`incidents` (a live twin runs
+        for months; the oldest go), None: all (offline)."""
         self.window_ns = int(window_s * _NS)
+        self.keep = keep
         self.incidents: list[Incident] = []
+        self.opened = 0
+        """Incidents opened so far (kept or not)."""
         self._open: dict[str, Incident] = {}
 
     def add(self, event: FailureEvent) -> tuple[Incident, bool]:
@@ -100,6 +113,9 @@ class IncidentGrouper:
         incident = Incident(event.robot_id, [event])
         self._open[event.robot_id] = incident
         self.incidents.append(incident)
+        self.opened += 1
+        if self.keep is not None and len(self.incidents) > self.keep:
+            del self.incidents[: len(self.incidents) - self.keep]
         return incident, True
 
 

@@ -4,8 +4,9 @@ lesson made (or strengthened) once an incident's cause is settled.
 The mirror hands every failure to :meth:`LiveLessons.on_failure`, which snapshots the robot's
 conditions at detection (tilt, base height, effort against rating, what it holds) when the
 failure opens an incident; :meth:`LiveLessons.poll`, called after each run of the detectors,
-makes the lesson of every incident whose first event is :data:`CAUSE_LEAD_S` old (its cause
-can no longer change) and hands it to ``publish``. A lessons database that fails mid-run is
+makes the lesson of every incident whose cause is settled (its first event is
+:data:`CAUSE_LEAD_S` old, or it is a fall, which nothing later can outrank) and hands it to
+``publish``. A lessons database that fails mid-run is
 one warning: the twin goes on mirroring without lessons (``enabled`` turns False).
 """
 
@@ -21,7 +22,7 @@ import numpy as np
 from scenes.model import Scene
 from sync.codecs import codec_for
 from twin.failures.events import FailureEvent, RobotLike
-from twin.failures.incidents import CAUSE_LEAD_S, Incident, IncidentGrouper
+from twin.failures.incidents import Incident, IncidentGrouper
 from twin.failures.monitors import tilt_rad
 from twin.lessons.concern import concerned_robots
 from twin.lessons.derive import LESSON_CAUSES, reproducible
@@ -29,7 +30,8 @@ from twin.lessons.store import LessonStore, LessonStoreError, Sighting
 
 log = logging.getLogger(__name__)
 
-_NS: Final = 1_000_000_000
+INCIDENTS_KEPT: Final = 256
+"""Incidents a live twin holds for grouping (the lessons and the recording keep the rest)."""
 Publish = Callable[[str, str, dict[str, Any]], None]
 """``publish(robot_id, lesson_id, detail)``."""
 
@@ -77,7 +79,7 @@ class LiveLessons:
         self.enabled = True
         self.why_off = ""
         self.made = 0
-        self.grouper = IncidentGrouper()
+        self.grouper = IncidentGrouper(keep=INCIDENTS_KEPT)
         self._pending: list[tuple[Incident, dict[str, Any]]] = []
 
     def status(self) -> dict[str, Any]:
@@ -87,7 +89,7 @@ class LiveLessons:
             "why_off": self.why_off,
             "database": str(self.store.path),
             "made": self.made,
-            "incidents": len(self.grouper.incidents),
+            "incidents": self.grouper.opened,
             "waiting_for_cause": len(self._pending),
         }
         return out
@@ -101,7 +103,7 @@ class LiveLessons:
 
     def poll(self, now_ns: int) -> None:
         """Make the lessons of incidents whose cause is settled."""
-        due = [p for p in self._pending if now_ns - p[0].start_ns >= CAUSE_LEAD_S * _NS]
+        due = [p for p in self._pending if p[0].cause_settled(now_ns)]
         if not due:
             return
         self._pending = [p for p in self._pending if p not in due]

@@ -20,11 +20,9 @@ import struct
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 from typing import Any, Final
 
-from mcap.data_stream import ReadDataStream
 from mcap.opcode import Opcode
 from mcap.reader import make_reader
 from mcap.records import Message
@@ -167,19 +165,38 @@ def no_readable_messages(damage: DamageReport) -> str:
     return f"{damage.path}: no readable messages" + (f" ({found})" if found else "")
 
 
+_RECORD_HEAD: Final = struct.Struct("<BQ")  # opcode, content length
+_MESSAGE_HEAD: Final = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
+
+
 def _chunk_messages(records: bytes, ids: set[int]) -> list[Message]:
-    """The messages of ``ids`` in a chunk's checked records (``mcap``'s record classes)."""
-    stream = ReadDataStream(BytesIO(records))
+    """The messages of ``ids`` in a chunk's checked records. Only record heads are unpacked
+    on the way (a message of another channel costs two ``unpack_from``, not ``mcap``'s record
+    parsing): a pass for one topic over a hall's recording reads ~10x faster."""
     out: list[Message] = []
     size = len(records)
-    while stream.count < size:
-        opcode, length = stream.read1(), stream.read8()
+    offset = 0
+    head, message_head = _RECORD_HEAD, _MESSAGE_HEAD
+    while offset < size:
+        opcode, length = head.unpack_from(records, offset)
+        offset += head.size
+        end = offset + length
+        if end > size:
+            raise ValueError(f"a record runs {end - size} bytes past its chunk")
         if opcode == Opcode.MESSAGE:
-            message = Message.read(stream, length)
-            if message.channel_id in ids:
-                out.append(message)
-        else:
-            stream.read(length)
+            channel_id, sequence, log_time, publish_time = message_head.unpack_from(records, offset)
+            if channel_id in ids:
+                data = records[offset + message_head.size : end]
+                out.append(
+                    Message(
+                        channel_id=channel_id,
+                        log_time=log_time,
+                        data=data,
+                        publish_time=publish_time,
+                        sequence=sequence,
+                    )
+                )
+        offset = end
     return out
 
 
