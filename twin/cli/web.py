@@ -2,9 +2,12 @@
 
 ``twin web [SCENE] [--connect tcp://HOST:7702] [--port 8080] [--host 127.0.0.1] [--kiosk]``
 serves the hall with viser (:mod:`viz.web`) and prints its URL; ``--replay REC.mcap`` serves
-a recording with a timeline instead. A bad ``--connect`` address or a port in use is one
-line on stderr and exit status 2; a twin that is not running yet is not an error: the page
-says so and connects when the twin comes.
+a recording instead, on the replay source ``twin replay`` uses, with a timeline, play/pause,
+speed and "next failure" shared by every page (:mod:`viz.web.replay`). A bad ``--connect``
+address or a port in use is one line on stderr and exit status 2, and so is a file that is
+not a readable recording; a damaged or cut recording is served with one warning line (and the
+warning on its pages). A twin that is not running yet is not an error: the page says so and
+connects when the twin comes.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from sync.addresses import DEFAULT_FANOUT
 from twin.cli.common import EXIT_BAD_INPUT, SceneArg, load_or_exit, stop_on_signals
 
 if TYPE_CHECKING:
-    from viz.web.server import WebViewer
+    from viz.web.server import WebOptions, WebViewer
 
 log = logging.getLogger(__name__)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -138,8 +141,8 @@ def web_cmd(
     try:
         check_port_free(host, port)
         if replay is not None:
-            raise BadAddress("--replay is not available yet")
-        if True:
+            viewer = _replay_viewer(replay, options)
+        else:
             fanout, snap = fanout_endpoints(connect, snapshot)
             from viz.web.live import LiveLink
 
@@ -155,7 +158,42 @@ def web_cmd(
         raise typer.Exit(EXIT_BAD_INPUT) from None
     stop = stop_on_signals()
     err.print(f"twin web: {viewer.url} (read-only; kiosk: {viewer.url}?kiosk)", markup=False)
+    warned = _warning(viewer)
+    if warned:
+        err.print(f"twin web: warning: {warned}", markup=False)
     serve(viewer, seconds=seconds, stop=stop)
+    late = _warning(viewer)  # damage met while playing (a chunk read only then)
+    if late and late != warned:
+        err.print(f"twin web: warning: {late}", markup=False)
+
+
+def _replay_viewer(path: Path, options: WebOptions) -> WebViewer:
+    """The viewer of a recording (``twin replay``'s source); BadAddress (one line) for a file
+    that is not a readable recording."""
+    from twin.cli.replay import ReplayInputError, load_source
+    from viz.web.replay import ReplayClock
+    from viz.web.server import WebViewer
+
+    try:
+        source = load_source(path)
+    except ReplayInputError as exc:
+        raise BadAddress(str(exc)) from None
+    clock = ReplayClock(source, name=path.name, warning=source.recording.damage.line())
+    clock.start(playing=options.kiosk, loop=options.kiosk)
+    return start_viewer(
+        lambda: WebViewer(source.scene, clock, options=options, extras=clock),
+        options.host,
+        options.port,
+    )
+
+
+def _warning(viewer: WebViewer) -> str:
+    """A served recording's damage, in one line ("" when whole, or when live)."""
+    from viz.web.replay import ReplayClock
+
+    if isinstance(viewer.source, ReplayClock):
+        return viewer.source.replay.recording.damage.line()
+    return ""
 
 
 def register(app: typer.Typer) -> None:

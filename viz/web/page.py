@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 import viser
@@ -100,6 +100,25 @@ def joints_markdown(robot_id: str, view: RobotView | None, index: JointIndex | N
     return "\n".join(lines)
 
 
+class PageExtras(Protocol):
+    """More on every page than the live floor has (a replay's clock and its controls)."""
+
+    help_md: str  # the help line at the top of a page's controls
+    kiosk_md: str  # what a kiosk page says
+
+    def add(self, page: Page) -> None:
+        """Add this page's own controls (a page with controls, once built)."""
+        ...
+
+    def update(self, pages: Sequence[Page]) -> None:
+        """Bring the pages up to date; called once a frame by the viewer's loop."""
+        ...
+
+    def forget(self, client_id: int) -> None:
+        """A page went away."""
+        ...
+
+
 @dataclass
 class Page:
     """The state of one connected browser."""
@@ -117,6 +136,8 @@ class Page:
     joints: viser.GuiMarkdownHandle | None = None
     notice: viser.NotificationHandle | None = None
     notice_text: str = ""
+    help_md: str = HELP_MD
+    kiosk_md: str = KIOSK_MD
 
     def build_controls(
         self,
@@ -128,7 +149,7 @@ class Page:
         """The page's controls (none in kiosk mode): help, colour mode, legend, tour, joints."""
         gui = self.client.gui
         gui.configure_theme(control_layout="floating", show_share_button=False, show_logo=False)
-        self.controls.append(gui.add_markdown(HELP_MD))
+        self.controls.append(gui.add_markdown(self.help_md))
         dropdown = gui.add_dropdown(
             "Colour by",
             options=tuple(_LABELS[m] for m in COLOUR_MODES),
@@ -167,7 +188,7 @@ class Page:
         self.legend = self.joints = None
         # an empty panel would be replaced by viser's own (server address, scene tree)
         self.client.gui.configure_theme(show_share_button=False, show_logo=False)
-        self.client.gui.add_markdown(KIOSK_MD)
+        self.client.gui.add_markdown(self.kiosk_md)
         self.start_tour(now_s)
 
     def start_tour(self, now_s: float) -> None:

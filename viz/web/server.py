@@ -2,10 +2,12 @@
 
 :class:`WebViewer` owns a kinematic :class:`~twin.world.world.World` (never stepped), a
 viser server, and a source (:class:`viz.web.live.LiveLink` for a live twin, a replay, or the
-scene at rest). Its loop runs at a bounded rate (``rate_hz``, 30 by default): take in what
-the source has, pose the world, and send only what changed, as one atomic batch: instance
-poses of the robots' mesh kinds, crane parts, colours when they change, labels, flows,
-LED panel text. Geometry goes to each browser once, when it connects.
+scene at rest), and optionally :class:`viz.web.page.PageExtras`: more on every page (a
+replay's clock and its controls, :mod:`viz.web.replay`). Its loop runs at a bounded rate
+(``rate_hz``, 30 by default): take in what the source has, pose the world, and send only
+what changed, as one atomic batch: instance poses of the robots' mesh kinds, crane parts,
+colours when they change, labels, flows, LED panel text. Geometry goes to each browser once,
+when it connects.
 
 A slow or stalled browser never slows the loop or the twin: every page is a reader of
 viser's shared message buffer, where a newer update of a node replaces the older one not
@@ -49,7 +51,7 @@ from viz.sources import Source
 from viz.tour import CameraTour
 from viz.web.hall import WebHall
 from viz.web.overlays import RobotLabels, WebFlows
-from viz.web.page import Page, joints_markdown
+from viz.web.page import Page, PageExtras, joints_markdown
 from viz.web.robots import U8, RobotGeometry, RobotNodes, base_colours, recoloured
 
 log = logging.getLogger(__name__)
@@ -80,8 +82,10 @@ class WebViewer:
         *,
         options: WebOptions = WebOptions(),
         notice: Callable[[], str] = lambda: "",
+        extras: PageExtras | None = None,
     ) -> None:
         self.scene = scene
+        self.extras = extras
         self.source = source
         self.options = options
         self._notice = notice
@@ -139,12 +143,16 @@ class WebViewer:
 
     def _connect(self, client: viser.ClientHandle) -> None:
         page = Page(client, self.tour, kiosk=self.options.kiosk)
+        if self.extras is not None:
+            page.help_md, page.kiosk_md = self.extras.help_md, self.extras.kiosk_md
         if self.options.kiosk:
             page.enter_kiosk(self._now())
         else:
             page.build_controls(
                 self.swatches, self._set_colour, self._tour_pressed, self._kiosk_pressed
             )
+            if self.extras is not None:
+                self.extras.add(page)
         with self._pages_lock:
             self.pages[client.client_id] = page
         log.info("page %d connected (%d pages)", client.client_id, len(self.pages))
@@ -152,6 +160,8 @@ class WebViewer:
     def _disconnect(self, client: viser.ClientHandle) -> None:
         with self._pages_lock:
             self.pages.pop(client.client_id, None)
+        if self.extras is not None:
+            self.extras.forget(client.client_id)
 
     def _set_colour(self, page: Page, mode: ColourBy) -> None:
         with self._pages_lock:
@@ -258,6 +268,8 @@ class WebViewer:
                 page.move_camera(now)
                 if show_joints and page.selected is not None:
                     self._show_joints(page)
+            if self.extras is not None:
+                self.extras.update(pages)
         self.frames += 1
 
     def _apply(self) -> bool:
