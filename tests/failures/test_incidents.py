@@ -8,7 +8,12 @@ import sys
 from pathlib import Path
 
 from twin.failures.events import FailureEvent, Severity
-from twin.failures.incidents import CAUSE_LEAD_S, IncidentGrouper, group_incidents
+from twin.failures.incidents import (
+    CAUSE_LEAD_S,
+    WEAK_CAUSE_LEAD_S,
+    IncidentGrouper,
+    group_incidents,
+)
 
 S = 1_000_000_000
 
@@ -33,6 +38,29 @@ def test_a_fall_settles_its_cause_at_once_other_causes_wait_the_lead() -> None:
     assert limit.cause_settled(int(20.2 * S)) and limit.cause.kind == "fall"
     # a live grouper keeps the newest incidents only, and counts them all
     assert grouper.opened == 3 and grouper.incidents == [grasp, limit]
+
+
+def test_a_slow_collapse_is_caused_by_its_fall_though_joint_limits_came_first() -> None:
+    # measured in a demo: joint limits from 120.49 s, the fall (base height) at 122.17 s
+    collapse = [
+        event(10, 120.49, "joint_limit", robot="K1-01"),
+        event(11, 120.70, "joint_limit", robot="K1-01"),
+        event(14, 122.17, "fall", robot="K1-01", severity="critical"),
+        event(15, 122.22, "grasp_dropped", robot="K1-01"),
+    ]
+    grouper = IncidentGrouper()
+    incident, _ = grouper.add(collapse[0])
+    grouper.add(collapse[1])
+    # only weak events so far: the cause waits for a strong one as long as WEAK_CAUSE_LEAD_S
+    assert not incident.cause_settled(int((120.49 + CAUSE_LEAD_S + 0.5) * S))
+    for e in collapse[2:]:
+        grouper.add(e)
+    assert incident.cause.kind == "fall" and incident.cause_settled(int(122.17 * S))
+    # weak events alone settle after WEAK_CAUSE_LEAD_S, as their own cause
+    alone, _ = grouper.add(event(20, 200.0, "joint_limit", robot="T3-02"))
+    assert not alone.cause_settled(int((200.0 + WEAK_CAUSE_LEAD_S - 0.1) * S))
+    assert alone.cause_settled(int((200.0 + WEAK_CAUSE_LEAD_S) * S))
+    assert alone.cause.kind == "joint_limit"
 
 
 def test_a_fall_and_what_it_brings_are_one_incident_caused_by_the_fall() -> None:

@@ -22,6 +22,11 @@ CONSEQUENCE_WINDOW_S: Final = 5.0
 """An event this close after the previous one of a robot's incident belongs to it."""
 CAUSE_LEAD_S: Final = 1.0
 """Events this close after an incident's first are candidates for its cause."""
+WEAK_CAUSE_LEAD_S: Final = 2.5
+"""While an incident holds only weak events (:data:`WEAK_RANK` and after: effort, joint limits,
+divergence, stale data), a strong one this close after its first still becomes its cause: a
+robot collapsing slowly hits joint limits well before its base is low enough to call a fall."""
+WEAK_RANK: Final = 3
 CAUSE_RANK: Final[dict[str, int]] = {
     "fall": 0,
     "collision": 1,
@@ -45,18 +50,31 @@ class Incident:
 
     @property
     def cause(self) -> FailureEvent:
-        """The most causal event of the incident's first :data:`CAUSE_LEAD_S`."""
+        """The most causal event of the incident's first :data:`CAUSE_LEAD_S`; if those are all
+        weak, the most causal strong event within :data:`WEAK_CAUSE_LEAD_S`, if any."""
         first = self.events[0].stamp_ns
         lead = [e for e in self.events if e.stamp_ns - first <= CAUSE_LEAD_S * _NS]
-        return min(lead, key=lambda e: (CAUSE_RANK.get(e.kind, len(CAUSE_RANK)), e.stamp_ns))
+        best = min(lead, key=_causal)
+        if _rank(best) >= WEAK_RANK:
+            late = [
+                e
+                for e in self.events
+                if e.stamp_ns - first <= WEAK_CAUSE_LEAD_S * _NS and _rank(e) < WEAK_RANK
+            ]
+            if late:
+                best = min(late, key=_causal)
+        return best
 
     def cause_settled(self, now_ns: int) -> bool:
-        """Whether the cause can no longer change: :data:`CAUSE_LEAD_S` has passed since the
-        first event, or the cause is already of the most causal kind (a fall: nothing that
-        comes later can explain it, so its lesson need not wait)."""
-        if now_ns - self.start_ns >= CAUSE_LEAD_S * _NS:
+        """Whether the cause can no longer change: a fall (nothing later outranks it, so its
+        lesson need not wait); a strong cause once :data:`CAUSE_LEAD_S` has passed since the
+        first event; a weak one once :data:`WEAK_CAUSE_LEAD_S` has."""
+        rank = _rank(self.cause)
+        if rank == min(CAUSE_RANK.values()):
             return True
-        return CAUSE_RANK.get(self.cause.kind, len(CAUSE_RANK)) == min(CAUSE_RANK.values())
+        waited_ns = now_ns - self.start_ns
+        lead_s = CAUSE_LEAD_S if rank < WEAK_RANK else WEAK_CAUSE_LEAD_S
+        return waited_ns >= lead_s * _NS
 
     @property
     def consequences(self) -> list[FailureEvent]:
@@ -88,6 +106,14 @@ class Incident:
         for event in self.consequences:
             counts[event.kind] = counts.get(event.kind, 0) + 1
         return counts
+
+
+def _rank(event: FailureEvent) -> int:
+    return CAUSE_RANK.get(event.kind, len(CAUSE_RANK))
+
+
+def _causal(event: FailureEvent) -> tuple[int, int]:
+    return _rank(event), event.stamp_ns
 
 
 class IncidentGrouper:
