@@ -41,3 +41,28 @@ def test_a_preview_lists_the_lessons_that_concern_it(fall_recording: Path, tmp_p
     assert set(report["robustness"]["lessons"]) == {grip["lesson"], push["lesson"]}
     without = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--no-lessons")
     assert "lessons" not in json.loads(without.stdout)
+
+
+def test_effort_and_joint_limit_lessons_have_a_preview_form(tmp_path: Path) -> None:
+    from twin.lessons.store import LessonStore, Sighting
+
+    db = tmp_path / "lessons.sqlite3"
+    seen = Sighting("K1-01", "kestrel_k1", "Kestrel Robotics", 1, "r.mcap", "F0001", {})
+    with LessonStore(db) as store:
+        heavy, _ = store.learn(
+            kind="effort", severity="error", task="torque_wrench", step=None, summary="effort",
+            condition={"kind": "payload", "scale": 10.0}, sighting=seen, now_ns=1,
+        )  # fmt: skip
+        narrow, _ = store.learn(
+            kind="joint_limit", severity="warning", task="torque_wrench", step=None,
+            summary="limit", condition={"kind": "limit_margin", "range_scale": 0.5},
+            sighting=seen, now_ns=1,
+        )  # fmt: skip
+    result = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--lessons", str(db))
+    report = json.loads(result.stdout)
+    runs = {r["lesson"]: r for r in report["lessons"]["runs"]}
+    assert report["passed"] and not report["passed_with_lessons"] and result.returncode == 1
+    # ten times the wrench's mass: the arm's effort goes over its rating
+    assert runs[heavy]["survived"] is False and "rated effort" in runs[heavy]["why"]
+    # half the allowed range: the elbows' 0.76 of their half range no longer fits
+    assert runs[narrow]["survived"] is False and "half range" in runs[narrow]["why"]

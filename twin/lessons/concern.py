@@ -4,8 +4,10 @@ A lesson concerns a task when the task's robot has the lesson's station task in 
 the task has the kind of step the lesson is about on any model: a dropped grasp concerns every
 task with a ``grasp`` step, a fall every task with ``walk`` or ``squat`` steps. The variation
 (:func:`variation_fields`) is the lesson's reproducible condition in the preview's terms:
-``grip_weakened`` -> ``grip_scale``, ``push`` -> ``push_delta_v_m_s``; the other conditions
-have no preview form yet and are reported as such.
+``grip_weakened`` -> ``grip_scale``, ``push`` -> ``push_delta_v_m_s``, ``payload`` ->
+``payload_scale`` (loose items heavier by the measured effort over rating), ``limit_margin`` ->
+``limit_range_scale`` (the joints' allowed range narrowed); ``obstacle`` (a collision's other
+body) has no preview form yet and is reported as such.
 
 Live, a lesson is shared with the robots it concerns (:func:`concerned_robots`): every robot on
 the same station task, and every robot whose station task uses the skill the lesson is about
@@ -34,6 +36,8 @@ _STATION_SKILLS: Final[dict[str, frozenset[str]]] = {
     "torque_wrench": frozenset({"grasp"}),
 }
 """The skills (kinds of task step) each station task's loop uses."""
+LIMIT_RANGE_SCALE: Final = 0.9
+"""A ``limit_margin`` lesson without its own ``range_scale``: a tenth of the range given up."""
 
 _ADVICE: Final[dict[str, tuple[float, float]]] = {
     "grasp_dropped": (0.8, 1.5),
@@ -90,4 +94,9 @@ def variation_fields(lesson: Lesson) -> dict[str, Any] | None:
         return {"grip_scale": float(condition.get("grip_scale", 0.5)), "lesson": lesson.id}
     if kind == "push":
         return {"push_delta_v_m_s": float(condition.get("delta_v_m_s", 0.3)), "lesson": lesson.id}
+    if kind == "payload":
+        return {"payload_scale": float(condition.get("scale", 1.0)), "lesson": lesson.id}
+    if kind == "limit_margin":
+        scale = float(condition.get("range_scale", LIMIT_RANGE_SCALE))
+        return {"limit_range_scale": scale, "lesson": lesson.id}
     return None

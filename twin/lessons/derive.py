@@ -140,7 +140,12 @@ def reproducible(kind: str, details: str, conditions: dict[str, Any]) -> dict[st
             "joint": conditions.get("peak_effort_joint"),
             "derived": "the load scaled by the measured effort over the rating",
         }
-    return {"kind": "limit_margin", "details": details, "derived": "the joint's range narrowed"}
+    return {
+        "kind": "limit_margin",
+        "details": details,
+        "range_scale": 0.9,
+        "derived": "a tenth of every joint's allowed range given up (a limit was reached)",
+    }
 
 
 def learn_from_recording(path: Path, store: LessonStore) -> list[Learnt]:

@@ -42,6 +42,11 @@ class Variation:
     """A lesson's ``grip_weakened``: every grasp holds with this fraction of its force."""
     push_delta_v_m_s: float = 0.0
     """A lesson's ``push``: the base is shoved sideways by this speed halfway through."""
+    payload_scale: float = 1.0
+    """A lesson's ``payload``: every loose item weighs this many times its mass."""
+    limit_range_scale: float = 1.0
+    """A lesson's ``limit_margin``: a joint may use only this share of the range the task
+    allows (its ``max_joint_limit_fraction`` times this)."""
     lesson: str | None = None
     """The lesson whose reproducible condition this run is."""
 
@@ -65,6 +70,8 @@ class Variation:
             or self.noise_sigma_m
             or self.grip_scale != 1.0
             or self.push_delta_v_m_s
+            or self.payload_scale != 1.0
+            or self.limit_range_scale != 1.0
         )
 
 

@@ -111,7 +111,8 @@ class RunState:
         self.checks = Checks(
             hall.canonical, self.lower, self.upper, np.array(self.forces),
             max_effort_fraction=self.c.task.limits.max_effort_fraction,
-            max_joint_limit_fraction=self.c.task.limits.max_joint_limit_fraction,
+            max_joint_limit_fraction=self.c.task.limits.max_joint_limit_fraction
+            * self.var.limit_range_scale,
             min_clearance_m=self.c.task.limits.min_clearance,
             check_dt_s=CHECK_EVERY * TIME_STEP_S,
         )  # fmt: skip
@@ -183,7 +184,7 @@ class RunState:
                 if item.fixed:
                     continue
                 pb.changeDynamics(
-                    body, -1, mass=info[0] * self._factor(var.mass_sigma),
+                    body, -1, mass=info[0] * self._factor(var.mass_sigma) * var.payload_scale,
                     lateralFriction=info[1] * self.friction_scale, physicsClientId=client,
                 )  # fmt: skip
                 pos, orn = pb.getBasePositionAndOrientation(body, physicsClientId=client)
