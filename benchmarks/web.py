@@ -1,0 +1,444 @@
+"""Web view (``twin web``): what each page receives, what serving it costs, and what it costs
+the twin, measured with simulated browsers.
+
+Usage::
+
+    python benchmarks/web.py [--robots N] [--clients C] [--seconds 15] [--warmup-s 6]
+                             [--client-procs 2] [--rate 30] [--json]
+
+Two halls:
+
+- ``--robots 0`` (the default): the default hall, fed by a live twin (``twin live``) and the
+  emulator (``twin emulate --no-noise``), both child processes; the web viewer reads the
+  twin's fan-out (:class:`viz.web.live.LiveLink`), as ``twin web`` does.
+- ``--robots N``: a synthetic hall of N ``orca_h2`` robots on a 2 m grid
+  (``benchmarks/sync_phases.hall_yaml``), fed by a synthetic source in the server process:
+  every joint of every robot moves on every frame (sine waves within the joint limits), so
+  every robot's instance poses change every frame. The emulator cannot run 100 robots'
+  physics here; the synthetic source also skips the fan-out client's decoding, which the
+  default hall's figures include.
+
+The web viewer (:class:`viz.web.server.WebViewer`, viser) runs in this process, its loop
+in a thread at ``--rate`` frames a second. The pages are simulated browsers
+(:mod:`benchmarks.web_clients`, ``--client-procs`` processes, asyncio): each opens viser's
+WebSocket and decodes every message as the page's JavaScript would, and sends nothing.
+
+Phases, in one run, each against the same server:
+
+1. Default hall only, ``ingest_p99`` baseline: the twin and the emulator alone (no web
+   viewer at all) for ``PHASE_S`` seconds; then the twin's status.
+2. ``one_client``: one page alone (the baseline for what a crowd costs): ``--warmup-s``
+   to connect and settle, then a window of ``--seconds``.
+3. ``crowd``: C pages connecting at once; after ``--warmup-s``, a window of ``--seconds``;
+   halfway through it one more page connects (``late``). Default hall: the twin's status
+   again at the end.
+
+Figures of a phase (per page: within the window only):
+
+- ``update_hz_min`` / ``update_hz_median``: per page, the messages that carried an update of
+  the robots' instance poses, per second of the window (the loop sends at most ``--rate``).
+- ``bytes_per_s_median`` / ``bytes_per_s_max``: WebSocket payload bytes a page received per
+  second.
+- ``first_frame_s_median`` / ``first_frame_s_max``: from opening a page's connection to the
+  end of viser's replay of the scene to it (its ``ReplayDoneMessage``): from then on the page
+  holds the whole hall and gets live updates. For the crowd these pages all connected at
+  once; ``late_first_frame_s`` is the page that joined the served crowd: a new visitor's
+  wait. (A browser also loads viser's page and scripts first, over HTTP, once.)
+  ``first_frame_bytes_median``: what a page received up to then (geometry once, and state).
+- ``server_cpu_percent``: this process (the viser server, its loop, the source) over the
+  window, CPU time / wall time * 100 (100 = one core); ``clients_cpu_percent``: the
+  simulated browsers' processes over their whole run, in the same unit (they share the
+  machine's two cores with the server, as the twin and the emulator do).
+- ``errors``: pages that failed (connection refused or closed).
+
+``ingest_p99`` (default hall): the twin's own ``delay_ms_p99`` per robot (its send stamp to
+"applied in the world", ``twin status``), for robots whose newest 4096 latency samples all
+fall within a phase of ``PHASE_S`` seconds (500 Hz Kestrels and 200 Hz Orcas; the 100 Hz
+Tessels' samples would span both phases and are left out): the median and the largest of
+their p99s, without the web viewer (phase 1) and with the crowd (phase 3, which lasts
+``--warmup-s`` + ``--seconds``, at least ``PHASE_S``), and ``change_percent``.
+
+``machine`` adds the 1-minute load average before and after the run: this machine is
+shared, and other work running meanwhile lowers every figure.
+
+``targets`` repeats the issue's targets beside the figures: >= 25 Hz per page with 20 pages
+(default hall), >= 20 Hz and <= 2.5 MB/s per page with 100 robots and 20 pages, a new page's
+first complete frame < 1 s, ingest p99 within 10 %. The whole run is bounded: every wait
+has a timeout, and an alarm ends it after a budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+import zmq
+
+from benchmarks.machine import machine_info
+
+if TYPE_CHECKING:
+    from scenes.model import Scene
+    from sync.fanout import CraneView, Event, RobotView
+    from viz.web.server import WebViewer
+
+log = logging.getLogger(__name__)
+
+ANY_PORT: Final = "tcp://127.0.0.1:*"
+PHASE_S: Final = 21.0  # a 200 Hz robot's 4096 latency samples: 20.5 s
+LATENCY_SAMPLES: Final = 4096
+STARTUP_S: Final = 90.0
+SYNTHETIC_MODEL: Final = "orca_h2"
+WAVE_HZ: Final = 0.5
+
+
+class BudgetExceeded(Exception):
+    """The whole run took longer than its budget."""
+
+
+def _on_alarm(signum: int, frame: FrameType | None) -> None:
+    raise BudgetExceeded("the benchmark ran past its time budget")
+
+
+class SyntheticSource:
+    """N robots' views (a :class:`viz.sources.Source`): every joint moves on every poll."""
+
+    def __init__(self, scene: Scene) -> None:
+        from robots import get_model
+        from viz.sources import StaticSource
+
+        static = StaticSource(scene)
+        self.robots: dict[str, RobotView] = static.robots
+        self.cranes: dict[str, CraneView] = static.cranes
+        self._mid: dict[str, np.ndarray] = {}
+        self._amp: dict[str, np.ndarray] = {}
+        for robot in scene.robots:
+            model = get_model(robot.model)
+            view = self.robots[robot.id]
+            lower = np.array([model.joint(n).lower for n in view.joint_names])
+            upper = np.array([model.joint(n).upper for n in view.joint_names])
+            finite = np.isfinite(lower) & np.isfinite(upper)
+            self._mid[robot.id] = np.where(finite, (lower + upper) / 2, 0.0)
+            self._amp[robot.id] = np.where(finite, 0.4 * (upper - lower), 0.5)
+            view.liveness = "LIVE"
+            view.in_bytes_per_s = 30_000.0  # flows pulse as in a live hall
+        self._phase = np.arange(64) * 0.37
+        self._t0 = time.monotonic()
+
+    def poll(self) -> bool:
+        t_s = time.monotonic() - self._t0
+        for i, (robot_id, view) in enumerate(self.robots.items()):
+            n = len(view.joint_names)
+            wave = np.sin(2 * math.pi * WAVE_HZ * t_s + i + self._phase[:n])
+            view.positions = (self._mid[robot_id] + self._amp[robot_id] * wave).tolist()
+            view.stamp_ns = time.time_ns()
+        return True
+
+    def new_events(self) -> Iterator[Event]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def serving(viewer: WebViewer) -> Iterator[WebViewer]:
+    """The viewer's loop in a thread until the block ends."""
+    stop = threading.Event()
+    loop = threading.Thread(target=viewer.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        yield viewer
+    finally:
+        stop.set()
+        loop.join(timeout=10.0)
+        viewer.close()
+
+
+def _median(values: Sequence[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def measure(
+    url: str, clients: int, args: argparse.Namespace, *, seconds: float, late: bool
+) -> dict[str, Any]:
+    """``clients`` simulated pages (``late``: one more halfway): the phase's figures."""
+    procs = max(1, min(args.client_procs, clients))
+    start = time.monotonic() + args.warmup_s
+    end = start + seconds
+    shares = [clients // procs + (1 if p < clients % procs else 0) for p in range(procs)]
+    root = Path(__file__).resolve().parent.parent
+    children = []
+    for p, share in enumerate(shares):
+        command = [
+            sys.executable, "-m", "benchmarks.web_clients", url, "--clients", str(share),
+            "--window-start", repr(start), "--window-end", repr(end),
+        ]  # fmt: skip
+        if late and p == 0:
+            command += ["--late-at", repr(start + seconds / 2)]
+        children.append(subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True))
+    time.sleep(max(0.0, start - time.monotonic()))
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    time.sleep(max(0.0, end - time.monotonic()))
+    cpu1, wall1 = time.process_time(), time.monotonic()
+    pages: list[dict[str, Any]] = []
+    late_page: dict[str, Any] | None = None
+    clients_cpu_s = 0.0
+    client_wall_s = end - (start - args.warmup_s)
+    for child in children:
+        output, _ = child.communicate(timeout=args.warmup_s + seconds + 60.0)
+        if child.returncode != 0:
+            raise RuntimeError(f"a client process failed (exit {child.returncode})")
+        report = json.loads(output)
+        pages += report["clients"]
+        late_page = report["late"] or late_page
+        clients_cpu_s += report["cpu_s"]
+    window_s = wall1 - wall0
+    ok = [p for p in pages if not p["error"]]
+    hz = [p["pose_updates"] / window_s for p in ok]
+    rates = [p["bytes"] / window_s for p in ok]
+    firsts = [p["first_frame_s"] for p in ok if p["first_frame_s"] is not None]
+    return {
+        "clients": clients,
+        "window_s": round(window_s, 3),
+        "update_hz_min": round(min(hz), 2) if hz else None,
+        "update_hz_median": _median(hz),
+        "bytes_per_s_median": round(statistics.median(rates)) if rates else None,
+        "bytes_per_s_max": round(max(rates)) if rates else None,
+        "first_frame_s_median": _median(firsts),
+        "first_frame_s_max": round(max(firsts), 3) if firsts else None,
+        "first_frame_bytes_median": (
+            round(statistics.median(p["first_frame_bytes"] for p in ok)) if ok else None
+        ),
+        "late_first_frame_s": (
+            round(late_page["first_frame_s"], 3)
+            if late_page is not None and late_page["first_frame_s"] is not None
+            else None
+        ),
+        "server_cpu_percent": round(100.0 * (cpu1 - cpu0) / window_s, 1),
+        "clients_cpu_percent": round(100.0 * clients_cpu_s / client_wall_s, 1),
+        "errors": [p["error"] for p in pages if p["error"]]
+        + ([late_page["error"]] if late_page is not None and late_page["error"] else []),
+    }
+
+
+def ingest_p99(status: dict[str, Any], phase_s: float) -> dict[str, Any]:
+    """The twin's per-robot p99 (send stamp to applied), for robots whose latency samples all
+    lie within the phase: median and largest, and which robots."""
+    rows = [
+        r
+        for r in status["robots"]
+        if r["nominal_rate_hz"] * phase_s >= LATENCY_SAMPLES and r["delay_ms_p99"] is not None
+    ]
+    values = [float(r["delay_ms_p99"]) for r in rows]
+    return {
+        "median_ms": _median(values),
+        "max_ms": round(max(values), 3) if values else None,
+        "robots": sorted(r["robot"] for r in rows),
+    }
+
+
+def _status(snapshot: str) -> dict[str, Any]:
+    from sync.fanout import request_status
+
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        return request_status(context, snapshot, timeout_s=5.0)
+    finally:
+        context.destroy(linger=0)
+
+
+def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
+    """The default hall: twin + emulator, then the web viewer of the twin's fan-out."""
+    from scenes import load_scene
+    from twin.cli.child import TwinProcess
+    from viz.web.live import LiveLink
+    from viz.web.server import WebOptions, WebViewer
+
+    twin = TwinProcess("live", "--ingest", ANY_PORT, "--fanout", ANY_PORT, "--snapshot", ANY_PORT)
+    emulator: TwinProcess | None = None
+    try:
+        found = twin.wait_for(r"ingest (\S+) fan-out (\S+) snapshot (\S+)", STARTUP_S)
+        if found is None:
+            raise RuntimeError(f"the twin did not start: {''.join(twin.lines)[-500:]}")
+        ingest, fanout, snapshot = found[0].groups()
+        emulator = TwinProcess(
+            "emulate", "--ingest", ingest, "--no-noise", "--incidents-every", "0"
+        )
+        if emulator.wait_for(r"emulating", STARTUP_S) is None:
+            raise RuntimeError(f"the emulator did not start: {''.join(emulator.lines)[-500:]}")
+        time.sleep(args.warmup_s)  # the hall settles
+        time.sleep(PHASE_S)  # phase 1: the twin's latency rings hold only this phase
+        before = ingest_p99(_status(snapshot), PHASE_S)
+        scene = load_scene()
+        link = LiveLink(fanout, snapshot)
+        viewer = WebViewer(scene, link, options=WebOptions(port=0, rate_hz=args.rate_hz))
+        with serving(viewer):
+            deadline = time.monotonic() + STARTUP_S
+            while link.source is None:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the web viewer did not reach the twin")
+                time.sleep(0.1)
+            one = measure(viewer.url, 1, args, seconds=args.seconds, late=False)
+            crowd_s = max(args.seconds, PHASE_S - args.warmup_s)
+            crowd = measure(viewer.url, args.clients, args, seconds=crowd_s, late=True)
+            after = ingest_p99(_status(snapshot), PHASE_S)
+        went_stale = sum(r["went_stale"] for r in _status(snapshot)["robots"])
+    finally:
+        if emulator is not None:
+            emulator.stop()
+        twin.stop()
+    change = (
+        round(100.0 * (after["median_ms"] - before["median_ms"]) / before["median_ms"], 1)
+        if before["median_ms"] and after["median_ms"] is not None
+        else None
+    )
+    return {
+        "hall": f"default ({len(scene.robots)} robots; twin + emulator)",
+        "robots": len(scene.robots),
+        "batched_nodes": len(viewer.geometry.kinds),
+        "one_client": one,
+        "crowd": crowd,
+        "ingest_p99": {
+            "without_web": before,
+            "with_crowd": after,
+            "change_percent": change,
+            "robots_went_stale": went_stale,
+        },
+    }
+
+
+def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    """N robots fed by the synthetic source."""
+    from benchmarks.sync_phases import build_scene
+    from viz.web.server import WebOptions, WebViewer
+
+    scene = build_scene(args.robots, SYNTHETIC_MODEL)
+    source = SyntheticSource(scene)
+    viewer = WebViewer(scene, source, options=WebOptions(port=0, rate_hz=args.rate_hz))
+    with serving(viewer):
+        one = measure(viewer.url, 1, args, seconds=args.seconds, late=False)
+        crowd = measure(viewer.url, args.clients, args, seconds=args.seconds, late=True)
+    return {
+        "hall": f"synthetic ({args.robots} x {SYNTHETIC_MODEL}; synthetic source, all moving)",
+        "robots": args.robots,
+        "batched_nodes": len(viewer.geometry.kinds),
+        "one_client": one,
+        "crowd": crowd,
+    }
+
+
+def targets(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, and whether this run met them (None: not measured here)."""
+    crowd = result["crowd"]
+    out: dict[str, Any] = {}
+    if args.robots == 0:
+        out["default_hall_hz_per_client_min_25"] = crowd["update_hz_min"] >= 25.0
+        change = result["ingest_p99"]["change_percent"]
+        out["ingest_p99_within_10_percent"] = None if change is None else change <= 10.0
+    else:
+        out["hz_per_client_min_20"] = crowd["update_hz_min"] >= 20.0
+        out["bytes_per_s_per_client_max_2_5_mb"] = crowd["bytes_per_s_max"] <= 2.5e6
+    late = crowd["late_first_frame_s"]
+    out["new_client_first_frame_under_1_s"] = None if late is None else late < 1.0
+    return out
+
+
+def summary(result: dict[str, Any]) -> str:
+    """A few lines for a person."""
+    lines = [f"web: {result['hall']}, {result['batched_nodes']} batched nodes"]
+    for name in ("one_client", "crowd"):
+        p = result[name]
+        lines.append(
+            f"  {name:<10} {p['clients']:>3} pages: {p['update_hz_min']} Hz min "
+            f"({p['update_hz_median']} median), {p['bytes_per_s_median']} B/s, "
+            f"first frame {p['first_frame_s_median']} s (max {p['first_frame_s_max']}, "
+            f"late {p['late_first_frame_s']}), server {p['server_cpu_percent']} % CPU, "
+            f"errors {len(p['errors'])}"
+        )
+    if "ingest_p99" in result:
+        i = result["ingest_p99"]
+        lines.append(
+            f"  ingest p99 {i['without_web']['median_ms']} ms without the web, "
+            f"{i['with_crowd']['median_ms']} ms with the crowd ({i['change_percent']} %)"
+        )
+    lines.append(f"  targets    {result['targets']}")
+    lines.append(f"  machine    {result['machine']['cpu']}, {result['machine']['cores']} cores")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options (see the module docstring)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--robots", type=int, default=0, help="0: the default hall, live; N: N synthetic robots"
+    )
+    parser.add_argument("--clients", type=int, default=20, help="simulated pages (crowd)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="each measured window (s)")
+    parser.add_argument("--warmup-s", type=float, default=6.0, help="connect and settle (s)")
+    parser.add_argument("--client-procs", type=int, default=2, help="client processes")
+    parser.add_argument("--rate", dest="rate_hz", type=float, default=30.0, help="frames/s")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args(argv)
+    if args.robots < 0 or args.clients < 1 or args.client_procs < 1:
+        parser.error("--robots must be >= 0, --clients and --client-procs >= 1")
+    if not (args.seconds > 0 and args.warmup_s >= 0 and args.rate_hz > 0):
+        parser.error("--seconds and --rate must be positive, --warmup-s not negative")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the phases, print the result; 1 on failure."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    load_before = os.getloadavg()
+    budget_s = 2 * STARTUP_S + 3 * (args.warmup_s + max(args.seconds, PHASE_S)) + PHASE_S + 60
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, budget_s)
+    try:
+        result = run_default_hall(args) if args.robots == 0 else run_synthetic(args)
+    except (BudgetExceeded, RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+        sys.stderr.write(f"web benchmark failed: {exc}\n")
+        return 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, previous)
+    import viser
+
+    result = {
+        "benchmark": "web",
+        **result,
+        "clients": args.clients,
+        "rate_hz": args.rate_hz,
+        "seconds": args.seconds,
+        "warmup_s": args.warmup_s,
+        "client_procs": args.client_procs,
+        "viser": viser.__version__,
+    }
+    result["targets"] = targets(args, result)
+    result["machine"] = {
+        **machine_info(),
+        "load_average_1min": {"before": load_before[0], "after": os.getloadavg()[0]},
+    }
+    sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else summary(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
