@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 import zmq
@@ -34,13 +33,12 @@ from twin.cli.common import (
     load_or_exit,
     stop_on_signals,
 )
-
-if TYPE_CHECKING:
-    from scenes.model import Scene
-    from twin.dispatch.gate import DispatchGate
-    from twin.lessons.store import LessonStore
-    from twin.live.mirror import Mirror
-    from twin.record.recorder import Recorder
+from twin.cli.live_parts import (
+    record_failures,
+    record_ingest_events,
+    start_lessons,
+    start_recorder,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +158,7 @@ def live(
         mirror.monitors = Monitors()
     gate = start_gate(mirror, keys, endpoints) if keys is not None else None
     if record is not None:
-        recorder = _start_recorder(record, scene, loaded)
+        recorder = start_recorder(record, scene, loaded)
         if recorder is None:
             mirror.close()
             raise typer.Exit(1)
@@ -169,13 +167,13 @@ def live(
             markup=False,
         )
         mirror.sinks.append(recorder.sink)
-        _record_ingest_events(mirror, recorder)
+        record_ingest_events(mirror, recorder)
         if mirror.monitors is not None:
-            _record_failures(mirror, recorder)
+            record_failures(mirror, recorder)
         if gate is not None:
             gate.listeners.append(recorder.event)
     if use_lessons and mirror.monitors is not None:
-        store = _start_lessons(mirror, loaded, lessons, recorder, gate)
+        store = start_lessons(mirror, loaded, lessons, recorder, gate)
         if gate is not None and store is not None:
             gate.lesson_store = store
             gate.courier.store = store
@@ -204,108 +202,6 @@ def live(
     )
     if recorder is not None:
         err.print(f"recorded {recorder.messages} messages to {recorder.path}", markup=False)
-
-
-def _start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    from scenes import DEFAULT_SCENE
-    from twin.record.recorder import Recorder, RecorderError
-
-    try:
-        twin_version = version("hall-twin")
-    except PackageNotFoundError:
-        twin_version = "unknown"
-    scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
-    try:
-        return Recorder(record, loaded, scene_text, twin_version=twin_version)
-    except RecorderError as exc:
-        err.print(f"twin live: {exc}", markup=False)
-        return None
-
-
-def _start_lessons(
-    mirror: Mirror,
-    scene: Scene,
-    path: Path | None,
-    recorder: Recorder | None,
-    gate: DispatchGate | None,
-) -> LessonStore | None:
-    """Incidents and lessons live: each lesson stored, published on the fan-out (viewers draw
-    it), recorded, and sent to the concerned robots' gateways when there is a command channel.
-    A database that cannot be used is one line (and ``twin status`` says so); the twin mirrors
-    on."""
-    import json
-
-    from twin.lessons.live import LiveLessons
-    from twin.lessons.store import LessonStore, LessonStoreError, default_path
-
-    try:
-        store = LessonStore(path or default_path())
-    except LessonStoreError as exc:
-        err.print(f"twin live: lessons off: {exc}", markup=False)
-        why_off = str(exc)
-        mirror.lessons_status = lambda: {"enabled": False, "why_off": why_off, "made": 0}
-        return None
-
-    def publish(robot_id: str, lesson_id: str, detail: dict[str, Any]) -> None:
-        text = json.dumps(detail)
-        mirror.event("lesson", robot_id, text)
-        if recorder is not None:
-            recorder.event("lesson", robot_id, text, time.time_ns())
-        err.print(
-            f"lesson {lesson_id} ({'new' if detail['new'] else 'strengthened'}): "
-            f"{detail['kind']} by {robot_id} during {detail['task']}, shared with "
-            f"{', '.join(detail['concerns'])}",
-            markup=False,
-        )
-        if gate is not None:
-            sent = gate.courier.send(detail)
-            err.print(
-                f"lesson {lesson_id} sent to the gateways of {', '.join(sent) or 'no robot'}",
-                markup=False,
-            )
-
-    recording = str(recorder.path.resolve()) if recorder is not None else "live"
-    lessons = LiveLessons(store, scene, mirror.robots, publish, recording=recording)
-    mirror.on_failure.append(lessons.on_failure)
-    mirror.after_monitors.append(lessons.poll)
-    mirror.lessons_status = lessons.status
-    err.print(f"lessons: {store.path}", markup=False)
-    return store
-
-
-def _record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
-    """Also record the ingest's events (epoch changes, resyncs) on ``/events``.
-
-    Liveness changes are raised inside the mirror itself and are not recorded yet.
-    """
-    forward = mirror.ingest.on_event
-
-    def on_event(kind: str, source: str, detail: str) -> None:
-        forward(kind, source, detail)
-        recorder.event(kind, source, detail, time.time_ns())
-
-    mirror.ingest.on_event = on_event
-
-
-def _record_failures(mirror: Mirror, recorder: Recorder) -> None:
-    """Record failure events on ``/events`` (kind ``failure``, detail: the event as JSON).
-
-    A first ``monitors`` event says detection was on, so ``twin failures`` can tell a
-    recording without failures from one recorded without detection.
-    """
-    import msgspec
-
-    from twin.failures.events import FailureEvent
-
-    recorder.event("monitors", "twin", "failure detection on", time.time_ns())
-
-    def on_failure(failure: FailureEvent) -> None:
-        detail = msgspec.json.encode(failure).decode()
-        recorder.event("failure", failure.robot_id, detail, failure.stamp_ns)
-
-    mirror.on_failure.append(on_failure)
 
 
 def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
