@@ -46,7 +46,11 @@ Figures of a phase (per page: within the window only):
   wait. (A browser also loads viser's page and scripts first, over HTTP, once.)
   ``first_frame_bytes_median``: what a page received up to then (geometry once, and state).
 - ``server_cpu_percent``: this process (the viser server, its loop, the source) over the
-  window, CPU time / wall time * 100 (100 = one core); ``clients_cpu_percent``: the
+  window, CPU time / wall time * 100 (100 = one core); ``loop_cpu_percent``: the viewer's
+  frame loop alone (posing the world, building the updates; the rest of the server's figure
+  is viser's event loop thread: each page's messages serialised, compressed and sent, and
+  the source's I/O); ``loop_frames_per_s``: the frames the loop made (what any page could
+  get at most); ``clients_cpu_percent``: the
   simulated browsers' processes over their whole run, in the same unit (they share the
   machine's two cores with the server, as the twin and the emulator do).
 - ``errors``: pages that failed (connection refused or closed).
@@ -70,6 +74,7 @@ has a timeout, and an alarm ends it after a budget.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -80,7 +85,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -158,17 +163,21 @@ class SyntheticSource:
 
 
 @contextmanager
-def serving(viewer: WebViewer) -> Iterator[WebViewer]:
-    """The viewer's loop in a thread until the block ends."""
+def serving(viewer: WebViewer) -> Iterator[Callable[[], float]]:
+    """The viewer's loop in a thread until the block ends; yields the loop thread's CPU
+    clock (seconds)."""
     stop = threading.Event()
     loop = threading.Thread(target=viewer.run, args=(stop,), daemon=True)
     loop.start()
+    assert loop.ident is not None
+    clock = time.pthread_getcpuclockid(loop.ident)
     try:
-        yield viewer
+        yield lambda: time.clock_gettime(clock)
     finally:
         stop.set()
         loop.join(timeout=10.0)
-        viewer.close()
+        with contextlib.redirect_stdout(sys.stderr):  # viser says it stopped, on stdout
+            viewer.close()
 
 
 def _median(values: Sequence[float]) -> float | None:
@@ -176,9 +185,16 @@ def _median(values: Sequence[float]) -> float | None:
 
 
 def measure(
-    url: str, clients: int, args: argparse.Namespace, *, seconds: float, late: bool
+    viewer: WebViewer,
+    clients: int,
+    args: argparse.Namespace,
+    *,
+    seconds: float,
+    late: bool,
+    loop_cpu: Callable[[], float],
 ) -> dict[str, Any]:
     """``clients`` simulated pages (``late``: one more halfway): the phase's figures."""
+    url = viewer.url
     procs = max(1, min(args.client_procs, clients))
     start = time.monotonic() + args.warmup_s
     end = start + seconds
@@ -194,9 +210,9 @@ def measure(
             command += ["--late-at", repr(start + seconds / 2)]
         children.append(subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True))
     time.sleep(max(0.0, start - time.monotonic()))
-    cpu0, wall0 = time.process_time(), time.monotonic()
+    cpu0, loop0, frames0, wall0 = time.process_time(), loop_cpu(), viewer.frames, time.monotonic()
     time.sleep(max(0.0, end - time.monotonic()))
-    cpu1, wall1 = time.process_time(), time.monotonic()
+    cpu1, loop1, frames1, wall1 = time.process_time(), loop_cpu(), viewer.frames, time.monotonic()
     pages: list[dict[str, Any]] = []
     late_page: dict[str, Any] | None = None
     clients_cpu_s = 0.0
@@ -232,6 +248,8 @@ def measure(
             else None
         ),
         "server_cpu_percent": round(100.0 * (cpu1 - cpu0) / window_s, 1),
+        "loop_cpu_percent": round(100.0 * (loop1 - loop0) / window_s, 1),
+        "loop_frames_per_s": round((frames1 - frames0) / window_s, 2),
         "clients_cpu_percent": round(100.0 * clients_cpu_s / client_wall_s, 1),
         "errors": [p["error"] for p in pages if p["error"]]
         + ([late_page["error"]] if late_page is not None and late_page["error"] else []),
@@ -289,15 +307,17 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
         scene = load_scene()
         link = LiveLink(fanout, snapshot)
         viewer = WebViewer(scene, link, options=WebOptions(port=0, rate_hz=args.rate_hz))
-        with serving(viewer):
+        with serving(viewer) as loop_cpu:
             deadline = time.monotonic() + STARTUP_S
             while link.source is None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the web viewer did not reach the twin")
                 time.sleep(0.1)
-            one = measure(viewer.url, 1, args, seconds=args.seconds, late=False)
+            one = measure(viewer, 1, args, seconds=args.seconds, late=False, loop_cpu=loop_cpu)
             crowd_s = max(args.seconds, PHASE_S - args.warmup_s)
-            crowd = measure(viewer.url, args.clients, args, seconds=crowd_s, late=True)
+            crowd = measure(
+                viewer, args.clients, args, seconds=crowd_s, late=True, loop_cpu=loop_cpu
+            )
             after = ingest_p99(_status(snapshot), PHASE_S)
         went_stale = sum(r["went_stale"] for r in _status(snapshot)["robots"])
     finally:
@@ -332,9 +352,11 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     scene = build_scene(args.robots, SYNTHETIC_MODEL)
     source = SyntheticSource(scene)
     viewer = WebViewer(scene, source, options=WebOptions(port=0, rate_hz=args.rate_hz))
-    with serving(viewer):
-        one = measure(viewer.url, 1, args, seconds=args.seconds, late=False)
-        crowd = measure(viewer.url, args.clients, args, seconds=args.seconds, late=True)
+    with serving(viewer) as loop_cpu:
+        one = measure(viewer, 1, args, seconds=args.seconds, late=False, loop_cpu=loop_cpu)
+        crowd = measure(
+            viewer, args.clients, args, seconds=args.seconds, late=True, loop_cpu=loop_cpu
+        )
     return {
         "hall": f"synthetic ({args.robots} x {SYNTHETIC_MODEL}; synthetic source, all moving)",
         "robots": args.robots,
