@@ -147,7 +147,10 @@ class Heartbeat(msgspec.Struct, frozen=True):
     task loop has started over since the task began (0 in the first run; a gateway that does
     not count cycles leaves it 0); where it changes, a dataset export cuts an episode.
     ``lessons``: the ids of the lessons (sent by the twin over the command channel) the robot
-    acts on now, oldest first; empty for a gateway that takes none.
+    acts on now, oldest first; empty for a gateway that takes none. ``step``: the step of its
+    task or the phase of its motion the robot is in now ("carry", "turn", "walk"; "" when the
+    gateway does not say): a lesson learnt from a failure names it, so that the same cause at
+    the same step strengthens one lesson.
     """
 
     mode: RobotMode
@@ -160,6 +163,7 @@ class Heartbeat(msgspec.Struct, frozen=True):
     holding: str = ""
     cycle: int = 0
     lessons: tuple[str, ...] = ()
+    step: str = ""
 
 
 Vec3 = tuple[float, float, float]

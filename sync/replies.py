@@ -4,7 +4,9 @@ The twin's loop never reads the snapshot/status endpoint. A child process (``pyt
 sync.replies``, started by :class:`ReplyServer`) binds it and answers every request from
 bytes the twin encodes and hands over a local channel: a snapshot after every fan-out
 update, and a status only when someone waits for one, at most once per display period
-(every status request is answered with the first status made after it arrived).
+(every status request is answered with the first status made after it arrived). A snapshot
+request that comes before the twin's first snapshot waits for it (the twin says its addresses
+before it has one), rather than getting an error.
 
 A process, not a thread: a thread answering thousands of requests a second trades the GIL
 with the twin's loop at every socket call, and on a busy machine each hand back can wait
@@ -15,7 +17,8 @@ Limits, each counted (``twin status`` shows them under ``requests``):
 - per peer (one connection's routing id): ``PEER_RATE_HZ`` requests a second, bursts of
   ``PEER_BURST``; beyond, a request is shed (no answer);
 - all peers together: ``GLOBAL_RATE_HZ`` answers a second; beyond, shed;
-- status requests waiting for a fresh status: at most ``PENDING_MAX``; beyond, shed;
+- status requests waiting for a fresh status, and snapshot requests waiting for the first
+  snapshot: at most ``PENDING_MAX`` each; beyond, shed;
 - the socket's own queues: ``ZMQ_RCVHWM``/``ZMQ_SNDHWM`` of ``REQUEST_HWM``.
 
 A shed request never reaches the twin; its asker times out and may ask again.
@@ -172,6 +175,8 @@ class _Server:
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.snapshot: bytes | None = None
         self.pending: list[list[bytes]] = []
+        self.awaiting_snapshot: list[list[bytes]] = []
+        """Snapshot requests that came before the twin's first snapshot (answered with it)."""
         self.peers: dict[bytes, _Bucket] = {}
         self.all_peers = _Bucket(GLOBAL_BURST, time.monotonic_ns())
         self.counters_sent_ns = 0
@@ -187,6 +192,10 @@ class _Server:
                 return False
             if kind == SNAPSHOT:
                 self.snapshot = body
+                early, self.awaiting_snapshot = self.awaiting_snapshot, []
+                for envelope in early:
+                    self.counters["snapshots"] += 1
+                    self.send([*envelope, SNAPSHOT, body])
             elif kind == STATUS:
                 pending, self.pending = self.pending, []
                 for envelope in pending:
@@ -230,8 +239,11 @@ class _Server:
         elif what == SNAPSHOT and self.snapshot is not None:
             counters["snapshots"] += 1
             self.send([*envelope, SNAPSHOT, self.snapshot])
-        elif what == SNAPSHOT:  # the twin has not made one yet
-            self.send([*envelope, ERROR, b"no snapshot yet; ask again"])
+        elif what == SNAPSHOT:  # the twin has not made one yet: answered with its first
+            if len(self.awaiting_snapshot) < PENDING_MAX:
+                self.awaiting_snapshot.append(envelope)
+            else:
+                counters["shed_pending_full"] += 1
         else:
             counters["bad_requests"] += 1
             self.send([*envelope, ERROR, b"unknown request; ask for 'snapshot' or 'status'"])

@@ -378,3 +378,35 @@ def test_every_task_keeps_targets_in_limits_and_the_pelvis_over_the_feet(model_n
         assert max(heights) <= model.base_height_m + 1e-9, task
         drop = model.base_height_m - min(heights)
         assert drop > 0.15 if task == "squats" else drop < 0.08, task
+
+
+def test_the_motion_phase_follows_the_loop_and_the_grip() -> None:
+    from twin.emulator.motion import CHANNELS
+    from twin.emulator.tasks import PHASES
+
+    model = get_model("orca_h2")
+    motion = RobotMotion(model, "pick_and_place", (5.0, 5.0), 0.0, None, phase_offset_s=0.0)
+    period_s = task_period_s("pick_and_place")
+    grip = CHANNELS.index("grip")
+    for t in np.arange(0.0, 2 * period_s, 0.05):
+        phase = motion.phase(float(t))
+        closed = motion_grip(motion, float(t), grip)
+        # the item is carried exactly while the grip is (nearly) closed after grasping
+        if phase == "carry":
+            assert closed > 0.9, (t, closed)
+        if phase in ("reach", "return"):
+            assert closed < 0.1, (t, closed)
+    assert motion.phase(-1.0) == ""  # before the task starts
+    assert {motion.phase(float(t)) for t in np.arange(0, period_s, 0.05)} == {
+        name for _, name in PHASES["pick_and_place"]
+    }
+    lane = WalkPath((5.0, 5.0), 0.0, 4.0)
+    walker = RobotMotion(model, "walking", (5.0, 5.0), 0.0, None, walk=lane)
+    assert walker.phase(3.0) == "walk"
+
+
+def motion_grip(motion: RobotMotion, t_s: float, channel: int) -> float:
+    """The task table's grip channel (0 open, 1 closed) where the motion is at ``t_s``."""
+    from twin.emulator.motion import _TABLES
+
+    return float(_TABLES[motion.task].at(t_s + motion.phase_offset_s)[channel])

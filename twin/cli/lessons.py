@@ -61,7 +61,7 @@ def lessons_list(ctx: typer.Context, as_json: JsonOpt = False, lessons: LessonsO
         table.add_row(
             lesson.id,
             lesson.kind,
-            lesson.task,
+            f"{lesson.task} ({lesson.step})" if lesson.step else lesson.task,
             str(lesson.count),
             ", ".join(lesson.robots),
             ", ".join(lesson.manufacturers),
@@ -92,7 +92,8 @@ def lessons_show(
         sys.stdout.write(json.dumps({**lesson.as_dict(), "replay": replay}, indent=2) + "\n")
         return
     out.print(f"[bold]{lesson.id}[/] {lesson.summary}")
-    out.print(f"severity {lesson.severity}, task {lesson.task}, seen {lesson.count} times")
+    step = f" at step {lesson.step}" if lesson.step else ""
+    out.print(f"severity {lesson.severity}, task {lesson.task}{step}, seen {lesson.count} times")
     out.print(f"reproduce as: {json.dumps(lesson.condition)}", markup=False)
     for s in lesson.sightings:
         out.print(

@@ -262,6 +262,14 @@ class EmulatedRobot:
         held_s = clock - self._override_clock_s if self.override is not None else 0.0
         return self.motion.cycle(clock - self._paused_s - held_s)
 
+    def task_step(self, t_s: float) -> str:
+        """The motion phase of its task loop at ``t_s`` (``dispatched`` while it follows a
+        dispatched plan or holds an override)."""
+        if self.override is not None:
+            return "dispatched"
+        clock = self._clock(t_s)
+        return self.motion.phase(clock - self._paused_s)
+
     def apply_loads(self, t_s: float) -> None:
         """External loads for the coming step: the bolt on the wrench wrist, a falling shove."""
         body, client = self.handle.body, self.client

@@ -249,6 +249,7 @@ class HallEmulator:
                 holding=holding,
                 cycle=self.hall.task_cycle(channel.robot_id),
                 lessons=self.hall.lessons(channel.robot_id),
+                step=self.hall.task_step(channel.robot_id),
             )
         )
         self._emit(channel, Kind.HEARTBEAT, payload, now_ns)

@@ -30,7 +30,7 @@ import numpy.typing as npt
 from robots import CANONICAL_JOINTS, RobotModel
 from scenes.model import TaskKind
 from twin.emulator.plans import WalkPath
-from twin.emulator.tasks import REST, TABLES, Keyframes
+from twin.emulator.tasks import REST, TABLES, Keyframes, phase_name
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -258,6 +258,15 @@ class RobotMotion:
         """Which run of the task loop ``t_s`` falls in (0: the first, from the task's start)."""
         period_s = task_period_s(self.task, self.walk)
         return max(0, int((t_s + self.phase_offset_s) // period_s)) if period_s > 0 else 0
+
+    def phase(self, t_s: float) -> str:
+        """The named motion phase of the task loop at ``t_s`` (:data:`twin.emulator.tasks.PHASES`;
+        "" before the task starts)."""
+        if t_s < 0.0:
+            return ""
+        period_s = task_period_s(self.task, self.walk)
+        u_s = (t_s + self.phase_offset_s) % period_s if period_s > 0 else 0.0
+        return phase_name(self.task, u_s)
 
     def _leg_joint_indices(self) -> tuple[tuple[int, int], ...]:
         """(hip pitch, knee) positions in :attr:`joints` for each leg the model has."""

@@ -300,6 +300,10 @@ class EmulatedHall(Closing):
         """Which run of its task loop the robot is in now (see :meth:`EmulatedRobot.task_cycle`)."""
         return self._robot(robot_id).task_cycle(self.sim_time_s)
 
+    def task_step(self, robot_id: str) -> str:
+        """The motion phase the robot is in now (see :meth:`EmulatedRobot.task_step`)."""
+        return self._robot(robot_id).task_step(self.sim_time_s)
+
     def take_lesson(
         self, robot_id: str, lesson_id: str, pace: float, grip_force_scale: float
     ) -> str:

@@ -263,6 +263,7 @@ def _run(hall: EmulatedHall, recorder: Recorder, seconds: float, origin_ns: int,
                             "fault" if s.fallen else "running", False, s.fallen,
                             model.manufacturer, model.name, tasks[source_id],
                             cycle=hall.task_cycle(source_id),
+                            step=hall.task_step(source_id),
                         )
                     )  # fmt: skip
             seq = counts[order]

@@ -169,3 +169,43 @@ TABLES: Final[Mapping[str, Keyframes]] = MappingProxyType(
     }
 )
 """Keyframe table of every task except walking."""
+
+Phases = tuple[tuple[float, str], ...]
+
+PHASES: Final[Mapping[str, Phases]] = MappingProxyType(
+    {
+        "idle": ((0.0, "idle"),),
+        "squats": ((0.0, "down"), (1.6, "hold"), (2.2, "up"), (3.8, "stand")),
+        "pick_and_place": (
+            (0.0, "reach"),
+            (1.2, "grasp"),
+            (1.8, "carry"),
+            (4.4, "release"),
+            (5.0, "return"),
+        ),
+        "precision_assembly": (
+            (0.0, "reach"),
+            (1.5, "grasp"),
+            (2.3, "assemble"),
+            (6.1, "return"),
+        ),
+        "torque_wrench": ((0.0, "reach"), (1.2, "turn"), (5.8, "return")),
+        "sensor_calibration": ((0.0, "pose"),),
+    }
+)
+"""The named motion phases of each table (start time in the loop, name): what a heartbeat's
+``step`` says the robot is doing; walking is one phase, ``walk``. Coarse on purpose: a lesson is
+keyed by its task step, so an item slipping while lifted or while moved is one lesson
+("carry"), not two."""
+
+
+def phase_name(task: str, u_s: float) -> str:
+    """The phase of ``task``'s loop at ``u_s`` seconds into one run of it ("" if unknown)."""
+    phases = PHASES.get(task)
+    if not phases:
+        return "walk" if task == "walking" else ""
+    name = phases[0][1]
+    for start_s, label in phases:
+        if u_s >= start_s:
+            name = label
+    return name

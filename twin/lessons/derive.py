@@ -49,6 +49,7 @@ class _Joints(msgspec.Struct):
 class _Beat(msgspec.Struct):
     holding: str = ""
     grip_closed: bool = False
+    step: str = ""
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
     lo, hi = at_ns - int(WINDOW_S * _NS), at_ns + _NS // 5
     topics = [f"/base/{robot_id}", f"/heartbeat/{robot_id}", f"/joints/{robot_id}"]
     bases: list[tuple[int, tuple[float, float, float], tuple[float, float, float, float]]] = []
-    holding = ""
+    holding = step = ""
     peak = (0.0, "")
     model = get_model(model_name)
     names = codec_for(model).canonical_names
@@ -84,6 +85,8 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
             beat = msgspec.json.decode(message.data, type=_Beat)
             if beat.holding and t <= at_ns:
                 holding = beat.holding
+            if t <= at_ns:
+                step = beat.step
         elif t <= at_ns:
             efforts = np.abs(np.asarray(msgspec.json.decode(message.data, type=_Joints).effort))
             if len(efforts) == len(ratings):
@@ -91,7 +94,7 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
                 i = int(np.argmax(ratio))
                 if float(ratio[i]) > peak[0]:
                     peak = (float(ratio[i]), names[i])
-    out: dict[str, Any] = {"window_s": WINDOW_S, "holding": holding or None}
+    out: dict[str, Any] = {"window_s": WINDOW_S, "holding": holding or None, "step": step or None}
     if peak[1]:
         out["peak_effort_ratio"] = round(peak[0], 3)
         out["peak_effort_joint"] = peak[1]
@@ -110,6 +113,12 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
         if recent.any():
             out["peak_speed_change_m_s"] = round(float(np.ptp(speeds[recent])), 4)
     return out
+
+
+def step_words(conditions: dict[str, Any]) -> str:
+    """`` (at step carry)`` when the measured conditions name the step, else ""."""
+    step = conditions.get("step")
+    return f" (at step {step})" if step else ""
 
 
 def reproducible(kind: str, details: str, conditions: dict[str, Any]) -> dict[str, Any]:
@@ -169,13 +178,13 @@ def learn_from_recording(path: Path, store: LessonStore) -> list[Learnt]:
         conditions = measure(recording, robot.id, robot.model, cause.stamp_ns)
         summary = (
             f"{cause.kind.replace('_', ' ')} by {robot.id} ({model.manufacturer} "
-            f"{model.name}) during {robot.task}: {cause.details}"
+            f"{model.name}) during {robot.task}{step_words(conditions)}: {cause.details}"
         )
         lesson, new = store.learn(
             kind=cause.kind,
             severity=incident.severity,
             task=robot.task,
-            step=None,
+            step=conditions.get("step"),
             summary=summary,
             condition=reproducible(cause.kind, cause.details, conditions),
             sighting=Sighting(

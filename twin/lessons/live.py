@@ -25,7 +25,7 @@ from twin.failures.events import FailureEvent, RobotLike
 from twin.failures.incidents import Incident, IncidentGrouper
 from twin.failures.monitors import tilt_rad
 from twin.lessons.concern import concerned_robots
-from twin.lessons.derive import LESSON_CAUSES, reproducible
+from twin.lessons.derive import LESSON_CAUSES, reproducible, step_words
 from twin.lessons.store import LessonStore, LessonStoreError, Sighting
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,8 @@ Publish = Callable[[str, str, dict[str, Any]], None]
 
 
 def conditions_now(robot: RobotLike) -> dict[str, Any]:
-    """What a robot's latest state says: tilt, base height, peak effort over rating, held item."""
+    """What a robot's latest state says: tilt, base height, peak effort over rating, held item,
+    the task step or motion phase its gateway says it is in."""
     out: dict[str, Any] = {"measured": "at detection"}
     base = robot.base
     if base is not None:
@@ -56,6 +57,7 @@ def conditions_now(robot: RobotLike) -> dict[str, Any]:
             out["peak_effort_joint"] = codec.canonical_names[i]
     beat = robot.heartbeat
     out["holding"] = (beat.holding or None) if beat is not None else None
+    out["step"] = (getattr(beat, "step", "") or None) if beat is not None else None
     return out
 
 
@@ -122,7 +124,7 @@ class LiveLessons:
         model = self.robots[robot.id].model
         summary = (
             f"{cause.kind.replace('_', ' ')} by {robot.id} ({model.manufacturer} "
-            f"{model.name}) during {robot.task}: {cause.details}"
+            f"{model.name}) during {robot.task}{step_words(conditions)}: {cause.details}"
         )
         condition = reproducible(cause.kind, cause.details, conditions)
         try:
@@ -130,7 +132,7 @@ class LiveLessons:
                 kind=cause.kind,
                 severity=incident.severity,
                 task=robot.task,
-                step=None,
+                step=conditions.get("step"),
                 summary=summary,
                 condition=condition,
                 sighting=Sighting(

@@ -296,7 +296,7 @@ class Recorder(Closing):
                     route.source, header.stamp_ns, header.seq, header.epoch, decoded.mode,
                     decoded.estop, decoded.protective_stop, decoded.manufacturer,
                     decoded.model, decoded.task, decoded.grip_closed, decoded.holding,
-                    decoded.cycle, list(decoded.lessons),
+                    decoded.cycle, list(decoded.lessons), decoded.step,
                 )
             )  # fmt: skip
         if isinstance(decoded, BaseState):

@@ -51,6 +51,7 @@ class HeartbeatMsg(msgspec.Struct):
     holding: str = ""
     cycle: int = 0
     lessons: list[str] = msgspec.field(default_factory=list)
+    step: str = ""
 
 
 class Time(msgspec.Struct):
@@ -150,10 +151,12 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             "holding": _STR,
             "cycle": _INT,
             "lessons": {"type": "array", "items": _STR},
+            "step": _STR,
         },
         "hall_twin.Heartbeat",
         "A gateway's heartbeat; cycle counts the task loop's restarts since the task began; "
-        "lessons are the ids of the lessons the robot acts on.",
+        "lessons are the ids of the lessons the robot acts on; step is the task step or motion "
+        "phase it is in.",
     ),
     "foxglove.PoseInFrame": object(
         {
