@@ -54,6 +54,7 @@ def test_a_lost_grip_is_a_lesson_shared_live_and_strengthened_across_makers(
     with LessonStore(db) as store:  # after the twin is gone
         (lesson,) = [x for x in store.lessons() if x.kind == "grasp_dropped"]
     assert lesson.robots == ["H2-02", "T3-01"] and lesson.count == 2
+    assert lesson.step == "carry"  # both slipped while carrying: the same step, one lesson
     assert lesson.condition["kind"] == "grip_weakened"
     assert str(lesson.condition["item"]).startswith("part-")  # the item that slipped
     assert "tilt_rad" in lesson.sightings[0].conditions
