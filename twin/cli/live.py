@@ -229,6 +229,9 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
         "lat p50 ms",
         "p99 ms",
         "in kB/s",
+        "refused",
+        "went stale",
+        "lessons",
     )
     for column in columns:
         table.add_column(column)
@@ -246,14 +249,38 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
             "-" if row["latency_ms_p50"] is None else f"{row['latency_ms_p50']:.2f}",
             "-" if row["latency_ms_p99"] is None else f"{row['latency_ms_p99']:.2f}",
             f"{row['in_bytes_per_s'] / 1000:.1f}",
+            str(sum(row.get("refused", {}).values())),
+            str(row.get("went_stale", 0)),
+            ", ".join(row.get("lessons", [])) or "-",
         )
     out.print(table)
     totals = report["totals"]
+    refused = ", ".join(f"{k} {v}" for k, v in sorted(totals["bad_frames"].items())) or "none"
+    keys = "authenticated (keys)" if totals.get("telemetry_keys") else "not authenticated"
     out.print(
         f"{totals['live']}/{len(report['robots'])} live; received {totals['received']}, "
-        f"gaps {totals['gaps']}, refused {totals['bad_frames'] or 'none'}",
+        f"accepted {totals['accepted']}, gaps {totals['gaps']}, joined mid-epoch "
+        f"{totals.get('joined_mid_epoch', 0)}; refused: {refused}; telemetry {keys}",
         markup=False,
     )
+    connections = totals.get("ingest_connections", {})
+    requests = report.get("requests", {})
+    out.print(
+        "ingest connections: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(connections.items())) or "none")
+        + f"; requests: {requests.get('snapshots', 0)} snapshots, "
+        f"{requests.get('statuses', 0)} statuses, {requests.get('shed', 0)} shed",
+        markup=False,
+    )
+    lessons = report.get("lessons", {})
+    if lessons.get("enabled"):
+        out.print(
+            f"lessons: on ({lessons.get('database')}); {lessons.get('made', 0)} made from "
+            f"{lessons.get('incidents', 0)} incidents",
+            markup=False,
+        )
+    else:
+        out.print(f"lessons: off ({lessons.get('why_off', '')})", markup=False)
     gate = report.get("dispatch")
     if gate is None:
         out.print("dispatch: no command channel (twin live runs without --keys)", markup=False)
@@ -266,6 +293,13 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
             f"refused by: {refused}",
             markup=False,
         )
+        shared = gate.get("lessons")
+        if shared is not None:
+            out.print(
+                f"lessons to gateways: {shared['sent']} sent, {shared['acked']} acknowledged, "
+                f"{shared['waiting']} waiting, {shared['not_connected']} not connected",
+                markup=False,
+            )
 
 
 def emulate_cmd(
