@@ -32,6 +32,8 @@ Phases, in one run, each against the same server:
 3. ``crowd``: C pages connecting at once; after ``--warmup-s``, a window of ``--seconds``;
    halfway through it one more page connects (``late``). Default hall: the twin's status
    again at the end.
+4. Default hall only: the web viewer closed, ``PHASE_S`` seconds of the twin alone again;
+   its status.
 
 Figures of a phase (per page: within the window only):
 
@@ -59,8 +61,12 @@ Figures of a phase (per page: within the window only):
 "applied in the world", ``twin status``), for robots whose newest 4096 latency samples all
 fall within a phase of ``PHASE_S`` seconds (500 Hz Kestrels and 200 Hz Orcas; the 100 Hz
 Tessels' samples would span both phases and are left out): the median and the largest of
-their p99s, without the web viewer (phase 1) and with the crowd (phase 3, which lasts
-``--warmup-s`` + ``--seconds``, at least ``PHASE_S``), and ``change_percent``.
+their p99s, without the web viewer (phase 1), with the crowd (phase 3, which lasts
+``--warmup-s`` + ``--seconds``, at least ``PHASE_S``), and without it again (phase 4,
+``PHASE_S`` after the viewer closed: the two brackets show how much the machine's other
+load drifted meanwhile); ``change_percent``: with the crowd against the mean of the two
+without. ``robots_went_stale_with_web``: the twin's ``went_stale`` counts, summed over
+robots, at the end of phase 3 (from the twin's start).
 
 ``machine`` adds the 1-minute load average before and after the run: this machine is
 shared, and other work running meanwhile lowers every figure.
@@ -320,13 +326,17 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
             )
             after = ingest_p99(_status(snapshot), PHASE_S)
         went_stale = sum(r["went_stale"] for r in _status(snapshot)["robots"])
+        time.sleep(PHASE_S)  # phase 4: without the web again (the machine's load drifts)
+        again = ingest_p99(_status(snapshot), PHASE_S)
     finally:
         if emulator is not None:
             emulator.stop()
         twin.stop()
+    without = [p["median_ms"] for p in (before, again) if p["median_ms"]]
+    reference = statistics.mean(without) if without else None
     change = (
-        round(100.0 * (after["median_ms"] - before["median_ms"]) / before["median_ms"], 1)
-        if before["median_ms"] and after["median_ms"] is not None
+        round(100.0 * (after["median_ms"] - reference) / reference, 1)
+        if reference and after["median_ms"] is not None
         else None
     )
     return {
@@ -338,8 +348,9 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
         "ingest_p99": {
             "without_web": before,
             "with_crowd": after,
+            "without_web_after": again,
             "change_percent": change,
-            "robots_went_stale": went_stale,
+            "robots_went_stale_with_web": went_stale,
         },
     }
 
@@ -398,7 +409,8 @@ def summary(result: dict[str, Any]) -> str:
         i = result["ingest_p99"]
         lines.append(
             f"  ingest p99 {i['without_web']['median_ms']} ms without the web, "
-            f"{i['with_crowd']['median_ms']} ms with the crowd ({i['change_percent']} %)"
+            f"{i['with_crowd']['median_ms']} ms with the crowd, "
+            f"{i['without_web_after']['median_ms']} ms without again ({i['change_percent']} %)"
         )
     lines.append(f"  targets    {result['targets']}")
     lines.append(f"  machine    {result['machine']['cpu']}, {result['machine']['cores']} cores")
