@@ -2,9 +2,10 @@
 
 The export checks everything it can before it writes (each recording opens and has joint
 channels, ``--fps`` is not above any exported robot's rate, the output folder is empty, new
-or an earlier export's), then runs :func:`twin.dataset.work.run_unit` jobs in worker
-processes (a recording split by robots, balanced by their joint-state counts), writes each
-recording's episodes as its jobs finish, and finally swaps the finished folder in:
+or an earlier export's), then runs one :func:`twin.dataset.work.run_unit` job per recording
+(in worker processes when there are several; each job decompresses its chunks on its share
+of ``--jobs`` threads), writes each recording's episodes as its job finishes (each dataset
+on a thread of its own), and finally swaps the finished folder in:
 
 * it writes into ``.NAME.staging-PID`` beside ``--out`` (for an append, a copy of ``--out``
   made of hard links, which the writers never modify in place), and renames it to ``--out``
@@ -29,15 +30,10 @@ from pathlib import Path
 from typing import Any, Final
 
 from twin.dataset import features as feats
-from twin.dataset.card import dataset_card
-from twin.dataset.info import summarize
-from twin.dataset.lerobot import DatasetError, DatasetWriter, write_json, write_text
-from twin.dataset.resample import METHOD
-from twin.dataset.source import Peek, SourceError, peek
+from twin.dataset.datasets import Datasets
+from twin.dataset.lerobot import DatasetError, write_json
+from twin.dataset.source import Peek, SourceError, peek, short_switches
 from twin.dataset.work import (
-    ACTION_OBSERVED,
-    ACTION_PLAN,
-    EpisodeData,
     Unit,
     UnitResult,
     file_sha256,
@@ -50,7 +46,6 @@ log = logging.getLogger(__name__)
 MANIFEST: Final = "hall_twin_export.json"
 FORMAT: Final = "hall-twin lerobot export"
 FORMAT_VERSION: Final = 1
-POOLED: Final = "pooled"
 RATE_MARGIN: Final = 1.02  # an --fps within 2 % of a robot's measured rate is its rate
 Progress = Callable[[int, int, str], None]  # units done, units in all, what finished
 
@@ -130,7 +125,10 @@ def export(options: Options) -> Summary:
             shutil.copytree(options.out, staging, copy_function=os.link)
         else:
             staging.mkdir(parents=True)
-        summary = _write(sources, options, staging, manifest)
+        try:
+            summary = _write(sources, options, staging, manifest)
+        except DatasetError as exc:
+            raise ExportError(str(exc).splitlines()[0]) from None
         _swap(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -244,32 +242,23 @@ def _check_new(sources: Sequence[Source], manifest: dict[str, Any], out: Path) -
 
 
 def _units(sources: Sequence[Source], options: Options, jobs: int) -> list[list[Unit]]:
-    """Each recording's units: its robots split into groups of balanced joint-state counts,
-    as many groups as it takes to keep ``jobs`` workers busy."""
-    per_recording = max(1, math.ceil(jobs / max(1, len(sources))))
-    out = []
-    for source in sources:
-        loads = {r: source.peek.joint_counts.get(r, 1) for r in source.robots}
-        groups: list[list[str]] = [[] for _ in range(min(per_recording, len(loads)) or 1)]
-        weight = [0] * len(groups)
-        for robot_id in sorted(loads, key=lambda r: -loads[r]):
-            lightest = weight.index(min(weight))
-            groups[lightest].append(robot_id)
-            weight[lightest] += loads[robot_id]
-        out.append(
-            [
-                Unit(
-                    str(source.path),
-                    tuple(sorted(group)),
-                    options.fps,
-                    source.stations,
-                    source.models,
-                    first=(i == 0),
-                )
-                for i, group in enumerate([g for g in groups if g] or [[]])
-            ]
-        )
-    return out
+    """One unit per recording (its chunks are decompressed once), each with its share of
+    the ``jobs`` as decompression threads."""
+    threads = max(1, math.ceil(jobs / max(1, len(sources))))
+    return [
+        [
+            Unit(
+                str(source.path),
+                tuple(sorted(source.robots)),
+                options.fps,
+                source.stations,
+                source.models,
+                first=True,
+                threads=threads,
+            )
+        ]
+        for source in sources
+    ]
 
 
 def _write(
@@ -285,28 +274,30 @@ def _write(
             model = source.models.get(robot_id, ("", ""))[1]
             names_by_model.setdefault(model, source.peek.names.get(robot_id, []))
     vendor = feats.vendor_joints(names_by_model)
-    sets = _Datasets(staging, options.fps, vendor)
+    sets = Datasets(staging, options.fps, vendor)
     done = 0
     pool = ProcessPoolExecutor(max_workers=min(jobs, total)) if jobs > 1 and total > 1 else None
-    try:
-        futures: list[list[Future[UnitResult]]] = []
-        if pool is not None:
-            futures = [[pool.submit(run_unit, unit) for unit in group] for group in units]
-        for index, (source, group) in enumerate(zip(sources, units, strict=True)):
-            results = []
-            for position, unit in enumerate(group):
-                results.append(
-                    futures[index][position].result() if pool is not None else run_unit(unit)
-                )
-                done += 1
-                if options.progress is not None:
-                    options.progress(done, total, source.name)
-            row = _add_recording(source, results, options, sets, summary)
-            summary.recordings.append(row)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
-    summary.datasets = sets.close()
+    with short_switches():  # the units' threads and the writing threads share the GIL
+        try:
+            futures: list[list[Future[UnitResult]]] = []
+            if pool is not None:
+                futures = [[pool.submit(run_unit, unit) for unit in group] for group in units]
+            for index, (source, group) in enumerate(zip(sources, units, strict=True)):
+                results = []
+                for position, unit in enumerate(group):
+                    results.append(
+                        futures[index][position].result() if pool is not None else run_unit(unit)
+                    )
+                    done += 1
+                    if options.progress is not None:
+                        options.progress(done, total, source.name)
+                row = _add_recording(source, results, options, sets, summary)
+                summary.recordings.append(row)
+            summary.datasets = sets.close()
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+            sets.shutdown()
     old = manifest.get("recordings", []) if manifest else []
     write_json(
         staging / MANIFEST,
@@ -325,7 +316,7 @@ def _add_recording(
     source: Source,
     results: list[UnitResult],
     options: Options,
-    sets: _Datasets,
+    sets: Datasets,
     summary: Summary,
 ) -> dict[str, Any]:
     first = next(r for r in results if r.sha256)
@@ -363,91 +354,6 @@ def _add_recording(
         "episodes": kept,
         "frames": frames,
         "complete": first.complete,
-    }
-
-
-class _Datasets:
-    """The pooled dataset and one per model, opened as their first episode comes."""
-
-    def __init__(self, root: Path, fps: float, vendor: list[str]) -> None:
-        self.root = root
-        self.fps = fps
-        self.vendor = vendor
-        self.writers: dict[str, DatasetWriter] = {}
-        self.action_sources: dict[str, set[str]] = {}
-
-    def _writer(self, name: str, features: feats.Features, robot_type: str) -> DatasetWriter:
-        writer = self.writers.get(name)
-        if writer is None:
-            try:
-                writer = DatasetWriter(
-                    self.root / name,
-                    robot_type=robot_type,
-                    fps=self.fps,
-                    features=features,
-                    episode_columns=feats.EPISODE_COLUMNS,
-                    info_extra={"hall_twin": _notes(name == POOLED)},
-                )
-            except DatasetError as exc:
-                raise ExportError(str(exc)) from None
-            self.writers[name] = writer
-        return writer
-
-    def add(self, data: EpisodeData, recording: str) -> None:
-        row = feats.episode_row(data, recording)
-        task = data.episode.task
-        model = data.model or "unknown_model"
-        if model == POOLED:
-            model = f"{model}_model"
-        writer = self._writer(model, feats.model_features(data.names), model)
-        if writer.features["observation.state"]["names"] != data.names:
-            raise ExportError(
-                f"{recording}: {data.episode.robot_id} ({model}) records joints "
-                f"{len(data.names)} other than the {model} dataset's; export it to a new folder"
-            )
-        writer.add(feats.model_columns(data), task, row)
-        pooled = self._writer(POOLED, feats.pooled_features(self.vendor), "hall_twin_pooled")
-        pooled.add(feats.pooled_columns(data, self.vendor), task, row)
-        for name in (model, POOLED):
-            self.action_sources.setdefault(name, set()).add(data.action_source)
-
-    def close(self) -> dict[str, dict[str, Any]]:
-        out: dict[str, dict[str, Any]] = {}
-        for name, writer in self.writers.items():
-            info = writer.close()
-            root = self.root / name
-            if name == POOLED:
-                write_json(root / "meta" / "modality.json", feats.modality())
-            write_text(root / "README.md", dataset_card(root, summarize(root), info))
-            out[name] = {
-                "episodes": info["total_episodes"],
-                "frames": info["total_frames"],
-                "robot_type": info["robot_type"],
-            }
-        return out
-
-
-def _notes(pooled: bool) -> dict[str, Any]:
-    """The ``hall_twin`` key of ``info.json``: how the frames were made."""
-    return {
-        "exporter": "twin export lerobot",
-        "resampling": METHOD,
-        "action": {
-            ACTION_PLAN: "a dispatched plan's commanded joint targets at the frame's instant "
-            "(a joint the plan does not name: the next observed position)",
-            ACTION_OBSERVED: "no commanded targets recorded (the station's task loop runs on "
-            "the robot): the next frame's observed positions (the last frame: its own)",
-            "per_episode": "meta/episodes column action_source",
-        },
-        "units": "rad, rad/s, N*m (m, m/s, N for prismatic joints); base x,y,z in m in the "
-        "hall frame, orientation as a unit quaternion (x, y, z, w)",
-        "clock": "frame instants on the twin's receive clock; each robot's own stamps moved "
-        "onto it by their median receive delay",
-        "episodes": "a robot's task cycle (heartbeat task or cycle change), or a dispatched "
-        "plan from accept to done; outcome from the failure detectors",
-        "joint_mask": "observation.state_mask: True where the robot has the canonical joint"
-        if pooled
-        else None,
     }
 
 

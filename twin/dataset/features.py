@@ -25,6 +25,7 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from robots import CANONICAL_JOINTS
+from twin.dataset.stats import KEYS, Stats, feature_stats
 from twin.dataset.work import EpisodeData
 
 BASE_NAMES: Final = ["x", "y", "z", "qx", "qy", "qz", "qw"]
@@ -168,14 +169,7 @@ def pooled_columns(data: EpisodeData, vendor: Sequence[str]) -> Columns:
         "action": spread(data.action, dst, src, width),
     }
     if vendor:
-        where = {name: i for i, name in enumerate(vendor)}
-        pairs = [
-            (i, where[f"{data.model}:{n}"])
-            for i, n in enumerate(data.names)
-            if n not in _CANONICAL and f"{data.model}:{n}" in where
-        ]
-        vsrc = np.array([i for i, _ in pairs], dtype=np.int64)
-        vdst = np.array([j for _, j in pairs], dtype=np.int64)
+        vsrc, vdst = _vendor_pairs(data, vendor)
         vmask = np.zeros((k, len(vendor)), dtype=bool)
         vmask[:, vdst] = True
         columns["observation.vendor_state"] = spread(f.position, vdst, vsrc, len(vendor))
@@ -184,6 +178,94 @@ def pooled_columns(data: EpisodeData, vendor: Sequence[str]) -> Columns:
         columns["observation.vendor_mask"] = vmask
         columns["vendor_action"] = spread(data.action, vdst, vsrc, len(vendor))
     return columns
+
+
+VECTOR_FEATURES: Final = (
+    "observation.state",
+    "observation.velocity",
+    "observation.effort",
+    "observation.base_pose",
+    "action",
+)
+
+
+def model_stats(columns: Columns) -> dict[str, Stats]:
+    """The statistics of an embodiment episode's vector features (the ones the pooled
+    dataset's statistics are made of)."""
+    return {key: feature_stats(columns[key].astype(np.float64)) for key in VECTOR_FEATURES}
+
+
+def _constant(value: float, count: int, width: int) -> Stats:
+    """What :func:`feature_stats` gives for ``width`` columns of ``count`` frames all 0 or
+    all 1 (exact: their sums are whole numbers)."""
+    out = {key: np.full(width, value) for key in KEYS}
+    out["std"] = np.zeros(width)
+    out["count"] = np.array([count], dtype=np.float64)
+    return out
+
+
+def pooled_stats(
+    data: EpisodeData, vendor: Sequence[str], model: Mapping[str, Stats]
+) -> dict[str, Stats]:
+    """The pooled episode's statistics of every vector feature, put together from its
+    embodiment episode's (``model``, :func:`model_stats`) without going over the frames
+    again: a column's statistics depend on its values alone (reduced along the frames of a
+    two-dimensional array), a joint the robot lacks is a column of zeros, a mask column a
+    constant 0 or 1. ``observation.hands`` and the default features are left to the writer."""
+    k = len(data.frames)
+    canonical = [(i, _CANONICAL[n]) for i, n in enumerate(data.names) if n in _CANONICAL]
+    src = np.array([i for i, _ in canonical], dtype=np.int64)
+    dst = np.array([j for _, j in canonical], dtype=np.int64)
+    width = len(CANONICAL_JOINTS)
+
+    def spread(
+        stats: Stats, to: npt.NDArray[np.int64], frm: npt.NDArray[np.int64], size: int
+    ) -> Stats:
+        out = _constant(0.0, k, size)
+        for key in KEYS:
+            if key != "count" and len(to):
+                out[key][to] = stats[key][frm]
+        return out
+
+    def mask(to: npt.NDArray[np.int64], size: int) -> Stats:
+        out = _constant(0.0, k, size)
+        for key in KEYS:
+            if key not in ("count", "std"):
+                out[key][to] = 1.0
+        return out
+
+    out = {
+        "observation.state": spread(model["observation.state"], dst, src, width),
+        "observation.velocity": spread(model["observation.velocity"], dst, src, width),
+        "observation.effort": spread(model["observation.effort"], dst, src, width),
+        "observation.state_mask": mask(dst, width),
+        "observation.base_pose": model["observation.base_pose"],
+        "action": spread(model["action"], dst, src, width),
+    }
+    if vendor:
+        vsrc, vdst = _vendor_pairs(data, vendor)
+        size = len(vendor)
+        out["observation.vendor_state"] = spread(model["observation.state"], vdst, vsrc, size)
+        out["observation.vendor_velocity"] = spread(model["observation.velocity"], vdst, vsrc, size)
+        out["observation.vendor_effort"] = spread(model["observation.effort"], vdst, vsrc, size)
+        out["observation.vendor_mask"] = mask(vdst, size)
+        out["vendor_action"] = spread(model["action"], vdst, vsrc, size)
+    return out
+
+
+def _vendor_pairs(
+    data: EpisodeData, vendor: Sequence[str]
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The robot's vendor-only joints: their columns in its own order and in ``vendor``."""
+    where = {name: i for i, name in enumerate(vendor)}
+    pairs = [
+        (i, where[f"{data.model}:{n}"])
+        for i, n in enumerate(data.names)
+        if n not in _CANONICAL and f"{data.model}:{n}" in where
+    ]
+    vsrc = np.array([i for i, _ in pairs], dtype=np.int64)
+    vdst = np.array([j for _, j in pairs], dtype=np.int64)
+    return vsrc, vdst
 
 
 def episode_row(data: EpisodeData, recording: str) -> dict[str, Any]:

@@ -241,9 +241,17 @@ class DatasetWriter:
             self.tasks.append(task)
         return self.tasks.index(task)
 
-    def add(self, columns: Columns, task: str, row: Mapping[str, Any]) -> int:
+    def add(
+        self,
+        columns: Columns,
+        task: str,
+        row: Mapping[str, Any],
+        stats: Mapping[str, statistics.Stats] | None = None,
+    ) -> int:
         """Write one episode's frames (``columns``: every non-default feature, rows =
-        frames); ``row``: its extra episode columns. Returns its episode index."""
+        frames); ``row``: its extra episode columns; ``stats``: statistics of some features
+        already known (exactly what :func:`statistics.feature_stats` gives for them).
+        Returns its episode index."""
         length = len(next(iter(columns.values())))
         episode = self.episode_index
         task_index = self.task_index(task)
@@ -263,8 +271,12 @@ class DatasetWriter:
         assert self._writer is not None
         self._writer.write_table(table)
         self._written_bytes += table.nbytes
+        known = stats or {}
         episode_stats = {
-            key: statistics.feature_stats(full[key].astype(np.float64)) for key in self.features
+            key: known[key]
+            if key in known
+            else statistics.feature_stats(full[key].astype(np.float64))
+            for key in self.features
         }
         self._new_stats.append(episode_stats)
         record: dict[str, Any] = {

@@ -1,11 +1,13 @@
 """One export job: a recording's robots read, cut into episodes, resampled, with actions.
 
-A :class:`Unit` is what one worker process does: read one recording (all of it) keeping the
-channels of some of its robots, cut each robot's series into episodes
+A :class:`Unit` is one recording's work, done in a worker process (several recordings) or
+in the exporting one: read the recording (all of it: its chunks decompressed once, on
+``threads`` threads, the raw frames decoded in bulk by :mod:`twin.dataset.source`) while
+another thread hashes the file, cut each robot's series into episodes
 (:mod:`twin.dataset.episodes`), resample every episode onto the dataset's frame rate
 (:mod:`twin.dataset.resample`) and build its actions, then label the episodes with the
-recording's failures. A big recording is split by robots, so its units run side by side and
-each still sees its robots' whole timeline (episodes are never cut at a part boundary).
+recording's failures. Each robot's whole timeline is in one unit, so episodes are never cut
+at a part boundary.
 
 Actions: a dispatched plan's episode carries the plan's commanded joint targets (sampled at
 each frame; a joint the plan does not name takes the next observed position); every other
@@ -18,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -26,6 +29,8 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
+from robots import get_model
+from sync.codecs import VendorCodec, codec_for
 from twin.dataset import episodes as cutting
 from twin.dataset.episodes import Episode
 from twin.dataset.resample import Frames, resample, source_rate_hz
@@ -52,6 +57,7 @@ class Unit:
     stations: Mapping[str, str]  # robot id -> its station in the recording's scene
     scene_models: Mapping[str, tuple[str, str]]  # robot id -> (manufacturer, model)
     first: bool  # the recording's first unit also hashes the file
+    threads: int = 1  # threads that decompress its chunks
 
 
 @dataclass
@@ -113,13 +119,29 @@ def recorded_failures(events: list[tuple[int, Event]]) -> tuple[list[FailureEven
     return sorted(failures, key=lambda f: f.stamp_ns), monitored or bool(failures)
 
 
+def codecs(models: Mapping[str, tuple[str, str]]) -> dict[str, VendorCodec]:
+    """Each robot's vendor codec, from its model in the recording's scene (a robot whose
+    model is not known here has none: its joint states are read from their JSON)."""
+    out: dict[str, VendorCodec] = {}
+    for robot_id, (_, model) in models.items():
+        try:
+            out[robot_id] = codec_for(get_model(model))
+        except Exception as exc:  # an unknown model or package, a codec it cannot have
+            log.info("%s: no codec for model %r (%s); its JSON is read", robot_id, model, exc)
+    return out
+
+
 def run_unit(unit: Unit) -> UnitResult:
-    """Do one unit (this runs in a worker process)."""
+    """Do one unit (this runs in a worker process, or in the exporting one)."""
     path = Path(unit.path)
     plan = layout(path, 1)  # one span: the whole file (a cut file: as far as it reads)
     span = plan.spans[0]
     wanted = set(unit.robots) if unit.robots is not None else None
-    part = read_part(path, span, wanted, plan.complete)
+    hashing = _Hashing(path) if unit.first else None
+    part = read_part(
+        path, span, wanted, plan.complete, codecs=codecs(unit.scene_models), threads=unit.threads
+    )
+    log.debug("%s: %d bulk reads, %d from JSON", path, part.bulk, part.canonical)
     failures, monitored = recorded_failures(part.events)
     lessons = list(iter_events(part, "lesson"))
     all_dispatches = cutting.dispatches(part.events)
@@ -134,7 +156,6 @@ def run_unit(unit: Unit) -> UnitResult:
         complete_chunks=part.complete_chunks,
         damage=part.damage,
         problems=part.problems[:20],
-        sha256=file_sha256(path) if unit.first else "",
     )
     for robot_id in sorted(part.robots):
         series = arrays(part.robots[robot_id])
@@ -155,7 +176,23 @@ def run_unit(unit: Unit) -> UnitResult:
                 )
             )  # fmt: skip
     label(result.episodes, failures, lessons)
+    result.sha256 = hashing.result() if hashing is not None else ""
     return result
+
+
+class _Hashing:
+    """The file's SHA-256 on a thread of its own (hashlib runs without the GIL), alongside
+    the reading."""
+
+    def __init__(self, path: Path) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+        self._future = self._pool.submit(file_sha256, path)
+
+    def result(self) -> str:
+        try:
+            return self._future.result()
+        finally:
+            self._pool.shutdown()
 
 
 def label(
