@@ -46,7 +46,13 @@ def export_lerobot(
             "a dispatched task's name; repeatable).",
         ),
     ] = None,
-    jobs: Annotated[int, typer.Option("--jobs", help="Worker processes (0: one per CPU).")] = 0,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            "--jobs",
+            help="Processes over the recordings, threads decompressing one (0: one per CPU).",
+        ),
+    ] = 0,
     as_json: JsonOpt = False,
 ) -> None:
     """Export recordings as LeRobot v3 datasets: one per robot model and one pooled over
