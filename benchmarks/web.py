@@ -40,7 +40,8 @@ Figures of a phase (per page: within the window only):
 - ``update_hz_min`` / ``update_hz_median``: per page, the messages that carried an update of
   the robots' instance poses, per second of the window (the loop sends at most ``--rate``).
 - ``bytes_per_s_median`` / ``bytes_per_s_max``: WebSocket payload bytes a page received per
-  second.
+  second; ``bytes_per_update_median``: the same per pose update (what a page needs per
+  update, whatever rate it gets: a page that gets fewer updates also gets fewer bytes).
 - ``first_frame_s_median`` / ``first_frame_s_max``: from opening a page's connection to the
   end of viser's replay of the scene to it (its ``ReplayDoneMessage``): from then on the page
   holds the whole hall and gets live updates. For the crowd these pages all connected at
@@ -72,9 +73,10 @@ robots, at the end of phase 3 (from the twin's start).
 shared, and other work running meanwhile lowers every figure.
 
 ``targets`` repeats the issue's targets beside the figures: >= 25 Hz per page with 20 pages
-(default hall), >= 20 Hz and <= 2.5 MB/s per page with 100 robots and 20 pages, a new page's
-first complete frame < 1 s, ingest p99 within 10 %. The whole run is bounded: every wait
-has a timeout, and an alarm ends it after a budget.
+(default hall), >= 20 Hz and <= 2.5 MB/s per page with 100 robots and 20 pages (the bytes
+also at 20 Hz with the lone page's bytes per update: a page that gets fewer updates gets
+fewer bytes), a new page's first complete frame < 1 s, ingest p99 within 10 %. The whole run is
+bounded: every wait has a timeout, and an alarm ends it after a budget.
 """
 
 from __future__ import annotations
@@ -236,6 +238,7 @@ def measure(
     hz = [p["pose_updates"] / window_s for p in ok]
     rates = [p["bytes"] / window_s for p in ok]
     firsts = [p["first_frame_s"] for p in ok if p["first_frame_s"] is not None]
+    per_update = [p["bytes"] / p["pose_updates"] for p in ok if p["pose_updates"]]
     return {
         "clients": clients,
         "window_s": round(window_s, 3),
@@ -243,6 +246,7 @@ def measure(
         "update_hz_median": _median(hz),
         "bytes_per_s_median": round(statistics.median(rates)) if rates else None,
         "bytes_per_s_max": round(max(rates)) if rates else None,
+        "bytes_per_update_median": round(statistics.median(per_update)) if per_update else None,
         "first_frame_s_median": _median(firsts),
         "first_frame_s_max": round(max(firsts), 3) if firsts else None,
         "first_frame_bytes_median": (
@@ -388,6 +392,12 @@ def targets(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     else:
         out["hz_per_client_min_20"] = crowd["update_hz_min"] >= 20.0
         out["bytes_per_s_per_client_max_2_5_mb"] = crowd["bytes_per_s_max"] <= 2.5e6
+        # at the target's 20 Hz, with the bytes per update of the page alone (nearest 20 Hz;
+        # a crowd's pages, updated less often, get the 10 Hz labels in a larger share)
+        per_update = result["one_client"]["bytes_per_update_median"]
+        out["bytes_per_s_at_20_hz_max_2_5_mb"] = (
+            None if per_update is None else 20.0 * per_update <= 2.5e6
+        )
     late = crowd["late_first_frame_s"]
     out["new_client_first_frame_under_1_s"] = None if late is None else late < 1.0
     return out
