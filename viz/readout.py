@@ -9,6 +9,7 @@ has seen with the robots a lesson's burst goes to (:class:`EventTally`).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -80,9 +81,16 @@ def joint_fractions(mode: ColourBy, view: RobotView, index: JointIndex) -> NDArr
     return fractions
 
 
+@functools.lru_cache(maxsize=256)
+def _standing_height_m(model_name: str) -> float:
+    """A model's standing base height, looked up once per viewer process (``get_model`` walks
+    the models path on every call: 34 ms per label update of a 100-robot hall)."""
+    return get_model(model_name).base_height_m
+
+
 def is_fallen(view: RobotView) -> bool:
     """Down: a protective stop, a fault, or the base well below its standing height."""
-    standing = get_model(view.model).base_height_m
+    standing = _standing_height_m(view.model)
     return (
         view.protective_stop
         or view.mode == "fault"
