@@ -154,7 +154,8 @@ class ChunkReader:
         robot.channels[kind] = channel_id
 
     def wanted(self) -> set[int]:
-        return self.events | {c for r in self.robots.values() for c in r.channels.values()}
+        robots = list(self.robots.values())  # a snapshot: a walk may add channels meanwhile
+        return set(self.events) | {c for r in robots for c in list(r.channels.values())}
 
     def chunk(self, records: bytes, index: bytes | None) -> None:
         """Read one chunk's records (``index``: its message index records, if known)."""
@@ -164,7 +165,7 @@ class ChunkReader:
         """The chunk's messages found through its index and its raw frames decoded (None:
         no usable index). This holds no state between chunks, so decompression threads run
         it while :meth:`take` reads the chunks before."""
-        if self.part.peek or not index:
+        if not index:
             return None
         offsets = bulk.index_offsets(index, self.wanted())
         if offsets is None:
@@ -173,7 +174,8 @@ class ChunkReader:
         found = bulk.locate_all(buf, offsets)
         if found is None:  # an index that does not fit the records: walk them
             return None
-        return self._decode(Prepared(found), buf, records)
+        prepared = Prepared(found)
+        return prepared if self.part.peek else self._decode(prepared, buf, records)
 
     def take(self, records: bytes, prepared: Prepared | None) -> None:
         """Read one chunk into the part, from what :meth:`prepare` made of it (None: walk
@@ -202,7 +204,7 @@ class ChunkReader:
     def _decode(self, prepared: Prepared, buf: bulk.U8Array, records: bytes) -> Prepared:
         """Decode the chunk's raw frames of every robot that has them."""
         found = prepared.found
-        for robot_id, robot in self.robots.items():
+        for robot_id, robot in list(self.robots.items()):
             raw = found.get(robot.channels.get("raw_joints", -1))
             if raw is not None and robot.joints is not None:
                 prepared.joints[robot_id] = robot.joints.decode(buf, records, raw)
@@ -242,13 +244,15 @@ class ChunkReader:
         decoded = prepared.joints.get(robot_id)
         if robot.raw_ok and decoded is not None and (len(joints) or len(raw)):
             keep, values = decoded
-            pending = robot.pending_joints
-            if self._match(pending, raw, keep, values, joints, records, _joint_row):
-                series = self._series(robot_id)
-                series.joint_log_ns.append(pending.log_ns[: len(joints)])
-                series.joint_stamp_ns.append(pending.publish_ns[: len(joints)])
-                series.joint_values.append(pending.values[: len(joints)])
-                pending.drop(len(joints))
+            matched = self._match(
+                robot.pending_joints, raw, keep, values, joints, records, _joint_row
+            )
+            if matched is not None:
+                if len(joints):
+                    series = self._series(robot_id)
+                    series.joint_log_ns.append(matched[0])
+                    series.joint_stamp_ns.append(matched[1])
+                    series.joint_values.append(matched[2])
                 joints = bulk.EMPTY
         if len(joints):
             self._json_joints(self._series(robot_id), records, joints)
@@ -256,12 +260,12 @@ class ChunkReader:
         decoded = prepared.base.get(robot_id)
         if decoded is not None and (len(base) or len(raw)):
             keep, values = decoded
-            pending = robot.pending_base
-            if self._match(pending, raw, keep, values, base, records, _base_row):
-                series = self._series(robot_id)
-                series.base_log_ns.append(pending.log_ns[: len(base)])
-                series.base_poses.append(pending.values[: len(base)])
-                pending.drop(len(base))
+            matched = self._match(robot.pending_base, raw, keep, values, base, records, _base_row)
+            if matched is not None:
+                if len(base):
+                    series = self._series(robot_id)
+                    series.base_log_ns.append(matched[0])
+                    series.base_poses.append(matched[2])
                 base = bulk.EMPTY
         if len(base):
             self._json_base(self._series(robot_id), records, base)
@@ -277,13 +281,14 @@ class ChunkReader:
         canonical: bulk.Located,
         records: bytes,
         row: Callable[[bytes], tuple[int | None, FloatArray] | None],
-    ) -> bool:
-        """Whether the frames decoded so far (those held from the chunk before, then this
-        chunk's kept ones) begin with this chunk's canonical messages: the same receive
-        times, and the first and last the same stamps and values. A frame whose JSON lies in
-        the next chunk stays pending (a pair of messages may straddle a chunk boundary);
-        where they differ, the caller reads this chunk's JSON and the frames it stood for
-        are dropped."""
+    ) -> tuple[IntArray, IntArray, FloatArray] | None:
+        """The frames that stand for this chunk's canonical messages (receive times, stamps,
+        values), or None where they differ (the caller reads the JSON). The frames decoded
+        so far (one held from the chunk before, then this chunk's kept ones) must begin with
+        the same receive times, and the first and last hold the same stamps and values. A
+        frame whose JSON lies in the next chunk stays pending (a pair of messages may
+        straddle a chunk boundary); frames before it never had JSON written (the recorder
+        refused them) and are dropped."""
         rows = np.flatnonzero(keep)
         pending.add(raw.log_ns[rows], raw.publish_ns[rows], values[rows])
         count = len(canonical)
@@ -298,12 +303,13 @@ class ChunkReader:
             if not (same_stamp and np.array_equal(value, pending.values[at])):
                 same = False
                 break
+        matched = pending.log_ns[:count], pending.publish_ns[:count], pending.values[:count]
+        pending.drop(max(count, len(pending) - 1))
         if not same:
-            pending.drop(count)
-            return False
+            return None
         if count:
             self.part.bulk += 1
-        return True
+        return matched
 
     def _names(self, series: RobotSeries, records: bytes, joints: bulk.Located) -> None:
         try:
