@@ -269,8 +269,14 @@ class World(Closing):
             if not (math.isfinite(value) and math.isfinite(velocity)):
                 raise ValueError(f"robot:{robot_id}/{name}: non-finite value {value!r}")
             resolved.append((handle.joint_index[vendor], float(value), float(velocity)))
-        for index, value, velocity in resolved:
-            pb.resetJointState(handle.body, index, value, velocity, physicsClientId=self.client)
+        if resolved:  # one call for all (a viewer poses 100 robots x 32 joints per frame)
+            pb.resetJointStatesMultiDof(
+                handle.body,
+                [index for index, _, _ in resolved],
+                [[value] for _, value, _ in resolved],
+                targetVelocities=[[velocity] for _, _, velocity in resolved],
+                physicsClientId=self.client,
+            )
 
     def joint_positions(self, robot_id: str, *, canonical: bool = True) -> dict[str, float]:
         """Every 1-DOF joint's position, keyed by canonical name (vendor name where none)."""
