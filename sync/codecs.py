@@ -10,7 +10,10 @@ Encodings (``TelemetryProfile.encoding``), all in the profile's wire order of N 
   (self-describing; every joint exactly once; units as the profile says).
 
 Decoding refuses a payload of the wrong size, unknown or missing joints, and
-non-finite values (FrameError) rather than guessing.
+non-finite values (FrameError) rather than guessing. The packed encodings have a fixed
+layout (``VendorCodec.packed``), so the twin's ingest checks a whole batch of them with
+one numpy pass (:func:`finite_rows`) and views a payload as an array only when it is used
+(:meth:`VendorCodec.view`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sync.protocol import MAX_PAYLOAD_BYTES, FrameError
 
 Array = NDArray[np.float64]
 
+_PACKED_DTYPES: Final = {"packed_f32": "<f4", "packed_deg_f64": "<f8"}
 _MAP_DECODER: Final = msgspec.msgpack.Decoder(dict[str, tuple[float, float, float]])
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
@@ -50,6 +54,8 @@ class VendorCodec:
     canonical_names: tuple[str, ...] = field(init=False)
     _scale: Array = field(init=False, repr=False)  # wire unit -> SI, per joint
     _index: dict[str, int] = field(init=False, repr=False)
+    packed: tuple[str, int] | None = field(init=False)
+    """(numpy dtype, payload bytes) of a fixed-layout encoding; None for ``map``."""
 
     def __post_init__(self) -> None:
         spherical = [j.name for j in self.model.joints if j.kind == "spherical"]
@@ -70,6 +76,10 @@ class VendorCodec:
             dtype=np.float64,
         )
         self._index = {n: i for i, n in enumerate(self.names)}
+        dtype = _PACKED_DTYPES.get(profile.encoding)
+        self.packed = (
+            (dtype, 3 * len(self.names) * np.dtype(dtype).itemsize) if dtype is not None else None
+        )
 
     @property
     def encoding(self) -> str:
@@ -107,6 +117,14 @@ class VendorCodec:
             velocities=raw[1] * self._scale,
             efforts=raw[2].astype(np.float64),
         )
+
+    def view(self, payload: bytes) -> Array | NDArray[np.float32]:
+        """A payload of a packed encoding that was checked already (its size by the
+        caller, its values by :func:`finite_rows`) as wire values, shape (3, N), no copy."""
+        if self.packed is None:
+            raise ValueError(f"{self.model.name}: {self.encoding} has no fixed layout")
+        values: Array | NDArray[np.float32] = np.frombuffer(payload, dtype=self.packed[0])
+        return values.reshape(3, len(self.names))
 
     def check(self, payload: bytes) -> Array | NDArray[np.float32]:
         """Validate a payload; return its values in wire units, shape (3, N), without copying.
@@ -155,6 +173,14 @@ class VendorCodec:
             missing = sorted(set(self.names) - set(entries))
             raise FrameError("bad_payload", f"{self.model.name} map: missing joints {missing[:5]}")
         return values
+
+
+def finite_rows(payloads: list[bytes], dtype: str) -> list[bool]:
+    """For payloads of one packed layout (``dtype``, all of one size): is every value of
+    each finite? One numpy pass for the lot, instead of one per payload."""
+    values = np.frombuffer(b"".join(payloads), dtype=dtype).reshape(len(payloads), -1)
+    found: list[bool] = np.isfinite(values).all(axis=1).tolist()
+    return found
 
 
 _CODECS: dict[str, VendorCodec] = {}

@@ -122,6 +122,20 @@ class StreamTracker:
         self.gaps += jump
         return SeqVerdict.ACCEPT
 
+    def in_order(self, epoch: int, seq: int) -> bool:
+        """The common case of :meth:`observe`, for the ingest hot path: if ``seq`` of the
+        current epoch is newer than the last and no resync, account for it exactly as
+        :meth:`observe` would (ACCEPT) and say True; otherwise change nothing, say False."""
+        if epoch != self.epoch or seq <= self.last_seq:
+            return False
+        jump = seq - self.last_seq - 1
+        if jump > MAX_SEQ_JUMP:
+            return False
+        self.last_seq = seq
+        self.received += 1
+        self.gaps += jump
+        return True
+
 
 @dataclass
 class RateMeter:

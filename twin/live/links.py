@@ -50,10 +50,13 @@ class RobotLink:
     _joint_messages_at_roll: int = 0
     _joint_window_start_ns: int | None = None
     raw_joints: Array | NDArray[np.float32] | None = None  # newest, checked, wire units
-    joints: JointSample | None = None  # newest applied to the world, SI
+    # newest, checked, of a packed encoding, not yet viewed as an array (wire_joints() does)
+    raw_payload: bytes | None = None
+    joints: JointSample | None = None  # newest applied (the twin's state), SI
     joints_stamp_ns: int = 0  # stamp of raw_joints
-    joints_dirty: bool = False  # raw_joints is newer than what the world has
-    applied_mono_ns: int = 0  # when the world last got this robot's joints
+    joints_dirty: bool = False  # raw_joints is newer than ``joints``
+    applied_mono_ns: int = 0  # when the twin last applied this robot's joints (take_joints)
+    world_behind: bool = False  # the PyBullet body does not hold ``joints`` yet
     base: BaseState | None = None
     base_dirty: bool = False
     heartbeat: Heartbeat | None = None
@@ -77,11 +80,19 @@ class RobotLink:
             tracker = self.streams[kind] = StreamTracker()
         return tracker
 
+    def wire_joints(self) -> Array | NDArray[np.float32] | None:
+        """The newest checked joint state in wire units, shape (3, N) (None before any)."""
+        if self.raw_payload is not None:
+            self.raw_joints = self.codec.view(self.raw_payload)
+            self.raw_payload = None
+        return self.raw_joints
+
     def take_joints(self) -> JointSample:
         """Convert the newest checked joint state to SI and mark it applied."""
-        if self.raw_joints is None:
+        raw = self.wire_joints()
+        if raw is None:
             raise RuntimeError(f"{self.robot_id}: no joint state yet")
-        self.joints = self.codec.to_sample(self.raw_joints)
+        self.joints = self.codec.to_sample(raw)
         self.joints_dirty = False
         return self.joints
 

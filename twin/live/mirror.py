@@ -6,14 +6,8 @@ liveness and, at display rate, publishes what changed to the viewers and leaves 
 snapshot/status encodings for the reply server, which answers requests in a process of
 its own (:mod:`sync.replies`): no reader can delay ingest.
 
-World updates follow the load, within a budget: updating PyBullet costs 15-30 us
-per robot, so the time spent on world updates is capped at 40 % of each tick period.
-Within that budget each joint state is applied the moment it arrives (lowest
-latency); beyond it, states are only recorded as they arrive (counted, sequenced,
-handed to the sinks) and the next tick applies the newest state of every robot that
-changed, round robin, within the same budget. Ingest always gets the rest of the time,
-so under overload the world lags by a bounded number of ticks instead of the ingest
-queue overflowing and losing messages.
+The per-message part, draining the socket in batches and applying the newest state of each
+robot to the world within a time budget, is :class:`twin.live.intake.Intake` (a mixin).
 
 A bad frame is counted, logged (rate-limited) and dropped; it never stops the loop.
 Every accepted message is handed to the registered sinks (the recorder plugs in there).
@@ -44,10 +38,9 @@ from sync.addresses import (
     Endpoints,
     close_quietly,
 )
-from sync.command import peer_key
 from sync.fanout import Event
 from sync.monitor import SocketMonitor
-from sync.protocol import Kind, Received
+from sync.protocol import Received
 from sync.replies import ReplyServer
 from sync.streams import Liveness
 from sync.telemetry_keys import TelemetryAuth, TelemetryKeys
@@ -55,6 +48,7 @@ from twin.failures.events import FailureEvent
 from twin.failures.monitors import Monitors
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
+from twin.live.intake import Intake, Sink
 from twin.live.links import CraneLink, RobotLink
 from twin.live.serve import FanoutServer
 from twin.world.crane import CraneLimitError
@@ -71,8 +65,6 @@ _LATE_TICK_NS: Final = 10_000_000
 _HELD_TICKS_MAX: Final = 2
 _NOTEWORTHY: Final = frozenset({Liveness.STALE, Liveness.GONE})
 
-Sink = Callable[[Received], None]
-
 
 class MirrorError(RuntimeError):
     """The scene cannot be mirrored (said why, in one line)."""
@@ -81,7 +73,7 @@ class MirrorError(RuntimeError):
 __all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "MirrorError", "Received", "Sink"]
 
 
-class Mirror(FanoutServer):
+class Mirror(Intake, FanoutServer):
     """Mirror a live hall into a PyBullet world; serve viewers and status requests."""
 
     def __init__(
@@ -136,7 +128,8 @@ class Mirror(FanoutServer):
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self.event)
         self.ticks = 0
         self.tick_overruns = 0
-        self.world_updates = 0
+        self.world_updates = 0  # robots' joints put into PyBullet (Intake.sync_world)
+        self.joint_states_applied = 0
         self.world_update_deferrals = 0
         self._last_tick_mono_ns = time.monotonic_ns()
         self._held_ticks = 0
@@ -250,72 +243,7 @@ class Mirror(FanoutServer):
             if behind > 10 * self._tick_ns:  # overloaded: skip ticks rather than pile up
                 self.tick_overruns += 1
                 next_tick = time.monotonic_ns() + self._tick_ns
-
-    # -- ingest -----------------------------------------------------------------
-
-    def drain(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
-        """Handle waiting messages until none is left, the deadline, or ``limit``."""
-        handled = 0
-        recv = self._ingest.recv_multipart
-        keyed = self.telemetry_keys is not None
-        peer = None
-        while handled < limit:
-            try:
-                if keyed:  # the connection's authenticated key rides on the frames
-                    parts = recv(zmq.NOBLOCK, copy=False)
-                    peer = peer_key(parts[0])
-                    frames = [part.bytes for part in parts]
-                else:
-                    frames = recv(zmq.NOBLOCK)
-            except zmq.Again:
-                break
-            handled += 1
-            mono_ns = time.monotonic_ns()
-            self.handle(frames, time.time_ns(), mono_ns, peer)
-            if until_mono_ns is not None and handled % 64 == 0 and mono_ns >= until_mono_ns:
-                break
-        return handled
-
-    def handle(
-        self, frames: list[bytes], received_ns: int, mono_ns: int, peer: bytes | None = None
-    ) -> None:
-        """Account for one message (``peer``: its connection's key, with keys); apply a joint
-        state at once if the budget allows."""
-        accepted = self.ingest.handle(frames, received_ns, mono_ns, peer)
-        if accepted is None:
-            return
-        link, kind, header = accepted
-        if (
-            kind == Kind.JOINT_STATE
-            and isinstance(link, RobotLink)
-            and self._apply_spent_ns < self._apply_budget_ns
-        ):
-            self._apply_joints(link, mono_ns)
-        if self.sinks:
-            source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
-            values = (
-                link.raw_joints
-                if kind == Kind.JOINT_STATE and isinstance(link, RobotLink)
-                else None
-            )
-            record = Received(received_ns, source, header, frames[0], frames[2], values)
-            for sink in self.sinks:
-                sink(record)
-
-    def _apply_joints(self, link: RobotLink, mono_ns: int) -> None:
-        started = time.perf_counter_ns()
-        joints = link.take_joints()
-        pb.resetJointStatesMultiDof(
-            self._bodies[link.robot_id],
-            link.joint_indices,
-            targetValues=[[v] for v in joints.positions.tolist()],
-            targetVelocities=[[v] for v in joints.velocities.tolist()],
-            physicsClientId=self.world.client,
-        )
-        link.applied_mono_ns = mono_ns
-        link.delay.on_applied(link.joints_stamp_ns, time.time_ns())
-        self.world_updates += 1
-        self._apply_spent_ns += time.perf_counter_ns() - started
+        self.sync_world()  # whoever holds the world after the loop sees the newest states
 
     # -- tick -------------------------------------------------------------------
 
@@ -333,7 +261,7 @@ class Mirror(FanoutServer):
         look = (drained and on_time) or self._held_ticks >= _HELD_TICKS_MAX
         self._held_ticks = 0 if look else self._held_ticks + 1
         self._apply_spent_ns = 0  # a fresh budget for this tick period
-        self._apply_pending(now_mono)
+        self.apply_pending(now_mono)
         for link in self.robots.values():
             if link.base_dirty and link.base is not None:
                 pb.resetBasePositionAndOrientation(
@@ -359,6 +287,7 @@ class Mirror(FanoutServer):
             self.publish_update()
         self.refresh_replies(now_mono, snapshot=publish)
         if self.monitors is not None and self.monitors.due(now_mono):
+            self.sync_world()  # the collision detector reads PyBullet
             self._run_monitors(self.monitors)
         if self.gate is not None:
             self.gate.expire(now_mono)
@@ -376,20 +305,6 @@ class Mirror(FanoutServer):
                 callback(failure)
         for after in self.after_monitors:
             after(time.time_ns())
-
-    def _apply_pending(self, now_mono: int) -> None:
-        """Apply changed joint states, round robin, within the tick's time budget."""
-        order = self._apply_order
-        count = len(order)
-        for step in range(count):
-            link = order[(self._apply_start + step) % count]
-            if not link.joints_dirty:
-                continue
-            if self._apply_spent_ns >= self._apply_budget_ns:
-                self.world_update_deferrals += sum(1 for other in order if other.joints_dirty)
-                self._apply_start = (self._apply_start + step) % count  # first next tick
-                return
-            self._apply_joints(link, now_mono)
 
     def _tick_crane(self, crane: CraneLink, now_mono: int) -> None:
         if crane.dirty and crane.state is not None:

@@ -49,6 +49,7 @@ class FanoutServer:
     tick_overruns: int
     world_updates: int
     world_update_deferrals: int
+    joint_states_applied: int
     gate: CommandGate | None
     lessons_status: Callable[[], dict[str, Any]] | None
     _started_mono_ns: int
@@ -155,6 +156,7 @@ class FanoutServer:
             "tick_hz": self.tick_hz,
             "ticks": self.ticks,
             "tick_overruns": self.tick_overruns,
+            "joint_states_applied": self.joint_states_applied,
             "world_updates": self.world_updates,
             "world_update_deferrals": self.world_update_deferrals,
             "robots": rows,

@@ -1,0 +1,198 @@
+"""The mirror's hot path: the ingest socket drained in batches, states applied within a budget.
+
+A mixin of :class:`twin.live.mirror.Mirror` (it uses the mirror's socket, links, world and
+counters); kept apart because it is the one part of the twin that runs per message (tens of
+thousands a second), so it is written for that:
+
+- :meth:`Intake.drain` takes what waits in the socket in batches of up to ``BATCH``
+  messages (plain ``recv`` calls, no per-message clock reads: one receive stamp per batch),
+  has the batch's fixed-layout joint payloads checked in one numpy pass
+  (:meth:`twin.live.ingest.Ingest.screen`), then accounts for every message one by one
+  (counters, sequence and epoch tracking, liveness and the sinks see each message exactly
+  as before).
+- A joint state is *applied* when it becomes the twin's state of the robot
+  (:meth:`twin.live.links.RobotLink.take_joints`: SI arrays, the applied time, a latency
+  sample): what the fan-out, snapshots, status, the failure detectors and the dispatch gate
+  read. After each batch the robots it brought joint states for get their *newest* state
+  applied (states superseded within the batch never are), within a time budget of 40 % of
+  each tick period; beyond it states are only recorded and the next tick applies the newest
+  state of every robot that changed, round robin, within the same budget
+  (:meth:`Intake.apply_pending`). Ingest always gets the rest of the time, so under
+  overload the twin lags by a bounded number of ticks instead of the ingest queue
+  overflowing and losing messages.
+- The PyBullet bodies follow the applied states only when something reads them
+  (:meth:`Intake.sync_world`): setting a robot's joints in PyBullet costs 15-30 us, and in
+  the live twin only the collision detector and whoever holds the world after the loop
+  stops read it (the viewers pose their own kinematic world from the fan-out). So the
+  mirror syncs the world before each run of the detectors and when its loop ends; a robot
+  whose state did not change since is not touched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Final
+
+import numpy as np
+import zmq
+
+from robots.bullet import pb
+from sync.command import peer_key
+from sync.protocol import Kind, Received
+from sync.telemetry_keys import TelemetryKeys
+from twin.live.ingest import Ingest
+from twin.live.links import RobotLink
+from twin.world.world import World
+
+BATCH: Final = 128
+"""Messages taken from the socket before they are handled (and the deadline looked at)."""
+
+Sink = Callable[[Received], None]
+
+
+class Intake:
+    """Batched ingest and budgeted world updates, over the state a Mirror keeps."""
+
+    world: World
+    ingest: Ingest
+    sinks: list[Sink]
+    telemetry_keys: TelemetryKeys | None
+    world_updates: int
+    world_update_deferrals: int
+    joint_states_applied: int
+    _ingest: zmq.Socket[bytes]
+    _bodies: dict[str, int]
+    _apply_order: list[RobotLink]
+    _apply_start: int
+    _apply_budget_ns: int
+    _apply_spent_ns: int
+
+    def drain(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
+        """Handle waiting messages until none is left, the deadline, or ``limit``."""
+        handled = 0
+        sock = self._ingest
+        recv, more = sock.recv, sock.get
+        rcvmore, noblock = zmq.RCVMORE, zmq.NOBLOCK
+        keyed = self.telemetry_keys is not None
+        peers: list[bytes | None] = []
+        while handled < limit:
+            batch: list[list[bytes]] = []
+            wanted = min(BATCH, limit - handled)
+            empty = False
+            try:
+                if keyed:  # the connection's authenticated key rides on the frames
+                    peers = []
+                    while len(batch) < wanted:
+                        parts = sock.recv_multipart(noblock, copy=False)
+                        peers.append(peer_key(parts[0]))
+                        batch.append([part.bytes for part in parts])
+                else:
+                    while len(batch) < wanted:
+                        frames = [recv(noblock)]
+                        while more(rcvmore):  # the rest of a message is there already
+                            frames.append(recv(noblock))
+                        batch.append(frames)
+            except zmq.Again:
+                empty = True
+            if batch:
+                mono_ns = time.monotonic_ns()
+                self._handle_batch(batch, time.time_ns(), mono_ns, peers if keyed else None)
+                handled += len(batch)
+            if empty or (until_mono_ns is not None and time.monotonic_ns() >= until_mono_ns):
+                break
+        return handled
+
+    def handle(
+        self, frames: list[bytes], received_ns: int, mono_ns: int, peer: bytes | None = None
+    ) -> None:
+        """Account for one message (``peer``: its connection's key, with keys); apply a joint
+        state at once if the budget allows."""
+        self._handle_batch([frames], received_ns, mono_ns, [peer])
+
+    def _handle_batch(
+        self,
+        batch: list[list[bytes]],
+        received_ns: int,
+        mono_ns: int,
+        peers: list[bytes | None] | None,
+    ) -> None:
+        ingest = self.ingest
+        sinks = self.sinks
+        screened = ingest.screen(batch)
+        touched: dict[str, RobotLink] = {}
+        for i, frames in enumerate(batch):
+            accepted = ingest.handle(
+                frames, received_ns, mono_ns, peers[i] if peers else None, screened[i]
+            )
+            if accepted is None:
+                continue
+            link, kind, header = accepted
+            values = None
+            if isinstance(link, RobotLink):
+                source = link.robot_id
+                if kind == Kind.JOINT_STATE:
+                    touched[source] = link
+                    if sinks:
+                        values = link.wire_joints()
+            else:
+                source = link.crane_id
+            if sinks:
+                record = Received(received_ns, source, header, frames[0], frames[2], values)
+                for sink in sinks:
+                    sink(record)
+        for link in touched.values():  # the newest state of each, while the budget lasts
+            if self._apply_spent_ns >= self._apply_budget_ns:
+                break
+            if link.joints_dirty:
+                self._apply_joints(link, mono_ns)
+
+    def _apply_joints(self, link: RobotLink, mono_ns: int) -> None:
+        started = time.perf_counter_ns()
+        link.take_joints()
+        link.world_behind = True
+        link.applied_mono_ns = mono_ns
+        link.delay.on_applied(link.joints_stamp_ns, time.time_ns())
+        self.joint_states_applied += 1
+        self._apply_spent_ns += time.perf_counter_ns() - started
+
+    def sync_world(self) -> int:
+        """Put every robot's applied joint state into the PyBullet world where the world is
+        behind it; return how many robots were updated."""
+        client = self.world.client
+        updated = 0
+        for link in self._apply_order:
+            joints = link.joints
+            if not link.world_behind or joints is None:
+                continue
+            pb.resetJointStatesMultiDof(
+                self._bodies[link.robot_id],
+                link.joint_indices,
+                targetValues=_column(joints.positions),
+                targetVelocities=_column(joints.velocities),
+                physicsClientId=client,
+            )
+            link.world_behind = False
+            updated += 1
+        self.world_updates += updated
+        return updated
+
+    def apply_pending(self, now_mono: int) -> None:
+        """Apply changed joint states, round robin, within the tick's time budget."""
+        order = self._apply_order
+        count = len(order)
+        for step in range(count):
+            link = order[(self._apply_start + step) % count]
+            if not link.joints_dirty:
+                continue
+            if self._apply_spent_ns >= self._apply_budget_ns:
+                self.world_update_deferrals += sum(1 for other in order if other.joints_dirty)
+                self._apply_start = (self._apply_start + step) % count  # first next tick
+                return
+            self._apply_joints(link, now_mono)
+
+
+def _column(values: np.ndarray) -> list[list[float]]:
+    """[[v0], [v1], ...]: one value per single-degree-of-freedom joint, as PyBullet wants."""
+    column: list[list[float]] = values.reshape(-1, 1).tolist()
+    return column
