@@ -34,6 +34,7 @@ from twin.dataset.datasets import Datasets
 from twin.dataset.lerobot import DatasetError, write_json
 from twin.dataset.source import Peek, SourceError, peek, short_switches
 from twin.dataset.work import (
+    Hashing,
     Unit,
     UnitResult,
     file_sha256,
@@ -276,6 +277,7 @@ def _write(
     vendor = feats.vendor_joints(names_by_model)
     sets = Datasets(staging, options.fps, vendor)
     done = 0
+    hashes = _Hashes()  # the recordings read here are hashed while their datasets are written
     pool = ProcessPoolExecutor(max_workers=min(jobs, total)) if jobs > 1 and total > 1 else None
     with short_switches():  # the units' threads and the writing threads share the GIL
         try:
@@ -286,7 +288,9 @@ def _write(
                 results = []
                 for position, unit in enumerate(group):
                     results.append(
-                        futures[index][position].result() if pool is not None else run_unit(unit)
+                        futures[index][position].result()
+                        if pool is not None
+                        else run_unit(unit, hashes.start)
                     )
                     done += 1
                     if options.progress is not None:
@@ -294,6 +298,9 @@ def _write(
                 row = _add_recording(source, results, options, sets, summary)
                 summary.recordings.append(row)
             summary.datasets = sets.close()
+            for row in summary.recordings:
+                row["sha256"] = row["sha256"] or hashes.result(row.pop("path"))
+                row.pop("path", None)
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
@@ -319,7 +326,7 @@ def _add_recording(
     sets: Datasets,
     summary: Summary,
 ) -> dict[str, Any]:
-    first = next(r for r in results if r.sha256)
+    first = results[0]  # a recording's one unit
     episodes = [e for r in results for e in r.episodes]
     if not first.monitored:
         from twin.failures.offline import detect_offline
@@ -350,11 +357,26 @@ def _add_recording(
     return {
         "name": source.name,
         "sha256": first.sha256,
+        "path": first.path,  # what the SHA-256 is looked up by, if it is still being made
         "size_bytes": source.size_bytes,
         "episodes": kept,
         "frames": frames,
         "complete": first.complete,
     }
+
+
+class _Hashes:
+    """SHA-256s being made on threads, by file."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, Hashing] = {}
+
+    def start(self, path: Path) -> None:
+        self._running[str(path)] = Hashing(path)
+
+    def result(self, path: str) -> str:
+        hashing = self._running.pop(path, None)
+        return hashing.result() if hashing is not None else file_sha256(Path(path))
 
 
 def _swap(staging: Path, out: Path) -> None:

@@ -2,8 +2,8 @@
 
 A :class:`Unit` is one recording's work, done in a worker process (several recordings) or
 in the exporting one: read the recording (all of it: its chunks decompressed once, on
-``threads`` threads, the raw frames decoded in bulk by :mod:`twin.dataset.source`) while
-another thread hashes the file, cut each robot's series into episodes
+``threads`` threads, the raw frames decoded in bulk by :mod:`twin.dataset.source`), cut
+each robot's series into episodes while another thread hashes the file
 (:mod:`twin.dataset.episodes`), resample every episode onto the dataset's frame rate
 (:mod:`twin.dataset.resample`) and build its actions, then label the episodes with the
 recording's failures. Each robot's whole timeline is in one unit, so episodes are never cut
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,17 +131,25 @@ def codecs(models: Mapping[str, tuple[str, str]]) -> dict[str, VendorCodec]:
     return out
 
 
-def run_unit(unit: Unit) -> UnitResult:
-    """Do one unit (this runs in a worker process, or in the exporting one)."""
+def run_unit(unit: Unit, hash_file: Callable[[Path], None] | None = None) -> UnitResult:
+    """Do one unit (this runs in a worker process, or in the exporting one). The first unit
+    of a recording hashes the file once it is read, on a thread beside the rest of its
+    work; ``hash_file``, if given, is handed the file to hash instead (the exporting
+    process then finishes the hash while it writes) and ``sha256`` stays empty."""
     path = Path(unit.path)
     plan = layout(path, 1)  # one span: the whole file (a cut file: as far as it reads)
     span = plan.spans[0]
     wanted = set(unit.robots) if unit.robots is not None else None
-    hashing = _Hashing(path) if unit.first else None
     part = read_part(
         path, span, wanted, plan.complete, codecs=codecs(unit.scene_models), threads=unit.threads
     )
     log.debug("%s: %d bulk reads, %d from JSON", path, part.bulk, part.canonical)
+    # hashed once read (beside the reading, it took a core from the decompression)
+    hashing = None
+    if unit.first and hash_file is not None:
+        hash_file(path)
+    elif unit.first:
+        hashing = Hashing(path)
     failures, monitored = recorded_failures(part.events)
     lessons = list(iter_events(part, "lesson"))
     all_dispatches = cutting.dispatches(part.events)
@@ -180,9 +188,8 @@ def run_unit(unit: Unit) -> UnitResult:
     return result
 
 
-class _Hashing:
-    """The file's SHA-256 on a thread of its own (hashlib runs without the GIL), alongside
-    the reading."""
+class Hashing:
+    """A file's SHA-256 on a thread of its own (hashlib runs without the GIL)."""
 
     def __init__(self, path: Path) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
