@@ -141,10 +141,8 @@ def resample(series: Arrays, start_ns: int, end_ns: int, fps: float) -> Frames:
     if series.beats:
         # before the first heartbeat, the first one's word holds
         index = np.maximum(hold(series.beat_t_ns, at), 0)
-        closed = np.array([b.grip_closed for b in series.beats], dtype=np.float64)
-        runs = np.array([b.mode == "running" for b in series.beats], dtype=bool)
-        grip = closed[index]
-        running = runs[index]
+        grip = series.beat_grip[index]
+        running = series.beat_running[index]
     return Frames(at, position, velocity, effort, base, grip, running)
 
 

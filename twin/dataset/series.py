@@ -151,6 +151,12 @@ class Arrays:
     beat_t_ns: IntArray
     beats: list[Beat]
     clock_offset_ns: int  # median (receive - stamp) of the joint states
+    beat_grip: FloatArray = field(init=False)  # per heartbeat: 1.0 grip closed
+    beat_running: npt.NDArray[np.bool_] = field(init=False)  # per heartbeat: mode running
+
+    def __post_init__(self) -> None:
+        self.beat_grip = np.array([b.grip_closed for b in self.beats], dtype=np.float64)
+        self.beat_running = np.array([b.mode == "running" for b in self.beats], dtype=bool)
 
     def joint_rows(self, rows: IntArray) -> tuple[FloatArray, FloatArray, FloatArray]:
         """Positions, velocities and efforts of these rows, shape (len(rows), len(names))."""
