@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
                               [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
-                              [--status-flood R] [--profile] [--json]
+                              [--status-flood R] [--monitors] [--profile] [--json]
 
 What it does, all in one run:
 
@@ -37,12 +37,14 @@ Figures (the measured window is the S seconds after the warm-up):
   anything sent that was neither received nor seen as a gap (vanished at the tail).
   ``backlog_at_window_end``: sent minus accounted for when the window closed (queued
   or in flight); ``drain_s``: how long it took to account for everything afterwards.
-- ``p50_ms``/``p99_ms``/``max_ms``: send stamp to "state applied in the world"
-  (``DelayMeter`` raw samples of all robots pooled), for states applied in the window
-  and the drain. The mirror applies the newest state of each robot once per tick
-  (``--tick-hz``), so the tick period bounds the latency from below; superseded states
-  are never applied and are not sampled. Each meter keeps the newest 4096 samples;
-  ``latency_samples_capped`` says when that cut some.
+- ``p50_ms``/``p99_ms``/``max_ms``: send stamp to "state applied" (``DelayMeter`` raw
+  samples of all robots pooled), for states applied in the window and the drain. The
+  mirror applies the newest state of each robot a received batch brought right after the
+  batch, within a time budget, and the rest on its next tick (``--tick-hz``); superseded
+  states are never applied and are not sampled. Applied is the twin's state (what the
+  fan-out, snapshots, detectors and gate read); the PyBullet bodies are set from it only
+  before the detectors run, which this benchmark attaches only with ``--monitors``. Each
+  meter keeps the newest 4096 samples; ``latency_samples_capped`` says when that cut some.
 - ``cpu_percent``: the twin process (all its threads) over the window, process time /
   wall time * 100; ``loop_cpu_percent``: the mirror loop's thread alone (the rest is
   ZeroMQ's I/O thread); ``publisher_cpu_percent``: the publisher processes' summed.
@@ -58,6 +60,10 @@ floods its snapshot/status endpoint with R status requests a second from 50 DEAL
 REQ sockets; ``status_flood`` in the result says what it sent and got answered, and what
 the twin answered and shed (``requests``). The latency figures then show what the flood
 cost ingest.
+
+``--monitors`` attaches the failure detectors as ``twin live`` does (20 Hz, collisions at
+4 Hz), so the PyBullet world is synced before each of their runs; ``joint_states_applied``
+and ``world_updates`` (robots set in PyBullet) count the window's.
 
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
 cumulative and by own time to stderr (the figures of a profiled run are inflated by
@@ -140,6 +146,8 @@ class TwinRun:
     latency_samples_capped: bool
     ticks: int
     tick_overruns: int
+    applied: int
+    world_updates: int
     bad_frames: dict[str, int]
     profile_text: str
     flood: dict[str, Any] | None = None
@@ -154,6 +162,10 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
     mirror = Mirror(
         scene, Endpoints(ANY_PORT, ANY_PORT, ANY_PORT), context=context, tick_hz=args.tick_hz
     )
+    if args.monitors:
+        from twin.failures.monitors import Monitors
+
+        mirror.monitors = Monitors()
     try:
 
         def pump(seconds: float) -> int:
@@ -183,6 +195,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         for link in mirror.robots.values():
             link.delay.reset()
         ticks0, overruns0 = mirror.ticks, mirror.tick_overruns
+        applied0, world0 = mirror.joint_states_applied, mirror.world_updates
         profiler = cProfile.Profile() if args.profile else None
         cpu0, wall0, thread0 = time.process_time(), time.monotonic(), time.thread_time()
         if profiler is not None:
@@ -193,6 +206,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         cpu1, wall1, thread1 = time.process_time(), time.monotonic(), time.thread_time()
         received1, gaps1 = _js_totals(mirror)
         ticks, overruns = mirror.ticks - ticks0, mirror.tick_overruns - overruns0
+        applied, world = mirror.joint_states_applied - applied0, mirror.world_updates - world0
 
         def accounted() -> int:
             return sum(_js_totals(mirror))
@@ -232,6 +246,8 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             latency_samples_capped=capped,
             ticks=ticks,
             tick_overruns=overruns,
+            applied=applied,
+            world_updates=world,
             bad_frames=dict(mirror.ingest.bad_frames),
             profile_text=_profile_text(profiler) if profiler is not None else "",
             flood=flood,
@@ -303,6 +319,9 @@ def result_of(
         "ticks": twin.ticks,
         "tick_rate_hz": round(twin.ticks / phase.window_s, 1),
         "tick_overruns": twin.tick_overruns,
+        "monitors": bool(args.monitors),
+        "joint_states_applied": twin.applied,
+        "world_updates": twin.world_updates,
         "gaps_in_window": twin.gaps_window,
         "sent_total": sent_total,
         "received_total": phase.received_total,
@@ -369,6 +388,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="R",
         help="flood the status endpoint with R requests/s from another process meanwhile",
+    )
+    parser.add_argument(
+        "--monitors", action="store_true", help="attach the failure detectors, as twin live does"
     )
     parser.add_argument(
         "--profile", action="store_true", help="cProfile the twin's window; tables on stderr"

@@ -97,7 +97,7 @@ class Intake:
                 empty = True
             if batch:
                 mono_ns = time.monotonic_ns()
-                self._handle_batch(batch, time.time_ns(), mono_ns, peers if keyed else None)
+                self.handle_batch(batch, time.time_ns(), mono_ns, peers if keyed else None)
                 handled += len(batch)
             if empty or (until_mono_ns is not None and time.monotonic_ns() >= until_mono_ns):
                 break
@@ -108,15 +108,18 @@ class Intake:
     ) -> None:
         """Account for one message (``peer``: its connection's key, with keys); apply a joint
         state at once if the budget allows."""
-        self._handle_batch([frames], received_ns, mono_ns, [peer])
+        self.handle_batch([frames], received_ns, mono_ns, [peer])
 
-    def _handle_batch(
+    def handle_batch(
         self,
         batch: list[list[bytes]],
         received_ns: int,
         mono_ns: int,
         peers: list[bytes | None] | None,
     ) -> None:
+        """Account for a batch of messages received together (``peers``: each one's
+        connection key, with keys), then apply the newest joint state of each robot it
+        brought, while the tick's budget lasts."""
         ingest = self.ingest
         sinks = self.sinks
         screened = ingest.screen(batch)
