@@ -254,7 +254,12 @@ class DelayMeter:
 
     def on_applied(self, stamp_ns: int, applied_ns: int) -> None:
         """The message stamped ``stamp_ns`` took effect at ``applied_ns``."""
-        self._latency_ns.append(applied_ns - stamp_ns - self.offset_ns)
+        block, previous = self._block_min_ns, self._previous_min_ns  # offset_ns, inlined
+        if block is None:
+            offset = 0 if previous is None else previous
+        else:
+            offset = block if previous is None or block <= previous else previous
+        self._latency_ns.append(applied_ns - stamp_ns - offset)
         self.raw_latency_ns.append(applied_ns - stamp_ns)
 
     def percentiles_ms(self, *, raw: bool = False) -> tuple[float, float] | None:

@@ -8,18 +8,18 @@ thousands a second), so it is written for that:
   messages (plain ``recv`` calls, no per-message clock reads: one receive stamp per batch),
   has the batch's fixed-layout joint payloads checked in one numpy pass
   (:meth:`twin.live.ingest.Ingest.screen`), then accounts for every message one by one
-  (counters, sequence and epoch tracking, liveness and the sinks see each message exactly
-  as before).
+  (counters, sequence and epoch tracking, liveness and the sinks see each message as if
+  it had been handled alone).
 - A joint state is *applied* when it becomes the twin's state of the robot
-  (:meth:`twin.live.links.RobotLink.take_joints`: SI arrays, the applied time, a latency
-  sample): what the fan-out, snapshots, status, the failure detectors and the dispatch gate
-  read. After each batch the robots it brought joint states for get their *newest* state
-  applied (states superseded within the batch never are), within a time budget of 40 % of
-  each tick period; beyond it states are only recorded and the next tick applies the newest
-  state of every robot that changed, round robin, within the same budget
-  (:meth:`Intake.apply_pending`). Ingest always gets the rest of the time, so under
-  overload the twin lags by a bounded number of ticks instead of the ingest queue
-  overflowing and losing messages.
+  (:meth:`twin.live.links.RobotLink.take_joints`, the applied time, a latency sample; its
+  SI arrays are made when first read): what the fan-out, snapshots, status, the failure
+  detectors and the dispatch gate read. After each batch the robots it brought joint
+  states for get their *newest* state applied (states superseded within the batch never
+  are), within a time budget of 40 % of each tick period; beyond it states are only
+  recorded and the next tick applies the newest state of every robot that changed, round
+  robin, within the same budget (:meth:`Intake.apply_pending`). Ingest always gets the
+  rest of the time, so under overload the twin lags by a bounded number of ticks instead
+  of the ingest queue overflowing and losing messages.
 - The PyBullet bodies follow the applied states only when something reads them
   (:meth:`Intake.sync_world`): setting a robot's joints in PyBullet costs 15-30 us, and in
   the live twin only the collision detector and whoever holds the world after the loop

@@ -52,7 +52,11 @@ class RobotLink:
     raw_joints: Array | NDArray[np.float32] | None = None  # newest, checked, wire units
     # newest, checked, of a packed encoding, not yet viewed as an array (wire_joints() does)
     raw_payload: bytes | None = None
-    joints: JointSample | None = None  # newest applied (the twin's state), SI
+    # the applied state (the twin's state), converted to SI when first read (``joints``)
+    _applied_payload: bytes | None = None
+    _applied_raw: Array | NDArray[np.float32] | None = None
+    _joints: JointSample | None = None
+    _converted: bool = True
     joints_stamp_ns: int = 0  # stamp of raw_joints
     joints_dirty: bool = False  # raw_joints is newer than ``joints``
     applied_mono_ns: int = 0  # when the twin last applied this robot's joints (take_joints)
@@ -87,14 +91,25 @@ class RobotLink:
             self.raw_payload = None
         return self.raw_joints
 
-    def take_joints(self) -> JointSample:
-        """Convert the newest checked joint state to SI and mark it applied."""
-        raw = self.wire_joints()
-        if raw is None:
+    def take_joints(self) -> None:
+        """Make the newest checked joint state the applied one (the twin's state). Cheap:
+        its conversion to SI waits for the first read of :attr:`joints`."""
+        if self.raw_payload is None and self.raw_joints is None:
             raise RuntimeError(f"{self.robot_id}: no joint state yet")
-        self.joints = self.codec.to_sample(raw)
+        self._applied_payload, self._applied_raw = self.raw_payload, self.raw_joints
+        self._converted = False
         self.joints_dirty = False
-        return self.joints
+
+    @property
+    def joints(self) -> JointSample | None:
+        """The applied joint state in SI units, wire order (None before any)."""
+        if not self._converted:
+            payload = self._applied_payload
+            raw = self._applied_raw if payload is None else self.codec.view(payload)
+            self._joints = None if raw is None else self.codec.to_sample(raw)
+            self._applied_payload = self._applied_raw = None
+            self._converted = True
+        return self._joints
 
     def roll_rates(self, now_mono_ns: int) -> None:
         """Close the per-second rate windows (called every tick)."""
