@@ -7,8 +7,8 @@ Writes a synthetic recording of the default hall with :class:`twin.record.record
 every 20 s; smooth joint motion, the ``monitors`` event), then measures:
 
 * ``export_x_realtime``: recorded seconds per wall second of ``twin export lerobot``'s
-  :func:`twin.dataset.export.export` (median of ``--repeats``), with as many worker processes
-  as CPUs (``jobs``), and ``export_x_realtime_1job`` with one;
+  :func:`twin.dataset.export.export` (median of ``--repeats``), with ``jobs`` = CPUs (for one
+  recording: the threads that decompress its chunks), and ``export_x_realtime_1job`` with one;
 * the baseline in the same run, ``mcap_reader_x_realtime``: one pass of the ``mcap``
   library's reader over every message of the file, decoding nothing (the floor of any
   reader written in Python on that library);
