@@ -4,7 +4,8 @@ Usage::
 
     python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
                               [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
-                              [--status-flood R] [--monitors] [--profile] [--json]
+                              [--status-flood R] [--monitors] [--record]
+                              [--profile] [--json]
 
 What it does, all in one run:
 
@@ -65,6 +66,10 @@ cost ingest.
 4 Hz), so the PyBullet world is synced before each of their runs; ``joint_states_applied``
 and ``world_updates`` (robots set in PyBullet) count the window's.
 
+``--record`` attaches the recorder as ``twin live --record`` does (an MCAP file in a
+temporary directory, deleted afterwards); ``recorded`` says how many messages it wrote and
+``recording_bytes`` the file's size.
+
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
 cumulative and by own time to stderr (the figures of a profiled run are inflated by
 the profiler). The whole run is bounded: every wait has a timeout, and an alarm ends
@@ -81,6 +86,7 @@ import pstats
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,6 +117,7 @@ if TYPE_CHECKING:
     from scenes.model import Scene
     from sync.streams import DelayMeter
     from twin.live.mirror import Mirror
+    from twin.record.recorder import Recorder
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
 
@@ -151,6 +158,8 @@ class TwinRun:
     bad_frames: dict[str, int]
     profile_text: str
     flood: dict[str, Any] | None = None
+    recorded: int | None = None
+    recording_bytes: int | None = None
 
 
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
@@ -166,6 +175,21 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         from twin.failures.monitors import Monitors
 
         mirror.monitors = Monitors()
+    recorder: Recorder | None = None
+    recording_dir: tempfile.TemporaryDirectory[str] | None = None
+    recorded = (0, 0)
+    if args.record:
+        from benchmarks.sync_phases import hall_yaml
+        from twin.record.recorder import Recorder
+
+        recording_dir = tempfile.TemporaryDirectory(prefix="sync-bench-")
+        recorder = Recorder(
+            Path(recording_dir.name) / "bench.mcap",
+            scene,
+            hall_yaml(args.robots, model),
+            twin_version="benchmark",
+        )
+        mirror.sinks.append(recorder.sink)
     try:
 
         def pump(seconds: float) -> int:
@@ -237,7 +261,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             drain_s=drain_s,
             drain_complete=complete,
         )
-        return TwinRun(
+        run = TwinRun(
             phase=phase,
             gaps_total=gaps_total,
             gaps_window=gaps1 - gaps0,
@@ -255,6 +279,13 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
     finally:
         mirror.close()
         context.destroy(linger=0)
+        if recorder is not None and recording_dir is not None:
+            recorder.close()
+            recorded = (recorder.messages, recorder.path.stat().st_size)
+            recording_dir.cleanup()
+    if recorder is not None:
+        run.recorded, run.recording_bytes = recorded
+    return run
 
 
 def _profile_text(profiler: cProfile.Profile) -> str:
@@ -320,6 +351,8 @@ def result_of(
         "tick_rate_hz": round(twin.ticks / phase.window_s, 1),
         "tick_overruns": twin.tick_overruns,
         "monitors": bool(args.monitors),
+        "recorded": twin.recorded,
+        "recording_bytes": twin.recording_bytes,
         "joint_states_applied": twin.applied,
         "world_updates": twin.world_updates,
         "gaps_in_window": twin.gaps_window,
@@ -388,6 +421,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=0.0,
         metavar="R",
         help="flood the status endpoint with R requests/s from another process meanwhile",
+    )
+    parser.add_argument(
+        "--record", action="store_true", help="attach the recorder, as twin live --record does"
     )
     parser.add_argument(
         "--monitors", action="store_true", help="attach the failure detectors, as twin live does"
