@@ -10,7 +10,11 @@ Every detector has hysteresis: a condition raises ONE :class:`FailureEvent` when
 and is re-armed only after it has been clear (with a stricter threshold where noise could
 make it flap) for a hold time. Detectors are time-gated: :meth:`Monitors.check` does its
 work at most ``rate_hz`` times a second (20 Hz by default) and the collision detector,
-which asks PyBullet for closest points, at most ``collision_hz`` (4 Hz).
+which asks PyBullet for closest points, at most ``collision_hz`` (4 Hz). It asks only for
+pairs whose bounding boxes (PyBullet's, enclosing every link's collision shape) overlap: a
+pair whose boxes are apart cannot touch, and counts as clear exactly as a pair with no
+contact points (a closest-points query costs about 0.7 ms a pair of humanoids; a box, 2 us
+a link).
 """
 
 from __future__ import annotations
@@ -359,10 +363,14 @@ class Monitors:
             pose_world(world, {rid: robots[rid] for rid in ids})
         others = [n for n in world.body_names() if n.startswith(("bench:", "crane:"))]
         bases = {rid: world.base_pose(rid)[0] for rid in ids}
+        boxes: dict[str, Box | None] = {}
         for n, a in enumerate(ids):
             targets = [f"robot:{b}" for b in ids[n + 1 :] if _near(robots, a, b, bases)]
             for other in [*targets, *others]:
-                contacts = world.contacts(f"robot:{a}", other, margin_m=0.0)
+                if not _may_touch(world, boxes, f"robot:{a}", other):
+                    contacts = []  # boxes apart: no contact, exactly as PyBullet would say
+                else:
+                    contacts = world.contacts(f"robot:{a}", other, margin_m=0.0)
                 depth_m = -min((c.distance_m for c in contacts), default=0.0)
                 key = (a, "collision", other)
                 if self._latch.update(key, depth_m > PENETRATION_M, depth_m <= 0.0, now_ns):
@@ -370,6 +378,36 @@ class Monitors:
                         found, now_ns, a, "collision", "error",
                         f"robot:{a} collides with {other} ({depth_m * 1000:.0f} mm deep)",
                     )  # fmt: skip
+
+
+Box = tuple[NDArray[np.float64], NDArray[np.float64]]
+
+
+def _box(world: World, name: str) -> Box | None:
+    """The axis-aligned box around every link of a body (PyBullet's own link boxes, which
+    enclose each collision shape); None when PyBullet cannot give one (then never skip)."""
+    from robots.bullet import pb
+
+    try:
+        body, client = world.resolve(name).body, world.client
+        links = range(-1, pb.getNumJoints(body, physicsClientId=client))
+        corners = np.array([pb.getAABB(body, link, physicsClientId=client) for link in links])
+    except Exception:  # a body PyBullet has no box for: check it the slow way
+        return None
+    if corners.ndim != 3 or not np.isfinite(corners).all():
+        return None
+    return corners[:, 0].min(axis=0), corners[:, 1].max(axis=0)
+
+
+def _may_touch(world: World, boxes: dict[str, Box | None], a: str, b: str) -> bool:
+    """Whether the boxes of bodies ``a`` and ``b`` overlap (``boxes``: a cache per check)."""
+    for name in (a, b):
+        if name not in boxes:
+            boxes[name] = _box(world, name)
+    box_a, box_b = boxes[a], boxes[b]
+    if box_a is None or box_b is None:
+        return True
+    return bool((box_a[0] <= box_b[1]).all() and (box_b[0] <= box_a[1]).all())
 
 
 def _near(
