@@ -128,14 +128,17 @@ class WebViewer:
     # -- pages ----------------------------------------------------------------------
 
     def _manufacturer_swatches(self) -> dict[str, tuple[int, int, int]]:
-        """Each manufacturer's colour: its model's largest mesh kind."""
+        """Each manufacturer's colour: of its model's link kinds, the one with the most coloured
+        surface (saturation x faces): the livery, not the grey of its joints and limbs."""
         out: dict[str, tuple[int, int, int]] = {}
-        best: dict[str, int] = {}
+        best: dict[str, tuple[int, int]] = {}
         for kind in self.geometry.kinds:
             maker = self.world.robot(kind.robot_ids[0]).model.manufacturer
-            if len(kind.faces) > best.get(maker, -1):
-                best[maker] = len(kind.faces)
-                out[maker] = kind.rgb
+            rgb = tuple(int(c) for c in kind.rgb)
+            score = ((max(rgb) - min(rgb)) * len(kind.faces), len(kind.faces))
+            if score > best.get(maker, (-1, -1)):
+                best[maker] = score
+                out[maker] = (rgb[0], rgb[1], rgb[2])
         return out
 
     def _now(self) -> float:
