@@ -23,7 +23,6 @@ The target is ``export_x_realtime >= 100``.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -36,7 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, print_result
 from robots import get_model
 from scenes import DEFAULT_SCENE, parse_scene
 from sync.codecs import codec_for
@@ -185,11 +184,7 @@ def main() -> int:
             "readback_frames_per_s": round(table.num_rows / statistics.median(reads)),
             "machine": machine_info(),
         }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_result(result, as_json=args.json)
     return 0
 
 

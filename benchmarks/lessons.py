@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import msgspec
 import zmq
 
-from benchmarks.machine import machine_info
+from benchmarks.machine import machine_info, print_result
 from sync.fanout import RequestError, request_status
 from twin.cli.demo_hall import DemoHall
 from twin.failures.events import FailureEvent
@@ -249,11 +249,7 @@ def main() -> int:
         "p99_on_vs_off": round(p_on / p_off, 3) if p_on and p_off else None,
         "machine": machine_info(),
     }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        for key, value in result.items():
-            print(f"{key}: {value}")
+    print_result(result, as_json=args.json)
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Describe the machine a benchmark ran on (included in every benchmark's JSON)."""
+"""Describe the machine a benchmark ran on (included in every benchmark's JSON), and print
+a benchmark's result."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
@@ -25,3 +27,12 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "system": f"{platform.system()} {platform.release()}",
     }
+
+
+def print_result(result: dict[str, Any], *, as_json: bool) -> None:
+    """The result as one JSON object (``--json``), or a ``key: value`` line per figure."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")

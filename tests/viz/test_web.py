@@ -15,15 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from scenes import load_scene
 from scenes.model import Scene
 from sync.fanout import request_snapshot, request_status
 from tests.helpers import STARTUP_S, Proc, wait_for
 from tests.viz.web_pages import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PAGE_LOAD_S,
     coloured_share,
     look_at,
@@ -55,15 +53,6 @@ class Hall:
     control: str
     emulating_since_mono_s: float = 0.0
     """When the emulator said it was emulating (its fault times count from about then)."""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "chromium is missing: scripts/system-deps.sh installs it"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")

@@ -14,12 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.helpers import wait_for
 from tests.viz.web_pages import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     PAGE_LOAD_S,
     coloured_share,
     look_at,
@@ -33,15 +31,6 @@ from viz.web.replay import NEXT_FAILURE, PAUSE, PLAY, SPEED, ReplayClock
 from viz.web.server import WebOptions, WebViewer
 
 SHOWN = "T3-02"  # a Tessel working all through the recording: teal on the page
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    assert CHROMIUM.exists(), "chromium is missing: scripts/system-deps.sh installs it"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture(scope="module")
