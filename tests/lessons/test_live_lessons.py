@@ -5,6 +5,7 @@ on another manufacturer's robot strengthens it; the lessons outlive the twin."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import zmq
@@ -30,12 +31,25 @@ def test_a_lost_grip_is_a_lesson_shared_live_and_strengthened_across_makers(
         clone.start(timeout_s=5.0)
         hall = Proc("emulate", "--ingest", endpoints.ingest, "--no-noise", "--seconds", "14",
                     "--fault", "T3-01:lose_grip@1s", "--fault", "H2-02:lose_grip@6s")  # fmt: skip
+
         # the robots on pick_and_place, and those whose loop grips (precision assembly, the
         # torque wrench): three manufacturers
-        first = twin.wait_line(r"lesson (L\d+) \(new\): grasp_dropped by T3-01 during "
-                               r"pick_and_place, shared with H2-01, H2-02, K1-01, T3-01",
-                               STARTUP_S)  # fmt: skip
-        second = twin.wait_line(r"lesson (L\d+) \(strengthened\): grasp_dropped by H2-02", 20.0)
+        def line(pattern: str, timeout_s: float) -> re.Match[str]:
+            # the clone is read meanwhile: a fan-out subscriber left unread drops at its HWM
+            found = wait_for(
+                lambda: (clone.poll(timeout_s=0.05), twin.wait_for(pattern, 0.0))[1],
+                timeout_s=timeout_s,
+                what=pattern,
+            )
+            match: re.Match[str] = found[0]
+            return match
+
+        first = line(
+            r"lesson (L\d+) \(new\): grasp_dropped by T3-01 during "
+            r"pick_and_place, shared with H2-01, H2-02, K1-01, T3-01",
+            STARTUP_S,
+        )
+        second = line(r"lesson (L\d+) \(strengthened\): grasp_dropped by H2-02", 20.0)
         assert first.group(1) == second.group(1)
 
         def lesson_events() -> list[dict[str, object]]:
