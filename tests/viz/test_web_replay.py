@@ -135,6 +135,32 @@ def test_next_failure_jumps_to_the_failures_time(
     assert failures[0].t_s < failures[1].t_s
 
 
+def test_a_frame_that_raises_does_not_stop_the_viewer(
+    first: Page, served: tuple[WebViewer, ReplayClock]
+) -> None:
+    """viser 1.1 can raise from a send (a race in its wake-up); later frames still go out."""
+    viewer, clock = served
+    real_step = viewer.step
+    raised: list[bool] = []
+
+    def failing_once() -> None:
+        if not raised:
+            raised.append(True)
+            raise RuntimeError("deque mutated during iteration")
+        real_step()
+
+    viewer.step = failing_once  # type: ignore[method-assign]
+    try:
+        wait_for(lambda: viewer.failed_frames == 1, timeout_s=10.0, what="the failed frame")
+        frames = viewer.frames
+        wait_for(lambda: viewer.frames > frames + 5, timeout_s=10.0, what="frames after it")
+        clock.seek(0.5)
+        wait_text(first, "t = 0.50 s")  # and the page still follows
+    finally:
+        del viewer.step
+    assert viewer.failed_frames == 1
+
+
 def _web(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "twin", "web", "--port", "0", *args],

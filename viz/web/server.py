@@ -60,6 +60,7 @@ _LABELS_EVERY_S: Final = 0.1
 _PANELS_EVERY_S: Final = 1.0
 _JOINTS_EVERY_S: Final = 0.25
 _PICK_RADIUS_M: Final = 0.5
+_FAILURE_LOG_EVERY_S: Final = 10.0
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class WebViewer:
         self.fallen: set[str] = set()
         self.tally = EventTally()
         self.frames = 0
+        self.failed_frames = 0
+        self._next_failure_log_s = 0.0
         self._started = time.monotonic()
         self._next_labels_s = self._next_panels_s = self._next_joints_s = 0.0
         self.server.on_client_connect(self._connect)
@@ -224,12 +227,34 @@ class WebViewer:
         period_s = 1.0 / self.options.rate_hz
         due = time.monotonic()
         while not stop.is_set():
-            self.step()
+            self._guarded_step()
             due += period_s
             delay = due - time.monotonic()
             if delay < 0.0:
                 due, delay = time.monotonic(), 0.0
             stop.wait(delay)
+
+    def _guarded_step(self) -> None:
+        """One frame; a frame that raises is counted and logged, and the loop goes on.
+
+        viser 1.1 wakes its sender with ``asyncio.Event.set()`` called from this
+        thread as well as from its loop, which races with the loop's own waiters
+        ("deque mutated during iteration"); the message itself is already queued
+        when that raises, so the next frame delivers it.  A viewer must not go
+        dark for good over one frame.
+        """
+        try:
+            self.step()
+        except Exception:  # the loop outlives any one frame
+            self.failed_frames += 1
+            now = time.monotonic()
+            if now >= self._next_failure_log_s:
+                self._next_failure_log_s = now + _FAILURE_LOG_EVERY_S
+                log.warning(
+                    "a web frame failed (%d so far); the viewer goes on",
+                    self.failed_frames,
+                    exc_info=True,
+                )
 
     def step(self) -> None:
         """One frame: state in, pose, send what changed."""
