@@ -7,6 +7,7 @@ Registered on the main app by :func:`register` (from :mod:`twin.cli.app`). Exit 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import sys
@@ -44,6 +45,7 @@ from twin.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, ControlOpt, KeysOpt
 if TYPE_CHECKING:
     from twin.dispatch.gate import DispatchGate
     from twin.live.mirror import Mirror
+    from twin.preview.store import Comparison
 
 log = logging.getLogger(__name__)
 
@@ -166,14 +168,30 @@ def dispatch_cmd(
         outcome = _ask(context, endpoint, keys, request, timeout + _REPLY_MARGIN_S)
     finally:
         context.destroy(linger=0)
+    compared = _last_comparison(text, robot)
     if as_json:
-        sys.stdout.write(json.dumps(msgspec.to_builtins(outcome)) + "\n")
+        shown = msgspec.to_builtins(outcome)
+        if compared is not None:
+            shown["against"] = compared.figures  # the last compared run (twin preview --against)
+        sys.stdout.write(json.dumps(shown) + "\n")
     else:
         why = f" ({outcome.condition})" if outcome.condition else ""
         out.print(f"{outcome.outcome}{why}: {outcome.detail}", markup=False)
+        if compared is not None:
+            from twin.cli.preview_against import summary_line
+
+            out.print(summary_line(compared), markup=False)
     if outcome.outcome in _OK:
         return
     raise typer.Exit(EXIT_REFUSED if outcome.outcome in _NO else EXIT_BAD_INPUT)
+
+
+def _last_comparison(text: bytes, robot: str) -> Comparison | None:
+    """The kept comparison of these task bytes' preview with a run on ``robot`` (``twin preview
+    --against``), if any."""
+    from twin.preview.store import read_comparison
+
+    return read_comparison(hashlib.sha256(text).hexdigest(), robot)
 
 
 def _control_endpoint(context: zmq.Context[zmq.Socket[bytes]], snapshot: str | None) -> str:

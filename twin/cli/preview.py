@@ -2,8 +2,10 @@
 
 Prints a summary (or ``--json`` the report), writes plots and a recording with ``--report DIR``,
 reruns under perturbed reality with ``--trials N`` (local processes, or Ray with ``--ray``), and
-saves a preview record (:mod:`twin.preview.store`) the dispatch gate looks up. Exit status: 0
-passed, 1 failed, 2 bad input (one line per problem, no traceback).
+saves a preview record (:mod:`twin.preview.store`) the dispatch gate looks up. With ``--against
+REC.mcap`` it also compares the preview with a dispatched run of the task in that recording
+(:mod:`twin.cli.preview_against`). Exit status: 0 passed, 1 failed, 2 bad input (one line per
+problem, no traceback).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from sync.addresses import Endpoints
 from sync.fanout import RequestError, request_snapshot
 from twin.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, SnapshotOpt
 from twin.preview.compile import compile_task
-from twin.preview.engine import PreviewResult, run_preview
+from twin.preview.dispatched import AgainstError
+from twin.preview.engine import Observer, PreviewResult, run_preview
 from twin.preview.store import PreviewRecord, save_record
 from twin.preview.surroundings import Surroundings
 
@@ -84,11 +87,16 @@ def preview(
     live_snapshot: str | None = None,
     lessons_path: Path | None = None,
     use_lessons: bool = True,
+    against: Path | None = None,
+    against_robot: str | None = None,
 ) -> None:
     """The command (see the module docstring); ``live_snapshot``: the running twin's snapshot
     endpoint to take the surroundings from (default: the scene's); ``lessons_path``: the
-    lessons database whose lessons concerning the task are run too."""
+    lessons database whose lessons concerning the task are run too; ``against``: a recording
+    with a dispatched run of the task (on ``against_robot``, default the task's robot)."""
     task, scene, scene_text, digest = _inputs(task_path, scene_path)
+    if against_robot is not None and against is None:
+        raise _bad(["twin preview: --robot needs --against REC.mcap"])
     surroundings = (
         _live_surroundings(scene, live_snapshot)
         if live_snapshot is not None
@@ -98,16 +106,32 @@ def preview(
         raise _bad([f"twin preview: --trials {trials}: must be 0 or more"])
     if ray_address is not None and trials < 1:
         raise _bad(["twin preview: --ray needs --trials N"])
-    observer = None
+    compiled = compile_task(task, scene)
+    found = None
+    if against is not None:  # before anything is run or written: bad input is exit 2 at once
+        from twin.cli.preview_against import find_in_recording
+
+        try:
+            robot = against_robot or task.robot
+            found = find_in_recording(against, robot, task, scene, digest, compiled)
+        except AgainstError as exc:
+            raise _bad([f"twin preview --against: {exc}"]) from None
+    recorder = None
     if report_dir is not None:
         from twin.preview.report import PreviewRecorder
 
         try:
             report_dir.mkdir(parents=True, exist_ok=True)
-            observer = PreviewRecorder(report_dir / "preview.mcap", scene, scene_text, task.robot)
+            recorder = PreviewRecorder(report_dir / "preview.mcap", scene, scene_text, task.robot)
         except OSError as exc:
             raise _bad([f"twin preview: --report {report_dir}: {exc.strerror}"]) from None
-    compiled = compile_task(task, scene)
+    observer: Observer | None = recorder
+    prediction = None
+    if found is not None:
+        from twin.preview.against import PredictionObserver, tee
+
+        prediction = PredictionObserver(compiled.model)
+        observer = tee(recorder, prediction)
     result = run_preview(
         task, scene, compiled=compiled, observer=observer, surroundings=surroundings
     )
@@ -118,8 +142,8 @@ def preview(
     if report_dir is not None:
         from twin.preview.report import write_plots
 
-        assert observer is not None
-        observer.finish(result)
+        assert recorder is not None
+        recorder.finish(result)
         limits = {
             "max_effort_fraction": task.limits.max_effort_fraction,
             "max_joint_limit_fraction": task.limits.max_joint_limit_fraction,
@@ -140,6 +164,17 @@ def preview(
             task, scene, trials, seed, jobs, ray_address, surroundings, conditions
         )
         report["robustness"] = trial_summary
+    if found is not None and prediction is not None:
+        from twin.cli.preview_against import finish
+
+        try:
+            report["against"] = finish(
+                found, prediction.prediction(), result, compiled, task_path, digest
+            )
+        except AgainstError as exc:
+            raise _bad([f"twin preview --against: {exc}"]) from None
+        except OSError as exc:
+            raise _bad([f"twin preview: cannot keep the comparison: {exc}"]) from None
     if report_dir is not None:
         (report_dir / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     record = PreviewRecord(
@@ -162,6 +197,11 @@ def preview(
         out.print(json.dumps(report, indent=2), markup=False)
     else:
         _print_summary(result, report)
+        if "against" in report:
+            from twin.cli.preview_against import comparison_lines
+
+            for line in comparison_lines(report["against"]):
+                out.print(line, markup=False)
     if not passed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -339,11 +379,29 @@ def register(app: typer.Typer) -> None:
                 help="Also run the task under every lesson that concerns it.",
             ),
         ] = True,
+        against: Annotated[
+            Path | None,
+            typer.Option(
+                "--against",
+                help="Also compare the preview with the task's dispatched run in this recording "
+                "(`twin live --keys --record`): cycle time, step durations, peak effort and "
+                "trajectory deviation per joint.",
+            ),
+        ] = None,
+        robot: Annotated[
+            str | None,
+            typer.Option(
+                "--robot",
+                help="With --against: the robot whose run to compare "
+                "\\[default: the task's robot].",
+            ),
+        ] = None,
     ) -> None:
         """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance;
         and under the reproducible condition of every lesson that concerns it."""
         live_snapshot = Endpoints.resolve(snapshot=snapshot).snapshot if live else None
         preview(
             task, scene, as_json, report, seed, trials, jobs, ray, live_snapshot,
-            lessons_path=lessons, use_lessons=use_lessons,
+            lessons_path=lessons, use_lessons=use_lessons, against=against,
+            against_robot=robot,
         )  # fmt: skip

@@ -9,6 +9,11 @@ edited task needs a fresh preview. Records are small JSON files in one directory
 
 Each record is ``<sha256>.json``; the latest preview of a file replaces the earlier one, so a
 failing re-run revokes an earlier pass.
+
+Beside the records, ``comparisons/<sha256>/<robot>.json`` keeps the latest comparison of the
+preview of those bytes with a dispatched run on that robot (``twin preview TASK --against
+REC.mcap``, :mod:`twin.preview.against`): a comparison of a later run replaces one of an earlier
+run; ``twin dispatch`` shows it.
 """
 
 from __future__ import annotations
@@ -65,18 +70,24 @@ def save_record(record: PreviewRecord, store_dir: Path | None = None) -> Path:
     (through a unique temporary file, so concurrent previews never interleave); OSError when the
     store cannot be written."""
     root = store_dir or default_store_dir()
-    root.mkdir(parents=True, exist_ok=True)
     target = root / f"{record.task_sha256}.json"
-    fd, partial = tempfile.mkstemp(dir=root, prefix=f".{record.task_sha256[:12]}-", suffix=".tmp")
+    _write_atomic(target, msgspec.json.encode(record))
+    log.debug("preview record %s (passed=%s) -> %s", record.task_path, record.passed, target)
+    return target
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    """Write ``data`` to ``target`` through a unique temporary file beside it, so readers see the
+    old file or the new one, never a part."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem[:12]}-", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(msgspec.json.encode(record))
-        Path(partial).replace(target)  # atomic: readers see the old record or the new one
+            out.write(data)
+        Path(partial).replace(target)
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
-    log.debug("preview record %s (passed=%s) -> %s", record.task_path, record.passed, target)
-    return target
 
 
 def record_path(digest: str, store_dir: Path | None = None) -> Path:
@@ -98,6 +109,50 @@ def read_record(digest: str, store_dir: Path | None = None) -> PreviewRecord | N
 
 class RecordError(Exception):
     """A preview record that exists but cannot be read."""
+
+
+class Comparison(msgspec.Struct, frozen=True):
+    """Predicted against actual for one task file's bytes and one robot (the latest run)."""
+
+    task_sha256: str
+    task_path: str
+    robot: str
+    recording: str
+    dispatch_id: str
+    done_ns: int
+    """When the compared run finished (the robot's done, receive clock): what "latest" means."""
+    created_ns: int
+    figures: dict[str, Any]
+    """The comparison's JSON (``twin preview --against --json``'s ``against``)."""
+
+
+def comparison_path(digest: str, robot: str, store_dir: Path | None = None) -> Path:
+    """Where the comparison for these bytes and this robot lives."""
+    return (store_dir or default_store_dir()) / "comparisons" / digest / f"{robot}.json"
+
+
+def read_comparison(digest: str, robot: str, store_dir: Path | None = None) -> Comparison | None:
+    """The kept comparison, or None (none kept, or unreadable: logged)."""
+    target = comparison_path(digest, robot, store_dir)
+    try:
+        return msgspec.json.decode(target.read_bytes(), type=Comparison)
+    except FileNotFoundError:
+        return None
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        log.warning("comparison %s unreadable (%s); treated as missing", target, exc)
+        return None
+
+
+def save_comparison(comparison: Comparison, store_dir: Path | None = None) -> tuple[Path, bool]:
+    """Keep the comparison unless one of a later run is kept already: (its path, whether it was
+    written). Written atomically; OSError when the store cannot be written."""
+    target = comparison_path(comparison.task_sha256, comparison.robot, store_dir)
+    kept = read_comparison(comparison.task_sha256, comparison.robot, store_dir)
+    if kept is not None and kept.done_ns > comparison.done_ns:
+        log.info("kept the comparison of a later run (%s) in %s", kept.dispatch_id, target)
+        return target, False
+    _write_atomic(target, msgspec.json.encode(comparison))
+    return target, True
 
 
 class _RecordHead(msgspec.Struct):
