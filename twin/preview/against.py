@@ -1,7 +1,7 @@
 """Predicted against actual: a preview's figures beside a dispatched run of the same task.
 
 ``twin preview TASK --against REC.mcap`` runs the preview with a :class:`PredictionObserver`
-(the previewed robot's canonical joint positions and efforts at every physics step), finds the
+(the previewed robot's canonical joint positions and efforts at its telemetry rate), finds the
 run of the task in the recording (:mod:`twin.preview.dispatched`) and :func:`compare` sets the
 two side by side:
 
@@ -61,6 +61,7 @@ BOUNDARY_SEARCH_S: Final = 0.5
 BOUNDARY_DT_S: Final = 0.01
 MIN_MOTION_RAD: Final = 0.02
 MIN_EFFORT_NM: Final = 1.0
+_SAME_S: Final = 1e-6  # instants closer than this are the same instant
 CLEARANCE_WHY: Final = (
     "a recording holds the robots' joints and bases but not where loose items are (the live "
     "twin does not track them), and the preview's clearance leaves out what the hand at work "
@@ -74,7 +75,7 @@ Observer = Callable[[float, PreviewHall], None]
 @dataclass(frozen=True)
 class Prediction:
     """The previewed robot's joints over the preview run: canonical names, times (s from the
-    plan's start), positions and efforts (one row per physics step)."""
+    plan's start), positions and efforts (one row per sample)."""
 
     names: tuple[str, ...]
     t_s: FloatArray
@@ -84,17 +85,24 @@ class Prediction:
 
 class PredictionObserver:
     """An engine observer keeping the previewed robot's joint positions and efforts, in the
-    order of its telemetry profile, under their canonical names."""
+    order of its telemetry profile, under their canonical names, at the robot's telemetry rate
+    (the instants :class:`twin.preview.report.PreviewRecorder` writes to ``preview.mcap``)."""
 
     def __init__(self, model: RobotModel) -> None:
         profile = model.profile
         self._urdf_names = tuple(profile.joint_names)
         self.names = tuple(profile.canonical_name(n) for n in self._urdf_names)
+        self._period_ns = round(1e9 / profile.rate_hz)
+        self._next_ns = 0
         self._indices: list[int] | None = None
         self._t: list[float] = []
         self._rows: list[list[tuple[float, float]]] = []
 
     def __call__(self, t_s: float, hall: PreviewHall) -> None:
+        t_ns = round(t_s * 1e9)
+        if t_ns < self._next_ns:
+            return
+        self._next_ns = t_ns + self._period_ns
         if self._indices is None:
             self._indices = [hall.joint_index[n] for n in self._urdf_names]
         states = pb.getJointStates(hall.body, self._indices, physicsClientId=hall.client)
@@ -192,15 +200,17 @@ def _boundaries(
 
 
 def _peaks(t_s: FloatArray, values: FloatArray, lo_s: float, hi_s: float) -> FloatArray:
-    """Per column, the largest mean of ``|value|`` over a window of :data:`EFFORT_WINDOW_S`
-    within ``[lo_s, hi_s]`` (the mean of all when the range is shorter than a window)."""
-    inside = (t_s >= lo_s) & (t_s <= hi_s)
+    """Per column, the largest mean of ``|value|`` over the samples in a window
+    ``(t - EFFORT_WINDOW_S, t]`` within ``[lo_s, hi_s]`` (the mean of all when the range is
+    shorter than a window). Instants are compared within :data:`_SAME_S`: a preview samples at
+    multiples of its physics step, so a window's edge often falls exactly on a sample."""
+    inside = (t_s >= lo_s - _SAME_S) & (t_s <= hi_s + _SAME_S)
     t, v = t_s[inside], np.abs(values[inside])
     if len(t) == 0:
         return np.full(values.shape[1], np.nan)
     sums = np.vstack([np.zeros(v.shape[1]), np.cumsum(v, axis=0)])
-    first = np.searchsorted(t, t - EFFORT_WINDOW_S, side="right")
-    full = t - EFFORT_WINDOW_S >= lo_s - 1e-9
+    first = np.searchsorted(t, t - EFFORT_WINDOW_S + _SAME_S, side="right")
+    full = t - EFFORT_WINDOW_S >= lo_s - _SAME_S
     if not full.any():
         return np.asarray(v.mean(axis=0))
     i = np.nonzero(full)[0]
