@@ -245,12 +245,13 @@ def test_actual_figures_match_the_emulators_telemetry(
     scale = against["alignment"]["time_scale"]
     fit = [n for n in against["alignment"]["joints"] if n in table.filled[0]]
     plan_t = np.arange(0.0, plan.duration_s, 0.02)
-    targets = np.array([[table.at(t).joints_rad[n] for n in fit] for t in plan_t])
+    targets = np.array([[table.at(float(t)).joints_rad[n] for n in fit] for t in plan_t])
     recorded_t = (np.array(times) - start_ns) / 1e9
 
     def rms(shift_s: float) -> float:
         when = shift_s + scale * plan_t
-        at = np.column_stack([np.interp(when, recorded_t, positions[:, names.index(n)]) for n in fit])
+        columns = [np.interp(when, recorded_t, positions[:, names.index(n)]) for n in fit]
+        at = np.column_stack(columns)
         return float(np.sqrt(np.mean((at - targets) ** 2)))
 
     assert rms(0.0) < 0.05
@@ -372,9 +373,7 @@ def test_a_task_that_never_ran_is_exit_2(dispatched: Dispatched, tmp_path: Path)
     task = tmp_path / "one_squat.yaml"
     task.write_text(SHORT_TASK)
     started = time.monotonic()
-    result = CliRunner().invoke(
-        app, ["preview", str(task), "--against", str(dispatched.recording)]
-    )
+    result = CliRunner().invoke(app, ["preview", str(task), "--against", str(dispatched.recording)])
     assert result.exit_code == 2, result.output
     line = result.stderr.strip()
     assert line.startswith("twin preview --against: ") and "\n" not in line
