@@ -22,7 +22,10 @@ two side by side:
   included; the recording from the plan's start to the done): robust to one-sample solver
   spikes and to telemetry rates.
 * **trajectory deviation** per joint: RMS and largest ``|actual - predicted|`` over the plan,
-  the recorded joints interpolated at the predicted samples' instants after the alignment.
+  the recorded joints interpolated at the predicted samples' instants mapped to the recording
+  piecewise linearly through the steps' actual starts and the done (:func:`time_map`): a robot
+  (or an emulated hall falling behind real time) that is slow in one step is compared pose for
+  pose, and its timing shows in the step durations.
 * **minimum clearance**: the preview's; not measured in the recording (:data:`CLEARANCE_WHY`).
 
 Errors are ``actual - predicted``; percentages are of the predicted value (none for a joint whose
@@ -199,6 +202,21 @@ def _boundaries(
     return bounds, how
 
 
+def time_map(
+    plan_starts_s: list[float], duration_s: float, actual_s: list[float], plan_t_s: FloatArray
+) -> FloatArray:
+    """Plan instants mapped to the recording: piecewise linear through each step's start (plan
+    and actual) and the end (the plan's duration; the done). ``actual_s``: each step's actual
+    start then the end; with no steps, the start and the end. Zero-length steps are skipped."""
+    plan = [*plan_starts_s, duration_s] if plan_starts_s else [0.0, duration_s]
+    knots_plan, knots_actual = [plan[0]], [actual_s[0]]
+    for p, a in zip(plan[1:], actual_s[1:], strict=True):
+        if p > knots_plan[-1]:
+            knots_plan.append(p)
+            knots_actual.append(a)
+    return np.asarray(np.interp(plan_t_s, knots_plan, knots_actual), dtype=np.float64)
+
+
 def _peaks(t_s: FloatArray, values: FloatArray, lo_s: float, hi_s: float) -> FloatArray:
     """Per column, the largest mean of ``|value|`` over the samples in a window
     ``(t - EFFORT_WINDOW_S, t]`` within ``[lo_s, hi_s]`` (the mean of all when the range is
@@ -260,7 +278,8 @@ def compare(
     predicted_steps = [s.end_s - s.start_s for s in compiled.steps]
     # trajectories over the plan, at the predicted samples' instants
     over = (pred_t >= 0.0) & (pred_t <= duration)
-    deviation = _sample(tel_t, tel_x, start + scale * pred_t[over]) - pred_x[over]
+    when = time_map([s.start_s for s in compiled.steps], duration, [*bounds, span], pred_t[over])
+    deviation = _sample(tel_t, tel_x, when) - pred_x[over]
     rms = np.sqrt(np.mean(deviation**2, axis=0))
     worst = np.max(np.abs(deviation), axis=0)
     # efforts
