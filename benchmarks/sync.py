@@ -4,7 +4,7 @@ Usage::
 
     python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
                               [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
-                              [--status-flood R] [--monitors] [--record]
+                              [--status-flood R] [--monitors] [--record [--record-nice N]]
                               [--profile] [--json]
 
 What it does, all in one run:
@@ -66,8 +66,11 @@ cost ingest.
 4 Hz), so the PyBullet world is synced before each of their runs; ``joint_states_applied``
 and ``world_updates`` (robots set in PyBullet) count the window's.
 
-``--record`` attaches the recorder as ``twin live --record`` does (an MCAP file in a
-temporary directory, deleted afterwards); ``recorded`` says how many messages it wrote and
+``--record`` attaches the recorder as ``twin live --record`` does (its own process,
+:mod:`twin.record.recorder_process`; an MCAP file in a temporary directory, deleted
+afterwards); ``recorded`` says how many messages it wrote, ``record_handed`` how many the
+mirror handed it, ``record_dropped`` how many it dropped (its backlog bound),
+``record_lossless`` whether every message the twin accepted was written, and
 ``recording_bytes`` the file's size.
 
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
@@ -117,7 +120,7 @@ if TYPE_CHECKING:
     from scenes.model import Scene
     from sync.streams import DelayMeter
     from twin.live.mirror import Mirror
-    from twin.record.recorder import Recorder
+    from twin.record.recorder_process import RecorderProcess
 
 Ctx = zmq.Context[zmq.Socket[bytes]]
 
@@ -160,6 +163,9 @@ class TwinRun:
     flood: dict[str, Any] | None = None
     recorded: int | None = None
     recording_bytes: int | None = None
+    record_handed: int | None = None
+    record_dropped: int | None = None
+    accepted_total: int = 0  # every message the twin accepted, the whole run
 
 
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
@@ -175,21 +181,22 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         from twin.failures.monitors import Monitors
 
         mirror.monitors = Monitors()
-    recorder: Recorder | None = None
+    recorder: RecorderProcess | None = None
     recording_dir: tempfile.TemporaryDirectory[str] | None = None
-    recorded = (0, 0)
+    recorded = (0, 0, 0, 0)
     if args.record:
         from benchmarks.sync_phases import hall_yaml
-        from twin.record.recorder import Recorder
+        from twin.record.recorder_process import RecorderProcess
 
         recording_dir = tempfile.TemporaryDirectory(prefix="sync-bench-")
-        recorder = Recorder(
+        recorder = RecorderProcess(
             Path(recording_dir.name) / "bench.mcap",
             scene,
             hall_yaml(args.robots, model),
             twin_version="benchmark",
+            **({} if args.record_nice is None else {"nice": args.record_nice}),
         )
-        mirror.sinks.append(recorder.sink)
+        mirror.frame_sinks.append(recorder)
     try:
 
         def pump(seconds: float) -> int:
@@ -277,14 +284,17 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             flood=flood,
         )
     finally:
+        accepted_total = mirror.ingest.accepted
         mirror.close()
         context.destroy(linger=0)
         if recorder is not None and recording_dir is not None:
             recorder.close()
-            recorded = (recorder.messages, recorder.path.stat().st_size)
+            size = recorder.path.stat().st_size
+            recorded = (recorder.messages, size, recorder.handed, recorder.dropped)
             recording_dir.cleanup()
+    run.accepted_total = accepted_total
     if recorder is not None:
-        run.recorded, run.recording_bytes = recorded
+        run.recorded, run.recording_bytes, run.record_handed, run.record_dropped = recorded
     return run
 
 
@@ -353,6 +363,15 @@ def result_of(
         "monitors": bool(args.monitors),
         "recorded": twin.recorded,
         "recording_bytes": twin.recording_bytes,
+        "record_handed": twin.record_handed,
+        "record_nice": args.record_nice,
+        "record_dropped": twin.record_dropped,
+        "record_lossless": (
+            None
+            if twin.recorded is None
+            else twin.recorded == twin.record_handed == twin.accepted_total
+            and twin.record_dropped == 0
+        ),
         "joint_states_applied": twin.applied,
         "world_updates": twin.world_updates,
         "gaps_in_window": twin.gaps_window,
@@ -424,6 +443,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--record", action="store_true", help="attach the recorder, as twin live --record does"
+    )
+    parser.add_argument(
+        "--record-nice",
+        type=int,
+        default=None,
+        metavar="N",
+        help="the recorder process's nice increment (default: twin live's)",
     )
     parser.add_argument(
         "--monitors", action="store_true", help="attach the failure detectors, as twin live does"

@@ -166,7 +166,7 @@ def live(
             f"recording to {recorder.path.resolve()} (time zero {recorder.start_ns} ns)",
             markup=False,
         )
-        mirror.sinks.append(recorder.sink)
+        mirror.frame_sinks.append(recorder)
         record_ingest_events(mirror, recorder)
         if mirror.monitors is not None:
             record_failures(mirror, recorder)
@@ -201,7 +201,12 @@ def live(
         markup=False,
     )
     if recorder is not None:
-        err.print(f"recorded {recorder.messages} messages to {recorder.path}", markup=False)
+        dropped = f", {recorder.dropped} dropped" if recorder.dropped else ""
+        stopped = f" (recording stopped: {recorder.error})" if recorder.error else ""
+        err.print(
+            f"recorded {recorder.messages} messages to {recorder.path}{dropped}{stopped}",
+            markup=False,
+        )
 
 
 def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:

@@ -19,16 +19,19 @@ if TYPE_CHECKING:
     from twin.dispatch.gate import DispatchGate
     from twin.lessons.store import LessonStore
     from twin.live.mirror import Mirror
-    from twin.record.recorder import Recorder
+    from twin.record.recorder_process import RecorderProcess
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder | None:
+def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderProcess | None:
+    """The recorder, in a process of its own (:mod:`twin.record.recorder_process`); None,
+    and one line on stderr, when it cannot start."""
     from importlib.metadata import PackageNotFoundError, version
 
     from scenes import DEFAULT_SCENE
-    from twin.record.recorder import Recorder, RecorderError
+    from twin.record.recorder import RecorderError
+    from twin.record.recorder_process import RecorderProcess
 
     try:
         twin_version = version("hall-twin")
@@ -36,7 +39,7 @@ def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> Recorder 
         twin_version = "unknown"
     scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
     try:
-        return Recorder(record, loaded, scene_text, twin_version=twin_version)
+        return RecorderProcess(record, loaded, scene_text, twin_version=twin_version)
     except RecorderError as exc:
         err.print(f"twin live: {exc}", markup=False)
         return None
@@ -46,7 +49,7 @@ def start_lessons(
     mirror: Mirror,
     scene: Scene,
     path: Path | None,
-    recorder: Recorder | None,
+    recorder: RecorderProcess | None,
     gate: DispatchGate | None,
 ) -> LessonStore | None:
     """Incidents and lessons live: each lesson stored, published on the fan-out (viewers draw
@@ -91,7 +94,7 @@ def start_lessons(
     return store
 
 
-def record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
+def record_ingest_events(mirror: Mirror, recorder: RecorderProcess) -> None:
     """Also record the ingest's events (epoch changes, resyncs) on ``/events``.
 
     Liveness changes are raised inside the mirror itself and are not recorded yet.
@@ -105,7 +108,7 @@ def record_ingest_events(mirror: Mirror, recorder: Recorder) -> None:
     mirror.ingest.on_event = on_event
 
 
-def record_failures(mirror: Mirror, recorder: Recorder) -> None:
+def record_failures(mirror: Mirror, recorder: RecorderProcess) -> None:
     """Record failure events on ``/events`` (kind ``failure``, detail: the event as JSON).
 
     A first ``monitors`` event says detection was on, so ``twin failures`` can tell a

@@ -9,7 +9,8 @@ thousands a second), so it is written for that:
   has the batch's fixed-layout joint payloads checked in one numpy pass
   (:meth:`twin.live.ingest.Ingest.screen`), then accounts for every message one by one
   (counters, sequence and epoch tracking, liveness and the sinks see each message as if
-  it had been handled alone).
+  it had been handled alone). A frame sink (:class:`FrameSink`, the recorder) is handed
+  each accepted message's frames as they are, and told to pass them on after the batch.
 - A joint state is *applied* when it becomes the twin's state of the robot
   (:meth:`twin.live.links.RobotLink.take_joints`, the applied time, a latency sample; its
   SI arrays are made when first read): what the fan-out, snapshots, status, the failure
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 import zmq
@@ -51,12 +52,24 @@ BATCH: Final = 128
 Sink = Callable[[Received], None]
 
 
+class FrameSink(Protocol):
+    """A sink of accepted messages as the wire carried them (the recorder's process feed):
+    cheaper than a :data:`Sink`, no :class:`~sync.protocol.Received` is made."""
+
+    def frames(self, received_ns: int, frames: list[bytes]) -> None:
+        """One accepted message: ``[topic, 32-byte header, payload]``."""
+
+    def ship(self, now_mono_ns: int) -> None:
+        """After each batch and each tick: pass on what was gathered, if it is time."""
+
+
 class Intake:
     """Batched ingest and budgeted world updates, over the state a Mirror keeps."""
 
     world: World
     ingest: Ingest
     sinks: list[Sink]
+    frame_sinks: list[FrameSink]
     telemetry_keys: TelemetryKeys | None
     world_updates: int
     world_update_deferrals: int
@@ -122,6 +135,7 @@ class Intake:
         brought, while the tick's budget lasts."""
         ingest = self.ingest
         sinks = self.sinks
+        feeds = [sink.frames for sink in self.frame_sinks]
         screened = ingest.screen(batch)
         touched: dict[str, RobotLink] = {}
         for i, frames in enumerate(batch):
@@ -144,6 +158,10 @@ class Intake:
                 record = Received(received_ns, source, header, frames[0], frames[2], values)
                 for sink in sinks:
                     sink(record)
+            for feed in feeds:
+                feed(received_ns, frames)
+        for frame_sink in self.frame_sinks:
+            frame_sink.ship(mono_ns)
         for link in touched.values():  # the newest state of each, while the budget lasts
             if self._apply_spent_ns >= self._apply_budget_ns:
                 break

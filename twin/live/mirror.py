@@ -10,7 +10,9 @@ The per-message part, draining the socket in batches and applying the newest sta
 robot to the world within a time budget, is :class:`twin.live.intake.Intake` (a mixin).
 
 A bad frame is counted, logged (rate-limited) and dropped; it never stops the loop.
-Every accepted message is handed to the registered sinks (the recorder plugs in there).
+Every accepted message is handed to the registered sinks (:attr:`Mirror.sinks`, e.g. the
+dispatch gate), and its frames to the frame sinks (:attr:`Mirror.frame_sinks`: the recorder,
+which records in a process of its own, :mod:`twin.record.recorder_process`).
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ from twin.failures.events import FailureEvent
 from twin.failures.monitors import Monitors
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
-from twin.live.intake import Intake, Sink
+from twin.live.intake import FrameSink, Intake, Sink
 from twin.live.links import CraneLink, RobotLink
 from twin.live.serve import FanoutServer
 from twin.world.crane import CraneLimitError
@@ -70,7 +72,15 @@ class MirrorError(RuntimeError):
     """The scene cannot be mirrored (said why, in one line)."""
 
 
-__all__ = ["DEFAULT_DISPLAY_HZ", "DEFAULT_TICK_HZ", "Mirror", "MirrorError", "Received", "Sink"]
+__all__ = [
+    "DEFAULT_DISPLAY_HZ",
+    "DEFAULT_TICK_HZ",
+    "FrameSink",
+    "Mirror",
+    "MirrorError",
+    "Received",
+    "Sink",
+]
 
 
 class Mirror(Intake, FanoutServer):
@@ -96,6 +106,7 @@ class Mirror(Intake, FanoutServer):
         self._tick_ns = int(1e9 / tick_hz)
         self.world = World(scene)
         self.sinks: list[Sink] = []
+        self.frame_sinks: list[FrameSink] = []  # the recorder (twin.record.recorder_process)
         self.robots: dict[str, RobotLink] = {}
         try:
             for robot in scene.robots:
@@ -283,6 +294,8 @@ class Mirror(Intake, FanoutServer):
             link.roll_rates(now_mono)
         for crane in self.cranes.values():
             self._tick_crane(crane, now_mono)
+        for frame_sink in self.frame_sinks:
+            frame_sink.ship(now_mono)
         if publish:
             self.publish_update()
         self.refresh_replies(now_mono, snapshot=publish)

@@ -1,7 +1,11 @@
 """The recorder: every accepted telemetry message into a self-contained MCAP file.
 
-A :class:`Recorder` is a :class:`twin.live.mirror.Mirror` sink (``mirror.sinks.append(
-recorder.sink)``). Each accepted message is written twice:
+A :class:`Recorder` writes the file in the thread that calls it: :meth:`Recorder.sink` takes
+one accepted message (a :class:`twin.live.mirror.Mirror` sink; the emulator's re-simulation
+and the preview records call it directly), :meth:`Recorder.record_frames` a batch of them
+as the wire carried them. ``twin live --record`` runs it in a process of its own, fed by
+the mirror (:mod:`twin.record.recorder_process`), so recording never slows ingest; the file
+is the same either way. Each accepted message is written twice:
 
 - ``/raw/<topic>`` (e.g. ``/raw/js/K1-03``): the vendor frame exactly as received, the
   32-byte header followed by the payload, schema-less with message encoding
@@ -19,14 +23,15 @@ robot model in the scene (``robots/<model>.urdf``), so a recording is self-conta
 Durability: chunks are closed when they reach ``chunk_size_bytes`` (about one second of
 the scene's nominal load) and at the first message after :data:`FLUSH_EVERY_NS` of wall
 time; that flush waits until everything is written and handed to the OS, so a SIGKILL
-loses at most the messages received in the last ~1 s. (With no traffic nothing is
-flushed until the next message or :meth:`Recorder.close`: the open chunk still holds at
-most ~1 s of messages.)
+loses at most the messages received in the last ~1 s. With no traffic, whoever drives the
+recorder calls :meth:`Recorder.flush_if_due` (the recorder process does, ten times a
+second); otherwise the open chunk waits for the next message or :meth:`Recorder.close`.
 
 Speed: the file is written by :class:`twin.record.mcap_writer.ChunkedMcapWriter` (the ``mcap``
 package's records, a message packed in one call, chunks compressed with zstd level 1
-on a background thread): ``benchmarks/record.py`` measures the sink at about twice
-what a bare ``mcap.writer.Writer`` manages with the same bytes.
+on a background thread): ``benchmarks/record.py`` measures this recorder in-thread at about
+twice what a bare ``mcap.writer.Writer`` manages with the same bytes, and the recorder
+process (hand-over, decoding and writing on their own cores) beside it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import importlib.util
 import logging
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Final
 
@@ -57,6 +63,7 @@ from sync.protocol import (
     Kind,
     Received,
     decode_payload,
+    parse_topic,
     topic,
 )
 from twin.record.mcap_writer import ChunkedMcapWriter
@@ -120,6 +127,7 @@ class _Route(msgspec.Struct):
     codec: VendorCodec | None = None
     joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
     si_scale: NDArray[np.float64] | None = None  # (3, N): wire units -> SI, per value
+    packed: bool = False  # a joint state of a fixed layout (viewed without a copy)
 
 
 def estimate_bytes_per_s(scene: Scene) -> int:
@@ -198,6 +206,7 @@ class Recorder(Closing):
         start_ns = time.time_ns() if start_ns is None else start_ns
         self.start_ns = start_ns
         self._last_flush_ns = time.monotonic_ns()
+        self._flushed_at = (0, 0)  # (messages, events) at the last flush
         writer = self._writer
         writer.add_metadata(
             "twin",
@@ -247,25 +256,81 @@ class Recorder(Closing):
             route.joint_prefix = head[:-1] + b","
             unit = codec.to_sample(np.ones((3, len(codec.names))))
             route.si_scale = np.stack([unit.positions, unit.velocities, unit.efforts])
+            route.packed = codec.packed is not None
         self._routes[wire_topic] = route
         return route
 
     def sink(self, received: Received) -> None:
-        """Record one accepted message (the mirror's hot path: keep it cheap)."""
-        route = self._routes.get(received.topic)
-        if route is None:  # accepted by ingest but not in our scene: keep the raw frame
-            log.warning("recording a topic not in the scene: %r", received.topic)
-            kind = received.header.kind
-            route = self._add_route(kind, received.source_id, None)
+        """Record one accepted message (the in-thread path: keep it cheap)."""
         header = received.header
-        log_ns = received.received_ns
-        stamp_ns = header.stamp_ns
-        seq = header.seq
+        self._record(
+            received.topic, received.received_ns, header.seq, header.stamp_ns, header.epoch,
+            received.payload, received.joint_values,
+        )  # fmt: skip
+        self.flush_if_due(time.monotonic_ns())
+
+    def record_frames(self, received_ns: int, messages: Iterable[Sequence[bytes]]) -> None:
+        """Record messages ingest accepted, as the wire carried them (each ``(topic, 32-byte
+        header, payload)``), all received at ``received_ns``: what
+        :class:`twin.record.recorder_process.RecorderProcess` hands its worker. The file is
+        the one :meth:`sink` writes for the same messages (ingest checked them already: a
+        packed joint state is viewed, not checked again)."""
+        unpack = HEADER.unpack
+        record = self._record
+        routes = self._routes
         add = self._writer.add_message
-        raw = HEADER.pack(MAGIC, PROTOCOL_VERSION, route.kind, 0, seq, stamp_ns, header.epoch)
-        add(route.raw_channel, log_ns, raw + received.payload, stamp_ns, seq & 0xFFFFFFFF)
+        encode = self._encode
+        for topic_frame, header_frame, payload in messages:
+            seq, stamp_ns, epoch = unpack(header_frame)[4:]
+            route = routes.get(topic_frame)
+            if route is None or not route.packed:
+                record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
+                continue
+            # a packed joint state, the common case, inline: what _record does for it
+            try:
+                values = route.codec.view(payload)  # type: ignore[union-attr]
+                position, velocity, effort = (values * route.si_scale).tolist()  # type: ignore[operator]
+            except ValueError:  # not its size: the general path refuses it (raw only)
+                record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
+                continue
+            seq32 = seq & 0xFFFFFFFF
+            add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq32)
+            tail = encode(JointTail(stamp_ns, seq, epoch, position, velocity, effort))
+            add(route.channel, received_ns, route.joint_prefix + tail[1:], stamp_ns, seq32)
+            self.messages += 1
+        self.flush_if_due(time.monotonic_ns())
+
+    def flush_if_due(self, now_mono_ns: int) -> bool:
+        """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and something
+        was recorded since; True if it flushed."""
+        if now_mono_ns - self._last_flush_ns < FLUSH_EVERY_NS or self._flushed_at == (
+            self.messages,
+            self._event_id,
+        ):
+            return False
+        self.flush(now_mono_ns)
+        return True
+
+    def _record(
+        self,
+        wire_topic: bytes,
+        log_ns: int,
+        seq: int,
+        stamp_ns: int,
+        epoch: int,
+        payload: bytes,
+        values: NDArray[np.float64] | NDArray[np.float32] | None,
+    ) -> None:
+        route = self._routes.get(wire_topic)
+        if route is None:  # accepted by ingest but not in our scene: keep the raw frame
+            log.warning("recording a topic not in the scene: %r", wire_topic)
+            kind, source = parse_topic(wire_topic)
+            route = self._add_route(kind, source, None)
+        add = self._writer.add_message
+        raw = HEADER.pack(MAGIC, PROTOCOL_VERSION, route.kind, 0, seq, stamp_ns, epoch)
+        add(route.raw_channel, log_ns, raw + payload, stamp_ns, seq & 0xFFFFFFFF)
         try:
-            canonical = self._canonical(route, received)
+            canonical = self._canonical(route, payload, values, seq, stamp_ns, epoch)
         except Exception as exc:  # never let one message stop the twin; the raw frame is kept
             self.failed += 1
             if self.failed == 1 or self.failed % 10_000 == 0:
@@ -273,27 +338,30 @@ class Recorder(Closing):
         else:
             add(route.channel, log_ns, canonical, stamp_ns, seq & 0xFFFFFFFF)
         self.messages += 1
-        now = time.monotonic_ns()
-        if now - self._last_flush_ns >= FLUSH_EVERY_NS:
-            self.flush(now)
 
-    def _canonical(self, route: _Route, received: Received) -> bytes:
-        header = received.header
+    def _canonical(
+        self,
+        route: _Route,
+        payload: bytes,
+        values: NDArray[np.float64] | NDArray[np.float32] | None,
+        seq: int,
+        stamp_ns: int,
+        epoch: int,
+    ) -> bytes:
         codec = route.codec
         scale = route.si_scale
         if route.kind == Kind.JOINT_STATE and codec is not None and scale is not None:
-            values = received.joint_values
             if values is None:
-                values = codec.check(received.payload)
+                values = codec.check(payload)
             # one multiply and one tolist for the three rows: what codec.to_sample gives
             position, velocity, effort = (values * scale).tolist()
-            tail = JointTail(header.stamp_ns, header.seq, header.epoch, position, velocity, effort)
+            tail = JointTail(stamp_ns, seq, epoch, position, velocity, effort)
             return route.joint_prefix + self._encode(tail)[1:]
-        decoded = decode_payload(route.kind, received.payload)
+        decoded = decode_payload(route.kind, payload)
         if isinstance(decoded, Heartbeat):
             return self._encode(
                 HeartbeatMsg(
-                    route.source, header.stamp_ns, header.seq, header.epoch, decoded.mode,
+                    route.source, stamp_ns, seq, epoch, decoded.mode,
                     decoded.estop, decoded.protective_stop, decoded.manufacturer,
                     decoded.model, decoded.task, decoded.grip_closed, decoded.holding,
                     decoded.cycle, list(decoded.lessons), decoded.step,
@@ -301,7 +369,7 @@ class Recorder(Closing):
             )  # fmt: skip
         if isinstance(decoded, BaseState):
             p, q = decoded.position_m, decoded.orientation_xyzw
-            sec, nsec = divmod(header.stamp_ns, 1_000_000_000)
+            sec, nsec = divmod(stamp_ns, 1_000_000_000)
             return self._encode(
                 PoseInFrame(
                     Time(sec, nsec),
@@ -312,7 +380,7 @@ class Recorder(Closing):
         if isinstance(decoded, CraneState):
             return self._encode(
                 CraneMsg(
-                    route.source, header.stamp_ns, header.seq, header.epoch, decoded.bridge_m,
+                    route.source, stamp_ns, seq, epoch, decoded.bridge_m,
                     decoded.trolley_m, decoded.hoist_m, decoded.moving,
                 )
             )  # fmt: skip
@@ -332,6 +400,7 @@ class Recorder(Closing):
         """Close the chunk in progress and hand everything to the OS."""
         self._writer.flush()
         self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
+        self._flushed_at = (self.messages, self._event_id)
 
     def close(self) -> None:
         """Finish the file: last chunk, summary, indexes, footer."""
