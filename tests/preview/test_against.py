@@ -118,12 +118,13 @@ def dispatched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatched]
         assert preview.returncode == 0, preview.stdout + preview.stderr
         result = subprocess.run(
             [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", ROBOT,
-             "--keys", str(keys), "--control", control, "--json", "--wait", "--timeout", "60"],
+             "--keys", str(keys), "--control", control, "--json", "--wait", "--timeout", "60",
+             "--compare", str(recording)],
             env={**os.environ, **env}, capture_output=True, text=True, timeout=90, check=False,
         )  # fmt: skip
         outcome = json.loads(result.stdout)
         assert (result.returncode, outcome["outcome"]) == (0, "done"), result.stderr
-        assert "against" not in outcome  # nothing compared yet
+        assert "not compared" not in result.stderr, result.stderr
     finally:
         if emulator is not None:
             emulator.stop()
@@ -322,6 +323,19 @@ def test_predicted_figures_are_the_previews_own(
         assert against["trajectory_rms_rad"][name] == pytest.approx(rms, abs=2e-4), name
         largest = float(np.max(np.abs(deviation)))
         assert against["trajectory_max_rad"][name] == pytest.approx(largest, abs=5e-4), name
+
+
+def test_dispatch_compare_made_the_same_comparison_from_the_live_recording(
+    dispatched: Dispatched, compared: tuple[dict[str, Any], Path]
+) -> None:
+    live = dispatched.outcome["against"]  # from the file while the twin was writing it
+    after = compared[0]["against"]  # from the finished file, by twin preview --against
+    assert live["run"]["dispatch_id"] == dispatched.outcome["dispatch_id"]
+    assert live["run"] == after["run"]
+    assert live["cycle_time_s"] == after["cycle_time_s"]
+    assert live["step_durations_s"] == after["step_durations_s"]
+    for name, peak in after["peak_effort_nm"]["actual"].items():
+        assert live["peak_effort_nm"]["actual"][name] == pytest.approx(peak, abs=1e-3), name
 
 
 def test_the_comparison_is_kept_and_dispatch_shows_it(

@@ -147,8 +147,20 @@ def dispatch_cmd(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the robot is done.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+    compare: Annotated[
+        Path | None,
+        typer.Option(
+            "--compare",
+            help="With --wait: once the robot is done, compare the preview with its run in this "
+            "recording (the twin's --record file) and keep the comparison (as `twin preview "
+            "--against`).",
+        ),
+    ] = None,
 ) -> None:
     """Send a previewed task to a robot, through the twin's dispatch gate."""
+    if compare is not None and not wait:
+        err.print("twin dispatch: --compare needs --wait", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
     timeout = timeout_s if timeout_s is not None else (300.0 if wait else 10.0)
     try:
         text = read_bytes_bounded(task)
@@ -168,7 +180,9 @@ def dispatch_cmd(
         outcome = _ask(context, endpoint, keys, request, timeout + _REPLY_MARGIN_S)
     finally:
         context.destroy(linger=0)
-    compared = _last_comparison(text, robot)
+    compared = _last_comparison(text, robot)  # the last run compared, if any
+    if compare is not None and outcome.outcome == "done":
+        compared = _compare(task, text, robot, compare, outcome.dispatch_id) or compared
     if as_json:
         shown = msgspec.to_builtins(outcome)
         if compared is not None:
@@ -192,6 +206,21 @@ def _last_comparison(text: bytes, robot: str) -> Comparison | None:
     from twin.preview.store import read_comparison
 
     return read_comparison(hashlib.sha256(text).hexdigest(), robot)
+
+
+def _compare(
+    task: Path, text: bytes, robot: str, recording: Path, dispatch_id: str
+) -> Comparison | None:
+    """The run's comparison (kept); None, said in one line, when it cannot be made (the dispatch
+    itself succeeded: the exit status stays 0)."""
+    from twin.cli.preview_against import compare_dispatch
+    from twin.preview.dispatched import AgainstError
+
+    try:
+        return compare_dispatch(task, text, robot, recording, dispatch_id)
+    except (AgainstError, OSError) as exc:
+        err.print(f"twin dispatch --compare: not compared: {exc}", markup=False)
+        return None
 
 
 def _control_endpoint(context: zmq.Context[zmq.Socket[bytes]], snapshot: str | None) -> str:

@@ -4,11 +4,14 @@
 the preview runs (bad input is one line, exit 2, with nothing run); :func:`finish` compares, keeps
 the comparison in the preview store (:func:`twin.preview.store.save_comparison`) and gives the
 figures; :func:`comparison_lines` is their text form, :func:`summary_line` the one line
-``twin dispatch`` shows for a task whose run was compared.
+``twin dispatch`` shows for a task whose run was compared. :func:`compare_dispatch` is
+``twin dispatch --wait --compare REC.mcap``: once the robot is done, the same comparison from
+the twin's recording as it is being written (polled until the dispatch's done is in it).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -18,10 +21,12 @@ from typing import Any, Final
 from scenes import SceneError
 from scenes.loader import parse_scene
 from scenes.model import Scene
-from scenes.tasks import Task
-from twin.preview.against import Prediction, compare
+from scenes.tasks import Task, TaskError, parse_task_text
+from twin.preview.against import Prediction, PredictionObserver, compare
+from twin.preview.compile import compile_task
 from twin.preview.compiled import CompiledTask
 from twin.preview.dispatched import AgainstError, DispatchedRun, Telemetry, find_run, read_joints
+from twin.preview.engine import run_preview
 from twin.preview.result import PreviewResult
 from twin.preview.store import Comparison, save_comparison
 from twin.record.recording import RecordingError, open_recording
@@ -29,6 +34,9 @@ from twin.record.recording import RecordingError, open_recording
 log = logging.getLogger(__name__)
 
 _MARGIN_NS: Final = 1_000_000_000  # joints read either side of the run
+FLUSH_WAIT_S: Final = 15.0
+"""How long ``twin dispatch --compare`` waits for the done to reach the recording's file."""
+_POLL_S: Final = 0.25
 _LOCATED: Final = {
     "start": "at the plan's start",
     "fit": "located by a local fit",
@@ -92,7 +100,14 @@ def finish(
         run=found.run,
         telemetry=found.telemetry,
     )
-    figures = {"recording": str(found.path), **figures}
+    comparison, where, kept = _keep(found, figures, task_path, digest)
+    return {**comparison.figures, "record": str(where), "kept": kept}
+
+
+def _keep(
+    found: Found, figures: dict[str, Any], task_path: Path, digest: str
+) -> tuple[Comparison, Path, bool]:
+    """The comparison kept in the preview store: (it, where, whether it was written)."""
     comparison = Comparison(
         task_sha256=digest,
         task_path=str(task_path.resolve()),
@@ -101,10 +116,51 @@ def finish(
         dispatch_id=found.run.dispatch_id,
         done_ns=found.run.done_ns,
         created_ns=time.time_ns(),
-        figures=figures,
+        figures={"recording": str(found.path), **figures},
     )
     where, kept = save_comparison(comparison)
-    return {**figures, "record": str(where), "kept": kept}
+    return comparison, where, kept
+
+
+def compare_dispatch(
+    task_path: Path, text: bytes, robot: str, recording_path: Path, dispatch_id: str
+) -> Comparison:
+    """The comparison of the preview of these task bytes with dispatch ``dispatch_id`` in the
+    twin's recording (in the hall the recording holds), kept in the preview store; AgainstError
+    (one line) when the run does not reach the file within :data:`FLUSH_WAIT_S` or cannot be
+    compared."""
+    digest = hashlib.sha256(text).hexdigest()
+    deadline = time.monotonic() + FLUSH_WAIT_S
+    while True:
+        try:
+            recording = open_recording(recording_path)
+            scene = parse_scene(recording.scene_text, f"{recording_path}:scene.yaml")
+            task = parse_task_text(text.decode("utf-8"), str(task_path), scene)
+            compiled = compile_task(task, scene)
+            run = find_run(
+                recording, robot, task.name, digest, compiled.plan.duration_s, dispatch_id
+            )
+            break
+        except (SceneError, TaskError, UnicodeDecodeError) as exc:
+            raise AgainstError(
+                f"{recording_path}: cannot preview {task_path} in it: {exc}"
+            ) from None
+        except (AgainstError, RecordingError) as exc:
+            if time.monotonic() > deadline:
+                raise AgainstError(f"{exc} (waited {FLUSH_WAIT_S:g} s)") from None
+            time.sleep(_POLL_S)
+    telemetry = read_joints(recording, robot, run.start_ns - _MARGIN_NS, run.done_ns + _MARGIN_NS)
+    prediction = PredictionObserver(compiled.model)
+    result = run_preview(task, scene, compiled=compiled, observer=prediction)
+    figures = compare(
+        prediction=prediction.prediction(),
+        result=result,
+        compiled=compiled,
+        run=run,
+        telemetry=telemetry,
+    )
+    comparison, _, _ = _keep(Found(recording_path, run, telemetry), figures, task_path, digest)
+    return comparison
 
 
 def _signed(value: float | None, unit: str, digits: int = 2) -> str:

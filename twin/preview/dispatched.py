@@ -131,13 +131,22 @@ def _dispatches(recording: Recording) -> dict[str, _Dispatch]:
 
 
 def find_run(
-    recording: Recording, robot: str, task_name: str, digest: str, duration_s: float
+    recording: Recording,
+    robot: str,
+    task_name: str,
+    digest: str,
+    duration_s: float,
+    dispatch_id: str | None = None,
 ) -> DispatchedRun:
-    """The latest finished run of the task on ``robot`` (see the module docstring);
-    :class:`AgainstError` when there is none. ``duration_s``: the plan's, to tell a heartbeat
-    span long enough to be this task."""
+    """The latest finished run of the task on ``robot`` (see the module docstring), or the run
+    of ``dispatch_id`` when given; :class:`AgainstError` when there is none. ``duration_s``: the
+    plan's, to tell a heartbeat span long enough to be this task."""
     where = recording.path
     mine = [d for d in _dispatches(recording).values() if d.robot == robot and d.sent_ns]
+    if dispatch_id is not None:
+        mine = [d for d in mine if d.dispatch_id == dispatch_id]
+        if not mine:
+            raise AgainstError(f"{where}: no dispatch {dispatch_id} to {robot} (yet)")
     if not mine:
         return _run_from_heartbeats(recording, robot, task_name, duration_s)
     exact = [d for d in mine if d.sha256 == digest]
