@@ -70,8 +70,11 @@ and ``world_updates`` (robots set in PyBullet) count the window's.
 :mod:`twin.record.recorder_process`; an MCAP file in a temporary directory, deleted
 afterwards); ``recorded`` says how many messages it wrote, ``record_handed`` how many the
 mirror handed it, ``record_dropped`` how many it dropped (its backlog bound),
-``record_lossless`` whether every message the twin accepted was written, and
-``recording_bytes`` the file's size.
+``record_lossless`` whether every message the twin accepted was written,
+``recording_bytes`` the file's size, ``record_close_s`` how long closing it took (the
+worker writing what it had not yet, then the summary) and ``record_worker_cpu_s`` the
+worker process's CPU time over its life. ``--record-nice N``: the worker runs at nice N
+instead of SCHED_IDLE (``twin live``'s).
 
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
 cumulative and by own time to stderr (the figures of a profiled run are inflated by
@@ -86,6 +89,7 @@ import cProfile
 import io
 import json
 import pstats
+import resource
 import signal
 import subprocess
 import sys
@@ -166,6 +170,8 @@ class TwinRun:
     record_handed: int | None = None
     record_dropped: int | None = None
     accepted_total: int = 0  # every message the twin accepted, the whole run
+    record_close_s: float | None = None
+    record_worker_cpu_s: float | None = None
 
 
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
@@ -184,6 +190,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
     recorder: RecorderProcess | None = None
     recording_dir: tempfile.TemporaryDirectory[str] | None = None
     recorded = (0, 0, 0, 0)
+    record_extra = (0.0, 0.0)
     if args.record:
         from benchmarks.sync_phases import hall_yaml
         from twin.record.recorder_process import RecorderProcess
@@ -194,7 +201,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             scene,
             hall_yaml(args.robots, model),
             twin_version="benchmark",
-            **({} if args.record_nice is None else {"nice": args.record_nice}),
+            **({} if args.record_nice is None else {"nice": args.record_nice, "idle": False}),
         )
         mirror.frame_sinks.append(recorder)
     try:
@@ -288,13 +295,22 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         mirror.close()
         context.destroy(linger=0)
         if recorder is not None and recording_dir is not None:
-            recorder.close()
+            children0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            closing = time.monotonic()
+            recorder.close()  # waits for the worker to write its backlog and finish the file
+            close_s = time.monotonic() - closing
+            children1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker, reaped
+            worker_cpu_s = sum(
+                getattr(children1, f) - getattr(children0, f) for f in ("ru_utime", "ru_stime")
+            )
             size = recorder.path.stat().st_size
             recorded = (recorder.messages, size, recorder.handed, recorder.dropped)
+            record_extra = (close_s, worker_cpu_s)
             recording_dir.cleanup()
     run.accepted_total = accepted_total
     if recorder is not None:
         run.recorded, run.recording_bytes, run.record_handed, run.record_dropped = recorded
+        run.record_close_s, run.record_worker_cpu_s = record_extra
     return run
 
 
@@ -365,6 +381,10 @@ def result_of(
         "recording_bytes": twin.recording_bytes,
         "record_handed": twin.record_handed,
         "record_nice": args.record_nice,
+        "record_close_s": None if twin.record_close_s is None else round(twin.record_close_s, 2),
+        "record_worker_cpu_s": (
+            None if twin.record_worker_cpu_s is None else round(twin.record_worker_cpu_s, 2)
+        ),
         "record_dropped": twin.record_dropped,
         "record_lossless": (
             None
@@ -449,7 +469,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=None,
         metavar="N",
-        help="the recorder process's nice increment (default: twin live's)",
+        help="the recorder process at nice N, not SCHED_IDLE (twin live's)",
     )
     parser.add_argument(
         "--monitors", action="store_true", help="attach the failure detectors, as twin live does"

@@ -161,17 +161,18 @@ class VendorCodec:
             raise FrameError("bad_payload", f"{self.model.name} map: {exc}") from None
         except RecursionError:
             raise FrameError("bad_payload", f"{self.model.name} map: nested too deeply") from None
-        values = np.empty((3, len(self.names)), dtype=np.float64)
-        seen = 0
+        rows: list[tuple[float, float, float]] = [(0.0, 0.0, 0.0)] * len(self.names)
+        index_of = self._index
         for name, triple in entries.items():
-            index = self._index.get(name)
+            index = index_of.get(name)
             if index is None:
                 raise FrameError("bad_payload", f"{self.model.name} map: unknown joint {name!r}")
-            values[:, index] = triple
-            seen += 1
-        if seen != len(self.names):
+            rows[index] = triple
+        if len(entries) != len(self.names):  # names are unique and known: so some are missing
             missing = sorted(set(self.names) - set(entries))
             raise FrameError("bad_payload", f"{self.model.name} map: missing joints {missing[:5]}")
+        # one conversion of the (N, 3) rows, instead of a numpy assignment per joint
+        values: Array = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
         return values
 
 

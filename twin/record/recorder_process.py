@@ -18,8 +18,11 @@ the file is the same, byte for byte in its messages, as the in-thread recorder w
   in flight (what the worker has not yet taken, by its reports), drops the shipment and
   counts its messages (:attr:`RecorderProcess.dropped`, a warning line the first time and
   every :data:`DROP_LOG_EVERY` after); ``twin live`` prints the total at the end.
-- The worker runs at a lower priority (``nice`` + :data:`WORKER_NICE`): when the CPUs are
-  short, ingest goes first and the worker catches up from its backlog.
+- The worker runs at the lowest priority (SCHED_IDLE, and ``nice`` :data:`WORKER_NICE`):
+  it gets the CPU time nothing else wants, and any other process, the twin first, preempts
+  it at once. When the CPUs are short, ingest goes first and the worker catches up from its
+  backlog; a machine that never has the time to spare (the worker needs about 20 µs of CPU
+  a message) fills the backlog to its bound, and then drops, counted.
 - Errors: the worker says what stopped it (disk full, ...) in one line, which the twin logs
   once; a worker that dies without a word is one line too (its exit status). Either way
   recording stops and the twin mirrors on.
@@ -65,7 +68,7 @@ HEALTH_EVERY_NS: Final = 200_000_000
 START_TIMEOUT_S: Final = 60.0
 CLOSE_TIMEOUT_S: Final = 120.0  # the worker may have a backlog to write
 DROP_LOG_EVERY: Final = 100
-WORKER_NICE: Final = 5
+WORKER_NICE: Final = 19
 
 # channel tags, twin -> worker
 INIT: Final = b"init"
@@ -100,10 +103,12 @@ class RecorderProcess(Closing):
         twin_version: str,
         start_ns: int | None = None,
         nice: int = WORKER_NICE,
+        idle: bool = True,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         """Start the worker, which opens ``path``; :class:`RecorderError` if it cannot.
-        ``start_ns``: the recording's time zero (default: when the worker opened the file)."""
+        ``start_ns``: the recording's time zero (default: when the worker opened the file);
+        ``nice``, ``idle``: the worker's priority (a nice increment; SCHED_IDLE)."""
         self.path = Path(path)
         self.start_ns = start_ns  # None: when the worker opens the file (set below)
         self.messages = 0  # recorded, as the worker last reported (all of them after close)
@@ -137,7 +142,7 @@ class RecorderProcess(Closing):
             path_env = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "twin.record.recorder_worker", endpoint,
-                 str(os.getpid()), str(nice)],
+                 str(os.getpid()), str(nice), *(["--idle"] if idle else [])],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 env=dict(os.environ, PYTHONPATH=path_env),
             )  # fmt: skip

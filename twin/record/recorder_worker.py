@@ -1,10 +1,10 @@
 """The recorder's own process: frames in from the twin, the MCAP file written.
 
 Started by :class:`twin.record.recorder_process.RecorderProcess` as ``python -m
-twin.record.recorder_worker ENDPOINT PARENT_PID NICE``. It connects to the twin's PAIR
-channel, takes the start-up parameters (path, scene, models), opens the file with the
-in-thread :class:`~twin.record.recorder.Recorder` and says ``ready`` (or ``failed`` and
-why). Then, until told to stop:
+twin.record.recorder_worker ENDPOINT PARENT_PID NICE [--idle]``, it lowers its priority,
+connects to the twin's PAIR channel, takes the start-up parameters (path, scene, models),
+opens the file with the in-thread :class:`~twin.record.recorder.Recorder` and says
+``ready`` (or ``failed`` and why). Then, until told to stop:
 
 - each shipment (a marshalled list of message groups, events and metadata, in order) is
   recorded (:meth:`~twin.record.recorder.Recorder.record_frames`,
@@ -173,13 +173,23 @@ class _Worker:
                     return
 
 
-def serve(endpoint: str, parent_pid: int, nice: int) -> int:
+def _lower_priority(nice: int, *, idle: bool) -> None:
+    """Run after everything else: ``nice``, and SCHED_IDLE when ``idle`` (the CPU time no
+    other process wants; any of them preempts the worker at once). Where not allowed, the
+    worker runs at the twin's priority."""
+    if nice > 0:
+        with contextlib.suppress(OSError):
+            os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def serve(endpoint: str, parent_pid: int, nice: int, *, idle: bool = False) -> int:
     """The worker's life; 0 when the file was finished, 1 on an error, 2 without start."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the twin decides when to stop
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit: an error line, not death
-    if nice > 0:
-        with contextlib.suppress(OSError):  # not allowed: run at the twin's priority
-            os.nice(nice)
+    _lower_priority(nice, idle=idle)
     context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     channel = context.socket(zmq.PAIR)
     channel.setsockopt(zmq.LINGER, 0)
@@ -235,13 +245,14 @@ def _record(worker: _Worker) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m twin.record.recorder_worker ENDPOINT PARENT_PID NICE``."""
+    """``python -m twin.record.recorder_worker ENDPOINT PARENT_PID NICE [--idle]``."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("endpoint")
     parser.add_argument("parent_pid", type=int)
     parser.add_argument("nice", type=int)
+    parser.add_argument("--idle", action="store_true", help="SCHED_IDLE")
     args = parser.parse_args(argv)
-    return serve(args.endpoint, args.parent_pid, args.nice)
+    return serve(args.endpoint, args.parent_pid, args.nice, idle=args.idle)
 
 
 if __name__ == "__main__":
