@@ -89,6 +89,7 @@ def preview(
     use_lessons: bool = True,
     against: Path | None = None,
     against_robot: str | None = None,
+    own_feet: bool = False,
 ) -> None:
     """The command (see the module docstring); ``live_snapshot``: the running twin's snapshot
     endpoint to take the surroundings from (default: the scene's); ``lessons_path``: the
@@ -106,7 +107,7 @@ def preview(
         raise _bad([f"twin preview: --trials {trials}: must be 0 or more"])
     if ray_address is not None and trials < 1:
         raise _bad(["twin preview: --ray needs --trials N"])
-    compiled = compile_task(task, scene)
+    compiled = compile_task(task, scene, own_feet=own_feet)
     found = None
     if against is not None:  # before anything is run or written: bad input is exit 2 at once
         from twin.cli.preview_against import find_in_recording
@@ -161,7 +162,7 @@ def preview(
     trial_summary: dict[str, Any] | None = None
     if trials > 0:
         trial_summary = _trials(
-            task, scene, trials, seed, jobs, ray_address, surroundings, conditions
+            task, scene, trials, seed, jobs, ray_address, surroundings, conditions, own_feet
         )
         report["robustness"] = trial_summary
     if found is not None and prediction is not None:
@@ -273,6 +274,7 @@ def _trials(
     ray_address: str | None,
     surroundings: Surroundings,
     conditions: list[dict[str, Any]],
+    own_feet: bool = False,
 ) -> dict[str, Any]:
     from twin.preview import trials as trials_mod
 
@@ -286,7 +288,7 @@ def _trials(
             outcomes = trials_mod.run_trials(
                 task, scene, trials, seed=seed, jobs=jobs, ray_address=ray_address,
                 on_done=lambda _: progress.advance(bar), surroundings=surroundings,
-                conditions=conditions,
+                conditions=conditions, own_feet=own_feet,
             )  # fmt: skip
         except trials_mod.TrialsInputError as exc:
             raise _bad([f"twin preview: {exc}"]) from None
@@ -310,6 +312,12 @@ def _print_summary(result: PreviewResult, report: dict[str, Any]) -> None:
         f"cycle {result.cycle_time_s:.2f} s, clearance {result.min_clearance_m:.3f} m "
         f"({result.min_clearance_to or 'nothing near'}), effort {result.max_effort_fraction:.2f}, "
         f"joint limit {result.max_joint_limit_fraction:.2f}, {result.x_realtime:.1f}x real time",
+        markup=False,
+    )
+    how = "on its own feet" if result.own_feet else "carried by the stabilised base"
+    out.print(
+        f"support outside walks {result.max_support_force_fraction_outside_walks:.2f} of its "
+        f"weight ({how}), in walks {result.max_support_force_fraction_in_walks:.2f}",
         markup=False,
     )
     if "robustness" in report:
@@ -396,6 +404,15 @@ def register(app: typer.Typer) -> None:
                 "\\[default: the task's robot].",
             ),
         ] = None,
+        own_feet: Annotated[
+            bool,
+            typer.Option(
+                "--own-feet",
+                help="Stand the robot on its own feet outside walks (whole-body balance with "
+                "placo, no support): it fails on balance if it would topple. Default: the "
+                "stabilised base carries it throughout.",
+            ),
+        ] = False,
     ) -> None:
         """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance;
         and under the reproducible condition of every lesson that concerns it."""
@@ -403,5 +420,5 @@ def register(app: typer.Typer) -> None:
         preview(
             task, scene, as_json, report, seed, trials, jobs, ray, live_snapshot,
             lessons_path=lessons, use_lessons=use_lessons, against=against,
-            against_robot=robot,
+            against_robot=robot, own_feet=own_feet,
         )  # fmt: skip

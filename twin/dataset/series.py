@@ -235,7 +235,8 @@ def _held(values: FloatArray, first: tuple[float, ...] | float) -> FloatArray:
     source = np.maximum.accumulate(good)
     out = flat[np.maximum(source, 0)].copy()
     out[source < 0] = first
-    return out.reshape(values.shape)
+    shaped: FloatArray = out.reshape(values.shape)
+    return shaped
 
 
 def _ordered(values: Any, order: IntArray) -> Any:

@@ -88,6 +88,10 @@ class BuilderCore:
 
     # -- frames -------------------------------------------------------------------------
 
+    def clip(self, joints: Mapping[str, float]) -> dict[str, float]:
+        """Joints the model has, clipped into its limits less the plan's margin."""
+        return self._clip(joints)
+
     def _clip(self, joints: Mapping[str, float]) -> dict[str, float]:
         out = {}
         for name, value in joints.items():

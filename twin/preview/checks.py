@@ -202,7 +202,7 @@ def support_margin(points_xy: NDArray[np.float64], com_xy: NDArray[np.float64]) 
     has no inside, so the margin is minus the distance to it."""
     if len(points_xy) == 0:
         return None
-    hull = _hull(points_xy)
+    hull = convex_hull(points_xy)
     if len(hull) < 3:
         if len(hull) == 1:
             return -float(np.linalg.norm(com_xy - hull[0]))
@@ -216,7 +216,7 @@ def support_margin(points_xy: NDArray[np.float64], com_xy: NDArray[np.float64]) 
     return margin
 
 
-def _hull(points: NDArray[np.float64]) -> list[NDArray[np.float64]]:
+def convex_hull(points: NDArray[np.float64]) -> list[NDArray[np.float64]]:
     """Convex hull, counter-clockwise (Andrew's monotone chain)."""
     pts = sorted({(round(float(p[0]), 6), round(float(p[1]), 6)) for p in points})
     if len(pts) <= 2:

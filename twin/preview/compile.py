@@ -21,6 +21,11 @@ How each step becomes keyframes (robot heading frame: X forward; hall frame for 
   and held.
 * ``wait``: hold still.
 
+With ``own_feet``, every keyframe outside walks is then balanced over the feet by whole-body
+inverse kinematics (:mod:`twin.preview.balance`, placo): hands where the step put them, feet
+where they stand, the centre of mass drawn to the middle of the support polygon (and against a
+wrench stroke's push) by the ankles, hips and torso.
+
 Every joint target is clipped into the model's limits (a 0.02 rad margin) and only joints the
 model has are named, so the dispatch gate's limit and name checks hold for a compiled plan.
 
@@ -38,6 +43,7 @@ from scenes.model import Scene
 from scenes.task_model import Step
 from scenes.tasks import Task
 from twin.plan.model import TaskPlan
+from twin.preview.balance import WholeBody, balance_frames, whole_body_for
 from twin.preview.builder import ARM_PARTS as ARM_PARTS
 from twin.preview.builder import CARRY_ARM as CARRY_ARM
 from twin.preview.builder import PLAN_LIMIT_MARGIN_RAD as PLAN_LIMIT_MARGIN_RAD
@@ -51,6 +57,7 @@ from twin.preview.compiled import (
     CompileNote,
     GraspSpan,
     HandTarget,
+    PlannedBalance,
     StepSpan,
     WrenchLoad,
 )
@@ -82,13 +89,14 @@ from twin.preview.kinematics import Kinematics
 log = logging.getLogger(__name__)
 
 
-def compile_plan(task: Task, scene: Scene) -> TaskPlan:
+def compile_plan(task: Task, scene: Scene, *, own_feet: bool = False) -> TaskPlan:
     """The plan of a task in a scene (see the module docstring)."""
-    return compile_task(task, scene).plan
+    return compile_task(task, scene, own_feet=own_feet).plan
 
 
-def compile_task(task: Task, scene: Scene) -> CompiledTask:
-    """The plan and what the preview checks (see :class:`CompiledTask`)."""
+def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> CompiledTask:
+    """The plan and what the preview checks (see :class:`CompiledTask`). ``own_feet``: balance
+    the standing poses over the feet for a robot that stands on its own outside walks."""
     robot = scene.robot(task.robot)
     model = get_model(robot.model)
     station = scene.station(robot.station)
@@ -97,6 +105,14 @@ def compile_task(task: Task, scene: Scene) -> CompiledTask:
         for index, step in enumerate(task.steps):
             builder.step(index, step)
         frames = builder.frames
+        body = whole_body_for(model, kinematics) if own_feet else "carried throughout"
+        if isinstance(body, WholeBody):
+            frames, before_m, after_m = balance_frames(
+                frames, builder.spans, body, builder.rest, builder.clip, builder.loads
+            )
+            balance = PlannedBalance(True, "whole-body (placo)", before_m, after_m)
+        else:
+            balance = PlannedBalance(False, body, None, None)
     crane_path: list[tuple[float, float, float, float]] = []
     if task.crane is not None:
         crane = next(c for c in scene.cranes if c.id == task.crane.id)
@@ -115,6 +131,7 @@ def compile_task(task: Task, scene: Scene) -> CompiledTask:
         crane_id=task.crane.id if task.crane is not None else None,
         crane_path=tuple(crane_path),
         rest_rad=builder.rest,
+        balance=balance,
     )
 
 

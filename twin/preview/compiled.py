@@ -88,6 +88,19 @@ class CompileNote:
 
 
 @dataclass(frozen=True)
+class PlannedBalance:
+    """How the plan's standing poses were balanced: ``whole_body`` False means they were not
+    (``how`` says why) and the preview carries the robot on the stabilised base throughout.
+    Margins: the worst centre-of-mass margin inside the support polygon over the balanced
+    keyframes before and after balancing (m; negative: outside)."""
+
+    whole_body: bool
+    how: str
+    com_margin_before_m: float | None
+    com_margin_after_m: float | None
+
+
+@dataclass(frozen=True)
 class CompiledTask:
     """A plan and everything the preview checks it against (see the module docstring)."""
 
@@ -103,3 +116,4 @@ class CompiledTask:
     crane_path: tuple[tuple[float, float, float, float], ...]
     """(t_s, bridge_m, trolley_m, hoist_m) from home at 0 s; empty without a crane plan."""
     rest_rad: dict[str, float] = field(default_factory=dict)
+    balance: PlannedBalance = PlannedBalance(False, "not balanced", None, None)

@@ -1,19 +1,24 @@
-"""Joint control in a preview run: the motors driven towards the plan's targets, the pelvis
-carried by the stabilised base along the plan's path (its height following the lower sole onto
-the floor), the crane moved along its path, and the wrench's working-stroke loads at the hand.
+"""Joint control in a preview run: the motors driven towards the plan's targets; in walks the
+pelvis carried by the stabilised base along the plan's path (its height following the lower
+sole onto the floor), and outside walks the robot on its own feet with stiff legs and no
+support at all (see :meth:`twin.preview.run_state.RunState.update_phase`); the crane moved
+along its path, and the wrench's working-stroke loads at the hand.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from robots.bullet import pb
+from twin.preview.kinematics import heading_quaternion
 from twin.preview.result import TIME_STEP_S
 from twin.preview.run_state import RunState
+from twin.preview.stance import rotation_of
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +26,8 @@ SOLE_PRELOAD_M: Final = -0.001  # the lowest sole's target height: 1 mm into the
 SOLE_FOLLOW_GAIN: Final = 0.5  # fraction of the sole's height error corrected per control tick
 SOLE_FOLLOW_MAX_M: Final = 0.15  # the most the hold's height may differ from the plan's
 CONTROL_EVERY: Final = 1
+COM_SPEED_FILTER: Final = 0.2
+"""Low-pass share per control tick of the centre of mass's measured velocity."""
 VELOCITY_GAIN: Final = 1.0
 
 
@@ -30,7 +37,8 @@ class Control(RunState):
     def _control(self, t_s: float) -> None:
         hall = self.hall
         tp = self.plan_time(t_s)
-        sample = self.table.at(tp)
+        te = self._eased(tp)
+        sample = self.table.at(te)
         targets = np.array([sample.joints_rad.get(name, 0.0) for name in hall.canonical])
         if self.gripper.any():
             targets = np.where(
@@ -40,24 +48,98 @@ class Control(RunState):
         previous = self._previous_targets if self._previous_targets is not None else targets
         velocities = (targets - previous) / dt
         self._previous_targets = targets
+        x, y, yaw = sample.base_xy_yaw
+        height = float(self._between(self.heights, te))
+        self.update_phase(t_s)
+        share, stepping = self.share, self.stepping
+        gains = self.walk_gains if stepping else self.standing_gains
+        if stepping:
+            self._standing = False
+        commanded = (
+            targets
+            if stepping
+            else self._balanced(targets, te, (x, y, height), yaw, sample.pelvis_pitch_rad)
+        )
         pb.setJointMotorControlArray(
             hall.body, hall.motors, pb.POSITION_CONTROL,
-            targetPositions=targets.tolist(), targetVelocities=velocities.tolist(),
-            forces=self.forces, positionGains=self.position_gains,
+            targetPositions=commanded.tolist(), targetVelocities=velocities.tolist(),
+            forces=self.forces, positionGains=gains,
             velocityGains=[VELOCITY_GAIN] * self.n, physicsClientId=hall.client,
         )  # fmt: skip
-        i = int(np.searchsorted(self.frame_times, tp, side="right")) - 1
-        i = min(max(i, 0), len(self.heights) - 1)
-        height = self.heights[i]
-        if i + 1 < len(self.heights):
-            span = self.frame_times[i + 1] - self.frame_times[i]
-            w = 0.0 if span <= 0 else min(1.0, max(0.0, (tp - self.frame_times[i]) / span))
-            height += w * (self.heights[i + 1] - height)
-        x, y, yaw = sample.base_xy_yaw
-        hall.carry((x, y, height + self._sole_follow()), yaw, sample.pelvis_pitch_rad)
+        if share > 0.0:
+            follow = self._sole_follow()
+            hall.carry((x, y, height + follow), yaw, sample.pelvis_pitch_rad, share)
+        else:
+            hall.release()
+            self._sole_offset_m = 0.0
         if self.c.crane_id is not None:
             bridge, trolley, hoist = _crane_at(self.c.crane_path, tp)
             hall.set_crane(self.c.crane_id, bridge, trolley, hoist)
+
+    def _between(self, values: Any, tp: float) -> Any:
+        """A per-keyframe value (float or array) at plan time ``tp``, straight between frames."""
+        i = int(np.searchsorted(self.frame_times, tp, side="right")) - 1
+        i = min(max(i, 0), len(values) - 1)
+        value = values[i]
+        if i + 1 < len(values):
+            span = self.frame_times[i + 1] - self.frame_times[i]
+            w = 0.0 if span <= 0 else min(1.0, max(0.0, (tp - self.frame_times[i]) / span))
+            value = value + w * (values[i + 1] - value)
+        return value
+
+    def _balanced(
+        self,
+        targets: NDArray[np.float64],
+        tp: float,
+        pelvis_xyz: tuple[float, float, float],
+        yaw_rad: float,
+        pitch_rad: float,
+    ) -> NDArray[np.float64]:
+        """The motor targets with the legs' from the stance controller (see
+        :mod:`twin.preview.stance`): feet where they are, the centre of mass where the plan
+        has it over them, damped by its measured velocity."""
+        stance = self.stance
+        if stance is None:
+            return targets
+        hall = self.hall
+        com_xy = self.com_world_xy()
+        dt = CONTROL_EVERY * TIME_STEP_S
+        if self._com_last is not None:
+            raw = (com_xy - self._com_last) / dt
+            self._com_speed = self._com_speed + COM_SPEED_FILTER * (raw - self._com_speed)
+        self._com_last = com_xy
+        planned = self._between(self.planned_com, tp)
+        if not self._standing:
+            position, orientation = pb.getBasePositionAndOrientation(
+                hall.body, physicsClientId=hall.client
+            )
+            states = pb.getJointStates(hall.body, hall.motors, physicsClientId=hall.client)
+            stance.begin(position, rotation_of(orientation), np.array([s[0] for s in states]))
+            self._standing = True
+        plan_base = np.eye(4)
+        plan_base[:3, :3] = rotation_of(heading_quaternion(self.c.model, yaw_rad, pitch_rad))
+        plan_base[:3, 3] = pelvis_xyz
+        return stance.targets(
+            targets, plan_base, (float(planned[0]), float(planned[1])), com_xy,
+            self._com_speed, yaw_rad,
+        )  # fmt: skip
+
+    def _eased(self, tp: float) -> float:
+        """Plan time eased within its keyframe span (smoothstep): each move between keyframes
+        starts and stops with zero speed, as a robot's trajectory generator does, instead of
+        jumping to a constant speed (on its own feet, the jolt of a sudden stop topples it).
+        Walks keep their linear gait."""
+        if self.stepping:
+            return tp
+        times = self.frame_times
+        i = int(np.searchsorted(times, tp, side="right")) - 1
+        if i < 0 or i + 1 >= len(times):
+            return tp
+        span = float(times[i + 1] - times[i])
+        if span <= 0.0:
+            return tp
+        u = (tp - float(times[i])) / span
+        return float(times[i]) + span * u * u * (3.0 - 2.0 * u)
 
     def _sole_follow(self) -> float:
         """The stabilised base keeps the lower sole on the floor: the planned pelvis height,

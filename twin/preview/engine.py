@@ -58,6 +58,7 @@ from twin.preview.run_state import LEG_PARTS as LEG_PARTS
 from twin.preview.run_state import LEG_POSITION_GAIN as LEG_POSITION_GAIN
 from twin.preview.run_state import POSITION_GAIN as POSITION_GAIN
 from twin.preview.run_state import Observer as Observer
+from twin.preview.support import finite_or_none
 from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
@@ -74,10 +75,13 @@ def run_preview(
     observer: Observer | None = None,
     keep_series: bool = True,
     surroundings: Surroundings | None = None,
+    own_feet: bool = False,
 ) -> PreviewResult:
     """Run one preview of ``task`` in ``scene`` (see the module docstring); ``surroundings``:
-    where the other robots and the cranes are (default: as the scene has them)."""
-    compiled = compiled or compile_task(task, scene)
+    where the other robots and the cranes are (default: as the scene has them); ``own_feet``:
+    compile for and run on the robot's own feet outside walks (ignored with ``compiled``,
+    which says it itself)."""
+    compiled = compiled or compile_task(task, scene, own_feet=own_feet)
     variation = variation or Variation.nominal()
     return _Run(compiled, scene, variation, observer, keep_series, surroundings).run()
 
@@ -108,7 +112,10 @@ class _Run(Control, RunChecks):
                     self._check(t_after, (k + 1) % BALANCE_EVERY == 0)
                 if self.observer is not None:
                     self.observer(t_after, self.hall)
-            result = self._result(steps * TIME_STEP_S, time.perf_counter() - started)
+                if self.fallen:  # on its own feet: what follows a fall says nothing more
+                    break
+            simulated_s = (k + 1) * TIME_STEP_S if self.fallen else steps * TIME_STEP_S
+            result = self._result(simulated_s, time.perf_counter() - started)
         finally:
             self.hall.close()
         return result
@@ -173,6 +180,7 @@ class _Run(Control, RunChecks):
             )  # fmt: skip
         reasons = sorted(checks.reasons, key=lambda r: (r.time_s, r.kind))
         series = checks.series
+        support = self.support
         return PreviewResult(
             task=self.c.task.name,
             robot=self.c.task.robot,
@@ -202,6 +210,19 @@ class _Run(Control, RunChecks):
                 "joint_limit_fraction": series.limit_fraction,
                 "effort_fraction": series.effort_fraction,
                 "clearance_m": series.clearance_m,
+            },
+            own_feet=self.on_own_feet,
+            max_support_force_fraction_outside_walks=support.max_outside_walks,
+            max_support_force_fraction_in_walks=support.max_in_walks,
+            min_zmp_margin_m=finite_or_none(support.min_zmp_margin_m),
+            min_com_margin_m=finite_or_none(support.min_com_margin_m),
+            min_planned_com_margin_m=finite_or_none(self.min_planned_margin_m),
+            balance_series={
+                "t_s": support.series.t_s,
+                "support_fraction": support.series.support_fraction,
+                "zmp_margin_m": support.series.zmp_margin_m,
+                "com_margin_m": support.series.com_margin_m,
+                "foot_force_n": support.series.foot_force_n,
             },
         )
 

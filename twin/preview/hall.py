@@ -179,13 +179,28 @@ class PreviewHall(Closing):
 
     # -- driving ------------------------------------------------------------------------
 
-    def carry(self, xyz: Vec3, yaw_rad: float, pitch_rad: float) -> None:
-        """Move the stabiliser's frame (where it pulls the pelvis to)."""
+    def carry(self, xyz: Vec3, yaw_rad: float, pitch_rad: float, share: float = 1.0) -> None:
+        """Move the stabiliser's frame (where it pulls the pelvis to), with ``share`` of its
+        force limit."""
         pb.changeConstraint(
             self.constraint,
             jointChildPivot=xyz,
             jointChildFrameOrientation=heading_quaternion(self.model, yaw_rad, pitch_rad),
-            maxForce=STABILISER_FORCE_G * self.weight_n,
+            maxForce=share * STABILISER_FORCE_G * self.weight_n,
+            physicsClientId=self.client,
+        )
+
+    def release(self) -> None:
+        """The stabiliser lets go: no force until the next :meth:`carry`; its frame follows the
+        pelvis so that taking hold again starts where the robot is."""
+        position, orientation = pb.getBasePositionAndOrientation(
+            self.body, physicsClientId=self.client
+        )
+        pb.changeConstraint(
+            self.constraint,
+            jointChildPivot=position,
+            jointChildFrameOrientation=orientation,
+            maxForce=0.0,
             physicsClientId=self.client,
         )
 

@@ -119,6 +119,11 @@ class Kinematics(Closing):
             if _has(model, f"{side}_ankle_pitch")
         ]
 
+    @property
+    def feet_links(self) -> list[int]:
+        """PyBullet link indices of the feet (the ankle's last link), left first."""
+        return list(self._feet)
+
     def close(self) -> None:
         """Disconnect (idempotent)."""
         if self.client >= 0:
@@ -167,6 +172,45 @@ class Kinematics(Closing):
         cx = sum(c[0] for c in centres) / len(centres)
         cy = sum(c[1] for c in centres) / len(centres)
         return (-cx, -cy, -min(lows))
+
+    def com_over_feet(
+        self, joints_rad: Mapping[str, float], pitch_rad: float, masses: Mapping[int, float]
+    ) -> tuple[float, float]:
+        """(forward, left) of the centre of mass from the midpoint of the feet's ankle frames,
+        in the robot's heading frame, for a pose with the pelvis leaning ``pitch_rad`` (m).
+        ``masses``: kg per link index (-1: the base), from the dynamic body (this one is fixed,
+        so PyBullet gives its base no mass)."""
+        self.pose(joints_rad, (0.0, 0.0, 0.0), 0.0, pitch_rad)
+        total = masses.get(-1, 0.0)
+        com = np.zeros(2)  # the base's centre of mass is at the origin
+        links = [i for i in masses if i >= 0]
+        states = pb.getLinkStates(
+            self.body, links, computeForwardKinematics=True, physicsClientId=self.client
+        )
+        for i, state in zip(links, states, strict=True):
+            com += np.array(state[0][:2]) * masses[i]
+            total += masses[i]
+        feet = pb.getLinkStates(
+            self.body, self._feet, computeForwardKinematics=True, physicsClientId=self.client
+        )
+        mid = np.mean([np.array(f[4][:2]) for f in feet], axis=0)
+        out = com / max(total, 1e-9) - mid
+        return (float(out[0]), float(out[1]))
+
+    def feet_outline(self) -> NDArray[np.float64]:
+        """The corners of the feet's bounding boxes on the floor plane as posed last (the
+        support polygon's points when both feet stand flat), relative to the midpoint of the
+        feet's ankle frames, in the robot's heading frame when posed with yaw 0 (m)."""
+        corners = []
+        for link in self._feet:
+            lo, hi = pb.getAABB(self.body, link, physicsClientId=self.client)
+            corners += [(lo[0], lo[1]), (hi[0], lo[1]), (hi[0], hi[1]), (lo[0], hi[1])]
+        feet = pb.getLinkStates(
+            self.body, self._feet, computeForwardKinematics=True, physicsClientId=self.client
+        )
+        mid = np.mean([np.array(f[4][:2]) for f in feet], axis=0)
+        outline: NDArray[np.float64] = np.array(corners, dtype=np.float64) - mid
+        return outline
 
     # -- inverse kinematics -------------------------------------------------------------
 

@@ -19,9 +19,18 @@ log = logging.getLogger(__name__)
 
 TIME_STEP_S: Final = 1.0 / 240.0
 GAIT: Final = "stabilised base"
+OWN_FEET_GAIT: Final = (
+    "own feet outside walks (whole-body balance, placo); stabilised base in walks"
+)
 BALANCE_NOTE: Final = (
     "centre of mass over the support polygon of the feet's floor contacts, judged outside walk "
-    "steps; the pelvis is carried by a stabilised base, so a robot cannot topple in preview"
+    "steps; the pelvis is carried by a stabilised base, so a robot cannot topple in preview: "
+    "max_support_force_fraction_outside_walks says how hard it was held (--own-feet: none)"
+)
+OWN_FEET_NOTE: Final = (
+    "on its own feet outside walks: nothing holds the robot, the stance controller keeps its "
+    "centre of mass over its feet, and it fails on balance if the centre of mass leaves the "
+    "feet's support polygon or any support above 10 % of its weight is needed"
 )
 
 
@@ -99,6 +108,15 @@ class PreviewResult:
     deadline_s: float | None
     seed: int
     series: dict[str, list[float]] = field(default_factory=dict)
+    own_feet: bool = False
+    max_support_force_fraction_outside_walks: float = 0.0
+    max_support_force_fraction_in_walks: float = 0.0
+    min_zmp_margin_m: float | None = None
+    min_com_margin_m: float | None = None
+    min_planned_com_margin_m: float | None = None
+    balance_series: dict[str, Any] = field(default_factory=dict)
+    """Balance samples (20 Hz): ``t_s``, ``support_fraction``, ``zmp_margin_m``,
+    ``com_margin_m`` and ``foot_force_n`` (per foot link)."""
 
     @property
     def x_realtime(self) -> float:
@@ -126,11 +144,24 @@ class PreviewResult:
                 None if self.min_balance_margin_m is None else round(self.min_balance_margin_m, 4)
             ),
             "max_stabiliser_force_fraction": round(self.max_stabiliser_force_fraction, 3),
+            "max_support_force_fraction_outside_walks": round(
+                self.max_support_force_fraction_outside_walks, 3
+            ),
+            "max_support_force_fraction_in_walks": round(
+                self.max_support_force_fraction_in_walks, 3
+            ),
+            "min_zmp_margin_m": _rounded(self.min_zmp_margin_m),
+            "min_com_margin_m": _rounded(self.min_com_margin_m),
+            "min_planned_com_margin_m": _rounded(self.min_planned_com_margin_m),
             "x_realtime": round(self.x_realtime, 2),
             "simulated_s": round(self.simulated_s, 3),
             "wall_s": round(self.wall_s, 3),
             "physics_hz": round(1.0 / TIME_STEP_S),
-            "gait": GAIT,
-            "balance": BALANCE_NOTE,
+            "gait": OWN_FEET_GAIT if self.own_feet else GAIT,
+            "balance": OWN_FEET_NOTE if self.own_feet else BALANCE_NOTE,
             "seed": self.seed,
         }
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)

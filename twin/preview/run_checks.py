@@ -1,6 +1,7 @@
 """The checks glue of a preview run: each check tick reads the hall (joint states, the nearest
-bodies less what the hand at work may touch, the stabiliser's force, the centre of mass over the
-feet's floor contacts) and hands it to :class:`twin.preview.checks.Checks`.
+bodies less what the hand at work may touch, the stabiliser's force in and outside walks, the
+centre of pressure and the centre of mass over the feet's floor contacts, see
+:mod:`twin.preview.support`) and hands it to :class:`twin.preview.checks.Checks`.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ import numpy as np
 from robots.bullet import pb
 from scenes.model import Scene
 from scenes.tasks import item_on_bench, target_point
-from twin.preview.checks import CLEARANCE_HORIZON_M, support_margin
+from twin.preview.checks import CLEARANCE_HORIZON_M
 from twin.preview.grasping import Grasping
+from twin.preview.support import MAX_SUPPORT_OUTSIDE_WALKS
+
+FALLEN_HEIGHT_SHARE = 0.6
+FALLEN_TILT_RAD = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -36,16 +41,25 @@ class RunChecks(Grasping):
         clearance = self.checks.clearance(t_s, step, self._nearest(step))
         force = hall.stabiliser_force_n() / hall.weight_n
         self.max_stabiliser = max(self.max_stabiliser, force)
+        walking = self.walking_now(t_s) or self.c.task.steps[step].kind == "walk"
+        self.support.force(force, walking)
+        if self.on_own_feet and not walking and force > MAX_SUPPORT_OUTSIDE_WALKS:
+            self.checks.raise_once(
+                "balance", "support", step, t_s,
+                f"held up by {force:.2f} of its weight outside a walk "
+                f"(the limit is {MAX_SUPPORT_OUTSIDE_WALKS:g})",
+            )  # fmt: skip
         self._held_check(t_s, step)
-        if balance and self.c.task.steps[step].kind != "walk" and not self._walking(t_s):
-            self.checks.balance(t_s, step, self._balance_margin())
+        if balance and self.on_own_feet and not walking and self._fallen(t_s, step):
+            self.fallen = True
+        if balance:
+            _, com = self.support.sample(
+                t_s, hall.body, hall.floor, client, self.com_world_xy(), force, not walking
+            )
+            if not walking:
+                self.checks.balance(t_s, step, com)
         if self.keep_series:
             self.checks.sample(t_s, limit, effort, clearance)
-
-    def _walking(self, t_s: float) -> bool:
-        # the last instants of a walk blend into the next step: give the feet time to land
-        tp = self.plan_time(t_s)
-        return any(s.kind == "walk" and s.start_s <= tp < s.end_s + 0.3 for s in self.c.steps)
 
     def _work_set(self, step: int) -> tuple[set[int], set[str]]:
         """(own links exempt, other bodies they may touch) for a step's hand at work."""
@@ -121,20 +135,22 @@ class RunChecks(Grasping):
                     return f"{other.name}/{name}"
         return str(other.name)
 
-    def _balance_margin(self) -> float | None:
-        hall, client = self.hall, self.hall.client
-        contacts = pb.getContactPoints(hall.body, hall.floor, physicsClientId=client) or ()
-        points = np.array([[c[5][0], c[5][1]] for c in contacts]).reshape(-1, 2)
-        base = pb.getBasePositionAndOrientation(hall.body, physicsClientId=client)[0]
-        total = self.link_masses[-1]
-        com = np.array(base[:2]) * self.link_masses[-1]
-        links = [i for i in self.link_masses if i >= 0]
-        for i, state in zip(
-            links, pb.getLinkStates(hall.body, links, physicsClientId=client), strict=True
-        ):
-            com += np.array(state[0][:2]) * self.link_masses[i]
-            total += self.link_masses[i]
-        return support_margin(points, com / total)
+    def _fallen(self, t_s: float, step: int) -> bool:
+        """On its own feet: the pelvis below FALLEN_HEIGHT_SHARE of its standing height, or
+        tilted over FALLEN_TILT_RAD, is a fall (``balance``; the run ends there)."""
+        hall = self.hall
+        position, orientation = pb.getBasePositionAndOrientation(
+            hall.body, physicsClientId=hall.client
+        )
+        up = pb.getMatrixFromQuaternion(orientation)[8]  # the pelvis's z axis, world z part
+        tilt = math.acos(max(-1.0, min(1.0, float(up))))
+        if position[2] >= FALLEN_HEIGHT_SHARE * self.heights[0] and tilt <= FALLEN_TILT_RAD:
+            return False
+        self.checks.raise_once(
+            "balance", "fall", step, t_s,
+            f"fell: pelvis {position[2]:.2f} m high, tilted {math.degrees(tilt):.0f} deg",
+        )  # fmt: skip
+        return True
 
 
 def _benches_near(scene: Scene, point: tuple[float, float, float]) -> set[str]:

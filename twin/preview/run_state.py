@@ -19,11 +19,13 @@ from numpy.typing import NDArray
 from robots.bullet import pb
 from scenes.model import Scene
 from twin.plan.model import PlanTable
-from twin.preview.checks import Checks
+from twin.preview.checks import Checks, support_margin
 from twin.preview.compile import CompiledTask
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
 from twin.preview.result import TIME_STEP_S, Variation
+from twin.preview.stance import StanceControl
+from twin.preview.support import Support
 from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,16 @@ BALANCE_EVERY: Final = 12
 POSITION_GAIN: Final = 0.3
 """Position gain of the arm, torso and neck motors (they hold loads against gravity)."""
 LEG_POSITION_GAIN: Final = 0.05
-"""Legs: soft (the stabilised base carries the body; stiff legs fight the floor at every step)."""
+"""Legs in a walk: soft (the stabilised base carries the body; stiff legs fight the floor)."""
+STANDING_LEG_POSITION_GAIN: Final = 0.3
+"""Legs standing on their own (outside walks): they carry the body."""
+SUPPORT_RAMP_S: Final = 0.3
+"""The stabiliser takes hold over this long at a walk's start and lets go over this long once
+the robot stands after it; outside that it applies no force at all."""
+LANDING_S: Final = 0.3
+"""Carried throughout, the last instants of a walk blend into the next step: the feet land."""
+SETTLE_MAX_S: Final = 0.5
+"""After a walk, the stance starts when both feet are down, or this long after its end."""
 LEG_PARTS: Final = ("hip", "knee", "ankle")
 
 
@@ -76,6 +87,20 @@ class RunState:
             scene, plan.robot, start, first.base_xy_yaw[2], first.pelvis_pitch_rad,
             first.joints_rad, time_step_s=TIME_STEP_S, surroundings=surroundings,
         )  # fmt: skip
+        body, client = self.hall.body, self.hall.client
+        masses = {
+            link: float(pb.getDynamicsInfo(body, link, physicsClientId=client)[0])
+            for link in range(-1, pb.getNumJoints(body, physicsClientId=client))
+        }
+        planned_com, self.planned_margins = [], []
+        with Kinematics(model) as kin:
+            for f in _filled_frames(plan.frames, self.rest):
+                com = kin.com_over_feet({**self.rest, **f.joints_rad}, f.pelvis_pitch_rad, masses)
+                planned_com.append(com)
+                self.planned_margins.append(support_margin(kin.feet_outline(), np.array(com)))
+        self.planned_com = np.array(planned_com)
+        """Per keyframe, the centre of mass (forward, left) from the feet's midpoint (m): the
+        stance controller's reference."""
 
     def _factor(self, sigma: float) -> float:
         if sigma == 0.0:
@@ -90,10 +115,10 @@ class RunState:
         joints = hall.motor_joints
         self.n = len(joints)
         self.forces = [j.effort_limit if math.isfinite(j.effort_limit) else 100.0 for j in joints]
-        self.position_gains = [
-            LEG_POSITION_GAIN if any(part in c for part in LEG_PARTS) else POSITION_GAIN
-            for c in hall.canonical
-        ]
+        legs = [any(part in c for part in LEG_PARTS) for c in hall.canonical]
+        self.walk_gains = [LEG_POSITION_GAIN if leg else POSITION_GAIN for leg in legs]
+        self.standing_gains = [STANDING_LEG_POSITION_GAIN if leg else POSITION_GAIN for leg in legs]
+        self.position_gains = self.standing_gains if self.on_own_feet else self.walk_gains
         self.lower = np.array([j.lower for j in joints])
         self.upper = np.array([j.upper for j in joints])
         self.gripper = np.array(
@@ -116,6 +141,7 @@ class RunState:
             min_clearance_m=self.c.task.limits.min_clearance,
             check_dt_s=CHECK_EVERY * TIME_STEP_S,
         )  # fmt: skip
+        self._plan_balance()
         self.hand_links = {side: self._chain(side) for side in ("left", "right")}
         self.hand_link: dict[str, int] = {
             side: hall.link_of(hand_joint(model, side))
@@ -131,6 +157,58 @@ class RunState:
             link for link, name in hall.link_names.items() if "foot" in name.lower() and link >= 0
         ]
         self._sole_offset_m = 0.0  # the hold's height correction that keeps a sole on the floor
+        self._com_last: NDArray[np.float64] | None = None
+        self._standing = False
+        self.stepping = False
+        self.share = 0.0 if self.on_own_feet else 1.0
+        self._phase_since_s = -SUPPORT_RAMP_S  # on its own feet from the first instant
+        self._walk_end_s: float | None = None
+        self.fallen = False
+        self.support = Support({link: hall.link_names[link] for link in self.feet})
+        self._com_speed = np.zeros(2)
+        self._all_links = list(range(pb.getNumJoints(hall.body, physicsClientId=client)))
+        self.stance = (
+            StanceControl(
+                model,
+                [hall.link_names[f] for f in self.feet],
+                [hall.link_names[link] for link in self.hand_link.values()],
+                hall.canonical,
+            )
+            if self.on_own_feet
+            else None
+        )
+
+    def com_world_xy(self) -> NDArray[np.float64]:
+        """The robot's centre of mass on the floor plane now (hall frame, m)."""
+        hall, client = self.hall, self.hall.client
+        states = pb.getLinkStates(hall.body, self._all_links, physicsClientId=client)
+        base = pb.getBasePositionAndOrientation(hall.body, physicsClientId=client)[0]
+        masses = self.link_masses
+        total = masses[-1]
+        x, y = base[0] * total, base[1] * total
+        for i, state in zip(self._all_links, states, strict=True):
+            m = masses[i]
+            x += state[0][0] * m
+            y += state[0][1] * m
+            total += m
+        return np.array([x / total, y / total])
+
+    def _plan_balance(self) -> None:
+        """The plan itself, outside walks, must stand with its centre of mass over its feet:
+        a pose that only a hidden support could hold fails on ``balance`` whatever carries the
+        robot in the run."""
+        walks = {s.index for s in self.c.steps if s.kind == "walk"}
+        self.min_planned_margin_m = math.inf
+        for frame, margin in zip(self.c.plan.frames, self.planned_margins, strict=True):
+            if frame.step in walks or margin is None:
+                continue
+            self.min_planned_margin_m = min(self.min_planned_margin_m, margin)
+            if margin < 0.0:
+                self.checks.raise_once(
+                    "balance", "plan", frame.step, frame.t_s * self.time_scale,
+                    f"the plan's centre of mass is {-margin * 100:.1f} cm outside the feet "
+                    "(only a support could hold this pose)",
+                )  # fmt: skip
 
     def _sides(self) -> set[str]:
         sides = set()
@@ -192,6 +270,57 @@ class RunState:
                 pb.resetBasePositionAndOrientation(
                     body, (pos[0] + dx, pos[1] + dy, pos[2]), orn, physicsClientId=client
                 )
+
+    @property
+    def on_own_feet(self) -> bool:
+        """True when the plan's standing poses were balanced: the stabiliser holds only walks."""
+        return self.c.balance.whole_body
+
+    def in_walk_span(self, t_s: float) -> bool:
+        """True inside a walk step's span (plan time)."""
+        tp = self.plan_time(t_s)
+        return any(s.kind == "walk" and s.start_s <= tp < s.end_s for s in self.c.steps)
+
+    def update_phase(self, t_s: float) -> None:
+        """Advance the support phase at a control tick (see :attr:`stepping`, :attr:`share`).
+
+        A robot on its own feet steps (soft legs, the stabiliser carrying it, taking hold over
+        SUPPORT_RAMP_S) inside a walk's span and after it until both feet are on the floor
+        (at most SETTLE_MAX_S); then it stands (the stance controller) while the stabiliser
+        lets go over SUPPORT_RAMP_S. A robot that is not on its own feet is carried always."""
+        if not self.on_own_feet:
+            self.stepping, self.share = True, 1.0
+            return
+        if self.in_walk_span(t_s):
+            if not self.stepping:
+                self.stepping, self._phase_since_s = True, t_s
+            self.share = min(1.0, (t_s - self._phase_since_s) / SUPPORT_RAMP_S)
+            self._walk_end_s = None
+            return
+        if self.stepping:
+            if self._walk_end_s is None:
+                self._walk_end_s = t_s
+            landed = self.feet_down() or t_s - self._walk_end_s >= SETTLE_MAX_S
+            if not landed:
+                self.share = 1.0
+                return
+            self.stepping, self._phase_since_s = False, t_s
+        self.share = max(0.0, 1.0 - (t_s - self._phase_since_s) / SUPPORT_RAMP_S)
+
+    def feet_down(self) -> bool:
+        """True when every foot touches the floor."""
+        hall = self.hall
+        contacts = pb.getContactPoints(hall.body, hall.floor, physicsClientId=hall.client) or ()
+        touching = {int(c[3]) for c in contacts}
+        return all(foot in touching for foot in self.feet)
+
+    def walking_now(self, t_s: float) -> bool:
+        """True while balance is not judged: on its own feet, while the robot steps or the
+        stabiliser still holds some of it; carried, inside a walk step and LANDING_S after."""
+        if self.on_own_feet:
+            return self.stepping or self.share > 0.0
+        tp = self.plan_time(t_s)
+        return any(s.kind == "walk" and s.start_s <= tp < s.end_s + LANDING_S for s in self.c.steps)
 
     def plan_time(self, t_s: float) -> float:
         """Plan time at simulated time ``t_s``."""

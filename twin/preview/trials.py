@@ -101,12 +101,13 @@ def run_one(
     compiled: CompiledTask | None = None,
     surroundings: Surroundings | None = None,
     conditions: Conditions = (),
+    own_feet: bool = False,
 ) -> TrialOutcome:
     """Run trial ``index`` (in this process)."""
     variation = trial_variation(seed, index, conditions)
     result = run_preview(
         task, scene, variation=variation, compiled=compiled, keep_series=False,
-        surroundings=surroundings,
+        surroundings=surroundings, own_feet=own_feet,
     )  # fmt: skip
     kinds = tuple(sorted({r.kind for r in result.reasons}))
     return TrialOutcome(
@@ -119,10 +120,14 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(
-    task: Task, scene: Scene, surroundings: Surroundings | None, conditions: Conditions
+    task: Task,
+    scene: Scene,
+    surroundings: Surroundings | None,
+    conditions: Conditions,
+    own_feet: bool = False,
 ) -> None:
     _WORKER["task"], _WORKER["scene"], _WORKER["surroundings"] = task, scene, surroundings
-    _WORKER["compiled"] = compile_task(task, scene)
+    _WORKER["compiled"] = compile_task(task, scene, own_feet=own_feet)
     _WORKER["conditions"] = conditions
 
 
@@ -144,9 +149,11 @@ def run_trials(
     on_done: Callable[[TrialOutcome], None] | None = None,
     surroundings: Surroundings | None = None,
     conditions: Conditions = (),
+    own_feet: bool = False,
 ) -> list[TrialOutcome]:
     """Run ``trials`` trials; ``jobs`` local processes (default: every core), or on Ray;
-    ``conditions``: lessons' conditions, spread over the trials (see the module docstring).
+    ``conditions``: lessons' conditions, spread over the trials (see the module docstring);
+    ``own_feet``: the robot on its own feet outside walks (``twin preview --own-feet``).
 
     Outcomes come back sorted by index. ``on_done`` is called as each finishes (progress).
     """
@@ -154,11 +161,23 @@ def run_trials(
         raise TrialsInputError(f"--trials {trials}: must be at least 1")
     if ray_address is not None:
         outcomes = list(
-            _ray_trials(task, scene, trials, seed, ray_address, on_done, surroundings, conditions)
+            _ray_trials(
+                task,
+                scene,
+                trials,
+                seed,
+                ray_address,
+                on_done,
+                surroundings,
+                conditions,
+                own_feet,
+            )
         )
     else:
         outcomes = list(
-            _local_trials(task, scene, trials, seed, jobs, on_done, surroundings, conditions)
+            _local_trials(
+                task, scene, trials, seed, jobs, on_done, surroundings, conditions, own_feet
+            )
         )
     return sorted(outcomes, key=lambda o: o.index)
 
@@ -172,17 +191,18 @@ def _local_trials(
     on_done: Callable[[TrialOutcome], None] | None,
     surroundings: Surroundings | None,
     conditions: Conditions,
+    own_feet: bool = False,
 ) -> Iterator[TrialOutcome]:
     workers = max(1, min(trials, jobs or os.cpu_count() or 1))
     if workers == 1:
-        compiled = compile_task(task, scene)
+        compiled = compile_task(task, scene, own_feet=own_feet)
         for index in range(trials):
             outcome = run_one(task, scene, seed, index, compiled, surroundings, conditions)
             if on_done is not None:
                 on_done(outcome)
             yield outcome
         return
-    init = (task, scene, surroundings, conditions)
+    init = (task, scene, surroundings, conditions, own_feet)
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init) as pool:
         futures = [pool.submit(_worker, seed, index) for index in range(trials)]
         for future in as_completed(futures):
@@ -193,11 +213,12 @@ def _local_trials(
 
 
 def _ray_one(
-    task: Task, scene: Scene, job: tuple[int, int, Surroundings | None, Conditions]
+    task: Task, scene: Scene, job: tuple[int, int, Surroundings | None, Conditions, bool]
 ) -> TrialOutcome:
-    """One trial on a Ray worker: ``job`` is (seed, index, surroundings, conditions)."""
-    seed, index, surroundings, conditions = job
-    return run_one(task, scene, seed, index, None, surroundings, conditions)
+    """One trial on a Ray worker: ``job`` is (seed, index, surroundings, conditions,
+    own_feet)."""
+    seed, index, surroundings, conditions, own_feet = job
+    return run_one(task, scene, seed, index, None, surroundings, conditions, own_feet)
 
 
 def _ray_trials(
@@ -209,6 +230,7 @@ def _ray_trials(
     on_done: Callable[[TrialOutcome], None] | None,
     surroundings: Surroundings | None,
     conditions: Conditions,
+    own_feet: bool = False,
 ) -> Iterator[TrialOutcome]:
     try:
         import ray  # type: ignore[import-not-found,unused-ignore]
@@ -229,7 +251,7 @@ def _ray_trials(
         remote = ray.remote(_ray_one)
         task_ref, scene_ref = ray.put(task), ray.put(scene)
         pending = [
-            remote.remote(task_ref, scene_ref, (seed, i, surroundings, conditions))
+            remote.remote(task_ref, scene_ref, (seed, i, surroundings, conditions, own_feet))
             for i in range(trials)
         ]
         while pending:

@@ -49,7 +49,8 @@ def _ordered(times: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDArray[np
     step = np.diff(times)
     if bool(np.all(step > 0)) or bool(np.all((step > 0) | ((step == 0) & (np.diff(offsets) > 0)))):
         return None
-    return np.lexsort((offsets, times))
+    order: NDArray[np.intp] = np.lexsort((offsets, times))
+    return order
 
 
 class ChunkView:
