@@ -1,7 +1,9 @@
 """What ``twin preview --report DIR`` writes besides the JSON: plots and a recording.
 
 * ``joint_margins.png``: the worst joint-limit fraction and effort fraction over time, with the
-  task's limits; ``clearance.png``: the distance to the nearest other body over time.
+  task's limits; ``clearance.png``: the distance to the nearest other body over time;
+  ``balance.png``: the support force (fraction of the robot's weight), the ZMP and centre-of-mass
+  margins inside the feet, and each foot's floor force over time.
 * ``preview.mcap``: the preview as a recording :mod:`twin.cli.replay` opens (``twin replay
   DIR/preview.mcap``): the previewed robot's joint states at its telemetry rate, base pose at
   100 Hz, heartbeats at 10 Hz, the other robots standing at their stations, cranes at 20 Hz, and
@@ -62,7 +64,7 @@ def twin_version() -> str:
 
 
 def write_plots(result: PreviewResult, limits: dict[str, float], out_dir: Path) -> list[Path]:
-    """The two PNGs (see the module docstring); returns their paths."""
+    """The PNGs (see the module docstring); returns their paths."""
     series = result.series
     t = np.array(series.get("t_s", []))
     paths = []
@@ -92,7 +94,39 @@ def write_plots(result: PreviewResult, limits: dict[str, float], out_dir: Path) 
     paths.append(out_dir / "clearance.png")
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
+    paths.append(_balance_plot(result, out_dir / "balance.png"))
     return paths
+
+
+def _balance_plot(result: PreviewResult, path: Path) -> Path:
+    """Support force, ZMP and CoM margins, and each foot's floor force over time."""
+    b = result.balance_series
+    t = np.array(b.get("t_s", []))
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    top.plot(t, b.get("support_fraction", []), label="support force (fraction of weight)")
+    top.axhline(0.10, color="red", linestyle="--", linewidth=0.8, label="10 % (outside walks)")
+    top.set_ylabel("fraction of weight")
+    top.legend(loc="upper right", fontsize=8)
+    middle.plot(t, b.get("zmp_margin_m", []), label="ZMP margin (m)")
+    middle.plot(t, b.get("com_margin_m", []), label="CoM margin (m)")
+    middle.axhline(0.0, color="red", linestyle="--", linewidth=0.8)
+    middle.set_ylabel("inside the feet (m)")
+    middle.legend(loc="upper right", fontsize=8)
+    for foot, forces in b.get("foot_force_n", {}).items():
+        bottom.plot(t, forces, label=f"{foot} (N)")
+    bottom.set_ylabel("floor force (N)")
+    bottom.set_xlabel("time (s)")
+    bottom.legend(loc="upper right", fontsize=8)
+    for ax in (top, middle, bottom):
+        for reason in result.reasons:
+            if reason.kind == "balance":
+                ax.axvline(reason.time_s, color="red", alpha=0.3, linewidth=0.8)
+    how = "on its own feet" if result.own_feet else "carried by the stabilised base"
+    top.set_title(f"{result.task} ({result.robot}): balance, {how}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 class PreviewRecorder:

@@ -1,0 +1,134 @@
+"""``twin preview --own-feet``: the robot stands on its own feet outside walks.
+
+Real PyBullet runs of the default hall with placo's whole-body solver: nothing holds a standing
+robot (support force exactly 0 outside walks), a walk is still carried (support > 0 in it), a
+reach within balance passes, an overreach topples and fails on balance where the stabilised
+base (the default) would have held it up with more than its weight, and the report and plots
+say all of it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from scenes import load_scene
+from scenes.model import Scene
+from scenes.tasks import TASKS_DIR, load_task, parse_task_text
+from twin.cli.app import app
+from twin.preview.engine import run_preview
+from twin.preview.support import MAX_SUPPORT_OUTSIDE_WALKS
+from twin.preview.trials import run_trials
+
+
+@pytest.fixture(scope="module")
+def hall() -> Scene:
+    return load_scene()
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Preview records in a temporary folder, not the user's."""
+    path = tmp_path / "previews"
+    monkeypatch.setenv("HALL_TWIN_PREVIEWS", str(path))
+    return path
+
+
+BALANCE_KEYS = {
+    "max_support_force_fraction_outside_walks",
+    "max_support_force_fraction_in_walks",
+    "min_zmp_margin_m",
+    "min_com_margin_m",
+    "min_planned_com_margin_m",
+}
+STAND = "name: stand\nrobot: K1-01\nsteps:\n  - wait: 3 s\n"
+WALK = (
+    "name: walk_then_stand\nrobot: K1-01\nsteps:\n"
+    "  - walk: {to: [6.0, 6.6], yaw: -90 deg}\n  - wait: 1.5 s\n"
+)
+REACH = (
+    "name: reach_within_balance\nrobot: K1-01\nsteps:\n"
+    "  - reach: {hand: right, target: {bench: B1, offset: [0, 0.35, 5 cm]}}\n  - wait: 1 s\n"
+)
+
+
+def test_standing_on_its_own_feet_needs_no_support_and_the_hook_is_measured(hall: Scene) -> None:
+    task = parse_task_text(STAND, "stand.yaml", hall)
+    own = run_preview(task, hall, own_feet=True)
+    assert own.passed, own.reasons
+    assert own.own_feet
+    assert own.max_support_force_fraction_outside_walks == 0.0
+    assert own.min_com_margin_m is not None and own.min_com_margin_m > 0.03
+    assert own.min_zmp_margin_m is not None and own.min_zmp_margin_m > 0.0
+    assert "own feet" in own.report()["gait"]
+    # the default run carries the same standing robot: the figure shows how hard
+    carried = run_preview(task, hall)
+    assert not carried.own_feet
+    assert carried.max_support_force_fraction_outside_walks > MAX_SUPPORT_OUTSIDE_WALKS
+    assert carried.report()["gait"] == "stabilised base"
+
+
+def test_a_walk_is_carried_and_the_stance_after_it_is_not(hall: Scene) -> None:
+    result = run_preview(parse_task_text(WALK, "walk.yaml", hall), hall, own_feet=True)
+    assert result.passed, result.reasons
+    assert result.max_support_force_fraction_in_walks > MAX_SUPPORT_OUTSIDE_WALKS
+    assert result.max_support_force_fraction_outside_walks == 0.0
+    series = result.balance_series
+    t = np.array(series["t_s"])
+    support = np.array(series["support_fraction"])
+    assert support[t < 1.0].max() > 0.5  # walking: carried
+    assert support[t > result.cycle_time_s - 0.5].max() == 0.0  # standing after it: not
+
+
+def test_a_reach_within_balance_passes_on_its_own_feet(hall: Scene) -> None:
+    result = run_preview(parse_task_text(REACH, "reach.yaml", hall), hall, own_feet=True)
+    assert result.passed, result.reasons
+    assert result.max_support_force_fraction_outside_walks == 0.0
+    assert result.max_hand_error_m < 0.05
+
+
+def test_overreach_topples_on_its_own_feet_and_only_a_support_holds_it(hall: Scene) -> None:
+    task = load_task(TASKS_DIR / "overreach_topples.yaml", hall)
+    own = run_preview(task, hall, own_feet=True)
+    assert not own.passed
+    first = own.reasons[0]
+    assert first.kind == "balance", own.reasons
+    assert first.step == 0 and "outside the support polygon" in first.detail
+    assert own.min_com_margin_m is not None and own.min_com_margin_m < 0.0
+    carried = run_preview(task, hall)
+    assert carried.passed, carried.reasons  # the hidden support holds it...
+    assert carried.max_support_force_fraction_outside_walks > 1.0  # ...with over its weight
+
+
+def test_cli_own_feet_report_keys_and_balance_plot(tmp_path: Path, store: Path) -> None:
+    task = tmp_path / "overreach_topples.yaml"
+    task.write_bytes((TASKS_DIR / "overreach_topples.yaml").read_bytes())
+    out = tmp_path / "report"
+    result = CliRunner().invoke(
+        app, ["preview", str(task), "--own-feet", "--no-lessons", "--json", "--report", str(out)]
+    )
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)
+    assert set(report) >= BALANCE_KEYS
+    assert report["passed"] is False and report["reasons"][0]["kind"] == "balance"
+    assert report["max_support_force_fraction_outside_walks"] == 0.0
+    assert report["min_com_margin_m"] < 0.0
+    image = np.asarray(Image.open(out / "balance.png").convert("L"))
+    assert str(out / "balance.png") in report["files"]
+    assert image.std() > 10  # drawn, not blank
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_own_feet_trials_are_seeded_and_parallel_equals_serial(hall: Scene, jobs: int) -> None:
+    task = parse_task_text(STAND, "stand.yaml", hall)
+    first = run_trials(task, hall, 2, seed=7, jobs=jobs, own_feet=True)
+    again = run_trials(task, hall, 2, seed=7, jobs=1, own_feet=True)
+    assert [(o.index, o.seed, o.passed, o.kinds) for o in first] == [
+        (o.index, o.seed, o.passed, o.kinds) for o in again
+    ]
+    assert all(o.passed for o in first), first
