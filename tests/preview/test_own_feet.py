@@ -45,6 +45,7 @@ BALANCE_KEYS = {
     "min_zmp_margin_m",
     "min_com_margin_m",
     "min_planned_com_margin_m",
+    "balance_plan",
 }
 STAND = "name: stand\nrobot: K1-01\nsteps:\n  - wait: 3 s\n"
 WALK = (
@@ -71,6 +72,8 @@ def test_standing_on_its_own_feet_needs_no_support_and_the_hook_is_measured(hall
     assert not carried.own_feet
     assert carried.max_support_force_fraction_outside_walks > MAX_SUPPORT_OUTSIDE_WALKS
     assert carried.report()["gait"] == "stabilised base"
+    assert own.report()["balance_plan"] == "whole-body (placo)"
+    assert carried.report()["balance_plan"] == "carried throughout"
 
 
 def test_a_walk_is_carried_and_the_stance_after_it_is_not(hall: Scene) -> None:

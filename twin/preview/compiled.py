@@ -116,4 +116,4 @@ class CompiledTask:
     crane_path: tuple[tuple[float, float, float, float], ...]
     """(t_s, bridge_m, trolley_m, hoist_m) from home at 0 s; empty without a crane plan."""
     rest_rad: dict[str, float] = field(default_factory=dict)
-    balance: PlannedBalance = PlannedBalance(False, "not balanced", None, None)
+    balance: PlannedBalance = PlannedBalance(False, "carried throughout", None, None)

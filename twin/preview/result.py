@@ -114,6 +114,8 @@ class PreviewResult:
     min_zmp_margin_m: float | None = None
     min_com_margin_m: float | None = None
     min_planned_com_margin_m: float | None = None
+    balance_plan: str = "carried throughout"
+    """How the plan's standing poses were balanced, or why they were not."""
     balance_series: dict[str, Any] = field(default_factory=dict)
     """Balance samples (20 Hz): ``t_s``, ``support_fraction``, ``zmp_margin_m``,
     ``com_margin_m`` and ``foot_force_n`` (per foot link)."""
@@ -153,6 +155,7 @@ class PreviewResult:
             "min_zmp_margin_m": _rounded(self.min_zmp_margin_m),
             "min_com_margin_m": _rounded(self.min_com_margin_m),
             "min_planned_com_margin_m": _rounded(self.min_planned_com_margin_m),
+            "balance_plan": self.balance_plan,
             "x_realtime": round(self.x_realtime, 2),
             "simulated_s": round(self.simulated_s, 3),
             "wall_s": round(self.wall_s, 3),
