@@ -21,7 +21,8 @@ How each step becomes keyframes (robot heading frame: X forward; hall frame for 
   and held.
 * ``wait``: hold still.
 
-With ``own_feet``, every keyframe outside walks is then balanced over the feet by whole-body
+With ``own_feet``, a step after a walk starts by standing still for SETTLE_AFTER_WALK_S, and
+every keyframe outside walks is then balanced over the feet by whole-body
 inverse kinematics (:mod:`twin.preview.balance`, placo): hands where the step put them, feet
 where they stand, the centre of mass drawn to the middle of the support polygon (and against a
 wrench stroke's push) by the ankles, hips and torso.
@@ -37,6 +38,7 @@ hand steps in :mod:`twin.preview.hands`.
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 from robots import get_model
 from scenes.model import Scene
@@ -88,6 +90,10 @@ from twin.preview.kinematics import Kinematics
 
 log = logging.getLogger(__name__)
 
+SETTLE_AFTER_WALK_S: Final = 0.6
+"""On its own feet, a step after a walk starts with the robot standing still this long: the
+feet land and take the weight while the stabiliser lets go."""
+
 
 def compile_plan(task: Task, scene: Scene, *, own_feet: bool = False) -> TaskPlan:
     """The plan of a task in a scene (see the module docstring)."""
@@ -102,6 +108,7 @@ def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> Compile
     station = scene.station(robot.station)
     with Kinematics(model) as kinematics:
         builder = _Builder(task, scene, model, kinematics, station.pose.xyz, station.pose.yaw_rad)
+        builder.settle_s = SETTLE_AFTER_WALK_S if own_feet else 0.0
         for index, step in enumerate(task.steps):
             builder.step(index, step)
         frames = builder.frames
@@ -140,10 +147,15 @@ class _Builder(Gait, Hands):
 
     # -- steps --------------------------------------------------------------------------
 
+    settle_s = 0.0
+
     def step(self, index: int, step: Step) -> None:
         self.current = index
         start = self.t
         label = step.kind
+        after_walk = index > 0 and self.task.steps[index - 1].walk is not None
+        if self.settle_s > 0.0 and after_walk and step.walk is None:
+            self._emit(self.settle_s)  # stand still while the feet take the weight
         if step.walk is not None:
             label = self._walk(step)
         elif step.squat is not None:

@@ -52,7 +52,15 @@ class Control(RunState):
         height = float(self._between(self.heights, te))
         self.update_phase(t_s)
         share, stepping = self.share, self.stepping
-        gains = self.walk_gains if stepping else self.standing_gains
+        if stepping:
+            gains = self.walk_gains
+        elif share > 0.0:  # letting go: the legs stiffen as the stabiliser gives up the weight
+            gains = [
+                w + (1.0 - share) * (g - w)
+                for w, g in zip(self.walk_gains, self.standing_gains, strict=True)
+            ]
+        else:
+            gains = self.standing_gains
         if stepping:
             self._standing = False
         commanded = (
@@ -66,11 +74,14 @@ class Control(RunState):
             forces=self.forces, positionGains=gains,
             velocityGains=[VELOCITY_GAIN] * self.n, physicsClientId=hall.client,
         )  # fmt: skip
-        if share > 0.0:
+        if share > 0.0 and stepping:
             follow = self._sole_follow()
             hall.carry((x, y, height + follow), yaw, sample.pelvis_pitch_rad, share)
+        elif share > 0.0:  # letting go: the weight handed to the legs
+            hall.offload(share)
         else:
             hall.release()
+            hall.offload_n = 0.0
             self._sole_offset_m = 0.0
         if self.c.crane_id is not None:
             bridge, trolley, hoist = _crane_at(self.c.crane_path, tp)

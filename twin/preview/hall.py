@@ -152,6 +152,7 @@ class PreviewHall(Closing):
             for link in range(-1, pb.getNumJoints(self.body, physicsClientId=client))
         )
         self.weight_n = self.mass_kg * 9.81
+        self.offload_n = 0.0
         # the stabiliser: a fixed joint that carries the pelvis along the plan (its height
         # corrected so the lower sole stays on the floor, see the engine); the body's weight is
         # on it, not on the legs, so leg efforts are those of moving the legs
@@ -182,6 +183,7 @@ class PreviewHall(Closing):
     def carry(self, xyz: Vec3, yaw_rad: float, pitch_rad: float, share: float = 1.0) -> None:
         """Move the stabiliser's frame (where it pulls the pelvis to), with ``share`` of its
         force limit."""
+        self.offload_n = 0.0
         pb.changeConstraint(
             self.constraint,
             jointChildPivot=xyz,
@@ -189,6 +191,18 @@ class PreviewHall(Closing):
             maxForce=share * STABILISER_FORCE_G * self.weight_n,
             physicsClientId=self.client,
         )
+
+    def offload(self, share: float) -> None:
+        """Letting go: the stabiliser's constraint applies nothing, and ``share`` of the
+        robot's weight is lifted straight up at its pelvis this step (a harness paying out:
+        it pulls the body towards no pose, so the legs take the weight as it decreases)."""
+        self.release()
+        self.offload_n = share * self.weight_n
+        position = pb.getBasePositionAndOrientation(self.body, physicsClientId=self.client)[0]
+        pb.applyExternalForce(
+            self.body, -1, (0.0, 0.0, self.offload_n), position, pb.WORLD_FRAME,
+            physicsClientId=self.client,
+        )  # fmt: skip
 
     def release(self) -> None:
         """The stabiliser lets go: no force until the next :meth:`carry`; its frame follows the
@@ -205,9 +219,10 @@ class PreviewHall(Closing):
         )
 
     def stabiliser_force_n(self) -> float:
-        """Magnitude of the force the stabiliser applied in the last step (N)."""
+        """Magnitude of the force the stabiliser applied in the last step (N): its constraint's,
+        or what :meth:`offload` lifted."""
         state = pb.getConstraintState(self.constraint, physicsClientId=self.client)
-        return math.sqrt(sum(float(v) ** 2 for v in state[:3]))
+        return math.sqrt(sum(float(v) ** 2 for v in state[:3])) + self.offload_n
 
     def set_crane(self, crane_id: str, bridge_m: float, trolley_m: float, hoist_m: float) -> None:
         """Put a crane's axes on its path (kinematically; the crane is far heavier)."""

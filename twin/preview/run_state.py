@@ -44,6 +44,10 @@ the robot stands after it; outside that it applies no force at all."""
 LANDING_S: Final = 0.3
 """Carried throughout, the last instants of a walk blend into the next step: the feet land."""
 SETTLE_MAX_S: Final = 0.5
+LANDED_SHARE: Final = 0.3
+LANDED_TICKS: Final = 6
+"""After a walk the robot has landed when both feet bear LANDED_SHARE of its weight for
+LANDED_TICKS control ticks in a row (a soft-legged gait's feet bounce)."""
 """After a walk, the stance starts when both feet are down, or this long after its end."""
 LEG_PARTS: Final = ("hip", "knee", "ankle")
 
@@ -163,6 +167,7 @@ class RunState:
         self.share = 0.0 if self.on_own_feet else 1.0
         self._phase_since_s = -SUPPORT_RAMP_S  # on its own feet from the first instant
         self._walk_end_s: float | None = None
+        self._down_ticks = 0
         self.fallen = False
         self.support = Support({link: hall.link_names[link] for link in self.feet})
         self._com_speed = np.zeros(2)
@@ -300,7 +305,8 @@ class RunState:
         if self.stepping:
             if self._walk_end_s is None:
                 self._walk_end_s = t_s
-            landed = self.feet_down() or t_s - self._walk_end_s >= SETTLE_MAX_S
+            self._down_ticks = self._down_ticks + 1 if self.feet_down() else 0
+            landed = self._down_ticks >= LANDED_TICKS or t_s - self._walk_end_s >= SETTLE_MAX_S
             if not landed:
                 self.share = 1.0
                 return
@@ -308,11 +314,14 @@ class RunState:
         self.share = max(0.0, 1.0 - (t_s - self._phase_since_s) / SUPPORT_RAMP_S)
 
     def feet_down(self) -> bool:
-        """True when every foot touches the floor."""
+        """True when every foot touches the floor and they bear LANDED_SHARE of the weight."""
         hall = self.hall
         contacts = pb.getContactPoints(hall.body, hall.floor, physicsClientId=hall.client) or ()
         touching = {int(c[3]) for c in contacts}
-        return all(foot in touching for foot in self.feet)
+        load_n = sum(float(c[9]) for c in contacts)
+        return all(foot in touching for foot in self.feet) and (
+            load_n >= LANDED_SHARE * hall.weight_n
+        )
 
     def walking_now(self, t_s: float) -> bool:
         """True while balance is not judged: on its own feet, while the robot steps or the

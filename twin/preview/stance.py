@@ -186,10 +186,10 @@ class StanceControl:
             if self._last is not None:
                 out[self.controlled] = self._last
             return out
-        robot.update_kinematics()
         solved = np.array(
             [robot.get_joint(v) for v, c in zip(self.vendor, self.controlled, strict=True) if c]
         )
+        robot.update_kinematics()
         self._last = solved
         out[self.controlled] = solved
         return out
