@@ -1,15 +1,20 @@
 """How fast a preview runs: the torque-wrench task at 240 Hz beside raw PyBullet, and trials.
 
-Usage: ``python benchmarks/preview.py [--trials N] [--jobs J] [--repeats R] [--json]``.
+Usage: ``python benchmarks/preview.py [--trials N] [--jobs J] [--repeats R] [--own-feet]
+[--json]``.
 
 * ``x_realtime``: simulated seconds per wall second of ``run_preview`` on
   ``scenes/tasks/torque_wrench.yaml`` (controllers, crane, every check; compile excluded), the
-  median of ``--repeats`` runs;
+  median of ``--repeats`` runs; ``own_feet_x_realtime`` the same with the robot on its own feet
+  outside walks (``twin preview --own-feet``: the stance controller's placo solve every tick);
 * ``raw_pybullet_x_realtime``, the baseline from the same run: the same preview hall (same
   bodies, same solver settings) stepped for the same simulated time with no controllers and no
   checks;
+* ``x_realtime_over_raw`` and ``own_feet_x_realtime_over_raw``: what controllers and checks
+  leave of the engine's speed (target >= 0.8);
 * ``trials_per_min``: ``--trials`` robustness trials (default 100) on ``--jobs`` local processes
-  (default: every core), wall time including process start-up.
+  (default: every core), wall time including process start-up, and ``trials_per_min_1_job``
+  the same trials on one process (``jobs_speedup``: target >= 1.7 with 2 jobs).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--own-feet", action="store_true", help="trials on the robot's own feet")
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     args = parser.parse_args()
 
@@ -46,6 +52,11 @@ def main() -> None:
     compiled = compile_task(task, scene)
     runs = [
         run_preview(task, scene, compiled=compiled, keep_series=False) for _ in range(args.repeats)
+    ]
+    own_compiled = compile_task(task, scene, own_feet=True)
+    own_runs = [
+        run_preview(task, scene, compiled=own_compiled, keep_series=False)
+        for _ in range(args.repeats)
     ]
     simulated_s = runs[0].simulated_s
     first = compiled.plan.at(0.0, compiled.rest_rad)
@@ -61,24 +72,39 @@ def main() -> None:
                 hall.step()
             raw.append(simulated_s / (time.perf_counter() - started))
     started = time.perf_counter()
-    outcomes = run_trials(task, scene, args.trials, seed=0, jobs=args.jobs)
+    outcomes = run_trials(task, scene, args.trials, seed=0, jobs=args.jobs, own_feet=args.own_feet)
     trials_wall_s = time.perf_counter() - started
+    started = time.perf_counter()
+    run_trials(task, scene, args.trials, seed=0, jobs=1, own_feet=args.own_feet)
+    one_job_wall_s = time.perf_counter() - started
+    raw_x = statistics.median(raw)
+    x = statistics.median(r.x_realtime for r in runs)
+    own_x = statistics.median(r.x_realtime for r in own_runs)
     result = {
         "benchmark": "preview",
         "task": "scenes/tasks/torque_wrench.yaml",
         "physics_hz": round(1.0 / TIME_STEP_S),
         "simulated_s": round(simulated_s, 3),
-        "x_realtime": round(statistics.median(r.x_realtime for r in runs), 2),
+        "x_realtime": round(x, 2),
         "x_realtime_runs": [round(r.x_realtime, 2) for r in runs],
-        "raw_pybullet_x_realtime": round(statistics.median(raw), 2),
-        "raw_pybullet_x_realtime_runs": [round(x, 2) for x in raw],
+        "own_feet_x_realtime": round(own_x, 2),
+        "own_feet_x_realtime_runs": [round(r.x_realtime, 2) for r in own_runs],
+        "raw_pybullet_x_realtime": round(raw_x, 2),
+        "raw_pybullet_x_realtime_runs": [round(v, 2) for v in raw],
+        "x_realtime_over_raw": round(x / raw_x, 3),
+        "own_feet_x_realtime_over_raw": round(own_x / raw_x, 3),
         "passed": runs[0].passed,
+        "own_feet_passed": own_runs[0].passed,
+        "own_feet_reasons": [r.kind for r in own_runs[0].reasons][:5],
+        "own_feet_trials": args.own_feet,
         "trials": args.trials,
         "jobs": args.jobs or "all cores",
         "trials_wall_s": round(trials_wall_s, 2),
         "trials_per_min": round(60.0 * args.trials / trials_wall_s, 2),
+        "trials_per_min_1_job": round(60.0 * args.trials / one_job_wall_s, 2),
+        "jobs_speedup": round(one_job_wall_s / trials_wall_s, 2),
         "trials_success_rate": sum(o.passed for o in outcomes) / len(outcomes),
-        "targets": {"x_realtime": 20.0, "trials_per_min": 100.0},
+        "targets": {"x_realtime_over_raw": 0.8, "jobs_speedup": 1.7},
         "machine": machine_info(),
     }
     print(json.dumps(result, indent=2))
