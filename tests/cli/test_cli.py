@@ -154,3 +154,17 @@ def test_headless_demo_runs_emulator_twin_and_viewer_and_writes_a_video(tmp_path
     # the robots move between the first and the last frame: it is the live hall
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).max() > 60
     assert "emulator -> twin" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [("nonsense", "expected ROBOT:RULE"), ("K9-99:drop=0.1", "no robot 'K9-99'")],
+)
+def test_a_bad_demo_fault_is_one_line_and_exit_2_before_anything_starts(
+    spec: str, why: str
+) -> None:
+    result = twin("demo", "--fault", spec, "--seconds", "5", timeout_s=60.0)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and why in lines[0] and "--fault" in lines[0], result.stderr
+    assert "http://" not in result.stdout  # no page was served

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from scenes.model import Scene
-from twin.cli.common import SceneArg, load_or_exit
+from twin.cli.common import EXIT_BAD_INPUT, SceneArg, load_or_exit
 from twin.cli.demo_hall import DemoError, DemoHall
 from twin.cli.scene import print_summary
 from twin.cli.summary import scene_summary
@@ -324,6 +324,13 @@ def demo(
     from twin.world.world import World
 
     loaded = load_or_exit(scene)
+    from twin.emulator.faults import FaultSpecError, parse_faults
+
+    try:  # before anything starts: a bad --fault is one line and exit 2
+        parse_faults(fault or [], [r.id for r in loaded.robots])
+    except FaultSpecError as exc:
+        err.print(f"twin demo: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if not (headless or video or window):
         from twin.cli.web_demo import run_web_demo
 
