@@ -7,7 +7,10 @@ packed float64 degrees, Tessel MessagePack maps, in proportion to their rates).
 - ``msgs_per_s``: the recorder as ``twin live --record`` runs it,
   :class:`twin.record.recorder_process.RecorderProcess`: the frames handed over as the
   mirror does (``frames`` per message, ``ship`` after every 128, the drain's batch), the
-  worker process recording them; from the first message handed to the file closed.
+  worker process recording them at this process's priority; from the first message handed
+  to the file closed. ``msgs_per_s_idle_priority``: the same at the priority ``twin live``
+  gives the worker (SCHED_IDLE: only CPU time nothing else on the machine wants, so it
+  says as much about the machine's other load as about the recorder).
   ``handoff_msgs_per_s``: what the handing over alone costs the mirror's thread.
 - ``msgs_per_s_in_thread``: :meth:`twin.record.recorder.Recorder.sink` in this thread
   (with the values ingest has already checked, as a mirror sink gets them), and
@@ -95,8 +98,11 @@ def _bench_sink(
     return len(messages) / elapsed, path.stat().st_size
 
 
-def _bench_process(scene: Scene, messages: list[Received], folder: Path) -> tuple[float, float]:
-    """(end-to-end msg/s, hand-over msg/s) of the recorder process."""
+def _bench_process(
+    scene: Scene, messages: list[Received], folder: Path, *, idle: bool = False
+) -> tuple[float, float]:
+    """(end-to-end msg/s, hand-over msg/s) of the recorder process; ``idle``: at the
+    priority ``twin live`` gives it (SCHED_IDLE), else at this process's."""
     text = DEFAULT_SCENE.read_text(encoding="utf-8")
     path = folder / "process.mcap"
     frames = [
@@ -104,7 +110,8 @@ def _bench_process(scene: Scene, messages: list[Received], folder: Path) -> tupl
                                               m.header.epoch), m.payload])
         for m in messages
     ]  # fmt: skip
-    recorder = RecorderProcess(path, scene, text, twin_version="bench")
+    priority = {} if idle else {"nice": 0, "idle": False}
+    recorder = RecorderProcess(path, scene, text, twin_version="bench", **priority)  # type: ignore[arg-type]
     feed, ship = recorder.frames, recorder.ship
     started = time.perf_counter()
     handing = 0.0
@@ -188,7 +195,17 @@ def run(count: int, repeat: int = 3) -> dict[str, Any]:
     messages = realistic_messages(scene, count)
     runs: dict[str, list[float]] = {
         k: []
-        for k in ("process", "handoff", "sink", "sink_inline", "raw", "chunked", "json", "bytes")
+        for k in (
+            "process",
+            "process_idle",
+            "handoff",
+            "sink",
+            "sink_inline",
+            "raw",
+            "chunked",
+            "json",
+            "bytes",
+        )
     }
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -200,6 +217,7 @@ def run(count: int, repeat: int = 3) -> dict[str, Any]:
             process_rate, handoff_rate = _bench_process(scene, messages, folder)
             runs["process"].append(process_rate)
             runs["handoff"].append(handoff_rate)
+            runs["process_idle"].append(_bench_process(scene, messages, folder, idle=True)[0])
             sink_rate, size = _bench_sink(scene, messages, folder)
             runs["sink"].append(sink_rate)
             runs["bytes"].append(size)
@@ -213,6 +231,7 @@ def run(count: int, repeat: int = 3) -> dict[str, Any]:
         "repeat": repeat,
         "msgs_per_s": round(median["process"]),
         "msgs_per_s_all_runs": [round(r) for r in runs["process"]],
+        "msgs_per_s_idle_priority": round(median["process_idle"]),
         "handoff_msgs_per_s": round(median["handoff"]),
         "msgs_per_s_in_thread": round(median["sink"]),
         "msgs_per_s_inline_compression": round(median["sink_inline"]),

@@ -206,7 +206,7 @@ class Recorder(Closing):
         start_ns = time.time_ns() if start_ns is None else start_ns
         self.start_ns = start_ns
         self._last_flush_ns = time.monotonic_ns()
-        self._flushed_at = (0, 0)  # (messages, events) at the last flush
+        self._flushed_at = 0  # messages at the last flush
         writer = self._writer
         writer.add_metadata(
             "twin",
@@ -301,12 +301,10 @@ class Recorder(Closing):
         self.flush_if_due(time.monotonic_ns())
 
     def flush_if_due(self, now_mono_ns: int) -> bool:
-        """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and something
-        was recorded since; True if it flushed."""
-        if now_mono_ns - self._last_flush_ns < FLUSH_EVERY_NS or self._flushed_at == (
-            self.messages,
-            self._event_id,
-        ):
+        """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and a message
+        was recorded since (events alone wait for the next message's flush, as they always
+        have: the chunks stay where messages put them); True if it flushed."""
+        if now_mono_ns - self._last_flush_ns < FLUSH_EVERY_NS or self._flushed_at == self.messages:
             return False
         self.flush(now_mono_ns)
         return True
@@ -400,7 +398,7 @@ class Recorder(Closing):
         """Close the chunk in progress and hand everything to the OS."""
         self._writer.flush()
         self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
-        self._flushed_at = (self.messages, self._event_id)
+        self._flushed_at = self.messages
 
     def close(self) -> None:
         """Finish the file: last chunk, summary, indexes, footer."""

@@ -18,11 +18,12 @@ the file is the same, byte for byte in its messages, as the in-thread recorder w
   in flight (what the worker has not yet taken, by its reports), drops the shipment and
   counts its messages (:attr:`RecorderProcess.dropped`, a warning line the first time and
   every :data:`DROP_LOG_EVERY` after); ``twin live`` prints the total at the end.
-- The worker runs at the lowest priority (SCHED_IDLE, and ``nice`` :data:`WORKER_NICE`):
-  it gets the CPU time nothing else wants, and any other process, the twin first, preempts
+- The worker runs at the lowest priority (SCHED_IDLE): it gets the CPU time nothing else
+  wants, and any other process, the twin first, preempts
   it at once. When the CPUs are short, ingest goes first and the worker catches up from its
   backlog; a machine that never has the time to spare (the worker needs about 20 µs of CPU
-  a message) fills the backlog to its bound, and then drops, counted.
+  a message) fills the backlog to its bound, and then drops, counted. Told to stop, the
+  worker returns to the normal policy to finish the file.
 - Errors: the worker says what stopped it (disk full, ...) in one line, which the twin logs
   once; a worker that dies without a word is one line too (its exit status). Either way
   recording stops and the twin mirrors on.
@@ -68,7 +69,7 @@ HEALTH_EVERY_NS: Final = 200_000_000
 START_TIMEOUT_S: Final = 60.0
 CLOSE_TIMEOUT_S: Final = 120.0  # the worker may have a backlog to write
 DROP_LOG_EVERY: Final = 100
-WORKER_NICE: Final = 19
+WORKER_NICE: Final = 0
 
 # channel tags, twin -> worker
 INIT: Final = b"init"

@@ -15,10 +15,12 @@ opens the file with the in-thread :class:`~twin.record.recorder.Recorder` and sa
 - an error (disk full, ...) is one line back to the twin, and the worker ends (closing
   what it can of the file).
 
-SIGINT is ignored (the twin decides when recording stops; a Ctrl-C reaches the whole
-process group). On SIGTERM the worker goes on until the twin says stop or is gone, for at
-most :data:`TERM_GRACE_S`. When the twin is gone (SIGKILL), the worker records what it had
-received and closes the file cleanly.
+Once told to stop (or when the twin is gone) it returns to the normal scheduling policy,
+so the twin's exit does not wait on a busy machine's spare time. SIGINT is ignored (the
+twin decides when recording stops; a Ctrl-C reaches the whole process group). On SIGTERM
+the worker goes on until the twin says stop or is gone, for at most :data:`TERM_GRACE_S`.
+When the twin is gone (SIGKILL), the worker records what it had received and closes the
+file cleanly.
 """
 
 from __future__ import annotations
@@ -138,6 +140,7 @@ class _Worker:
                     if tag == BATCH:
                         self.take(body)
                     elif tag == STOP:
+                        _normal_priority()  # the twin waits for the file: finish it now
                         return True
             now_ns = time.monotonic_ns()
             recorder.flush_if_due(now_ns)
@@ -145,6 +148,7 @@ class _Worker:
                 self.reported_ns = now_ns
                 self.tell(COUNTERS, self.counters())
             if not self.parent_alive():
+                _normal_priority()
                 self.drain()
                 return False
             if self.term_deadline is not None and time.monotonic() > self.term_deadline:
@@ -183,6 +187,14 @@ def _lower_priority(nice: int, *, idle: bool) -> None:
     if idle and hasattr(os, "SCHED_IDLE"):
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def _normal_priority() -> None:
+    """Back to the normal policy (allowed from SCHED_IDLE within RLIMIT_NICE), so that
+    the rest is written and the file closed on a busy machine too."""
+    if hasattr(os, "SCHED_OTHER"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
 
 
 def serve(endpoint: str, parent_pid: int, nice: int, *, idle: bool = False) -> int:
