@@ -156,8 +156,12 @@ class RecorderProcess(Closing):
                 "start_ns": self.start_ns,
                 "model_roots": models,
             }
-            self._channel.send_multipart((INIT, pickle.dumps(init)))
+            self._send_init(pickle.dumps(init))
             ready = self._wait_ready()
+        except (OSError, zmq.ZMQError) as exc:  # no process, no socket: one line, as a file
+            self._stop_worker(timeout_s=2.0)
+            self._release()
+            raise RecorderError(f"cannot start the recorder process for {path}: {exc}") from None
         except BaseException:
             self._stop_worker(timeout_s=2.0)
             self._release()
@@ -170,6 +174,19 @@ class RecorderProcess(Closing):
     def pid(self) -> int | None:
         """The worker's process id."""
         return self._process.pid if self._process is not None else None
+
+    def _send_init(self, body: bytes) -> None:
+        """The start-up parameters, once the worker has connected (a worker that died
+        before is an error, not a wait forever)."""
+        assert self._process is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._channel.poll(100, zmq.POLLOUT):
+                self._channel.send_multipart((INIT, body), zmq.NOBLOCK)
+                return
+            if self._process.poll() is not None:
+                break
+        raise RecorderError(f"the recorder process for {self.path} did not start")
 
     def _wait_ready(self) -> dict[str, Any]:
         assert self._process is not None
