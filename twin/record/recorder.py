@@ -207,6 +207,7 @@ class Recorder(Closing):
         self.start_ns = start_ns
         self._last_flush_ns = time.monotonic_ns()
         self._flushed_at = 0  # messages at the last flush
+        self._first_log_ns = 0  # receive time of the first message since (record_frames)
         writer = self._writer
         writer.add_metadata(
             "twin",
@@ -274,7 +275,12 @@ class Recorder(Closing):
         header, payload)``), all received at ``received_ns``: what
         :class:`twin.record.recorder_process.RecorderProcess` hands its worker. The file is
         the one :meth:`sink` writes for the same messages (ingest checked them already: a
-        packed joint state is viewed, not checked again)."""
+        packed joint state is viewed, not checked again). Flushes every
+        :data:`FLUSH_EVERY_NS` of the messages' receive times (a caller catching up from a
+        backlog writes the chunks of one keeping up); when caught up, the caller calls
+        :meth:`flush_if_due` for the wall clock."""
+        if self._flushed_at == self.messages:  # the first since the last flush
+            self._first_log_ns = received_ns
         unpack = HEADER.unpack
         record = self._record
         routes = self._routes
@@ -298,7 +304,8 @@ class Recorder(Closing):
             tail = encode(JointTail(stamp_ns, seq, epoch, position, velocity, effort))
             add(route.channel, received_ns, route.joint_prefix + tail[1:], stamp_ns, seq32)
             self.messages += 1
-        self.flush_if_due(time.monotonic_ns())
+        if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:  # by receive times: see above
+            self.flush()
 
     def flush_if_due(self, now_mono_ns: int) -> bool:
         """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and a message

@@ -9,7 +9,10 @@ opens the file with the in-thread :class:`~twin.record.recorder.Recorder` and sa
 - each shipment (a marshalled list of message groups, events and metadata, in order) is
   recorded (:meth:`~twin.record.recorder.Recorder.record_frames`,
   :meth:`~twin.record.recorder.Recorder.event`);
-- about every second the file is flushed, also when nothing comes (``flush_if_due``);
+- about every second the file is flushed: every second of the messages' receive times
+  (:meth:`~twin.record.recorder.Recorder.record_frames`, so a worker catching up from a
+  backlog writes the chunks a recorder keeping up would), and, once caught up, a second
+  after the last flush also when nothing more comes (``flush_if_due``);
 - every :data:`REPORT_EVERY_NS` its counters go back (messages recorded, bytes taken: the
   twin bounds its backlog with them);
 - an error (disk full, ...) is one line back to the twin, and the worker ends (closing
@@ -131,11 +134,14 @@ class _Worker:
         assert recorder is not None
         channel = self.channel
         while True:
+            caught_up = True
             if channel.poll(POLL_MS, zmq.POLLIN):
+                caught_up = False
                 for _ in range(64):  # then look at the clock and the parent again
                     try:
                         tag, body = channel.recv_multipart(zmq.NOBLOCK)
                     except zmq.Again:
+                        caught_up = True
                         break
                     if tag == BATCH:
                         self.take(body)
@@ -143,7 +149,8 @@ class _Worker:
                         _normal_priority()  # the twin waits for the file: finish it now
                         return True
             now_ns = time.monotonic_ns()
-            recorder.flush_if_due(now_ns)
+            if caught_up:  # behind, record_frames flushes by the messages' receive times
+                recorder.flush_if_due(now_ns)
             if now_ns - self.reported_ns >= REPORT_EVERY_NS:
                 self.reported_ns = now_ns
                 self.tell(COUNTERS, self.counters())
