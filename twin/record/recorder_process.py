@@ -27,11 +27,14 @@ the file is the same, byte for byte in its messages, as the in-thread recorder w
 - Errors: the worker says what stopped it (disk full, ...) in one line, which the twin logs
   once; a worker that dies without a word is one line too (its exit status). Either way
   recording stops and the twin mirrors on.
-- Durability: the worker flushes about every second (:data:`~twin.record.recorder.FLUSH_EVERY_NS`,
-  also when no message comes); a SIGKILL of the twin loses what the twin had not yet shipped
-  (about :data:`SHIP_EVERY_NS`): the worker sees its parent gone, records everything it
-  received and closes the file cleanly. :meth:`RecorderProcess.close` (``twin live``'s
-  exit, SIGINT and SIGTERM included) ships the rest, and waits for the worker to finish the file.
+- Durability: the worker flushes about every second (:data:`~twin.record.recorder.FLUSH_EVERY_NS`
+  of receive times, and when no message comes); a SIGKILL of the twin loses what the twin
+  had not yet shipped (about :data:`SHIP_EVERY_NS`) and, when the worker is behind, what
+  still waited in the twin's side of the channel: the worker sees its parent gone, records
+  everything it received and closes the file cleanly (a SIGKILL of both loses the
+  worker's backlog and its last second). :meth:`RecorderProcess.close` (``twin live``'s
+  exit, SIGINT and SIGTERM included) ships the rest and waits for the worker to finish
+  the file.
 """
 
 from __future__ import annotations
