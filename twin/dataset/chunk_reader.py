@@ -289,8 +289,11 @@ class ChunkReader:
         frame whose JSON lies in the next chunk stays pending (a pair of messages may
         straddle a chunk boundary); frames before it never had JSON written (the recorder
         refused them) and are dropped."""
-        rows = np.flatnonzero(keep)
-        pending.add(raw.log_ns[rows], raw.publish_ns[rows], values[rows])
+        if keep.all():  # the usual case: every frame kept, taken without a copy
+            pending.add(raw.log_ns, raw.publish_ns, values)
+        else:
+            rows = np.flatnonzero(keep)
+            pending.add(raw.log_ns[rows], raw.publish_ns[rows], values[rows])
         count = len(canonical)
         same = len(pending) >= count and np.array_equal(pending.log_ns[:count], canonical.log_ns)
         for at in (0, count - 1) if same and count else ():

@@ -45,6 +45,11 @@ DEFAULT_FEATURES: Final[dict[str, dict[str, Any]]] = {
     "index": {"dtype": "int64", "shape": [1], "names": None},
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
+DATA_FILE_OPTIONS: Final[dict[str, Any]] = {"compression": "snappy", "use_dictionary": False}
+"""How the frames are written. No dictionary encoding: the frames' floats are nearly all
+distinct, so pyarrow built a dictionary for every column only to drop it, twice the cost of
+writing them plain (and larger files); the few repeating columns (episode and task index)
+are runs that Snappy shrinks as well."""
 _ARROW: Final[dict[str, pa.DataType]] = {
     "float32": pa.float32(),
     "float64": pa.float64(),
@@ -309,7 +314,7 @@ class DatasetWriter:
             chunk, file = self._data_at
             path = self.root / DATA_PATH.format(chunk_index=chunk, file_index=file)
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._writer = pq.ParquetWriter(path, self._schema, compression="snappy")
+            self._writer = pq.ParquetWriter(path, self._schema, **DATA_FILE_OPTIONS)
             self._written_bytes = 0
         return self._data_at
 

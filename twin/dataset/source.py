@@ -4,12 +4,14 @@ A recording holds every canonical message as JSON beside its raw vendor frame; a
 needs only each robot's joint states, base poses and heartbeats and the ``/events``. The
 generic reader (:mod:`twin.record.recording`) makes a Python object of every record; at
 the hall's ~6,000 records a second (half of them raw frames) that alone is slower than the
-export's target. So this module reads the chunks itself: where the chunks lie and each
-chunk's records (decompressed and CRC-checked in C) come from :mod:`twin.record.chunks`, as
-for every reader of recordings (a damaged chunk is skipped and noted in
-:attr:`Part.damage`, the rest is read), with the decompression on ``threads`` threads (zstd
-and the CRC run without the GIL) while this thread decodes the previous chunks in bulk
-(:mod:`twin.dataset.chunk_reader`, :mod:`twin.dataset.bulk`).
+export's target. So this module reads the chunks itself: where the chunks lie comes from
+:mod:`twin.record.chunks`, as for every reader of recordings, and each chunk's records are
+decompressed and CRC-checked in C on ``threads`` threads (zstd and the CRC run without the
+GIL) while this thread decodes the previous chunks in bulk (:mod:`twin.dataset.chunk_reader`,
+:mod:`twin.dataset.bulk`). A zstd chunk with a CRC is opened in a few calls
+(:func:`zstd_records`); any other, or one that does not check out, goes through
+:func:`twin.record.chunks.chunk_records` (a damaged chunk is skipped and noted in
+:attr:`Part.damage`, the rest is read).
 
 A complete file can be split by its chunk index into :class:`ChunkSpan` parts; a cut file
 (no usable summary) is read from the start up to the cut, as
@@ -22,7 +24,10 @@ import contextlib
 import itertools
 import logging
 import mmap
+import struct
 import sys
+import threading
+import zlib
 from collections import deque
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,6 +36,8 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
+import zstandard
+from mcap.opcode import Opcode
 
 from sync.codecs import VendorCodec
 from twin.dataset.chunk_reader import ChunkReader, Prepared, index_region, route
@@ -163,13 +170,48 @@ def _catalog(path: Path) -> ChunkCatalog:
 Unpacked = tuple[bytes, Prepared | None] | str  # a chunk's records made ready, or why not
 
 
+_CHUNK_HEAD: Final = struct.Struct("<BQQQQII")  # opcode, length, times, size, CRC, name length
+_ZSTD: Final = threading.local()  # each decompression thread's zstd context, kept
+
+
+def zstd_records(record: bytes) -> bytes | None:
+    """A zstd chunk's records with a CRC, decompressed and checked as
+    :func:`twin.record.chunks.chunk_records` does, in a few steps that hold the GIL instead
+    of its parse of the record in Python (some hundred calls a chunk, each waiting for the
+    GIL while the decoding thread holds it). None: any other chunk, or one that does not
+    check out, which that function then reads or explains."""
+    if len(record) < _CHUNK_HEAD.size:
+        return None
+    opcode, length, _, _, size, crc, name_length = _CHUNK_HEAD.unpack_from(record)
+    at = _CHUNK_HEAD.size + name_length
+    if opcode != Opcode.CHUNK or length != len(record) - 9 or not crc or at + 8 > len(record):
+        return None
+    if record[_CHUNK_HEAD.size : at] != b"zstd":
+        return None
+    (records_length,) = struct.unpack_from("<Q", record, at)
+    if at + 8 + records_length > len(record):
+        return None
+    context = getattr(_ZSTD, "context", None)
+    if context is None:
+        context = _ZSTD.context = zstandard.ZstdDecompressor()
+    compressed = memoryview(record)[at + 8 : at + 8 + records_length]
+    try:
+        out: bytes = context.decompress(compressed, max_output_size=size)
+    except zstandard.ZstdError:
+        return None
+    return out if len(out) == size and zlib.crc32(out) == crc else None
+
+
 def _unpack(data: mmap.mmap, ref: ChunkRef, reader: ChunkReader) -> Unpacked:
     """A chunk's records, decompressed, checked and prepared (this runs on the
     decompression threads), or why it does not read."""
-    try:
-        records = chunk_records(data[ref.offset : ref.offset + ref.length])
-    except ChunkDamaged as exc:
-        return str(exc)
+    record = data[ref.offset : ref.offset + ref.length]
+    records = zstd_records(record)
+    if records is None:
+        try:
+            records = chunk_records(record)
+        except ChunkDamaged as exc:
+            return str(exc)
     return records, reader.prepare(records, index_region(data, ref))
 
 
