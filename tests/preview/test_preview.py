@@ -15,7 +15,7 @@ import zmq
 from typer.testing import CliRunner
 
 from robots import get_model
-from scenes import load_scene
+from scenes import DEFAULT_SCENE, load_scene
 from scenes.model import Scene
 from scenes.tasks import TASKS_DIR, load_task
 from sync.fanout import request_snapshot
@@ -67,6 +67,27 @@ def test_reach_too_far_fails_on_reach(hall: Scene) -> None:
     reach = [r for r in result.reasons if r.kind == "reach"]
     assert reach and "IK residual" in reach[0].detail and reach[0].step == 0
     assert result.max_ik_residual_m > 0.3
+
+
+def test_heavy_lift_fails_on_effort_and_a_light_crate_passes(hall: Scene, tmp_path: Path) -> None:
+    task = load_task(TASKS_DIR / "heavy_lift.yaml", hall)
+    result = run_preview(task, hall, keep_series=False)
+    assert not result.passed
+    first = result.reasons[0]
+    # the grip takes the 20 kg crate; the arm gives out as it comes up (step 1: the grasp's lift)
+    assert first.kind == "effort" and first.step == 1, result.reasons
+    assert "right_shoulder" in first.detail or "right_elbow" in first.detail
+    assert not [r for r in result.reasons if r.kind == "grasp"], result.reasons
+    assert result.max_effort_fraction > 0.9
+
+    text = DEFAULT_SCENE.read_text()
+    heavy = "size: [0.3, 0.25, 0.2], mass: 20}"
+    assert text.count(heavy) == 1
+    (tmp_path / "hall.yaml").write_text(text.replace(heavy, "size: [0.3, 0.25, 0.2], mass: 1}"))
+    light = load_scene(tmp_path / "hall.yaml")
+    passed = run_preview(load_task(TASKS_DIR / "heavy_lift.yaml", light), light, keep_series=False)
+    assert passed.passed, passed.reasons
+    assert passed.max_effort_fraction < 0.9
 
 
 def test_cli_report_recording_and_record(hall: Scene, store: Path, tmp_path: Path) -> None:

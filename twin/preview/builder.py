@@ -83,6 +83,8 @@ class BuilderCore:
         self.loads: list[WrenchLoad] = []
         self.notes: list[CompileNote] = []
         self.held: dict[str, GraspSpan] = {}
+        self.grip_above_m: dict[str, float] = {}
+        """Per held item: how far above its top the hand's centre of mass took it (m)."""
         self.current = 0
         self._emit(0.0)
 

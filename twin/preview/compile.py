@@ -77,6 +77,7 @@ from twin.preview.gait import Where as Where
 from twin.preview.hands import APPROACH_M as APPROACH_M
 from twin.preview.hands import CALIBRATION_REACH_M as CALIBRATION_REACH_M
 from twin.preview.hands import GRIP_ABOVE_M as GRIP_ABOVE_M
+from twin.preview.hands import GRIP_GAP_M as GRIP_GAP_M
 from twin.preview.hands import PLACE_ABOVE_M as PLACE_ABOVE_M
 from twin.preview.hands import RETRACT_REACH_M as RETRACT_REACH_M
 from twin.preview.hands import RETRACT_S as RETRACT_S

@@ -27,7 +27,11 @@ STRAIGHT_MOVE_M: Final = 0.25
 """Hand moves this short in a fixed stance go in a straight line (waypoints WAYPOINT_M apart)."""
 WAYPOINT_M: Final = 0.03
 GRIP_ABOVE_M: Final = 0.07
-"""The hand's centre of mass sits this far above an item's top when it grasps it."""
+"""Where a hand first goes above an item to grasp (its centre of mass this far above the top,
+plus APPROACH_M) before the grip height is fitted to the hand's pose (_grip_above_m)."""
+GRIP_GAP_M: Final = 0.008
+"""A grasping hand's collision shape stops this far above the item's top (within the grasp's
+GRASP_REACH_M of 2 cm, with room for the hand's tilt and the arm's lag)."""
 STROKE_M: Final = 0.10
 WRENCH_LEVER_FRACTION: Final = 0.8
 CALIBRATION_REACH_M: Final = 1.6
@@ -124,6 +128,26 @@ class Hands(BuilderCore):
         to = (x + ux * back, y + uy * back, z + RETRACT_UP_M)
         self._move_hand(index, hand, to, RETRACT_S, "retract", stance, straight=True)
 
+    def _grip_above_m(self, hand: Hand, top: Vec3, stance: tuple[float, float]) -> float:
+        """How far above an item's ``top`` the hand's centre of mass goes to grasp it: so that
+        the hand's collision shape, in the pose the arm takes there, stops GRIP_GAP_M above
+        the top (a hand held flat reaches less far below its centre than one hanging)."""
+        joint = hand_joint(self.model, hand)
+        above = GRIP_ABOVE_M
+        for _ in range(3):
+            solution, (lean, knee) = self._solve(hand, (top[0], top[1], top[2] + above),
+                                                 stance=stance)  # fmt: skip
+            saved = (self.joints, self.pitch)
+            self.joints = self.joints | self._clip(self._legs(knee, lean)) | solution.joints_rad
+            self.pitch = lean
+            self.kin.pose(self.joints, self.pelvis_xyz(), self.yaw, self.pitch)
+            self.joints, self.pitch = saved
+            depth = self.kin.depth_below_com_m(joint) + GRIP_GAP_M
+            if abs(depth - above) < 0.002:
+                break
+            above = depth
+        return depth
+
     def _hand_now(self, hand: Hand) -> Vec3:
         base = self.pelvis_xyz()
         self.kin.pose(self.joints, base, self.yaw, self.pitch)
@@ -143,9 +167,11 @@ class Hands(BuilderCore):
         grasp = step.grasp
         assert grasp is not None
         top = item_top(self.scene, grasp.item)
-        grip = (top[0], top[1], top[2] + GRIP_ABOVE_M)
-        above = (grip[0], grip[1], grip[2] + APPROACH_M)
+        above = (top[0], top[1], top[2] + GRIP_ABOVE_M + APPROACH_M)
         stance = self._move_hand(index, grasp.hand, above, 0.5 * grasp.duration, "above item")
+        grip_above = self.grip_above_m[grasp.item] = self._grip_above_m(grasp.hand, top, stance)
+        grip = (top[0], top[1], top[2] + grip_above)
+        above = (grip[0], grip[1], grip[2] + APPROACH_M)
         self._move_hand(index, grasp.hand, grip, 0.3 * grasp.duration, f"item:{grasp.item}",
                         stance)  # fmt: skip
         self.grip = 1.0
@@ -161,7 +187,8 @@ class Hands(BuilderCore):
         span = self.held.pop(place.item)
         _, item = item_on_bench(self.scene, place.item)
         at = target_point(place.at, self.scene)
-        put = (at[0], at[1], at[2] + item.size[2] + GRIP_ABOVE_M + PLACE_ABOVE_M)
+        grip_above = self.grip_above_m.pop(place.item, GRIP_ABOVE_M)
+        put = (at[0], at[1], at[2] + item.size[2] + grip_above + PLACE_ABOVE_M)
         above = (put[0], put[1], put[2] + APPROACH_M)
         stance = self._move_hand(index, span.hand, above, 0.5 * place.duration, "above place")
         self._move_hand(index, span.hand, put, 0.25 * place.duration, _describe(place.at), stance)

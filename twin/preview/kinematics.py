@@ -157,6 +157,13 @@ class Kinematics(Closing):
         )
         return (float(state[0][0]), float(state[0][1]), float(state[0][2]))
 
+    def depth_below_com_m(self, joint: str) -> float:
+        """How far the collision shape of the link ``joint`` moves reaches below that link's
+        centre of mass, in the current pose (m; PyBullet's bounding box)."""
+        index = self.index[self.model.joint(joint).name]
+        lo, _ = pb.getAABB(self.body, index, physicsClientId=self.client)
+        return max(0.0, self.link_com(joint)[2] - float(lo[2]))
+
     def pelvis_over_feet(self, joints_rad: Mapping[str, float], pitch_rad: float = 0.0) -> Vec3:
         """(forward, left, height) of the pelvis frame over the point between the feet's soles,
         in the robot's heading frame, for a pose with the pelvis leaning ``pitch_rad`` and the
