@@ -16,7 +16,8 @@ Figures:
 
 * ``share``: per lesson of the runs with lessons on, from the twin's recording: ``settle_s``
   (the incident's first failure event recorded -> the lesson event: the wait until its cause
-  is settled, :data:`twin.failures.incidents.CAUSE_LEAD_S` unless the cause is a fall),
+  is settled: none for a fall, :data:`twin.failures.incidents.UPRIGHT_DROP_LEAD_S` for a grasp
+  an upright robot dropped, :data:`twin.failures.incidents.CAUSE_LEAD_S` for other causes),
   ``send_to_acks_s`` (lesson event -> the last concerned gateway's acknowledgement recorded
   by the twin) and ``failure_to_all_acks_s`` (their sum: first failure event -> the lesson
   acknowledged by every concerned gateway). Target: ``failure_to_all_acks_s < 1`` in the

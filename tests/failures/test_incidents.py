@@ -10,6 +10,7 @@ from pathlib import Path
 from twin.failures.events import FailureEvent, Severity
 from twin.failures.incidents import (
     CAUSE_LEAD_S,
+    UPRIGHT_DROP_LEAD_S,
     WEAK_CAUSE_LEAD_S,
     IncidentGrouper,
     group_incidents,
@@ -19,9 +20,16 @@ S = 1_000_000_000
 
 
 def event(
-    i: int, t_s: float, kind: str, robot: str = "T3-04", severity: Severity = "error"
+    i: int,
+    t_s: float,
+    kind: str,
+    robot: str = "T3-04",
+    severity: Severity = "error",
+    *,
+    upright: bool | None = None,
 ) -> FailureEvent:
-    return FailureEvent(f"F{i:04d}", int(t_s * S), robot, kind, severity, f"{kind} at {t_s}")
+    details = f"{kind} at {t_s}"
+    return FailureEvent(f"F{i:04d}", int(t_s * S), robot, kind, severity, details, upright)
 
 
 def test_a_fall_settles_its_cause_at_once_other_causes_wait_the_lead() -> None:
@@ -38,6 +46,65 @@ def test_a_fall_settles_its_cause_at_once_other_causes_wait_the_lead() -> None:
     assert limit.cause_settled(int(20.2 * S)) and limit.cause.kind == "fall"
     # a live grouper keeps the newest incidents only, and counts them all
     assert grouper.opened == 3 and grouper.incidents == [grasp, limit]
+
+
+def test_a_grasp_dropped_upright_settles_well_before_the_lead_and_stays_the_cause() -> None:
+    # the lesson of a lost grip must reach every gateway within 1 s of the drop
+    assert UPRIGHT_DROP_LEAD_S <= 0.3 < CAUSE_LEAD_S
+    grouper = IncidentGrouper()
+    drop, opened = grouper.add(event(1, 10.0, "grasp_dropped", robot="T3-01", upright=True))
+    assert opened and not drop.cause_settled(int((10.0 + 0.9 * UPRIGHT_DROP_LEAD_S) * S))
+    assert drop.cause_settled(int((10.0 + UPRIGHT_DROP_LEAD_S) * S))
+    # the robot falls after that (within the full lead): the fall is counted in the drop's
+    # incident, which it makes critical, and the settled cause does not change under it
+    fall, opened = grouper.add(event(2, 10.5, "fall", robot="T3-01", severity="critical"))
+    assert fall is drop and not opened
+    assert drop.cause.id == "F0001" and drop.cause.kind == "grasp_dropped"
+    assert drop.consequence_counts() == {"fall": 1} and drop.severity == "critical"
+    assert drop.cause_settled(int(10.5 * S))
+    # offline, from the same events, the same incident
+    (offline,) = group_incidents([event(2, 10.5, "fall", robot="T3-01"), drop.events[0]])
+    assert offline.cause.id == "F0001" and offline.consequence_counts() == {"fall": 1}
+
+
+def test_a_collision_seen_just_after_an_upright_drop_is_still_its_cause() -> None:
+    # the collision detector runs at 4 Hz: it may see the knock after the drop it caused
+    grouper = IncidentGrouper()
+    drop, _ = grouper.add(event(1, 10.0, "grasp_dropped", robot="H2-02", upright=True))
+    grouper.add(event(2, 10.2, "collision", robot="H2-02"))
+    assert drop.cause.kind == "collision"
+    assert not drop.cause_settled(int((10.0 + 0.9 * UPRIGHT_DROP_LEAD_S) * S))
+    assert drop.cause_settled(int((10.0 + UPRIGHT_DROP_LEAD_S) * S))
+
+
+def test_a_grasp_dropped_by_a_tilting_robot_waits_the_lead_for_its_fall() -> None:
+    # tilted at the drop (or its posture unknown): a fall may be under way and explain it
+    for upright in (False, None):
+        grouper = IncidentGrouper()
+        drop, _ = grouper.add(event(1, 10.0, "grasp_dropped", robot="T3-01", upright=upright))
+        assert not drop.cause_settled(int((10.0 + 2 * UPRIGHT_DROP_LEAD_S) * S))
+        grouper.add(event(2, 10.5, "fall", robot="T3-01", severity="critical"))
+        assert drop.cause.kind == "fall" and drop.cause_settled(int(10.5 * S))
+        assert drop.consequence_counts() == {"grasp_dropped": 1}
+    # a fall first and the drop it brings (upright or not): caused by the fall
+    (fell,) = group_incidents(
+        [event(3, 20.0, "fall", severity="critical"), event(4, 20.05, "grasp_dropped")]
+    )
+    assert fell.cause.kind == "fall" and fell.consequence_counts() == {"grasp_dropped": 1}
+
+
+def test_an_upright_drop_after_weak_events_ends_the_search_for_a_stronger_cause() -> None:
+    grouper = IncidentGrouper()
+    limit, _ = grouper.add(event(1, 30.0, "joint_limit", robot="K1-01"))
+    grouper.add(event(2, 31.5, "grasp_dropped", robot="K1-01", upright=True))
+    assert limit.cause.kind == "grasp_dropped"
+    assert not limit.cause_settled(int((31.5 + 0.9 * UPRIGHT_DROP_LEAD_S) * S))
+    assert limit.cause_settled(int((31.5 + UPRIGHT_DROP_LEAD_S) * S))
+    grouper.add(event(3, 32.0, "fall", robot="K1-01", severity="critical"))
+    assert limit.cause.kind == "grasp_dropped" and limit.consequence_counts() == {
+        "joint_limit": 1,
+        "fall": 1,
+    }
 
 
 def test_a_slow_collapse_is_caused_by_its_fall_though_joint_limits_came_first() -> None:

@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from robots import RobotModel, get_model
@@ -202,6 +203,29 @@ def test_an_item_slipping_out_of_a_closed_gripper_is_a_dropped_grasp() -> None:
     assert "part-2" in drops[0].details
 
 
+def test_a_dropped_grasp_says_whether_the_robot_stood_upright() -> None:
+    height = get_model("tessel_t3").base_height_m
+    postures = {
+        "bench lean": (Base((0.0, 0.0, height), quat_about_x(math.radians(13))), True),
+        "squat": (Base((0.0, 0.0, 0.74 * height), quat_about_x(math.radians(23))), True),
+        "tipping": (Base((0.0, 0.0, 0.9 * height), quat_about_x(math.radians(35))), False),
+        "sinking": (Base((0.0, 0.0, 0.6 * height)), False),
+        "no base pose": (None, None),
+    }
+    for name, (base, upright) in postures.items():
+        monitors, robot = Monitors(collisions=False), fake()
+        robot.base = base
+        robot.heartbeat = Grip(grip_closed=True, holding="part-1")
+        found = monitors.check(0, {"R1": robot}, None)
+        robot.heartbeat = Grip(grip_closed=True, holding="")
+        found += monitors.check(STEP_NS, {"R1": robot}, None)
+        drops = [f for f in found if f.kind == "grasp_dropped"]
+        assert [f.upright for f in drops] == [upright], name
+    # other kinds say nothing of it, and their JSON is as before
+    fall = FailureEvent("F0001", 0, "R1", "fall", "critical", "fell")
+    assert fall.upright is None and b"upright" not in msgspec.json.encode(fall)
+
+
 def test_a_gripper_empty_after_a_silence_is_no_drop() -> None:
     monitors = Monitors(collisions=False)
     robot = fake()
@@ -262,6 +286,8 @@ def test_a_lost_grip_in_the_emulator_is_listed_as_a_dropped_grasp(fall_recording
         f for f in detect_offline(open_recording(fall_recording)) if f.kind == "grasp_dropped"
     ]
     assert [f.robot_id for f in offline] == ["T3-01"]
+    # it slips while the robot carries it, upright: recorded live and found offline alike
+    assert drops[0]["upright"] is True and offline[0].upright is True
 
 
 def test_offline_detection_finds_the_same_fall_in_the_joint_and_base_channels(

@@ -19,7 +19,7 @@ from sync.streams import Liveness, LivenessClock
 Severity = Literal["warning", "error", "critical"]
 
 
-class FailureEvent(msgspec.Struct, frozen=True):
+class FailureEvent(msgspec.Struct, frozen=True, omit_defaults=True):
     """One detected failure (``details`` is one human-readable line)."""
 
     id: str
@@ -28,6 +28,11 @@ class FailureEvent(msgspec.Struct, frozen=True):
     kind: str  # fall, joint_limit, effort, stale, collision, divergence, grasp_dropped
     severity: Severity
     details: str
+    upright: bool | None = None
+    """``grasp_dropped``: whether the robot stood in its working posture when the drop was seen
+    (:func:`twin.failures.monitors.stands_upright`), which lets the incident's cause settle
+    sooner (:mod:`twin.failures.incidents`); None: not measured (no base pose, another kind, or
+    a recording made before it was)."""
 
 
 class BaseLike(Protocol):

@@ -7,6 +7,10 @@ open incident when it comes within :data:`CONSEQUENCE_WINDOW_S` of that incident
 event, else it opens a new one. The incident's cause is its most causal event among those of
 its first :data:`CAUSE_LEAD_S` (a joint limit a few milliseconds before the fall it belongs
 to is a consequence of the same fall, not its cause); severity is the worst of its events.
+A grasp dropped while the robot stood upright (the event's ``upright``) shortens that search to
+:data:`UPRIGHT_DROP_LEAD_S` after it: a robot in its working posture was not falling, so only
+a collision, which its detector sees later than the drop, can still explain the drop, and a
+fall after that is one of its consequences. Its lesson then need not wait the full lead.
 The same grouping runs offline (``twin failures``) and on a live event stream.
 """
 
@@ -17,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from twin.failures.events import FailureEvent, Severity
+from twin.failures.monitors import DEFAULT_COLLISION_HZ, DEFAULT_RATE_HZ
 
 CONSEQUENCE_WINDOW_S: Final = 5.0
 """An event this close after the previous one of a robot's incident belongs to it."""
@@ -26,6 +31,10 @@ WEAK_CAUSE_LEAD_S: Final = 2.5
 """While an incident holds only weak events (:data:`WEAK_RANK` and after: effort, joint limits,
 divergence, stale data), a strong one this close after its first still becomes its cause: a
 robot collapsing slowly hits joint limits well before its base is low enough to call a fall."""
+UPRIGHT_DROP_LEAD_S: Final = 1.0 / DEFAULT_COLLISION_HZ + 1.0 / DEFAULT_RATE_HZ
+"""After a grasp dropped by an upright robot, a stronger cause is looked for this long (0.3 s):
+a collision that knocked the item out is seen up to one collision check (4 Hz) plus one
+detector run (20 Hz) after the drop. A fall cannot have caused it: the robot was upright."""
 WEAK_RANK: Final = 3
 CAUSE_RANK: Final[dict[str, int]] = {
     "fall": 0,
@@ -51,30 +60,38 @@ class Incident:
     @property
     def cause(self) -> FailureEvent:
         """The most causal event of the incident's first :data:`CAUSE_LEAD_S`; if those are all
-        weak, the most causal strong event within :data:`WEAK_CAUSE_LEAD_S`, if any."""
-        first = self.events[0].stamp_ns
-        lead = [e for e in self.events if e.stamp_ns - first <= CAUSE_LEAD_S * _NS]
-        best = min(lead, key=_causal)
-        if _rank(best) >= WEAK_RANK:
-            late = [
-                e
-                for e in self.events
-                if e.stamp_ns - first <= WEAK_CAUSE_LEAD_S * _NS and _rank(e) < WEAK_RANK
-            ]
-            if late:
-                best = min(late, key=_causal)
-        return best
+        weak, the most causal strong event within :data:`WEAK_CAUSE_LEAD_S`, if any. Either
+        search ends :data:`UPRIGHT_DROP_LEAD_S` after a grasp an upright robot dropped."""
+        return self._search()[0]
 
     def cause_settled(self, now_ns: int) -> bool:
-        """Whether the cause can no longer change: a fall (nothing later outranks it, so its
-        lesson need not wait); a strong cause once :data:`CAUSE_LEAD_S` has passed since the
-        first event; a weak one once :data:`WEAK_CAUSE_LEAD_S` has."""
-        rank = _rank(self.cause)
-        if rank == min(CAUSE_RANK.values()):
-            return True
-        waited_ns = now_ns - self.start_ns
-        lead_s = CAUSE_LEAD_S if rank < WEAK_RANK else WEAK_CAUSE_LEAD_S
-        return waited_ns >= lead_s * _NS
+        """Whether the cause can no longer change: a fall at once (nothing outranks it, so its
+        lesson need not wait); any other once the search that found it has ended (a strong
+        cause :data:`CAUSE_LEAD_S` after the first event, or :data:`UPRIGHT_DROP_LEAD_S` after a
+        drop by an upright robot; a weak one :data:`WEAK_CAUSE_LEAD_S` after the first)."""
+        cause, until_ns = self._search()
+        return _rank(cause) == min(CAUSE_RANK.values()) or now_ns >= until_ns
+
+    def _search(self) -> tuple[FailureEvent, int]:
+        """The cause, and until when (ns) a later event could still have replaced it."""
+        until_ns = self._search_end_ns(CAUSE_LEAD_S)
+        best = min((e for e in self.events if e.stamp_ns <= until_ns), key=_causal)
+        if _rank(best) >= WEAK_RANK:
+            until_ns = self._search_end_ns(WEAK_CAUSE_LEAD_S)
+            late = [e for e in self.events if e.stamp_ns <= until_ns and _rank(e) < WEAK_RANK]
+            if late:
+                best = min(late, key=_causal)
+        return best, until_ns
+
+    def _search_end_ns(self, lead_s: float) -> int:
+        """``lead_s`` after the first event, or sooner after an upright robot's dropped grasp."""
+        end_ns = self.start_ns + round(lead_s * _NS)
+        for event in self.events:
+            if event.stamp_ns > end_ns:
+                break
+            if event.kind == "grasp_dropped" and event.upright:
+                return min(end_ns, event.stamp_ns + round(UPRIGHT_DROP_LEAD_S * _NS))
+        return end_ns
 
     @property
     def consequences(self) -> list[FailureEvent]:

@@ -196,6 +196,7 @@ def _failures(
             "kind": f.kind,
             "severity": f.severity,
             "details": f.details,
+            **({"upright": f.upright} if f.upright is not None else {}),
         }
         for f in failures
     ]

@@ -4,9 +4,10 @@ lesson made (or strengthened) once an incident's cause is settled.
 The mirror hands every failure to :meth:`LiveLessons.on_failure`, which snapshots the robot's
 conditions at detection (tilt, base height, effort against rating, what it holds) when the
 failure opens an incident; :meth:`LiveLessons.poll`, called after each run of the detectors,
-makes the lesson of every incident whose cause is settled (its first event is
-:data:`CAUSE_LEAD_S` old, or it is a fall, which nothing later can outrank) and hands it to
-``publish``. A lessons database that fails mid-run is
+makes the lesson of every incident whose cause is settled (the search for a stronger cause is
+over: at once for a fall, which nothing later can outrank, 0.3 s after a grasp dropped
+by an upright robot, else 1 s after its first event; :meth:`Incident.cause_settled`) and hands
+it to ``publish``. A lessons database that fails mid-run is
 one warning: the twin goes on mirroring without lessons (``enabled`` turns False).
 """
 
