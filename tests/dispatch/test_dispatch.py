@@ -108,11 +108,13 @@ class Hall:
             save_record(record, self.previews)
         return path
 
-    def dispatch(self, task: Path, robot: str, *args: str) -> tuple[int, dict[str, Any]]:
+    def dispatch(
+        self, task: Path, robot: str, *args: str, cwd: Path | None = None
+    ) -> tuple[int, dict[str, Any]]:
         result = subprocess.run(
             [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", robot,
              "--keys", str(self.keys), "--control", self.control, "--json", *args],
-            capture_output=True, text=True, timeout=180, check=False,
+            capture_output=True, text=True, timeout=180, check=False, cwd=cwd,
         )  # fmt: skip
         assert "Traceback" not in result.stderr, result.stderr
         outcome = json.loads(result.stdout) if result.stdout.strip() else {}
@@ -161,8 +163,11 @@ def hall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hall]:
         twin.stop()
 
 
-def refused_and_nothing_sent(hall: Hall, task: Path, robot: str, condition: str) -> dict[str, Any]:
-    """Dispatch; assert the twin refused for ``condition`` and the gateway got nothing."""
+def refused_and_nothing_sent(
+    hall: Hall, task: Path, robot: str, condition: str, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Dispatch (from ``cwd``); assert the twin refused for ``condition`` and the gateway got
+    nothing."""
 
     def plans(counts: dict[str, int]) -> dict[str, int]:
         # lessons may reach the gateway meanwhile (a diverged robot's joint limits teach one)
@@ -170,7 +175,7 @@ def refused_and_nothing_sent(hall: Hall, task: Path, robot: str, condition: str)
 
     before = plans(hall.received(robot))
     sent_before = hall.status()["dispatch"]["sent"]
-    code, outcome = hall.dispatch(task, robot)
+    code, outcome = hall.dispatch(task, robot, cwd=cwd)
     assert code == 1, outcome
     assert (outcome["outcome"], outcome["condition"]) == ("refused", condition), outcome
     assert plans(hall.received(robot)) == before  # no plan reached the gateway
@@ -209,6 +214,10 @@ def test_unpreviewed_and_edited_task_files_are_refused(hall: Hall) -> None:
     edited.write_text(edited.read_text() + "# one more comment\n")
     outcome = refused_and_nothing_sent(hall, edited, "T3-02", "preview")
     assert "changed since its preview" in outcome["detail"]
+    # a relative path is the caller's: the twin runs elsewhere, yet finds the earlier preview
+    assert Path.cwd() != hall.work
+    outcome = refused_and_nothing_sent(hall, Path(edited.name), "T3-02", "preview", hall.work)
+    assert f"{edited} changed since its preview" in outcome["detail"], outcome
     elsewhere = hall.task("T3-02", "elsewhere.yaml", scene="Training hall B")
     outcome = refused_and_nothing_sent(hall, elsewhere, "T3-02", "preview")
     assert "previewed in 'Training hall B'" in outcome["detail"]

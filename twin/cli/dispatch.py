@@ -176,7 +176,7 @@ def dispatch_cmd(
         if keys is None:
             err.print(f"twin dispatch: no key directory; pass --keys DIR or set {ENV_KEYS}")
             raise typer.Exit(EXIT_BAD_INPUT)
-        request = DispatchRequest(str(task), text, robot, wait, timeout)
+        request = DispatchRequest(str(task.resolve()), text, robot, wait, timeout)
         outcome = _ask(context, endpoint, keys, request, timeout + _REPLY_MARGIN_S)
     finally:
         context.destroy(linger=0)
