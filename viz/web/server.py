@@ -14,6 +14,13 @@ viser's shared message buffer, where a newer update of a node replaces the older
 yet sent, so a page that falls behind skips to the newest state. The twin is read over its
 fan-out only; this process never talks to ingest, the command or the control channel, and
 what a page sends (camera, colour mode, a click, the tour) changes that page alone.
+
+What a page may send at all is cut down to those view changes (:data:`PAGE_MESSAGES`): viser
+registers handlers for more client messages than a page needs, among them
+``ShareUrlRequest``, on which viser 1.1 opens a public tunnel to ``share.viser.studio``
+whatever ``--host`` says. Hiding the share button does not stop a hand-made WebSocket
+message, so :func:`keep_only_view_changes` unregisters every other handler, on the server
+and on each connection before it reads its first message.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any, Final
 import numpy as np
 import viser
 from matplotlib import colormaps
+from viser.infra import WebsockMessageHandler
 
 from scenes.model import Scene
 from sync.fanout import RobotView
@@ -61,6 +69,20 @@ _PANELS_EVERY_S: Final = 1.0
 _JOINTS_EVERY_S: Final = 0.25
 _PICK_RADIUS_M: Final = 0.5
 _FAILURE_LOG_EVERY_S: Final = 10.0
+
+PAGE_MESSAGES: Final = frozenset({"ViewerCameraMessage", "GuiUpdateMessage", "ScenePointerMessage"})
+"""The client messages a page may send, all view changes for that page: its camera, its
+controls (colour mode, tour, kiosk; a replay's clock), a click in the scene. viser drops a
+message of any other type unread once its handler is gone."""
+
+
+def keep_only_view_changes(handlers: WebsockMessageHandler) -> None:
+    """Unregister every handler of ``handlers`` (viser's server, or one page's connection)
+    for a message type not in :data:`PAGE_MESSAGES`: file uploads, forms, commands, drags,
+    transform controls, node clicks, and the share URL's tunnel requests."""
+    for message_cls in list(handlers._incoming_handlers):
+        if message_cls.__name__ not in PAGE_MESSAGES:
+            handlers.unregister_handler(message_cls)
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,10 @@ class WebViewer:
         with contextlib.redirect_stdout(io.StringIO()):  # viser prints a banner regardless
             self.server = viser.ViserServer(host=options.host, port=options.port, verbose=False)
         self.url = f"http://{options.host}:{self.server.get_port()}/"
+        # The server's handlers now; each connection's once viser's own connect callback (run
+        # first) has registered them, before the connection reads its first message.
+        keep_only_view_changes(self.server._websock_server)
+        self.server._websock_server.on_client_connect(keep_only_view_changes)
         scope = self.server.scene
         scope.set_up_direction("+z")
         sx, sy = scene.floor.size
