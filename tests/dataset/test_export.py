@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from mcap.reader import make_reader
@@ -262,6 +263,33 @@ def test_appending_adds_episodes_and_updates_the_stats(
     with pytest.raises(ExportError, match="already exported"):
         export(Options([orca_drop_recording], out, jobs=1))
     assert not list(tmp_path.glob(".ds.*"))
+
+
+def test_an_append_keeps_the_pooled_vendor_joints_or_names_the_new_ones(
+    tmp_path: Path, fall_recording: Path, orca_drop_recording: Path
+) -> None:
+    out = tmp_path / "ds"
+    export(Options([fall_recording], out, jobs=1))  # the whole hall: Orca's grippers included
+    info_path = out / "pooled" / "meta" / "info.json"
+    vendor = json.loads(info_path.read_text())["features"]["observation.vendor_state"]["names"]
+    assert vendor and all(name.startswith("orca_h2:") for name in vendor)
+    # a recording's robots without vendor-only joints append to it (masked off)
+    export(Options([orca_drop_recording], out, robots=["K1-01"], jobs=1))
+    info = json.loads(info_path.read_text())
+    assert info["features"]["observation.vendor_state"]["names"] == vendor
+    table = frames(out / "pooled")
+    added = table.filter(pc.equal(table["episode_index"], info["total_episodes"] - 1))
+    assert added.num_rows > 0
+    assert not any(any(row) for row in added["observation.vendor_mask"].to_pylist())
+
+    kestrel_only = tmp_path / "kestrel"
+    export(Options([fall_recording], kestrel_only, robots=["K1-01"], jobs=1))
+    with pytest.raises(ExportError) as refused:
+        export(Options([orca_drop_recording], kestrel_only, jobs=1))
+    line = str(refused.value)
+    assert line.startswith(f"{kestrel_only}: ") and "orca_h2:" in line and "new folder" in line
+    assert ".staging" not in line
+    assert not list(tmp_path.glob(".kestrel.*"))
 
 
 def test_bad_inputs_one_line_exit_2_nothing_left(tmp_path: Path, fall_recording: Path) -> None:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from twin.dataset import features as feats
-from twin.dataset.datasets import Datasets
+from twin.dataset.datasets import POOLED, Datasets
 from twin.dataset.lerobot import DatasetError, write_json
 from twin.dataset.source import Peek, SourceError, peek, short_switches
 from twin.dataset.work import (
@@ -128,8 +128,9 @@ def export(options: Options) -> Summary:
             staging.mkdir(parents=True)
         try:
             summary = _write(sources, options, staging, manifest)
-        except DatasetError as exc:
-            raise ExportError(str(exc).splitlines()[0]) from None
+        except DatasetError as exc:  # named by the folder the user gave, not the staging one
+            line = str(exc).splitlines()[0].replace(str(staging), str(options.out))
+            raise ExportError(line) from None
         _swap(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -275,6 +276,16 @@ def _write(
             model = source.models.get(robot_id, ("", ""))[1]
             names_by_model.setdefault(model, source.peek.names.get(robot_id, []))
     vendor = feats.vendor_joints(names_by_model)
+    held = _held_vendor(staging) if manifest is not None else None
+    if held is not None:  # an append keeps the pooled dataset's vendor-only vocabulary
+        new = sorted(set(vendor) - set(held))
+        if new:
+            raise ExportError(
+                f"{options.out}: its pooled dataset has no vendor-only joints "
+                f"{', '.join(new)} (these recordings' models have them); export them to a "
+                "new folder"
+            )
+        vendor = held
     sets = Datasets(staging, options.fps, vendor)
     done = 0
     hashes = _Hashes()  # the recordings read here are hashed while their datasets are written
@@ -317,6 +328,20 @@ def _write(
         },
     )
     return summary
+
+
+def _held_vendor(root: Path) -> list[str] | None:
+    """The vendor-only joints of the pooled dataset under ``root`` (none: []), or None
+    where there is no pooled dataset yet."""
+    info_path = root / POOLED / "meta" / "info.json"
+    if not info_path.exists():
+        return None
+    try:
+        features = json.loads(info_path.read_text(encoding="utf-8")).get("features", {})
+        names = features.get("observation.vendor_state", {}).get("names", [])
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ExportError(f"{info_path}: does not read as a dataset's info ({exc})") from None
+    return [str(n) for n in names]
 
 
 def _add_recording(
