@@ -39,8 +39,20 @@ def test_a_preview_lists_the_lessons_that_concern_it(fall_recording: Path, tmp_p
     spread = [o["lesson"] for o in report["robustness"]["outcomes"]]
     assert spread == [None, *[r["lesson"] for r in report["lessons"]["runs"]]]
     assert set(report["robustness"]["lessons"]) == {grip["lesson"], push["lesson"]}
+    # the preview record says which lessons it ran, and in which database: what the gate reads
+    kept = json.loads(Path(report["record"]).read_text(encoding="utf-8"))
+    assert kept["lessons_checked"] == {
+        "database": str(Path(db).resolve()),
+        "ids": [r["lesson"] for r in report["lessons"]["runs"]],
+    }
+    assert set(kept["lessons_checked"]["ids"]) == {grip["lesson"], push["lesson"]}
     without = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--no-lessons")
-    assert "lessons" not in json.loads(without.stdout)
+    plain = json.loads(without.stdout)
+    assert "lessons" not in plain
+    # the same bytes' record now says it checked none: the gate refuses it while a lesson
+    # concerns the task
+    kept = json.loads(Path(plain["record"]).read_text(encoding="utf-8"))
+    assert kept["lessons_checked"] is None
 
 
 def test_effort_and_joint_limit_lessons_have_a_preview_form(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from twin.cli.common import EXIT_BAD_INPUT, EXIT_FAILED, SnapshotOpt
 from twin.preview.compile import compile_task
 from twin.preview.dispatched import AgainstError
 from twin.preview.engine import Observer, PreviewResult, run_preview
-from twin.preview.store import PreviewRecord, save_record
+from twin.preview.store import LessonsChecked, PreviewRecord, save_record
 from twin.preview.surroundings import Surroundings
 
 log = logging.getLogger(__name__)
@@ -154,8 +154,11 @@ def preview(
         report["files"] = [str(p) for p in [*plots, report_dir / "preview.mcap"]]
     survived = True
     conditions: list[dict[str, Any]] = []
+    checked: LessonsChecked | None = None
     if use_lessons:
-        report["lessons"], conditions = _lessons(task, scene, compiled, surroundings, lessons_path)
+        report["lessons"], conditions, checked = _lessons(
+            task, scene, compiled, surroundings, lessons_path
+        )
         survived = all(x["survived"] is not False for x in report["lessons"]["runs"])
     passed = result.passed and survived
     report["passed_with_lessons"] = passed
@@ -189,6 +192,7 @@ def preview(
         trials=trial_summary["trials"] if trial_summary else 1,
         success_rate=trial_summary["success_rate"] if trial_summary else None,
         plan=compiled.plan,  # what the dispatch gate sends: exactly the plan previewed
+        lessons_checked=checked,
     )
     try:
         report["record"] = str(save_record(record))
@@ -213,9 +217,10 @@ def _lessons(
     compiled: Any,
     surroundings: Surroundings,
     path: Path | None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run the task under every lesson that concerns it: what each did, and the conditions
-    (as variation fields) the trials spread over."""
+) -> tuple[dict[str, Any], list[dict[str, Any]], LessonsChecked | None]:
+    """Run the task under every lesson that concerns it: what each did, the conditions (as
+    variation fields) the trials spread over, and which lessons were checked (None: none
+    could be, the database failed)."""
     import dataclasses
 
     from twin.lessons.concern import concerning, variation_fields
@@ -228,7 +233,7 @@ def _lessons(
             found = concerning(store.lessons(), task, scene)
     except LessonStoreError as exc:
         err.print(f"twin preview: lessons not checked: {exc}", markup=False)
-        return {"database": str(where), "error": str(exc), "runs": []}, []
+        return {"database": str(where), "error": str(exc), "runs": []}, [], None
     runs = []
     conditions = []
     for lesson in found:
@@ -248,7 +253,8 @@ def _lessons(
         )  # fmt: skip
         why = "; ".join(r.detail for r in outcome.reasons[:2]) if outcome.reasons else "passed"
         runs.append({**row, "survived": outcome.passed, "why": why})
-    return {"database": str(where), "runs": runs}, conditions
+    checked = LessonsChecked(str(where.resolve()), [lesson.id for lesson in found])
+    return {"database": str(where), "runs": runs}, conditions, checked
 
 
 def _live_surroundings(scene: Scene, endpoint: str) -> Surroundings:

@@ -3,8 +3,9 @@
 The twin checks them in this order and refuses with the first that fails, naming it
 (:class:`Refusal`): ``task`` (the file parses against the twin's scene and compiles),
 ``robot`` (the task is for the robot asked for, and the hall has it), ``preview`` (a passing
-preview record for exactly these bytes), ``lessons`` (no lesson that concerns the task was
-learnt after that preview: the preview did not run under it), ``live``, ``in_sync``,
+preview record for exactly these bytes), ``lessons`` (the preview ran the task under every
+lesson that concerns it: none was learnt after it, and it checked each one in the twin's
+lessons database), ``live``, ``in_sync``,
 ``stop`` (no e-stop, no protective stop, mode running or idle), ``plan`` (every joint target
 known, finite and within limits; the base path on the floor), then the gate's own
 ``gateway`` (the robot's gateway is connected to the command channel) and ``busy`` (no
@@ -104,20 +105,47 @@ def preview_refusal(
 
 
 def lessons_refusal(
-    task: Task, task_path: str, record: PreviewRecord, scene: Scene, lessons: Sequence[Lesson]
+    task: Task,
+    task_path: str,
+    record: PreviewRecord,
+    scene: Scene,
+    lessons: Sequence[Lesson],
+    database: Path | None = None,
 ) -> Refusal | None:
-    """``lessons``: the first lesson concerning ``task`` that was born after its preview."""
+    """``lessons``: the first lesson concerning ``task`` that its passing preview did not run it
+    under: born after the preview, or not among those it checked (a ``--no-lessons`` preview,
+    one whose lessons database failed, one against another database than the gate's
+    ``database``, or a record made before previews said which they checked)."""
+    checked = record.lessons_checked
     for lesson in concerning(lessons, task, scene):
         if lesson.created_ns > record.created_ns:
-            first = lesson.sightings[0] if lesson.sightings else None
-            who = f" by {first.robot}" if first is not None else ""
-            when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(lesson.created_ns / 1e9))
-            return Refusal(
-                "lessons",
-                f"lesson {lesson.id}, {lesson.kind.replace('_', ' ')}{who} during {lesson.task} "
-                f"on {when} UTC, came after this preview; run `twin preview {task_path}` again",
-            )
+            why = "came after this preview"
+        elif checked is None:
+            why = "was not checked by this preview (it ran without lessons)"
+        elif database is not None and not _same_file(checked.database, database):
+            why = f"was not checked by this preview (it checked the lessons in {checked.database})"
+        elif lesson.id not in checked.ids:
+            why = "was not checked by this preview"
+        else:
+            continue
+        first = lesson.sightings[0] if lesson.sightings else None
+        who = f" by {first.robot}" if first is not None else ""
+        where = f"at step {lesson.step}" if lesson.step else f"during {lesson.task}"
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(lesson.created_ns / 1e9))
+        return Refusal(
+            "lessons",
+            f"lesson {lesson.id}, {lesson.kind.replace('_', ' ')}{who} {where} on {when} UTC, "
+            f"{why}; run `twin preview {task_path}` again",
+        )
     return None
+
+
+def _same_file(recorded: str, database: Path) -> bool:
+    """Whether a preview record's lessons database is the gate's ``database``."""
+    try:
+        return Path(recorded).samefile(database)
+    except OSError:  # one of them is missing: compare where they would be
+        return Path(recorded).resolve() == database.resolve()
 
 
 def live_refusal(link: RobotLink, long_gap_mono_ns: int | None, now_mono_ns: int) -> Refusal | None:
@@ -201,10 +229,12 @@ def check_request(
     divergence_ns: Mapping[str, int],
     long_gap_ns: Mapping[str, int],
     lessons: Sequence[Lesson] = (),
+    lessons_database: Path | None = None,
 ) -> Refusal | tuple[str, str, TaskPlan]:
     """The twin-state conditions in order (``task`` .. ``plan``): the first refusal, or (task
     name, sha256 of the file, compiled plan). ``heartbeat_ns``/``divergence_ns``: monotonic
-    time of each robot's newest heartbeat / divergence event / end of a long joint-state gap."""
+    time of each robot's newest heartbeat / divergence event / end of a long joint-state gap;
+    ``lessons``: the twin's lessons, from ``lessons_database``."""
     robot_id = request.robot_id
     now = time.monotonic_ns()
     try:
@@ -229,7 +259,9 @@ def check_request(
             f"{request.task_path} was previewed in {record.scene_name!r}, "
             f"not in this hall ({mirror.scene_name!r}); preview it here",
         )
-    refusal = lessons_refusal(task, request.task_path, record, mirror.scene, lessons)
+    refusal = lessons_refusal(
+        task, request.task_path, record, mirror.scene, lessons, lessons_database
+    )
     if refusal is not None:
         return refusal
     refusal = live_refusal(link, long_gap_ns.get(robot_id), now)

@@ -117,8 +117,8 @@ class DispatchGate:
     def __init__(self, mirror: Mirror, key_dir: Path, command: str, control: str) -> None:
         self.mirror = mirror
         self.lesson_store: LessonStore | None = None
-        """The twin's lessons (``twin live`` sets it): a preview older than one that concerns
-        the task is refused."""
+        """The twin's lessons (``twin live`` sets it): a preview that did not run the task under
+        one that concerns it (older than it, or not checking it in this database) is refused."""
         self.listeners: list[Listener] = []
         self.requests = 0
         self.sent = 0
@@ -378,13 +378,15 @@ class DispatchGate:
 
     def check(self, request: DispatchRequest) -> Refusal | tuple[str, str, TaskPlan]:
         """Every gate condition in order: the first refusal, or (task name, sha256, plan)."""
+        lessons = self._lessons()
         checked = check_request(
             request,
             self.mirror,
             heartbeat_ns=self._heartbeat_ns,
             divergence_ns=self._divergence_ns,
             long_gap_ns=self._long_gap_ns,
-            lessons=self._lessons(),
+            lessons=lessons,
+            lessons_database=self.lesson_store.path if self.lesson_store is not None else None,
         )
         if isinstance(checked, Refusal):
             return checked

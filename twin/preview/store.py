@@ -8,7 +8,9 @@ edited task needs a fresh preview. Records are small JSON files in one directory
 * ``${XDG_STATE_HOME:-~/.local/state}/hall-twin/previews``.
 
 Each record is ``<sha256>.json``; the latest preview of a file replaces the earlier one, so a
-failing re-run revokes an earlier pass.
+failing re-run revokes an earlier pass. A record says which lessons the preview ran the task
+under (:class:`LessonsChecked`: their database and ids), so the gate can refuse a pass that
+never met a lesson concerning the task.
 
 Beside the records, ``comparisons/<sha256>/<robot>.json`` keeps the latest comparison of the
 preview of those bytes with a dispatched run on that robot (``twin preview TASK --against
@@ -35,6 +37,17 @@ ENV_PREVIEWS: Final = "HALL_TWIN_PREVIEWS"
 MAX_SCANNED: Final = 10_000  # records looked through to say "edited since its preview"
 
 
+class LessonsChecked(msgspec.Struct, frozen=True):
+    """Which lessons a preview ran the task under: every lesson of ``database`` that concerned
+    the task when it was previewed (those with no preview form yet included: the preview
+    reported them and cannot do more). Lesson ids are numbered per database, so the gate
+    trusts them only for the database they came from."""
+
+    database: str
+    """The lessons database, as an absolute path."""
+    ids: list[str]
+
+
 class PreviewRecord(msgspec.Struct, frozen=True):
     """The outcome of one preview of one task file."""
 
@@ -50,6 +63,10 @@ class PreviewRecord(msgspec.Struct, frozen=True):
     plan: TaskPlan | None = None
     """The plan the preview ran: the dispatch gate sends exactly this plan (and compiles the
     task itself only for a record without one)."""
+    lessons_checked: LessonsChecked | None = None
+    """The lessons the preview ran the task under; None when it checked none (``--no-lessons``,
+    a lessons database it could not read, or a record made before previews said): the gate
+    then refuses the task while a lesson concerns it."""
 
 
 def task_digest(path: Path) -> str:
