@@ -244,4 +244,6 @@ def test_a_killed_twin_leaves_a_complete_recording(tmp_path: Path) -> None:
     robots = load_scene().robots
     assert all(counts.get(f"/joints/{r.id}", 0) > 0 for r in robots), counts
     raw = sum(n for t, n in counts.items() if t.startswith("/raw/"))
-    assert raw == sum(n for t, n in counts.items() if not t.startswith(("/raw/", "/events")))
+    canonical = ("/joints/", "/heartbeat/", "/base/", "/crane/")
+    assert raw == sum(n for t, n in counts.items() if t.startswith(canonical))
+    assert counts["/foxglove/tf"] > 0 and counts["/foxglove/scene"] > 0  # written on the way

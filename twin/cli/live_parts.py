@@ -25,11 +25,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderProcess | None:
-    """The recorder, in a process of its own (:mod:`twin.record.recorder_process`); None,
-    and one line on stderr, when it cannot start."""
+    """The recorder, in a process of its own (:mod:`twin.record.recorder_process`), with the
+    Foxglove channels (:mod:`twin.record.foxglove_channels`); None, and one line on stderr,
+    when it cannot start."""
     from importlib.metadata import PackageNotFoundError, version
 
     from scenes import DEFAULT_SCENE
+    from twin.record.foxglove_channels import DISPLAY_HZ
     from twin.record.recorder import RecorderError
     from twin.record.recorder_process import RecorderProcess
 
@@ -39,7 +41,9 @@ def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderP
         twin_version = "unknown"
     scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
     try:
-        return RecorderProcess(record, loaded, scene_text, twin_version=twin_version)
+        return RecorderProcess(
+            record, loaded, scene_text, twin_version=twin_version, display_hz=DISPLAY_HZ
+        )
     except RecorderError as exc:
         err.print(f"twin live: {exc}", markup=False)
         return None

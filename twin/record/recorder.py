@@ -15,6 +15,11 @@ is the same either way. Each accepted message is written twice:
   (the ``foxglove.PoseInFrame`` shape; velocities and IMU only in the raw frame) and
   ``/crane/<crane>``.
 
+With ``display_hz`` (``twin live --record`` passes
+:data:`~twin.record.foxglove_channels.DISPLAY_HZ`), the file also holds the Foxglove channels
+``/foxglove/scene`` and ``/foxglove/tf`` (:mod:`twin.record.foxglove_channels`): the hall and
+the robots moving, drawn by Foxglove's 3D panel; once a display tick, never per message.
+
 ``log_time`` is the twin's receive time, ``publish_time`` the sender's ``stamp_ns``.
 Events (:meth:`Recorder.event`) go to ``/events``. The file starts with a ``twin``
 metadata record and attachments: the scene YAML (``scene.yaml``) and the URDF of every
@@ -42,7 +47,7 @@ import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Final
+from typing import IO, Any, Final
 
 import msgspec
 import numpy as np
@@ -66,6 +71,7 @@ from sync.protocol import (
     parse_topic,
     topic,
 )
+from twin.record.foxglove_channels import FoxgloveChannels
 from twin.record.mcap_writer import ChunkedMcapWriter
 from twin.record.schemas import (
     SCHEMAS,
@@ -128,6 +134,10 @@ class _Route(msgspec.Struct):
     joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
     si_scale: NDArray[np.float64] | None = None  # (3, N): wire units -> SI, per value
     packed: bool = False  # a joint state of a fixed layout (viewed without a copy)
+    # the newest state, for the Foxglove transforms: joint positions (SI, wire order), a
+    # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
+    latest: Any = None
+    shown: Any = None
 
 
 def estimate_bytes_per_s(scene: Scene) -> int:
@@ -174,11 +184,37 @@ class Recorder(Closing):
         compression: CompressionType = COMPRESSION,
         start_ns: int | None = None,
         background: bool = True,
+        display_hz: float | None = None,
     ) -> None:
         """``start_ns``: the recording's time zero (default now; a re-simulation passes the
-        instant of the original recording it starts from)."""
+        instant of the original recording it starts from). ``display_hz``: also write the
+        Foxglove channels (:mod:`twin.record.foxglove_channels`), transforms at this rate of
+        receive time; None: not."""
         self.path = Path(path)
         self.scene = scene
+        self._foxglove: FoxgloveChannels | None = None
+        if display_hz is not None:  # its world is built before the time zero is taken
+            self._foxglove = FoxgloveChannels(scene, display_hz=display_hz)
+        try:
+            self._open(
+                scene, scene_text, twin_version, chunk_size_bytes, compression, start_ns, background
+            )
+        except BaseException:
+            if self._foxglove is not None:
+                self._foxglove.close()
+            raise
+
+    def _open(
+        self,
+        scene: Scene,
+        scene_text: str,
+        twin_version: str,
+        chunk_size_bytes: int | None,
+        compression: CompressionType,
+        start_ns: int | None,
+        background: bool,
+    ) -> None:
+        """The file opened, its header, metadata, attachments, schemas and channels written."""
         if chunk_size_bytes is None:
             chunk_size_bytes = min(
                 MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, estimate_bytes_per_s(scene))
@@ -239,7 +275,11 @@ class Recorder(Closing):
         self._events_channel = writer.register_channel(
             "/events", "json", self._schemas["hall_twin.Event"]
         )
+        if self._foxglove is not None:
+            self._foxglove.attach(writer, start_ns)
         self._writer.flush()  # header, metadata, attachments are on disk at once
+        if self._foxglove is not None:  # in the first chunk of messages, not one of its own
+            self._foxglove.write_scene(start_ns)
 
     def _add_route(self, kind: Kind, source: str, codec: VendorCodec | None) -> _Route:
         wire_topic = topic(kind, source)
@@ -268,6 +308,9 @@ class Recorder(Closing):
             received.topic, received.received_ns, header.seq, header.stamp_ns, header.epoch,
             received.payload, received.joint_values,
         )  # fmt: skip
+        foxglove = self._foxglove
+        if foxglove is not None and received.received_ns >= foxglove.next_tick_ns:
+            self._display(foxglove, received.received_ns)
         self.flush_if_due(time.monotonic_ns())
 
     def record_frames(self, received_ns: int, messages: Iterable[Sequence[bytes]]) -> None:
@@ -299,13 +342,36 @@ class Recorder(Closing):
             except ValueError:  # not its size: the general path refuses it (raw only)
                 record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
                 continue
+            route.latest = position
             seq32 = seq & 0xFFFFFFFF
             add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq32)
             tail = encode(JointTail(stamp_ns, seq, epoch, position, velocity, effort))
             add(route.channel, received_ns, route.joint_prefix + tail[1:], stamp_ns, seq32)
             self.messages += 1
+        foxglove = self._foxglove
+        if foxglove is not None and received_ns >= foxglove.next_tick_ns:
+            self._display(foxglove, received_ns)
         if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:  # by receive times: see above
             self.flush()
+
+    def _display(self, foxglove: FoxgloveChannels, log_ns: int) -> None:
+        """A display tick: the states that changed since the last into the Foxglove
+        channels' world, then the transforms."""
+        hall = foxglove.hall
+        for route in self._routes.values():
+            latest = route.latest
+            if latest is route.shown:
+                continue
+            if route.shown is None:
+                foxglove.heard(route.source)
+            route.shown = latest
+            if route.kind == Kind.JOINT_STATE:
+                hall.set_joints(route.source, latest)
+            elif route.kind == Kind.BASE:
+                hall.set_base(route.source, *latest)
+            elif route.kind == Kind.CRANE:
+                hall.set_crane(route.source, *latest)
+        foxglove.tick(log_ns)
 
     def flush_if_due(self, now_mono_ns: int) -> bool:
         """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and a message
@@ -360,6 +426,7 @@ class Recorder(Closing):
                 values = codec.check(payload)
             # one multiply and one tolist for the three rows: what codec.to_sample gives
             position, velocity, effort = (values * scale).tolist()
+            route.latest = position
             tail = JointTail(stamp_ns, seq, epoch, position, velocity, effort)
             return route.joint_prefix + self._encode(tail)[1:]
         decoded = decode_payload(route.kind, payload)
@@ -374,6 +441,7 @@ class Recorder(Closing):
             )  # fmt: skip
         if isinstance(decoded, BaseState):
             p, q = decoded.position_m, decoded.orientation_xyzw
+            route.latest = (p, q)
             sec, nsec = divmod(stamp_ns, 1_000_000_000)
             return self._encode(
                 PoseInFrame(
@@ -383,6 +451,7 @@ class Recorder(Closing):
                 )
             )
         if isinstance(decoded, CraneState):
+            route.latest = (decoded.bridge_m, decoded.trolley_m, decoded.hoist_m)
             return self._encode(
                 CraneMsg(
                     route.source, stamp_ns, seq, epoch, decoded.bridge_m,
@@ -416,3 +485,5 @@ class Recorder(Closing):
             self._writer.finish()
         finally:
             self._stream.close()
+            if self._foxglove is not None:
+                self._foxglove.close()

@@ -108,11 +108,14 @@ class RecorderProcess(Closing):
         start_ns: int | None = None,
         nice: int = WORKER_NICE,
         idle: bool = True,
+        display_hz: float | None = None,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         """Start the worker, which opens ``path``; :class:`RecorderError` if it cannot.
         ``start_ns``: the recording's time zero (default: when the worker opened the file);
-        ``nice``, ``idle``: the worker's priority (a nice increment; SCHED_IDLE)."""
+        ``nice``, ``idle``: the worker's priority (a nice increment; SCHED_IDLE);
+        ``display_hz``: the worker also writes the Foxglove channels, transforms at this
+        rate (:mod:`twin.record.foxglove_channels`; all of it in the worker)."""
         self.path = Path(path)
         self.start_ns = start_ns  # None: when the worker opens the file (set below)
         self.messages = 0  # recorded, as the worker last reported (all of them after close)
@@ -158,6 +161,7 @@ class RecorderProcess(Closing):
                 "twin_version": twin_version,
                 "start_ns": self.start_ns,
                 "model_roots": models,
+                "display_hz": display_hz,
             }
             self._send_init(pickle.dumps(init))
             ready = self._wait_ready()

@@ -95,6 +95,7 @@ class _Worker:
             init["scene_text"],
             twin_version=init["twin_version"],
             start_ns=init["start_ns"],
+            display_hz=init["display_hz"],
         )
 
     def take(self, body: bytes) -> None:
