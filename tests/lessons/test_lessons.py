@@ -12,7 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from twin.lessons.store import SCHEMA_VERSION, LessonStore, LessonStoreError, Sighting
+from twin.lessons.store import (
+    NOT_RECORDED,
+    SCHEMA_VERSION,
+    LessonStore,
+    LessonStoreError,
+    Sighting,
+)
 
 
 def twin(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -98,3 +104,45 @@ def test_a_database_that_cannot_be_used_is_one_line(tmp_path: Path) -> None:
         holder.close()
     missing = twin("lessons", "show", "L0042", "--lessons", str(tmp_path / "new.sqlite3"))
     assert missing.returncode == 2 and "no lesson 'L0042'" in missing.stderr
+
+
+def test_reading_a_missing_database_says_so_and_creates_nothing(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "lessons.sqlite3"
+    listing = twin("lessons", "--json", "--lessons", str(db))
+    assert listing.returncode == 0 and json.loads(listing.stdout) == []
+    said = f"twin lessons: {db}: no lessons database there (none learnt yet)"
+    assert listing.stderr.strip() == said
+    table = twin("lessons", env={"HALL_TWIN_LESSONS": str(db)})
+    assert table.returncode == 0 and "0 lessons" in table.stdout
+    assert "no lessons database there" in table.stderr
+    show = twin("lessons", "show", "L0001", "--lessons", str(db))
+    assert show.returncode == 2 and show.stderr.count("\n") == 1
+    assert "no lesson 'L0001'" in show.stderr and "no lessons database there" in show.stderr
+    assert not db.exists() and not db.parent.exists()
+
+
+def test_lessons_help_shows_the_default_database() -> None:
+    shown = twin("lessons", "--help", env={"COLUMNS": "200"})
+    assert shown.returncode == 0
+    assert "[default: $HALL_TWIN_LESSONS or ~/.local/state/hall-twin]" in shown.stdout
+
+
+def test_a_lesson_seen_only_by_a_twin_not_recording_has_no_replay(tmp_path: Path) -> None:
+    db = tmp_path / "lessons.sqlite3"
+    live = Sighting("T3-01", "tessel_t3", "Tessel Humanoids", 5, NOT_RECORDED, "F0003", {})
+    with LessonStore(db) as store:
+        lesson, _ = store.learn(kind="grasp_dropped", severity="error", task="pick_and_place",
+                                step="carry", summary="s", condition={"kind": "grip_weakened"},
+                                sighting=live, now_ns=1)  # fmt: skip
+    show = twin("lessons", "show", lesson, "--lessons", str(db))
+    assert show.returncode == 0 and "twin replay" not in show.stdout
+    assert "replay: none (seen only by a twin that was not recording)" in show.stdout
+    shown = json.loads(twin("lessons", "show", lesson, "--lessons", str(db), "--json").stdout)
+    assert shown["replay"] is None
+    # a later sighting that was recorded is what can be replayed
+    recorded = Sighting("H2-02", "orca_h2", "Orca Mechatronics", 9, "/r/b.mcap", "F0011", {})
+    with LessonStore(db) as store:
+        store.learn(kind="grasp_dropped", severity="error", task="pick_and_place", step="carry",
+                    summary="s", condition={}, sighting=recorded, now_ns=2)  # fmt: skip
+    shown = json.loads(twin("lessons", "show", lesson, "--lessons", str(db), "--json").stdout)
+    assert shown["replay"] == "twin replay /r/b.mcap --event F0011"

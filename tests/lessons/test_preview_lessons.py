@@ -78,3 +78,15 @@ def test_effort_and_joint_limit_lessons_have_a_preview_form(tmp_path: Path) -> N
     assert runs[heavy]["survived"] is False and "rated effort" in runs[heavy]["why"]
     # half the allowed range: the elbows' 0.76 of their half range no longer fits
     assert runs[narrow]["survived"] is False and "half range" in runs[narrow]["why"]
+
+
+def test_a_preview_against_a_missing_database_checks_none_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "state" / "lessons.sqlite3"
+    result = twin("preview", "scenes/tasks/torque_wrench.yaml", "--json", "--lessons", str(db))
+    report = json.loads(result.stdout)
+    assert report["lessons"] == {"database": str(db), "runs": []}
+    kept = json.loads(Path(report["record"]).read_text(encoding="utf-8"))
+    assert kept["lessons_checked"] == {"database": str(db.resolve()), "ids": []}
+    assert not db.parent.exists()  # a preview only reads the lessons

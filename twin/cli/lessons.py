@@ -2,6 +2,8 @@
 
 The database is ``--lessons PATH``, else ``HALL_TWIN_LESSONS``, else the user's state
 directory (:mod:`twin.lessons.store`). A database that cannot be used is one line, exit 2.
+Listing and showing only read: a missing database is said in one line (no lessons: an empty
+list; no such lesson: exit 2) and is not created; ``learn`` creates it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 from twin.cli.common import EXIT_BAD_INPUT, JsonOpt
-from twin.lessons.store import LessonStore, LessonStoreError, default_path
+from twin.lessons.store import (
+    NOT_RECORDED,
+    Lesson,
+    LessonStore,
+    LessonStoreError,
+    NoLessonStore,
+    default_path,
+)
 from twin.record.damage import collect_damage, damage_lines
 from twin.record.recording import RecordingError
 
@@ -27,12 +36,13 @@ LessonsOpt = Annotated[
     Path | None,
     typer.Option(
         "--lessons",
-        help="The lessons database [default: $HALL_TWIN_LESSONS or ~/.local/state/hall-twin].",
+        help="The lessons database \\[default: $HALL_TWIN_LESSONS or ~/.local/state/hall-twin].",
     ),
 ]
 
 
 def _open(path: Path | None) -> LessonStore:
+    """The database (created when missing), or one line and exit 2."""
     try:
         return LessonStore(path or default_path())
     except LessonStoreError as exc:
@@ -44,16 +54,20 @@ def lessons_list(ctx: typer.Context, as_json: JsonOpt = False, lessons: LessonsO
     """List the lessons learnt: what happened, where, how often, on which robots and makers."""
     if ctx.invoked_subcommand is not None:
         return
-    with _open(lessons) as store:
-        try:
+    where = lessons or default_path()
+    try:
+        with LessonStore(where, create=False) as store:
             found = store.lessons()
-        except LessonStoreError as exc:
-            err.print(f"twin lessons: {exc}", markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+    except NoLessonStore as exc:  # nothing learnt there yet: say so, create nothing
+        err.print(f"twin lessons: {exc}", markup=False)
+        found = []
+    except LessonStoreError as exc:
+        err.print(f"twin lessons: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if as_json:
         sys.stdout.write(json.dumps([x.as_dict() for x in found], indent=2) + "\n")
         return
-    table = Table(title=f"{len(found)} lessons ({store.path})", title_justify="left")
+    table = Table(title=f"{len(found)} lessons ({where})", title_justify="left")
     columns = ("id", "kind", "task", "seen", "robots", "manufacturers", "reproduce as", "acked by")
     for column in columns:
         table.add_column(column)
@@ -76,18 +90,21 @@ def lessons_show(
     as_json: JsonOpt = False,
     lessons: LessonsOpt = None,
 ) -> None:
-    """One lesson in full, with the command that replays where it was first seen."""
-    with _open(lessons) as store:
-        try:
+    """One lesson in full, with the command that replays where it was first seen recorded."""
+    where = lessons or default_path()
+    try:
+        with LessonStore(where, create=False) as store:
             lesson = store.lesson(lesson_id)
-        except LessonStoreError as exc:
-            err.print(f"twin lessons: {exc}", markup=False)
-            raise typer.Exit(EXIT_BAD_INPUT) from None
+    except NoLessonStore as exc:
+        err.print(f"twin lessons: no lesson {lesson_id!r}: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except LessonStoreError as exc:
+        err.print(f"twin lessons: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
     if lesson is None:
-        err.print(f"twin lessons: no lesson {lesson_id!r} in {store.path}", markup=False)
+        err.print(f"twin lessons: no lesson {lesson_id!r} in {where}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
-    first = lesson.sightings[0] if lesson.sightings else None
-    replay = f"twin replay {first.recording} --event {first.incident}" if first else None
+    replay = replay_command(lesson)
     if as_json:
         sys.stdout.write(json.dumps({**lesson.as_dict(), "replay": replay}, indent=2) + "\n")
         return
@@ -103,6 +120,17 @@ def lessons_show(
         out.print(f"  acknowledged by {a.robot} ({a.manufacturer}): {a.applied}", markup=False)
     if replay:
         out.print(f"replay: {replay}", markup=False)
+    else:
+        out.print("replay: none (seen only by a twin that was not recording)", markup=False)
+
+
+def replay_command(lesson: Lesson) -> str | None:
+    """``twin replay REC --event F...`` of the lesson's first sighting that was recorded; None
+    when every sighting was made by a twin recording nothing."""
+    for seen in lesson.sightings:
+        if seen.recording and seen.recording != NOT_RECORDED:
+            return f"twin replay {seen.recording} --event {seen.incident}"
+    return None
 
 
 def lessons_learn(

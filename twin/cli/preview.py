@@ -224,13 +224,15 @@ def _lessons(
     import dataclasses
 
     from twin.lessons.concern import concerning, variation_fields
-    from twin.lessons.store import LessonStore, LessonStoreError, default_path
+    from twin.lessons.store import LessonStore, LessonStoreError, NoLessonStore, default_path
     from twin.preview.result import Variation
 
     where = path or default_path()
     try:
-        with LessonStore(where) as store:
+        with LessonStore(where, create=False) as store:
             found = concerning(store.lessons(), task, scene)
+    except NoLessonStore:  # none learnt there yet: none concerns the task (nothing created)
+        found = []
     except LessonStoreError as exc:
         err.print(f"twin preview: lessons not checked: {exc}", markup=False)
         return {"database": str(where), "error": str(exc), "runs": []}, [], None

@@ -27,7 +27,7 @@ from twin.failures.incidents import Incident, IncidentGrouper
 from twin.failures.monitors import tilt_rad
 from twin.lessons.concern import concerned_robots
 from twin.lessons.derive import LESSON_CAUSES, reproducible, step_words
-from twin.lessons.store import LessonStore, LessonStoreError, Sighting
+from twin.lessons.store import NOT_RECORDED, LessonStore, LessonStoreError, Sighting
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class LiveLessons:
         robots: Mapping[str, RobotLike],
         publish: Publish,
         *,
-        recording: str = "live",
+        recording: str = NOT_RECORDED,
     ) -> None:
         self.store = store
         self.scene = scene

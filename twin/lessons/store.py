@@ -12,7 +12,8 @@ PATH``, else ``HALL_TWIN_LESSONS``, else ``lessons.sqlite3`` under the user's st
 (``$XDG_STATE_HOME/hall-twin``, like the preview records).
 
 A file that is not a lessons database, is locked past :data:`BUSY_TIMEOUT_S`, or was written
-by a newer version raises :class:`LessonStoreError` with one line saying which.
+by a newer version raises :class:`LessonStoreError` with one line saying which; so does a
+missing one opened only to read (:class:`NoLessonStore`: it is not created).
 """
 
 from __future__ import annotations
@@ -66,8 +67,16 @@ CREATE TABLE IF NOT EXISTS acks (
 """
 
 
+NOT_RECORDED: Final = "live"
+"""A sighting's recording when the twin that made it was recording nothing: nothing to replay."""
+
+
 class LessonStoreError(Exception):
     """The lessons database cannot be used (one line: the file and why)."""
+
+
+class NoLessonStore(LessonStoreError):
+    """No lessons database at the path, and the caller only reads (nothing was created)."""
 
 
 def default_path() -> Path:
@@ -167,8 +176,12 @@ def _number(lesson: str) -> int | None:
 class LessonStore:
     """The lessons in one SQLite file (created on first use)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        """``create``: make the file (and its folder) when missing; else a missing file raises
+        :class:`NoLessonStore` (a command that only reads leaves nothing behind)."""
         self.path = Path(path)
+        if not create and not self.path.exists():
+            raise NoLessonStore(f"{self.path}: no lessons database there (none learnt yet)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
