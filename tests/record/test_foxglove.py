@@ -283,7 +283,8 @@ def test_the_transforms_pose_every_robot_as_its_joint_states_and_base_do(read: R
                     position, orientation = world.link_pose(f"robot:{robot.id}/{link}")
                     got = hall[f"robot:{robot.id}/{link}"]
                     expected = _matrix(position, orientation)
-                    assert np.abs(got[:3, 3] - expected[:3, 3]).max() < 1e-5, (robot.id, link)
+                    # float32 precision in each transform, composed up to ten links deep
+                    assert np.abs(got[:3, 3] - expected[:3, 3]).max() < 5e-5, (robot.id, link)
                     assert np.abs(got[:3, :3] - expected[:3, :3]).max() < 1e-5, (robot.id, link)
 
 
