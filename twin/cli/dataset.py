@@ -26,7 +26,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def export_lerobot(
-    recordings: Annotated[list[Path], typer.Argument(help="MCAP recordings (live, demo, resim).")],
+    recordings: Annotated[
+        list[Path],
+        typer.Argument(help="MCAP recordings (live, demo, preview, resim), or folders of them."),
+    ],
     out_dir: Annotated[
         Path,
         typer.Option(

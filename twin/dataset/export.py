@@ -91,6 +91,7 @@ class Summary:
     datasets: dict[str, dict[str, Any]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     recorded_s: float = 0.0
+    tasks_seen: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -113,7 +114,7 @@ def export(options: Options) -> Summary:
             f"{options.out}: its datasets are at {manifest.get('fps')} fps; append at that "
             f"rate (--fps {manifest.get('fps')}) or export to a new folder"
         )
-    sources = [_check(path, options) for path in options.recordings]
+    sources = [_check(path, options) for path in _recordings(options.recordings)]
     _check_names(sources)
     _check_robots(sources, options.robots)
     _check_rates(sources, options.fps)
@@ -128,6 +129,11 @@ def export(options: Options) -> Summary:
             staging.mkdir(parents=True)
         try:
             summary = _write(sources, options, staging, manifest)
+            if options.tasks and not any(r["episodes"] for r in summary.recordings):
+                raise ExportError(
+                    f"--tasks {','.join(options.tasks)}: no episode of these recordings has "
+                    f"that task (theirs: {', '.join(sorted(summary.tasks_seen)) or 'none'})"
+                )
         except DatasetError as exc:  # named by the folder the user gave, not the staging one
             line = str(exc).splitlines()[0].replace(str(staging), str(options.out))
             raise ExportError(line) from None
@@ -137,6 +143,20 @@ def export(options: Options) -> Summary:
         raise
     summary.out = options.out
     return summary
+
+
+def _recordings(paths: Sequence[Path]) -> list[Path]:
+    """The recordings named: a folder stands for the ``*.mcap`` files in it (sorted)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.glob("*.mcap") if p.is_file())
+            if not found:
+                raise ExportError(f"{path}: a folder with no recordings (*.mcap) in it")
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
 
 
 def _read_manifest(out: Path) -> dict[str, Any] | None:
@@ -373,6 +393,7 @@ def _add_recording(
     frames = 0
     for data in sorted(episodes, key=lambda e: (e.episode.start_ns, e.episode.robot_id)):
         e = data.episode
+        summary.tasks_seen.update([e.task_key] if e.task_key else [])
         if wanted and not ({e.task_key, e.task} & wanted):
             continue
         sets.add(data, source.name)

@@ -317,6 +317,10 @@ def peek(path: Path) -> Peek:
 
 
 GAP_INTERVALS: Final = 5.0  # an interval this many times the median is a gap, not jitter
+MIN_GAP_S: Final = 0.5
+"""...and at least this long: a recorder's chunk holds about a second, so a skipped one leaves a
+gap of about that, while a gateway on a busy machine sends in bursts (a median interval of a
+millisecond, then tens of milliseconds) that are its rate, not gaps."""
 
 
 def _mean_rate_hz(stamps_ns: np.ndarray | None) -> float:
@@ -327,6 +331,7 @@ def _mean_rate_hz(stamps_ns: np.ndarray | None) -> float:
     intervals = np.diff(np.sort(np.asarray(stamps_ns, dtype=np.int64)))
     if not len(intervals):
         return 0.0
-    kept = intervals[intervals <= GAP_INTERVALS * np.median(intervals)]
+    gap_ns = max(GAP_INTERVALS * float(np.median(intervals)), MIN_GAP_S * 1e9)
+    kept = intervals[intervals <= gap_ns]
     total_ns = int(kept.sum())
     return len(kept) * 1e9 / total_ns if total_ns > 0 else 0.0
