@@ -29,7 +29,7 @@ from twin.cli import (
     view,
     web,
 )
-from twin.cli.record_path import expand_bare_record
+from twin.cli.record_path import expand_bare_foxglove, expand_bare_record
 
 app = typer.Typer(
     help="Digital twin of a humanoid-robot training hall.",
@@ -76,4 +76,4 @@ dataset.register(app)  # twin export lerobot, twin dataset info
 
 def main() -> None:
     """Console-script entry point."""
-    app(args=expand_bare_record(sys.argv[1:]))
+    app(args=expand_bare_foxglove(expand_bare_record(sys.argv[1:])))

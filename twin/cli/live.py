@@ -36,9 +36,11 @@ from twin.cli.common import (
 from twin.cli.live_parts import (
     record_failures,
     record_ingest_events,
+    start_foxglove,
     start_lessons,
     start_recorder,
 )
+from twin.cli.record_path import FOXGLOVE_DEFAULT_PORT
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +131,14 @@ def live(
     control: str | None = None,
     lessons: Path | None = None,
     use_lessons: bool = True,
+    foxglove_port: int | None = None,
+    foxglove_host: str = "127.0.0.1",
 ) -> None:
     """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
     ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
-    key directory, for the dispatch gate's command channel (none without)."""
+    key directory, for the dispatch gate's command channel (none without);
+    ``foxglove_port``: serve the hall over Foxglove's WebSocket protocol on
+    ``foxglove_host`` at this port (0: any free one; None: not)."""
     from twin.cli.dispatch import start_gate
     from twin.failures.monitors import Monitors
     from twin.live.mirror import Mirror, MirrorError
@@ -156,6 +162,14 @@ def live(
         raise typer.Exit(1) from None
     if monitors:
         mirror.monitors = Monitors()
+    foxglove = None
+    if foxglove_port is not None:
+        foxglove = start_foxglove(loaded, foxglove_host, foxglove_port)
+        if foxglove is None:
+            mirror.close()
+            raise typer.Exit(EXIT_BAD_INPUT)
+        mirror.frame_sinks.append(foxglove)
+        err.print(f"foxglove: {foxglove.url} (read-only)", markup=False)
     gate = start_gate(mirror, keys, endpoints) if keys is not None else None
     if record is not None:
         recorder = start_recorder(record, scene, loaded)
@@ -195,11 +209,20 @@ def live(
         mirror.close()
         if recorder is not None:
             recorder.close()
+        if foxglove is not None:
+            foxglove.close()
     err.print(
         f"received {totals['received']} messages ({totals['accepted']} accepted), "
         f"gaps {totals['gaps']}, refused {sum(totals['bad_frames'].values())}",
         markup=False,
     )
+    if foxglove is not None:
+        stopped = f" (stopped: {foxglove.error})" if foxglove.error else ""
+        err.print(
+            f"foxglove: {foxglove.shipped} updates served, {foxglove.deferred} display periods "
+            f"waited for a busy server{stopped}",
+            markup=False,
+        )
     if recorder is not None:
         dropped = f", {recorder.dropped} dropped" if recorder.dropped else ""
         stopped = f" (recording stopped: {recorder.error})" if recorder.error else ""
@@ -386,11 +409,30 @@ def live_cmd(
     use_lessons: Annotated[
         bool, typer.Option("--lessons-on/--no-lessons", help="Make lessons of incidents.")
     ] = True,
+    foxglove: Annotated[
+        int | None,
+        typer.Option(
+            "--foxglove",
+            metavar="[PORT]",
+            min=0,
+            max=65535,
+            help="Serve the hall live over Foxglove's WebSocket protocol (read-only: "
+            "/foxglove/scene, /foxglove/tf) on this port (0: any free one); bare --foxglove: "
+            f"{FOXGLOVE_DEFAULT_PORT}. Open ws://HOST:PORT in Foxglove or Lichtblick.",
+        ),
+    ] = None,
+    foxglove_host: Annotated[
+        str,
+        typer.Option(
+            "--foxglove-host", help="Address the Foxglove server binds (0.0.0.0: every one)."
+        ),
+    ] = "127.0.0.1",
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
     live(
         scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
         keys=keys, command=command, control=control, lessons=lessons, use_lessons=use_lessons,
+        foxglove_port=foxglove, foxglove_host=foxglove_host,
     )  # fmt: skip
 
 

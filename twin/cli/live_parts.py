@@ -1,6 +1,6 @@
 """What ``twin live`` attaches to its mirror: the recorder (and what it records besides the
-messages: ingest events, failures) and the live lessons (stored, published on the fan-out,
-recorded, and sent to the concerned robots' gateways).
+messages: ingest events, failures), the live Foxglove server, and the live lessons (stored,
+published on the fan-out, recorded, and sent to the concerned robots' gateways).
 
 Each part that cannot start is one line on stderr; the twin mirrors on without it.
 """
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from scenes.model import Scene
     from twin.dispatch.gate import DispatchGate
     from twin.lessons.store import LessonStore
+    from twin.live.foxglove_feed import FoxgloveFeed
     from twin.live.mirror import Mirror
     from twin.record.recorder_process import RecorderProcess
 
@@ -45,6 +46,19 @@ def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderP
             record, loaded, scene_text, twin_version=twin_version, display_hz=DISPLAY_HZ
         )
     except RecorderError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        return None
+
+
+def start_foxglove(loaded: Scene, host: str, port: int) -> FoxgloveFeed | None:
+    """The live Foxglove WebSocket server on ``host``:``port``, in a process of its own
+    (:mod:`twin.live.foxglove_feed`); None, and one line on stderr, when it cannot serve."""
+    from twin.live.foxglove_feed import FoxgloveFeed, FoxgloveServeError
+    from twin.record.foxglove_channels import DISPLAY_HZ
+
+    try:
+        return FoxgloveFeed(loaded, host=host, port=port, display_hz=DISPLAY_HZ)
+    except FoxgloveServeError as exc:
         err.print(f"twin live: {exc}", markup=False)
         return None
 

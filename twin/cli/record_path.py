@@ -9,6 +9,9 @@ and ``--record=PATH`` are left alone. So a bare ``--record`` goes after the scen
 argument (``twin live my_hall.yaml --record``): ``twin live --record my_hall.yaml``
 names the file to write, and the recorder refuses to overwrite a file that is not an
 MCAP recording.
+
+``twin live --foxglove [PORT]`` likewise (:func:`expand_bare_foxglove`): a ``--foxglove``
+not followed by a port number becomes ``--foxglove=8765``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from typing import Final
 RECORDINGS_DIR: Final = Path("recordings")
 COMMANDS_WITH_OPTIONAL_RECORD: Final = frozenset({"live", "demo"})
 GLOBAL_FLAGS: Final = frozenset({"-v", "--verbose"})
+FOXGLOVE_DEFAULT_PORT: Final = 8765
+"""Foxglove's own default WebSocket port (what its *Open connection* dialog proposes)."""
 
 
 def default_recording_path(now_ns: int | None = None, folder: Path = RECORDINGS_DIR) -> Path:
@@ -52,4 +57,22 @@ def expand_bare_record(argv: Sequence[str], now_ns: int | None = None) -> list[s
         following = args[i + 1] if i + 1 < len(args) else None
         if following is None or (following.startswith("-") and len(following) > 1):
             args[i] = f"--record={default_recording_path(now_ns)}"
+    return args
+
+
+def expand_bare_foxglove(argv: Sequence[str]) -> list[str]:
+    """``argv`` with a ``twin live --foxglove`` not followed by a port number given
+    :data:`FOXGLOVE_DEFAULT_PORT`; any other command line is returned unchanged."""
+    args = list(argv)
+    command_at = next((i for i, a in enumerate(args) if a not in GLOBAL_FLAGS), None)
+    if command_at is None or args[command_at] != "live":
+        return args
+    for i in range(command_at + 1, len(args)):
+        if args[i] == "--":
+            break
+        if args[i] != "--foxglove":
+            continue
+        following = args[i + 1] if i + 1 < len(args) else None
+        if following is None or not following.isdigit():
+            args[i] = f"--foxglove={FOXGLOVE_DEFAULT_PORT}"
     return args
