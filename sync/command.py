@@ -47,6 +47,8 @@ ANSWER: Final = b"answer"
 OUTCOME: Final = b"outcome"
 LESSON: Final = b"lesson"
 ACK: Final = b"ack"
+RELOAD_EVERY_NS: Final = 1_000_000_000
+"""The key directories are looked at (two ``stat`` calls) at most this often."""
 HELLO_PERIOD_S: Final = 1.0
 """A gateway says hello this often; the twin forgets a gateway silent for 3 periods."""
 
@@ -188,6 +190,12 @@ class CommandAuth:
 
     ``start`` raises :class:`sync.keys.KeyDirError` for a bad directory and RuntimeError if
     the authenticator does not come up; the caller binds its CURVE sockets only afterwards.
+
+    The allow-lists are read again when ``gateways/`` or ``operators/`` change
+    (:meth:`reload_if_changed`, at most one look a second): a deleted key file stops that
+    key without a restart (new connections fail the handshake, and the gate drops what an
+    open connection still sends), an added one starts working. A list that can no longer be
+    read (a junk ``*.key``, none left) allows nobody in that role until it is fixed.
     """
 
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]], root: Path) -> None:
@@ -195,19 +203,61 @@ class CommandAuth:
         self.root = root
         self.gateways = allowed_keys(root, GATEWAYS)
         self.operators = allowed_keys(root, OPERATORS)
+        self.reloads = 0
+        self._stamp = self._mtimes()
+        self._checked_ns = 0
         self._auth = ThreadAuthenticator(context, log=logging.getLogger(f"{__name__}.zap"))
 
     def start(self) -> None:
         self._auth.start()
         if not self._auth.is_alive():
             raise RuntimeError("the ZAP authenticator did not start; no command channel")
-        self._auth.configure_curve(domain=GATEWAYS, location=str(self.root / GATEWAYS))
-        self._auth.configure_curve(domain=OPERATORS, location=str(self.root / OPERATORS))
-        for domain, wanted in ((GATEWAYS, self.gateways), (OPERATORS, self.operators)):
-            loaded = set(self._auth.certs.get(domain, {}))
-            if loaded != set(wanted):  # configure_curve only logs a failure to load
-                self.stop()
-                raise KeyDirError(f"{self.root / domain}: the authenticator could not load keys")
+        # a credentials provider (:meth:`callback`), not pyzmq's certificate directory: the
+        # lists live here, so a reload changes what ZAP allows and what the gate accepts at once
+        for domain in (GATEWAYS, OPERATORS):
+            self._auth.configure_curve_callback(domain, credentials_provider=self)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """ZAP: a CURVE client with this z85 public key may connect in ``domain``."""
+        if domain == GATEWAYS:
+            return key in self.gateways
+        if domain == OPERATORS:
+            return key in self.operators
+        return False
+
+    def _mtimes(self) -> tuple[int, int]:
+        stamps = []
+        for role in (GATEWAYS, OPERATORS):
+            try:
+                stamps.append((self.root / role).stat().st_mtime_ns)
+            except OSError:
+                stamps.append(0)
+        return stamps[0], stamps[1]
+
+    def reload(self) -> None:
+        """Read both allow-lists again (a role whose list is unusable allows nobody)."""
+        self._stamp = self._mtimes()
+        lists: list[dict[bytes, str]] = []
+        for role in (GATEWAYS, OPERATORS):
+            try:
+                lists.append(allowed_keys(self.root, role))
+            except (KeyDirError, OSError) as exc:
+                log.warning("command keys: %s; no %s key is allowed until it is fixed", exc, role)
+                lists.append({})
+        self.gateways, self.operators = lists  # each a whole new dict: ZAP reads them unlocked
+        self.reloads += 1
+        log.info("command keys read again: %d gateway, %d operator", len(lists[0]), len(lists[1]))
+
+    def reload_if_changed(self, now_ns: int) -> bool:
+        """Look at most once a second whether a key directory changed; if so, read both again.
+        True when it did."""
+        if now_ns - self._checked_ns < RELOAD_EVERY_NS:
+            return False
+        self._checked_ns = now_ns
+        if self._mtimes() == self._stamp:
+            return False
+        self.reload()
+        return True
 
     def is_alive(self) -> bool:
         return self._auth.is_alive()

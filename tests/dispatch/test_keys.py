@@ -1,23 +1,29 @@
 """Key directories, the plan checks both ends apply, the gateway's own refusals, new faults.
 
-Real files, real sockets (a CURVE server and client in one process), the real CLI.
+Real files, real sockets (a CURVE server and client in one process), the real CLI, and a
+real ``twin live --keys`` for a key deleted while it runs.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import stat
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
+import zmq.auth
 
 from robots import get_model
 from scenes import load_scene
 from sync.command import ENCODER, CommandAuth, curve_client, curve_server, peer_key
+from sync.fanout import request_status
 from sync.keys import (
     GATEWAYS,
     OPERATORS,
@@ -29,6 +35,7 @@ from sync.keys import (
     init_keys,
     server_keys,
 )
+from tests.helpers import STARTUP_S, Proc, wait_for
 from twin.emulator.commands import CommandDesk
 from twin.emulator.faults import LIE_RAD, FaultSpecError, parse_faults
 from twin.plan.checks import plan_problems
@@ -202,3 +209,85 @@ def test_new_fault_rules_parse_and_lie_flips() -> None:
         parse_faults(["T3-01:rate=0Hz"], ["T3-01"])
     with pytest.raises(FaultSpecError, match="unknown rule"):
         parse_faults(["T3-01:estop=1"], ["T3-01"])
+
+
+def _operator_dir(twin_keys: Path, where: Path) -> Path:
+    """A key directory as an operator's host holds it: the twin's public key and an operator
+    key pair of its own, whose public half the twin lists as ``operators/alice.key``."""
+    (where / "server").mkdir(parents=True)
+    (where / OPERATORS).mkdir()
+    shutil.copy(twin_keys / "server" / "server.key", where / "server" / "server.key")
+    public, secret = zmq.auth.create_certificates(where / OPERATORS, "operator")
+    Path(secret).chmod(0o600)
+    shutil.copy(public, twin_keys / OPERATORS / "alice.key")
+    return where
+
+
+def test_a_deleted_operator_key_stops_working_without_a_restart(tmp_path: Path) -> None:
+    """A real ``twin live --keys``; ``twin dispatch`` with alice's key, then alice's key file
+    deleted from the twin's ``operators/``: refused at the handshake, said in one line, while
+    the twin's own operator key still gets answers, all from the same twin process."""
+    keys = tmp_path / "keys"
+    init_keys(keys)
+    alice = _operator_dir(keys, tmp_path / "alice")
+    task = tmp_path / "t.yaml"
+    task.write_text("name: one_squat\nrobot: T3-02\nsteps:\n  - squat: {count: 1}\n")
+    any_port = "tcp://127.0.0.1:*"
+    twin = Proc(
+        "live", "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port,
+        "--keys", str(keys), "--command", any_port, "--control", any_port, "--no-lessons",
+        env={"HALL_TWIN_PREVIEWS": str(tmp_path / "previews")},
+    )  # fmt: skip
+    try:
+        snapshot, control = twin.wait_line(
+            r"snapshot (\S+) command \S+ control (\S+)", STARTUP_S
+        ).groups()
+
+        def status() -> dict[str, Any]:
+            context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+            try:
+                gate: dict[str, Any] = request_status(context, snapshot, timeout_s=5.0)["dispatch"]
+                return gate
+            finally:
+                context.destroy(linger=0)
+
+        def dispatch(key_dir: Path) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", "T3-02",
+                 "--keys", str(key_dir), "--control", control, "--json", "--timeout", "20"],
+                capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+
+        assert status()["keys"]["operators"] == ["alice", "operator"]
+        # alice's key works: the request reaches the gate, which answers (a refusal: the
+        # robot is not live, nothing was previewed; any answer shows the key was let in)
+        allowed = dispatch(alice)
+        assert allowed.returncode == 1, allowed.stderr
+        assert json.loads(allowed.stdout)["outcome"] == "refused"
+        requests = status()["requests"]
+        assert requests == 1
+        (keys / OPERATORS / "alice.key").unlink()
+        wait_for(
+            lambda: status()["keys"]["operators"] == ["operator"],
+            timeout_s=10.0,
+            interval_s=0.05,
+            what="the twin to read its operators/ again",
+        )
+        revoked = dispatch(alice)
+        assert revoked.returncode == 2, revoked.stderr
+        assert revoked.stdout == ""
+        lines = revoked.stderr.splitlines()
+        assert lines == [
+            f"twin dispatch: the twin at {control} refused your operator key "
+            f"({alice / OPERATORS / 'operator.key'}): it is not, or no longer, in the twin's "
+            "operators/ directory"
+        ], revoked.stderr
+        still = dispatch(keys)  # the twin's own operator key, never deleted
+        assert still.returncode == 1, still.stderr
+        assert json.loads(still.stdout)["outcome"] == "refused"
+        after = status()
+        assert after["requests"] == requests + 1  # alice's second request never reached it
+        assert after["keys"]["reloads"] >= 1
+        assert twin.popen.poll() is None  # the same twin throughout
+    finally:
+        twin.stop()

@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final
 
@@ -18,6 +19,7 @@ import msgspec
 import typer
 import zmq
 from rich.console import Console
+from zmq.utils.monitor import recv_monitor_message
 
 from hallfiles.limits import InputTooLarge, read_bytes_bounded
 from sync.addresses import ENV_SNAPSHOT, Endpoints
@@ -254,13 +256,15 @@ def _ask(
         err.print(f"twin dispatch: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     socket = context.socket(zmq.REQ)
+    # the handshake's outcome: a key the twin does not allow (never listed, or deleted since)
+    # is said at once, not as a timeout
+    monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
     try:
         curve_client(socket, mine, server)
-        socket.setsockopt(zmq.RCVTIMEO, max(1, int(timeout_s * 1000)))
         socket.setsockopt(zmq.SNDTIMEO, 5000)
         socket.connect(endpoint)
         socket.send_multipart([DISPATCH, ENCODER.encode(request)])
-        frames = socket.recv_multipart()
+        frames = _reply_or_refusal(socket, monitor, timeout_s)
     except zmq.Again:
         err.print(
             f"twin dispatch: no answer from {endpoint} within {timeout_s:g} s (is the twin "
@@ -272,7 +276,17 @@ def _ask(
         err.print(f"twin dispatch: cannot ask {endpoint!r}: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     finally:
+        socket.disable_monitor()
+        monitor.close(linger=0)
         socket.close(linger=0)
+    if frames is None:
+        mine_file = keys / OPERATORS / f"{OPERATOR_KEY}.key"
+        err.print(
+            f"twin dispatch: the twin at {endpoint} refused your operator key ({mine_file}): "
+            "it is not, or no longer, in the twin's operators/ directory",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     if len(frames) != 2 or frames[0] != OUTCOME:
         err.print(f"twin dispatch: unexpected reply from {endpoint}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -281,6 +295,26 @@ def _ask(
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         err.print(f"twin dispatch: bad reply from {endpoint}: {exc}", markup=False)
         raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
+def _reply_or_refusal(
+    socket: zmq.Socket[bytes], monitor: zmq.Socket[bytes], timeout_s: float
+) -> list[bytes] | None:
+    """The twin's reply, or None when its authenticator refused our key; zmq.Again after
+    ``timeout_s`` with neither."""
+    poller = zmq.Poller()
+    poller.register(socket, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    deadline = time.monotonic() + timeout_s
+    while (left := deadline - time.monotonic()) > 0:
+        ready = dict(poller.poll(max(1, int(left * 1000))))
+        if socket in ready:
+            return socket.recv_multipart()
+        if monitor in ready:
+            event = recv_monitor_message(monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return None
+    raise zmq.Again()
 
 
 def start_gate(mirror: Mirror, keys: Path, endpoints: Endpoints) -> DispatchGate:

@@ -430,7 +430,10 @@ class DispatchGate:
             return []
 
     def expire(self, now_mono_ns: int) -> None:
-        """Answer operators whose wait timed out; forget dispatches long overdue."""
+        """Answer operators whose wait timed out; forget dispatches long overdue; take a
+        changed key directory (a deleted key stops, an added one works: no restart)."""
+        if self.auth.reload_if_changed(now_mono_ns):
+            self._forget_revoked_gateways()
         for dispatch_id, pending in list(self.pending.items()):
             if pending.reply_to is not None and now_mono_ns >= pending.reply_by_ns:
                 what = "done" if pending.accepted else "an answer"
@@ -440,6 +443,14 @@ class DispatchGate:
             if now_mono_ns >= pending.give_up_ns:
                 self._note("given_up", pending.robot_id, id=dispatch_id)
                 del self.pending[dispatch_id]
+
+    def _forget_revoked_gateways(self) -> None:
+        """A gateway whose key is gone gets no more commands (its hellos are dropped too)."""
+        allowed = set(self.auth.gateways.values())
+        for robot_id, seen in list(self.gateways.items()):
+            if seen.key_name not in allowed:
+                del self.gateways[robot_id]
+                self._note("gateway_revoked", robot_id, key=seen.key_name)
 
     def status(self) -> dict[str, Any]:
         """The ``dispatch`` part of ``twin status``."""
@@ -452,6 +463,12 @@ class DispatchGate:
             "outcomes": dict(self.counts.by_outcome),
             "refused_by": dict(self.counts.refused_by),
             "dropped": dict(self.counts.dropped),
+            # the key names allowed now, and how often the key directory was read again
+            "keys": {
+                "operators": sorted(set(self.auth.operators.values())),
+                "gateways": sorted(set(self.auth.gateways.values())),
+                "reloads": self.auth.reloads,
+            },
             "gateways": {
                 robot: {
                     "key": g.key_name,
