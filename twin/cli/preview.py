@@ -63,8 +63,8 @@ def _inputs(task_path: Path, scene_path: Path | None) -> tuple[Task, Scene, str,
         task = parse_task_text(data.decode("utf-8"), str(task_path), scene)
     except FileNotFoundError:
         raise _bad([f"{task_path}: no such file"]) from None
-    except InputTooLarge as exc:
-        raise _bad([f"{task_path}: {exc}"]) from None
+    except InputTooLarge as exc:  # said as a task problem is: the problem, then the count
+        raise _bad([f"{task_path}: {exc}", "1 problem; task not previewed"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise _bad([f"{task_path}: cannot read: {exc}"]) from None
     except TaskError as exc:
