@@ -3,7 +3,8 @@
 A scene, task or robot file is small (the default hall is a few kB; a hall of 100 robots
 about 40 kB). A 50 MB file, or a "billion laughs" YAML bomb whose aliases expand to billions
 of nodes, would take gigabytes and minutes to parse and validate. So files are read only up to
-:func:`max_input_bytes` (``HALL_TWIN_MAX_INPUT_BYTES`` raises it), and a composed YAML document
+:func:`max_input_bytes` (``HALL_TWIN_MAX_INPUT_BYTES`` raises it; ``twin --max-input-bytes N``
+sets that variable for itself and its children), and a composed YAML document
 is measured as it would be expanded -- every alias counted as the whole subtree it stands for,
 computed once per node -- before anything is constructed or validated.
 """
@@ -55,7 +56,7 @@ def read_bytes_bounded(path: Path) -> bytes:
         size = path.stat().st_size
         raise InputTooLarge(
             f"file is {_size(size)}, over the {_size(limit)} limit for input files "
-            f"(set {ENV_MAX_INPUT_BYTES} to raise it)"
+            f"(raise it with `twin --max-input-bytes N` or {ENV_MAX_INPUT_BYTES})"
         )
     return data
 
@@ -71,7 +72,7 @@ def check_text_size(text: str) -> None:
     if len(text) > limit:
         raise InputTooLarge(
             f"text is {_size(len(text))}, over the {_size(limit)} limit for input files "
-            f"(set {ENV_MAX_INPUT_BYTES} to raise it)"
+            f"(raise it with `twin --max-input-bytes N` or {ENV_MAX_INPUT_BYTES})"
         )
 
 

@@ -161,7 +161,7 @@ def test_the_cli_refuses_hostile_files_in_one_line_exit_2_and_bounded_memory(
         size = path.stat().st_size / (1 << 20)
         return (
             f"{path}: file is {size:.1f} MiB, over the 1.0 MiB limit for input files "
-            f"(set {ENV_MAX_INPUT_BYTES} to raise it)"
+            f"(raise it with `twin --max-input-bytes N` or {ENV_MAX_INPUT_BYTES})"
         )
 
     cases = {
@@ -214,3 +214,43 @@ def test_nesting_beyond_the_limit_is_refused(tmp_path: Path) -> None:
 
 def test_the_default_hall_is_well_within_the_limits() -> None:
     assert load_scene().robots
+
+
+def test_the_max_input_bytes_option_sets_the_limit(
+    hostile: dict[str, Path], tmp_path: Path
+) -> None:
+    """``twin --max-input-bytes N``: in ``twin --help``; raises the limit (a 3 MB hall loads),
+    lowers it (the default hall is refused), and wins over the environment variable."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "twin", "--help"],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert "--max-input-bytes" in shown.stdout
+    assert ENV_MAX_INPUT_BYTES in shown.stdout
+    big = tmp_path / "big_hall.yaml"
+    big.write_text(DEFAULT_SCENE.read_text(encoding="utf-8") + "#" * 3_000_000 + "\n")
+    refused = run_twin("scene", "check", str(big), where=tmp_path)
+    assert refused.code == 2 and "over the 1.0 MiB limit" in refused.stderr, refused.stderr
+    raised = run_twin("--max-input-bytes", str(8 << 20), "scene", "check", str(big), where=tmp_path)
+    assert raised.code == 0, raised.stderr
+    env = {**os.environ, ENV_MAX_INPUT_BYTES: str(8 << 20)}
+    lowered = subprocess.run(
+        [sys.executable, "-m", "twin", "--max-input-bytes", "100", "scene", "check",
+         str(DEFAULT_SCENE)],
+        capture_output=True, text=True, timeout=120, check=False, env=env,
+    )  # fmt: skip
+    size = DEFAULT_SCENE.stat().st_size / 1024
+    assert (lowered.returncode, lowered.stderr.splitlines()) == (
+        2,
+        [
+            f"{DEFAULT_SCENE}: file is {size:.1f} kB, over the 100 bytes limit for input "
+            f"files (raise it with `twin --max-input-bytes N` or {ENV_MAX_INPUT_BYTES})",
+            "1 problem; scene not loaded",
+        ],
+    )
+    zero = subprocess.run(
+        [sys.executable, "-m", "twin", "--max-input-bytes", "0", "scene", "check"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert zero.returncode == 2 and "Traceback" not in zero.stderr

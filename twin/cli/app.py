@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from hallfiles.limits import DEFAULT_MAX_INPUT_BYTES, ENV_MAX_INPUT_BYTES
 from robots.library import ENV_ROBOTS, with_env_dirs
 from twin.cli import (
     dataset,
@@ -49,9 +50,22 @@ def _main(
             help="A folder of robot model packages (repeatable); before HALL_TWIN_ROBOTS.",
         ),
     ] = None,
+    max_input_bytes: Annotated[
+        int | None,
+        typer.Option(
+            "--max-input-bytes",
+            min=1,
+            metavar="N",
+            help="The largest scene, task or robot file read, in bytes; larger ones are refused "
+            f"unread. Default {DEFAULT_MAX_INPUT_BYTES} (1 MiB), or {ENV_MAX_INPUT_BYTES}; "
+            "this wins over both, here and in the processes this command starts.",
+        ),
+    ] = None,
 ) -> None:
     if robots_dirs:  # through the environment, so child processes find the same models
         os.environ[ENV_ROBOTS] = with_env_dirs(robots_dirs)
+    if max_input_bytes is not None:  # the same, and read where each file is read
+        os.environ[ENV_MAX_INPUT_BYTES] = str(max_input_bytes)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
