@@ -66,7 +66,7 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
     """What the robot's channels say in the :data:`WINDOW_S` up to ``at_ns`` (log time)."""
     lo, hi = at_ns - int(WINDOW_S * _NS), at_ns + _NS // 5
     topics = [f"/base/{robot_id}", f"/heartbeat/{robot_id}", f"/joints/{robot_id}"]
-    bases: list[tuple[int, tuple[float, float, float], tuple[float, float, float, float]]] = []
+    bases: list[tuple[int, tuple[float, float, float], tuple[float, float, float, float], int]] = []
     holding = step = ""
     peak = (0.0, "")
     model = get_model(model_name)
@@ -78,9 +78,12 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
             continue
         kind = message.topic.split("/")[1]
         if kind == "base":
-            pose = msgspec.json.decode(message.data, type=PoseInFrame).pose
-            p, q = pose.position, pose.orientation
-            bases.append((t, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))
+            posed = msgspec.json.decode(message.data, type=PoseInFrame)
+            p, q = posed.pose.position, posed.pose.orientation
+            # speeds from the robot's own stamps: a busy twin receives in bursts, and receive
+            # times a millisecond apart for poses 20 ms apart made a 1.5 m/s push read 35
+            stamp = posed.timestamp.sec * _NS + posed.timestamp.nsec
+            bases.append((t, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w), stamp))
         elif kind == "heartbeat":
             beat = msgspec.json.decode(message.data, type=_Beat)
             if beat.holding and t <= at_ns:
@@ -100,11 +103,11 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
         out["peak_effort_joint"] = peak[1]
     before = [b for b in bases if b[0] <= at_ns]
     if before:
-        _, xyz, quat = before[-1]
+        _, xyz, quat, _ = before[-1]
         out["tilt_rad"] = round(tilt_rad(quat, model.base_orientation_xyzw), 4)
         out["base_height_m"] = round(xyz[2], 4)
     if len(before) >= 2:
-        times = np.array([b[0] for b in before], dtype=np.float64) / _NS
+        times = np.array([b[3] for b in before], dtype=np.float64) / _NS
         xy = np.array([b[1][:2] for b in before])
         dt = np.maximum(np.diff(times), 1e-3)
         speeds = np.linalg.norm(np.diff(xy, axis=0), axis=1) / dt
