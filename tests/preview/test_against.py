@@ -34,6 +34,7 @@ from twin.cli.app import app
 from twin.plan.model import PlanTable, TaskPlan
 from twin.preview.dispatched import _run_from_heartbeats
 from twin.preview.store import Comparison, read_comparison, save_comparison
+from twin.record.chunks import chunk_catalog
 from twin.record.recording import open_recording
 
 ROBOT = "T3-02"
@@ -376,6 +377,31 @@ def test_the_text_output_names_every_figure(
     assert "step 1 walk to S2" in text and "min clearance: predicted" in text
     assert "actual not measured" in text
     assert text.count("\n") > 25  # one row per joint
+
+
+def test_a_damaged_chunk_is_one_warning_line_and_the_run_still_compares(
+    dispatched: Dispatched,
+    compared: tuple[dict[str, Any], Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    run = compared[0]["against"]["run"]
+    chunks = chunk_catalog(dispatched.recording).chunks
+    margin_ns = 2 * 10**9
+    away = [c for c in chunks if c.end_ns < run["start_ns"] - margin_ns]
+    assert away, "no chunk before the run to damage"
+    ref = away[len(away) // 2]
+    data = bytearray(dispatched.recording.read_bytes())
+    data[ref.offset + ref.length // 2] ^= 0x5A
+    damaged = tmp_path / "damaged.mcap"
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setenv("HALL_TWIN_PREVIEWS", str(tmp_path / "previews"))
+    args = ["preview", str(dispatched.task), "--against", str(damaged), "--no-lessons"]
+    result = CliRunner().invoke(app, [*args, "--scene", str(dispatched.scene)])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1 and "damaged.mcap" in warnings[0], result.stderr
+    assert f"dispatch {run['dispatch_id']} of step_back on {ROBOT} (done)" in result.stdout
 
 
 def test_heartbeats_find_the_run_without_dispatch_events(

@@ -217,12 +217,17 @@ def _compare(
     itself succeeded: the exit status stays 0)."""
     from twin.cli.preview_against import compare_dispatch
     from twin.preview.dispatched import AgainstError
+    from twin.record.damage import collect_damage, damage_lines
 
-    try:
-        return compare_dispatch(task, text, robot, recording, dispatch_id)
-    except (AgainstError, OSError) as exc:
-        err.print(f"twin dispatch --compare: not compared: {exc}", markup=False)
-        return None
+    with collect_damage() as damaged:
+        try:
+            return compare_dispatch(task, text, robot, recording, dispatch_id)
+        except (AgainstError, OSError) as exc:
+            err.print(f"twin dispatch --compare: not compared: {exc}", markup=False)
+            return None
+        finally:  # the twin's own file is still being written: cut, by nature; damage is news
+            for line in damage_lines([r for r in damaged if r.chunks or r.gaps]):
+                err.print(f"twin dispatch --compare: warning: {line}", markup=False)
 
 
 def _control_endpoint(context: zmq.Context[zmq.Socket[bytes]], snapshot: str | None) -> str:

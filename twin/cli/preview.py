@@ -111,12 +111,16 @@ def preview(
     found = None
     if against is not None:  # before anything is run or written: bad input is exit 2 at once
         from twin.cli.preview_against import find_in_recording
+        from twin.record.damage import collect_damage, damage_lines
 
-        try:
-            robot = against_robot or task.robot
-            found = find_in_recording(against, robot, task, scene, digest, compiled)
-        except AgainstError as exc:
-            raise _bad([f"twin preview --against: {exc}"]) from None
+        with collect_damage() as damaged:
+            try:
+                robot = against_robot or task.robot
+                found = find_in_recording(against, robot, task, scene, digest, compiled)
+            except AgainstError as exc:
+                raise _bad([f"twin preview --against: {exc}"]) from None
+        for line in damage_lines(damaged):
+            err.print(f"twin preview --against: warning: {line}", markup=False)
     recorder = None
     if report_dir is not None:
         from twin.preview.report import PreviewRecorder
