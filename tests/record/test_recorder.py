@@ -33,6 +33,7 @@ from tests.helpers import ROOT
 from tests.recordings import EPOCH, T0_NS, hall_messages, joint_values, received, record, scene_text
 from twin.record.recorder import Recorder
 from twin.record.recording import RecordingError, open_recording
+from twin.record.schemas import JOINT_STEPS
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +90,17 @@ def test_every_message_is_recorded_raw_and_canonical(tmp_path: Path, scene: Scen
                 codec = codec_for(model)
                 assert body["name"] == [model.profile.canonical_name(n) for n in codec.names]
                 tolerance = 1e-6 if model.profile.encoding == "packed_f32" else 1e-12
-                np.testing.assert_allclose(
-                    body["position"], positions, rtol=tolerance, atol=tolerance
-                )
-                np.testing.assert_allclose(
-                    body["velocity"], velocities, rtol=tolerance, atol=tolerance
-                )
-                np.testing.assert_allclose(body["effort"], efforts, rtol=tolerance, atol=tolerance)
+                # rounded to half a step of the documented resolution, beside the wire's own
+                for key, sent, steps in zip(
+                    ("position", "velocity", "effort"),
+                    (positions, velocities, efforts),
+                    JOINT_STEPS[:, 0],
+                    strict=True,
+                ):
+                    np.testing.assert_allclose(
+                        body[key], sent, rtol=tolerance, atol=tolerance + 0.5 / steps
+                    )
+                    assert max(abs(round(v * steps) - v * steps) for v in body[key]) < 1e-6
                 assert body["epoch"] == EPOCH
                 assert message.publish_time == body["stamp_ns"]
                 assert message.log_time == body["stamp_ns"] + 250_000

@@ -10,8 +10,9 @@ frames are decoded as arrays:
 * joint states (``/raw/js/<robot>``) with the robot's codec (:mod:`sync.codecs`): packed
   float32 or float64 frames viewed as ``(n, 3, joints)``, MessagePack maps read through
   their common layout (:mod:`twin.dataset.msgpack_layout`), then scaled to SI exactly as
-  the recorder scaled them for the canonical JSON (``wire values * codec scale`` in
-  float64), and kept only where the recorder would have written JSON (finite values);
+  the recorder scaled and rounded them for the canonical JSON
+  (:func:`twin.record.schemas.canonical_joints`), and kept only where the recorder would
+  have written JSON (finite values);
 * base states (``/raw/base/<robot>``): the MessagePack map's position and orientation,
   kept where :func:`sync.protocol.decode_payload` would accept the frame.
 
@@ -43,6 +44,7 @@ from sync.protocol import (
     decode_payload,
 )
 from twin.dataset import msgpack_layout as mp
+from twin.record.schemas import canonical_joints, joint_steps
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +202,7 @@ class JointDecoder:
         self.codec = codec
         self.width = len(codec.names)
         unit = codec.to_sample(np.ones((3, self.width)))
-        self.scale = np.stack([unit.positions, unit.velocities, unit.efforts])
+        self.steps = joint_steps(np.stack([unit.positions, unit.velocities, unit.efforts]))
         packed = {"packed_f32": "<f4", "packed_deg_f64": "<f8"}.get(codec.encoding)
         self.dtype = np.dtype(packed) if packed else None
         self.paths: list[mp.Path] = [(n, k) for k in range(3) for n in codec.names]
@@ -220,7 +222,7 @@ class JointDecoder:
             if fast.all():  # the usual case: every frame of the packed size
                 wire_fast = gather(buf, payload_start, size).view(self.dtype).reshape(n, 3, width)
                 keep: BoolArray = np.isfinite(wire_fast).all(axis=(1, 2))
-                return keep, wire_fast * self.scale
+                return keep, canonical_joints(wire_fast, self.steps)
             wire = np.zeros((n, 3, width), dtype=np.float64)
             if fast.any():
                 rows = gather(buf, payload_start[fast], size)
@@ -239,7 +241,7 @@ class JointDecoder:
             except FrameError:
                 keep[i] = False
         keep &= np.isfinite(wire).all(axis=(1, 2))
-        return keep, wire * self.scale
+        return keep, canonical_joints(wire, self.steps)
 
     def _map(self, buf: U8Array, records: bytes, found: Located, wire: FloatArray) -> BoolArray:
         fast = np.zeros(len(found), dtype=bool)

@@ -11,7 +11,8 @@ is the same either way. Each accepted message is written twice:
   32-byte header followed by the payload, schema-less with message encoding
   ``hall-twin-v1`` (re-decode with :mod:`sync.protocol` and :mod:`sync.codecs`);
 - a canonical JSON message: ``/joints/<robot>`` (canonical joint names, SI units: rad,
-  rad/s, N*m; m, m/s, N for prismatic joints), ``/heartbeat/<robot>``, ``/base/<robot>``
+  rad/s, N*m; m, m/s, N for prismatic joints; rounded to 1e-6, 1e-5 and 1e-4 of those,
+  :data:`~twin.record.schemas.JOINT_STEPS`), ``/heartbeat/<robot>``, ``/base/<robot>``
   (the ``foxglove.PoseInFrame`` shape; velocities and IMU only in the raw frame) and
   ``/crane/<crane>``.
 
@@ -84,6 +85,8 @@ from twin.record.schemas import (
     Quaternion,
     Time,
     Vector3,
+    canonical_joints,
+    joint_steps,
 )
 
 log = logging.getLogger(__name__)
@@ -132,7 +135,7 @@ class _Route(msgspec.Struct):
     source: str
     codec: VendorCodec | None = None
     joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
-    si_scale: NDArray[np.float64] | None = None  # (3, N): wire units -> SI, per value
+    si_steps: NDArray[np.float64] | None = None  # (3, N): wire units -> JOINT_STEPS
     packed: bool = False  # a joint state of a fixed layout (viewed without a copy)
     # the newest state, for the Foxglove transforms: joint positions (SI, wire order), a
     # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
@@ -296,7 +299,7 @@ class Recorder(Closing):
             head = msgspec.json.encode({"robot": source, "name": list(codec.canonical_names)})
             route.joint_prefix = head[:-1] + b","
             unit = codec.to_sample(np.ones((3, len(codec.names))))
-            route.si_scale = np.stack([unit.positions, unit.velocities, unit.efforts])
+            route.si_steps = joint_steps(np.stack([unit.positions, unit.velocities, unit.efforts]))
             route.packed = codec.packed is not None
         self._routes[wire_topic] = route
         return route
@@ -338,7 +341,8 @@ class Recorder(Closing):
             # a packed joint state, the common case, inline: what _record does for it
             try:
                 values = route.codec.view(payload)  # type: ignore[union-attr]
-                position, velocity, effort = (values * route.si_scale).tolist()  # type: ignore[operator]
+                rounded = canonical_joints(values, route.si_steps)  # type: ignore[arg-type]
+                position, velocity, effort = rounded.tolist()
             except ValueError:  # not its size: the general path refuses it (raw only)
                 record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
                 continue
@@ -420,12 +424,12 @@ class Recorder(Closing):
         epoch: int,
     ) -> bytes:
         codec = route.codec
-        scale = route.si_scale
-        if route.kind == Kind.JOINT_STATE and codec is not None and scale is not None:
+        steps = route.si_steps
+        if route.kind == Kind.JOINT_STATE and codec is not None and steps is not None:
             if values is None:
                 values = codec.check(payload)
-            # one multiply and one tolist for the three rows: what codec.to_sample gives
-            position, velocity, effort = (values * scale).tolist()
+            # what codec.to_sample gives, rounded to JOINT_STEPS, in one pass for the rows
+            position, velocity, effort = canonical_joints(values, steps).tolist()
             route.latest = position
             tail = JointTail(stamp_ns, seq, epoch, position, velocity, effort)
             return route.joint_prefix + self._encode(tail)[1:]

@@ -10,6 +10,31 @@ from __future__ import annotations
 from typing import Any, Final
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
+
+JOINT_STEPS: Final = np.array([[1e6], [1e5], [1e4]])
+"""Steps a unit the canonical joint states are rounded to, per row: positions to 1e-6 rad
+(m for prismatic joints), velocities to 1e-5 rad/s (m/s), efforts to 1e-4 N*m (N). The
+raw frames keep the values as sent. Steps, not resolutions: ``k / 1e6`` is the double
+nearest the decimal, so the JSON holds at most 6 decimals (``k * 1e-6`` often is not)."""
+
+
+def joint_steps(si_scale: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Wire units to :data:`JOINT_STEPS`, per value, from a codec's (3, N) SI scale."""
+    steps: NDArray[np.float64] = si_scale * JOINT_STEPS
+    return steps
+
+
+def canonical_joints(
+    wire: NDArray[np.float64] | NDArray[np.float32], steps: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """The canonical (SI, rounded) values of wire values ((3, N) or (n, 3, N)), as the
+    recorder writes them: ``steps`` from :func:`joint_steps`."""
+    result: NDArray[np.float64] = wire * steps
+    np.rint(result, out=result)
+    result /= JOINT_STEPS
+    return result
 
 
 class JointMsg(msgspec.Struct):
