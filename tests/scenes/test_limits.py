@@ -10,7 +10,6 @@ import os
 import resource
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,26 +125,38 @@ class Run:
     peak_mb: float
 
 
+_PEAK_WRAPPER = """
+import atexit, runpy, sys
+peak_path = sys.argv[1]
+def _peak():
+    with open("/proc/self/status") as status:
+        kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+    with open(peak_path, "w") as out:
+        out.write(str(kib))
+atexit.register(_peak)
+sys.argv = ["twin", *sys.argv[2:]]
+runpy.run_module("twin", run_name="__main__", alter_sys=True)
+"""
+
+
 def run_twin(*args: str, where: Path, timeout_s: float = 120.0) -> Run:
-    """``python -m twin ARGS``, its peak resident memory read from ``wait4`` (this child's
-    alone: RUSAGE_CHILDREN would be the largest of every child this test process has had)."""
-    out, err = where / "stdout", where / "stderr"
-    with out.open("wb") as stdout, err.open("wb") as stderr:
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "twin", *args], stdout=stdout, stderr=stderr
-        )
-        killer = threading.Timer(timeout_s, popen.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(popen.pid, 0)
-        finally:
-            killer.cancel()
-    popen.returncode = os.waitstatus_to_exitcode(status)  # reaped here; Popen must not wait
+    """``python -m twin ARGS``, with its peak resident memory as the kernel counts it for the
+    command's own address space (VmHWM, read as it exits). Not ``wait4``'s ru_maxrss: a
+    child forked from this test process starts with the test process's pages, so in a long
+    suite its ru_maxrss is the test process's size (1.5 GB), not the command's."""
+    out, err, peak = where / "stdout", where / "stderr", where / "peak_kib"
+    peak.unlink(missing_ok=True)
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_WRAPPER, str(peak), *args],
+        capture_output=True, timeout=timeout_s, check=False,
+    )  # fmt: skip
+    out.write_bytes(result.stdout)
+    err.write_bytes(result.stderr)
     return Run(
-        popen.returncode,
-        out.read_text(encoding="utf-8"),
-        err.read_text(encoding="utf-8"),
-        usage.ru_maxrss * 1024 / MB,  # ru_maxrss: KiB on Linux
+        result.returncode,
+        result.stdout.decode("utf-8"),
+        result.stderr.decode("utf-8"),
+        int(peak.read_text()) * 1024 / MB,
     )
 
 
