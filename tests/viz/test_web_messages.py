@@ -29,6 +29,7 @@ from websockets.typing import Subprotocol
 from scenes import load_scene
 from tests.helpers import STARTUP_S, wait_for
 from viz.sources import StaticSource
+from viz.web.robots import pose_message
 from viz.web.server import PAGE_MESSAGES, WebOptions, WebViewer
 
 SERVER_HANDLERS = {"GuiUpdateMessage", "ScenePointerMessage"}
@@ -175,3 +176,32 @@ def test_a_page_can_send_nothing_but_view_changes(viewer: WebViewer) -> None:
     viewer.server._thread_executor.shutdown(wait=True)
     assert RecordedTunnel.made == []
     assert viewer.server._share_tunnel is None
+
+
+def test_the_pose_message_serialises_as_viser_does() -> None:
+    """:func:`viz.web.robots.pose_message`'s own serialiser gives what viser's generic one gives
+    (the same dict, buffer indices after those already in the window, the same bytes), with
+    the owner stamp the scope puts on when it queues the message."""
+    from viser import _messages
+    from viser.infra._messages import Message
+
+    rng = np.random.default_rng(3)
+    positions = rng.normal(size=(5, 3)).astype(np.float32)
+    wxyzs = rng.normal(size=(5, 4)).astype(np.float32)
+    message = pose_message("/robots/m/link1_0", positions, wxyzs)
+    message.owner = "scope-7"
+    assert isinstance(message, _messages.SceneNodeUpdateMessage)
+    fast_buffers: list[memoryview] = [memoryview(b"already in the window")]
+    generic_buffers: list[memoryview] = [memoryview(b"already in the window")]
+    fast = message.as_serializable_dict(fast_buffers)
+    generic = Message.as_serializable_dict(message, generic_buffers)
+    assert fast == generic
+    assert [bytes(b) for b in fast_buffers] == [bytes(b) for b in generic_buffers]
+    assert msgspec.msgpack.encode(fast) == msgspec.msgpack.encode(generic)
+    assert message.as_serializable_dict(None) == Message.as_serializable_dict(message, None)
+    assert (
+        message.redundancy_key()
+        == _messages.SceneNodeUpdateMessage(
+            "/robots/m/link1_0", {"batched_positions": positions, "batched_wxyzs": wxyzs}
+        ).redundancy_key()
+    )

@@ -289,14 +289,20 @@ class WebViewer:
         moved = self._apply() if changed else False
         with self._pages_lock:
             pages = list(self.pages.values())
+        # Pose before the atomic block: while it is open no page's sender takes anything
+        # from viser's buffer (a sender that finds it open waits a whole window, 1/60 s),
+        # so the block only queues what is ready.
+        poses = []
+        if moved:
+            self.geometry.update()
+            poses = self.geometry.all_instance_poses()
         with self.server.atomic():
             if moved:
-                self.geometry.update()
-                self.robots.push_poses()
+                self.robots.push_poses(poses)
                 self.hall.update_cranes()
                 for page in pages:
                     if page.own_robots is not None:
-                        page.own_robots.push_poses()
+                        page.own_robots.push_poses(poses)
             if changed:
                 self._recolour(pages)
             if now >= self._next_labels_s:
