@@ -117,14 +117,22 @@ def dispatched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dispatched]
             env={**os.environ, **env}, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert preview.returncode == 0, preview.stdout + preview.stderr
-        result = subprocess.run(
-            [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", ROBOT,
-             "--keys", str(keys), "--control", control, "--json", "--wait", "--timeout", "60",
-             "--compare", str(recording)],
-            env={**os.environ, **env}, capture_output=True, text=True, timeout=90, check=False,
-        )  # fmt: skip
-        outcome = json.loads(result.stdout)
-        assert (result.returncode, outcome["outcome"]) == (0, "done"), result.stderr
+        # the gate's conditions of the moment are tested elsewhere: on a busy machine the robot
+        # may be LATE or just diverged when asked, so a refusal for those is asked again
+        deadline = time.monotonic() + 60.0
+        while True:
+            result = subprocess.run(
+                [sys.executable, "-m", "twin", "dispatch", str(task), "--robot", ROBOT,
+                 "--keys", str(keys), "--control", control, "--json", "--wait", "--timeout",
+                 "60", "--compare", str(recording)],
+                env={**os.environ, **env}, capture_output=True, text=True, timeout=90,
+                check=False,
+            )  # fmt: skip
+            outcome = json.loads(result.stdout)
+            transient = outcome.get("condition") in ("live", "in_sync")
+            if outcome["outcome"] != "refused" or not transient or time.monotonic() > deadline:
+                break
+        assert (result.returncode, outcome["outcome"]) == (0, "done"), (result.stderr, outcome)
         assert "not compared" not in result.stderr, result.stderr
     finally:
         if emulator is not None:
