@@ -113,14 +113,17 @@ def preview(
         from twin.cli.preview_against import find_in_recording
         from twin.record.damage import collect_damage, damage_lines
 
+        problem: AgainstError | None = None
         with collect_damage() as damaged:
             try:
                 robot = against_robot or task.robot
                 found = find_in_recording(against, robot, task, scene, digest, compiled)
             except AgainstError as exc:
-                raise _bad([f"twin preview --against: {exc}"]) from None
-        for line in damage_lines(damaged):
+                problem = exc
+        for line in damage_lines(damaged):  # said even when the damage lost the run
             err.print(f"twin preview --against: warning: {line}", markup=False)
+        if problem is not None:
+            raise _bad([f"twin preview --against: {problem}"]) from None
     recorder = None
     if report_dir is not None:
         from twin.preview.report import PreviewRecorder
