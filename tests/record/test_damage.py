@@ -152,6 +152,17 @@ def only_warning(lines: list[str], command: str) -> str:
     return lines[0]
 
 
+def every_robot_seen_ns(whole: Whole) -> int:
+    """Log time by which every robot has sent a joint state (its first ``/raw/js/*``)."""
+    first: dict[str, int] = {}
+    with whole.path.open("rb") as stream:
+        for _, channel, message in make_reader(stream).iter_messages():
+            if channel.topic.startswith("/raw/js/") and channel.topic not in first:
+                first[channel.topic] = message.log_time
+    assert first
+    return max(first.values())
+
+
 def replay_at(path: Path, t_ns: int) -> float:
     """The replay timeline's second for log time ``t_ns`` (it starts at the first message)."""
     source = ReplaySource(open_recording(path))
@@ -237,6 +248,11 @@ def test_a_damaged_chunk_in_lessons_and_export(whole: Whole, tmp_path: Path) -> 
 @pytest.mark.parametrize("where", ["inside a chunk", "between records", "inside its summary"])
 def test_a_cut_file_says_where_and_reads_up_to_it(whole: Whole, where: str, tmp_path: Path) -> None:
     k = middle_chunk(whole)
+    if where == "inside a chunk":
+        # resim needs every robot's state before its start: a cut after all have sent one
+        seen = every_robot_seen_ns(whole) + _NS // 20
+        while k < len(whole.chunks) - 1 and max(c.end_ns for c in whole.chunks[:k]) <= seen:
+            k += 1
     at = {
         "inside a chunk": whole.chunks[k].offset + whole.chunks[k].length // 2,
         "between records": whole.chunks[k].offset,
@@ -266,7 +282,7 @@ def test_a_cut_file_says_where_and_reads_up_to_it(whole: Whole, where: str, tmp_
 
     if where != "inside a chunk":
         return
-    at_s = replay_at(path, until) - 0.2
+    at_s = replay_at(path, max(until - _NS // 5, every_robot_seen_ns(whole) + _NS // 20))
     clip = tmp_path / "clip.mp4"
     clipped, resimulated = together(
         ["replay", str(path), "--clip", str(clip), "--at", f"{at_s:.3f}", "--after", "0.2",
