@@ -30,20 +30,17 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 import zmq
 
-from sync.addresses import close_quietly
 from sync.fanout import ERROR, SNAPSHOT, STATUS
+from sync.worker import WorkerProcess, connect, orphaned
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,6 @@ GLOBAL_BURST: Final = 1000.0
 PENDING_MAX: Final = 512
 PEERS_KEPT: Final = 4096
 REQUEST_HWM: Final = 1000
-START_TIMEOUT_S: Final = 60.0
 _COUNTERS_EVERY_NS: Final = 200_000_000
 _POLL_MS: Final = 200
 _BOUND: Final = b"bound"
@@ -83,35 +79,20 @@ class ReplyServer:
         """Start the process, which binds ``endpoint``; OSError if it cannot."""
         self.counters: dict[str, int] = dict.fromkeys(COUNTER_NAMES, 0)
         self.status_wanted = False
-        self._channel = context.socket(zmq.PAIR)
-        self._channel.setsockopt(zmq.LINGER, 0)
-        self._channel.setsockopt(zmq.SNDHWM, 8)
-        self._channel.bind("tcp://127.0.0.1:*")
-        channel = self._channel.getsockopt(zmq.LAST_ENDPOINT)
-        assert isinstance(channel, bytes)
-        root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "sync.replies", endpoint, channel.decode(), str(os.getpid())],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
-        )  # fmt: skip
+        self._worker = WorkerProcess(
+            "sync.replies",
+            [endpoint],
+            what=f"the snapshot/status server for {endpoint}",
+            fail=OSError,
+            context=context,
+            send_hwm=8,
+        )
+        self._channel = self._worker.channel
         try:
-            self.endpoint = self._wait_bound(endpoint)
+            self.endpoint = self._worker.wait_for(lambda tag, body: _bound(endpoint, tag, body))
         except BaseException:
             self.close()
             raise
-
-    def _wait_bound(self, endpoint: str) -> str:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._channel.poll(100, zmq.POLLIN):
-                kind, detail = self._channel.recv_multipart()
-                if kind == _BOUND:
-                    return detail.decode()
-                raise OSError(f"cannot bind the snapshot socket to {endpoint}: {detail.decode()}")
-            if self._process.poll() is not None:
-                break
-        raise OSError(f"the snapshot/status server for {endpoint} did not start")
 
     def publish_snapshot(self, body: bytes) -> None:
         """The newest snapshot (msgpack ``Snapshot``)."""
@@ -142,14 +123,17 @@ class ReplyServer:
 
     def close(self) -> None:
         """Stop the process (it also stops by itself when the twin's process is gone)."""
-        if self._process.poll() is None:
+        if self._worker.exit_code() is None:
             self._send(_STOP, b"")
-            try:
-                self._process.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait(timeout=5.0)
-        close_quietly(self._channel)
+            self._worker.stop(timeout_s=2.0)
+        self._worker.close()
+
+
+def _bound(endpoint: str, kind: bytes, detail: bytes) -> str:
+    """The address the server bound (``_BOUND``); anything else is why it could not."""
+    if kind == _BOUND:
+        return detail.decode()
+    raise OSError(f"cannot bind the snapshot socket to {endpoint}: {detail.decode()}")
 
 
 @dataclass
@@ -263,10 +247,7 @@ class _Server:
 def serve(endpoint: str, channel_endpoint: str, parent_pid: int) -> int:
     """The serving process: bind ``endpoint``, answer until told to stop or orphaned."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the twin decides when to stop
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    channel = context.socket(zmq.PAIR)
-    channel.setsockopt(zmq.LINGER, 0)
-    channel.connect(channel_endpoint)
+    context, channel = connect(channel_endpoint)
     router = context.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)
     router.setsockopt(zmq.RCVHWM, REQUEST_HWM)
@@ -285,7 +266,7 @@ def serve(endpoint: str, channel_endpoint: str, parent_pid: int) -> int:
     poller.register(router, zmq.POLLIN)
     poller.register(channel, zmq.POLLIN)
     try:
-        while os.getppid() == parent_pid:
+        while not orphaned(parent_pid):
             ready = dict(poller.poll(_POLL_MS))
             if channel in ready and not server.from_twin():
                 break
@@ -300,11 +281,11 @@ def serve(endpoint: str, channel_endpoint: str, parent_pid: int) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sync.replies ENDPOINT CHANNEL PARENT_PID`` (started by ReplyServer)."""
+    """``python -m sync.replies CHANNEL PARENT_PID ENDPOINT`` (started by ReplyServer)."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("endpoint")
     parser.add_argument("channel")
     parser.add_argument("parent_pid", type=int)
+    parser.add_argument("endpoint")
     args = parser.parse_args(argv)
     return serve(args.endpoint, args.channel, args.parent_pid)
 

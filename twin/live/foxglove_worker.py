@@ -36,6 +36,7 @@ from typing import Any, Final
 import zmq
 from foxglove.websocket import ChannelView, Client, ServerListener
 
+from sync.worker import connect, orphaned
 from twin.live.foxglove_feed import FAILED, INIT, READY, STATES, STOP
 
 log = logging.getLogger(__name__)
@@ -69,12 +70,18 @@ class _Server:
 
     def __init__(self, init: dict[str, Any]) -> None:
         import foxglove
-        from foxglove.messages import FrameTransforms, SceneUpdate
+        from foxglove.messages import FrameTransforms, JointStates, Log, SceneUpdate
 
         from robots import get_model
         from robots.library import add_model_dirs
         from sync.codecs import codec_for
-        from twin.record.foxglove_channels import ENCODING, SCENE_TOPIC, TF_TOPIC
+        from twin.record.foxglove_channels import (
+            ENCODING,
+            JOINTS_TOPIC,
+            LOG_TOPIC,
+            SCENE_TOPIC,
+            TF_TOPIC,
+        )
         from twin.record.foxglove_hall import FoxgloveHall
         from twin.world.world import World
 
@@ -89,7 +96,14 @@ class _Server:
             raise
         self.context = foxglove.Context()
         self.channels = {}
-        for topic, schema in ((SCENE_TOPIC, SceneUpdate), (TF_TOPIC, FrameTransforms)):
+        self.joints_topic, self.log_topic = JOINTS_TOPIC, LOG_TOPIC
+        topics: list[tuple[str, Any]] = [
+            (SCENE_TOPIC, SceneUpdate),
+            (TF_TOPIC, FrameTransforms),
+            (LOG_TOPIC, Log),
+        ]
+        topics += [(JOINTS_TOPIC + robot.id, JointStates) for robot in scene.robots]
+        for topic, schema in topics:
             described = schema.get_schema()
             self.channels[topic] = foxglove.Channel(
                 topic,
@@ -119,9 +133,11 @@ class _Server:
         self.host = host
         self.last_stamp_ns = time.time_ns()
 
-    def take(self, newest: dict[bytes, bytes]) -> None:
-        """Pose the world from each topic's newest payload (a bad one is skipped)."""
+    def take(self, newest: dict[bytes, bytes], stamp_ns: int) -> None:
+        """Pose the world from each topic's newest payload (a bad one is skipped), and
+        publish each robot's joint state, stamped ``stamp_ns``."""
         from sync.protocol import BaseState, CraneState, Kind, decode_payload, parse_topic
+        from twin.record.foxglove_channels import joint_states_message
 
         hall = self.hall
         for topic, payload in newest.items():
@@ -131,7 +147,16 @@ class _Server:
                     codec = self.codecs.get(source)
                     if codec is not None:
                         sample = codec.to_sample(codec.check(payload))
-                        hall.set_joints(source, sample.positions.tolist())
+                        position = sample.positions.tolist()
+                        hall.set_joints(source, position)
+                        data = joint_states_message(
+                            stamp_ns,
+                            codec.canonical_names,
+                            position,
+                            sample.velocities.tolist(),
+                            sample.efforts.tolist(),
+                        )
+                        self.channels[self.joints_topic + source].log(data, log_time=stamp_ns)
                 elif kind in (Kind.BASE, Kind.CRANE):
                     decoded = decode_payload(kind, payload)
                     if isinstance(decoded, BaseState):
@@ -140,6 +165,14 @@ class _Server:
                         hall.set_crane(source, decoded.bridge_m, decoded.trolley_m, decoded.hoist_m)
             except Exception as exc:  # ingest checked it; never let one message stop the view
                 log.debug("foxglove: %r skipped: %r", topic, exc)
+
+    def publish_logs(self, events: list[tuple[int, str, str, str]]) -> None:
+        """The mirror's events as log lines."""
+        from twin.record.foxglove_channels import log_message
+
+        channel = self.channels[self.log_topic]
+        for stamp_ns, kind, source, detail in events:
+            channel.log(log_message(stamp_ns, kind, source, detail), log_time=stamp_ns)
 
     def publish_tf(self, stamp_ns: int) -> None:
         self.last_stamp_ns = stamp_ns
@@ -164,8 +197,9 @@ class ServeError(RuntimeError):
 def serve(channel: zmq.Socket[bytes], server: _Server, parent_pid: int) -> None:
     """Until told to stop or the twin is gone: shipments in, transforms out."""
     subscriptions = server.subscriptions
-    while os.getppid() == parent_pid:
+    while not orphaned(parent_pid):
         newest: dict[bytes, bytes] = {}
+        events: list[tuple[int, str, str, str]] = []
         stamp_ns = 0
         stop = False
         if channel.poll(POLL_MS, zmq.POLLIN):
@@ -178,16 +212,19 @@ def serve(channel: zmq.Socket[bytes], server: _Server, parent_pid: int) -> None:
                     stop = True
                     break
                 if tag == STATES:
-                    stamp_ns, states = marshal.loads(body)
+                    stamp_ns, states, told = marshal.loads(body)
                     newest.update(states)
+                    events += told
         if stop:
             return
         if subscriptions.scene_due.is_set():
             subscriptions.scene_due.clear()
             server.publish_scene()
+        if events:
+            server.publish_logs(events)
         if newest:
             subscriptions.tf_due.clear()
-            server.take(newest)
+            server.take(newest, stamp_ns)
             server.publish_tf(stamp_ns)
         elif subscriptions.tf_due.is_set():
             subscriptions.tf_due.clear()
@@ -203,10 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the twin decides when to stop
     with contextlib.suppress(OSError):
         os.nice(NICE)
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    channel = context.socket(zmq.PAIR)
-    channel.setsockopt(zmq.LINGER, 1000)
-    channel.connect(args.endpoint)
+    context, channel = connect(args.endpoint, linger_ms=1000)
     server: _Server | None = None
     try:
         if not channel.poll(INIT_TIMEOUT_MS, zmq.POLLIN):

@@ -39,16 +39,10 @@ the file is the same, byte for byte in its messages, as the in-thread recorder w
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import marshal
-import os
 import pickle
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Final
@@ -57,8 +51,8 @@ import zmq
 
 from robots.library import model_entry
 from scenes.model import Scene
-from sync.addresses import close_quietly
 from sync.closing import Closing
+from sync.worker import WorkerProcess
 from twin.record.recorder import RecorderError
 
 log = logging.getLogger(__name__)
@@ -69,7 +63,6 @@ BACKLOG_MAX_BYTES: Final = 512 * 1024 * 1024
 """At most this much shipped and not yet taken by the worker; beyond, shipments are dropped."""
 CHANNEL_HWM: Final = 100_000  # shipments; the byte bound above is the one that holds
 HEALTH_EVERY_NS: Final = 200_000_000
-START_TIMEOUT_S: Final = 60.0
 CLOSE_TIMEOUT_S: Final = 120.0  # the worker may have a backlog to write
 DROP_LOG_EVERY: Final = 100
 WORKER_NICE: Final = 0
@@ -134,25 +127,17 @@ class RecorderProcess(Closing):
         self._taken_bytes = 0
         self._closed = False
         self._running = False
-        self._owns_context = context is None
-        self._context = context or zmq.Context()
-        self._folder = tempfile.mkdtemp(prefix="twin-recorder-")  # 0700: ours alone
-        self._channel = self._context.socket(zmq.PAIR)
-        self._channel.setsockopt(zmq.LINGER, 0)
-        self._channel.setsockopt(zmq.SNDHWM, CHANNEL_HWM)
-        self._channel.setsockopt(zmq.RCVHWM, CHANNEL_HWM)
-        self._process: subprocess.Popen[bytes] | None = None
+        self._worker = WorkerProcess(
+            "twin.record.recorder_worker",
+            [str(nice), *(["--idle"] if idle else [])],
+            what=f"the recorder process for {path}",
+            fail=RecorderError,
+            context=context,
+            send_hwm=CHANNEL_HWM,
+            receive_hwm=CHANNEL_HWM,
+        )
+        self._channel = self._worker.channel
         try:
-            endpoint = f"ipc://{self._folder}/channel"
-            self._channel.bind(endpoint)
-            root = str(Path(__file__).resolve().parent.parent.parent)
-            path_env = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-            self._process = subprocess.Popen(
-                [sys.executable, "-m", "twin.record.recorder_worker", endpoint,
-                 str(os.getpid()), str(nice), *(["--idle"] if idle else [])],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                env=dict(os.environ, PYTHONPATH=path_env),
-            )  # fmt: skip
             models = {m: str(model_entry(m).root) for m in sorted({r.model for r in scene.robots})}
             init = {
                 "path": str(self.path),
@@ -163,15 +148,13 @@ class RecorderProcess(Closing):
                 "model_roots": models,
                 "display_hz": display_hz,
             }
-            self._send_init(pickle.dumps(init))
-            ready = self._wait_ready()
+            self._worker.send_first(INIT, pickle.dumps(init))
+            ready = self._worker.wait_for(self._ready)
         except (OSError, zmq.ZMQError) as exc:  # no process, no socket: one line, as a file
             self._stop_worker(timeout_s=2.0)
-            self._release()
             raise RecorderError(f"cannot start the recorder process for {path}: {exc}") from None
         except BaseException:
             self._stop_worker(timeout_s=2.0)
-            self._release()
             raise
         self.chunk_size_bytes = int(ready["chunk_size_bytes"])
         self.start_ns = int(ready["start_ns"])
@@ -180,37 +163,17 @@ class RecorderProcess(Closing):
     @property
     def pid(self) -> int | None:
         """The worker's process id."""
-        return self._process.pid if self._process is not None else None
+        return self._worker.pid
 
-    def _send_init(self, body: bytes) -> None:
-        """The start-up parameters, once the worker has connected (a worker that died
-        before is an error, not a wait forever)."""
-        assert self._process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._channel.poll(100, zmq.POLLOUT):
-                self._channel.send_multipart((INIT, body), zmq.NOBLOCK)
-                return
-            if self._process.poll() is not None:
-                break
-        raise RecorderError(f"the recorder process for {self.path} did not start")
-
-    def _wait_ready(self) -> dict[str, Any]:
-        assert self._process is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self._channel.poll(100, zmq.POLLIN):
-                tag, body = self._channel.recv_multipart()
-                if tag == READY:
-                    ready: dict[str, Any] = json.loads(body)
-                    return ready
-                if tag == FAILED:
-                    with contextlib.suppress(zmq.ZMQError):
-                        self._channel.send_multipart((ACK, b""), zmq.NOBLOCK)
-                    raise RecorderError(body.decode())
-            if self._process.poll() is not None:
-                break
-        raise RecorderError(f"the recorder process for {self.path} did not start")
+    def _ready(self, tag: bytes, body: bytes) -> dict[str, Any] | None:
+        """The worker's READY; its FAILED (acknowledged, so it may end) is the error."""
+        if tag == READY:
+            ready: dict[str, Any] = json.loads(body)
+            return ready
+        if tag == FAILED:
+            self._worker.tell(ACK)
+            raise RecorderError(body.decode())
+        return None
 
     # -- the mirror's side: per message, per batch, per tick -----------------------
 
@@ -280,8 +243,8 @@ class RecorderProcess(Closing):
     def _check_worker(self) -> None:
         """Take the worker's reports; a worker that stopped is one line on the log."""
         self._read_channel()
-        if self._running and self._process is not None:
-            code = self._process.poll()
+        if self._running:
+            code = self._worker.exit_code()
             if code is not None:
                 self._read_channel()  # its last words, if any
                 if self._running:
@@ -301,8 +264,7 @@ class RecorderProcess(Closing):
                 self._counters(json.loads(body))
                 done = body if tag == DONE else done
             elif tag == ERROR:
-                with contextlib.suppress(zmq.ZMQError):  # the worker may end at once
-                    self._channel.send_multipart((ACK, b""), zmq.NOBLOCK)
+                self._worker.tell(ACK)  # the worker may end at once
                 if self._running:
                     self._stopped(body.decode())
 
@@ -329,21 +291,17 @@ class RecorderProcess(Closing):
                 self._finish()
         finally:
             self._stop_worker(timeout_s=2.0)
-            self._release()
 
     def _finish(self) -> None:
-        assert self._process is not None
-        with contextlib.suppress(zmq.ZMQError):
-            self._channel.send_multipart((STOP, b""), zmq.NOBLOCK)
+        self._worker.tell(STOP)
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._channel.poll(100, zmq.POLLIN) and self._read_channel() is not None:
-                with contextlib.suppress(zmq.ZMQError):
-                    self._channel.send_multipart((ACK, b""), zmq.NOBLOCK)
+                self._worker.tell(ACK)
                 return
             if not self._running:  # it reported an error
                 return
-            code = self._process.poll()
+            code = self._worker.exit_code()
             if code is not None:
                 self._read_channel()
                 if self._running:
@@ -352,20 +310,8 @@ class RecorderProcess(Closing):
         self._stopped(f"the recorder process did not finish the file in {CLOSE_TIMEOUT_S:g} s")
 
     def _stop_worker(self, *, timeout_s: float) -> None:
-        process = self._process
-        if process is None:
-            return
-        try:
-            process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5.0)
-
-    def _release(self) -> None:
-        close_quietly(self._channel)
-        if self._owns_context:
-            self._context.term()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._worker.stop(timeout_s=timeout_s)
+        self._worker.close()
 
 
 def _exit_text(code: int) -> str:

@@ -45,6 +45,7 @@ from typing import Any, Final
 
 import zmq
 
+from sync.worker import connect, orphaned
 from twin.record.recorder_process import (
     ACK,
     BATCH,
@@ -127,7 +128,7 @@ class _Worker:
             self.channel.send_multipart((tag, body), zmq.NOBLOCK)
 
     def parent_alive(self) -> bool:
-        return os.getppid() == self.parent_pid
+        return not orphaned(self.parent_pid)
 
     def run(self) -> bool:
         """Record until told to stop (True) or the twin is gone (False)."""
@@ -210,11 +211,7 @@ def serve(endpoint: str, parent_pid: int, nice: int, *, idle: bool = False) -> i
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the twin decides when to stop
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file size limit: an error line, not death
     _lower_priority(nice, idle=idle)
-    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-    channel = context.socket(zmq.PAIR)
-    channel.setsockopt(zmq.LINGER, 0)
-    channel.setsockopt(zmq.RCVHWM, CHANNEL_HWM)
-    channel.connect(endpoint)
+    context, channel = connect(endpoint, receive_hwm=CHANNEL_HWM)
     worker = _Worker(channel, parent_pid)
 
     def on_term(signum: int, frame: FrameType | None) -> None:
