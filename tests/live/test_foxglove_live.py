@@ -32,7 +32,7 @@ MESSAGE_DATA = 0x01
 DATA_HEADER = struct.Struct("<BIQ")  # opcode, subscription id, log time (ns)
 WRITE_CAPABILITIES = {"clientPublish", "services", "parameters", "parametersSubscribe"}
 ARRIVE_S = 60.0  # every link moved, on a loaded 2-core machine
-TF_SUB, SCENE_SUB = 1, 2
+TF_SUB, SCENE_SUB, JOINTS_SUB, LOG_SUB = 1, 2, 3, 4
 
 
 @pytest.fixture
@@ -87,8 +87,14 @@ def test_the_live_twin_serves_every_link_moving_read_only(twin: tuple[Proc, str,
         channels = {c["topic"]: c for c in _json(ws, "advertise", 10.0)["channels"]}
         assert channels["/foxglove/tf"]["schemaName"] == "foxglove.FrameTransforms"
         assert channels["/foxglove/scene"]["schemaName"] == "foxglove.SceneUpdate"
+        robot = load_scene().robots[0]
+        joints_topic = f"/foxglove/joints/{robot.id}"
+        assert channels[joints_topic]["schemaName"] == "foxglove.JointStates"
+        assert channels["/foxglove/log"]["schemaName"] == "foxglove.Log"
         transforms = _message_class(channels["/foxglove/tf"])
         scene_update = _message_class(channels["/foxglove/scene"])
+        joint_states = _message_class(channels[joints_topic])
+        log_line = _message_class(channels["/foxglove/log"])
         ws.send(
             json.dumps(
                 {
@@ -96,6 +102,8 @@ def test_the_live_twin_serves_every_link_moving_read_only(twin: tuple[Proc, str,
                     "subscriptions": [
                         {"id": TF_SUB, "channelId": channels["/foxglove/tf"]["id"]},
                         {"id": SCENE_SUB, "channelId": channels["/foxglove/scene"]["id"]},
+                        {"id": JOINTS_SUB, "channelId": channels[joints_topic]["id"]},
+                        {"id": LOG_SUB, "channelId": channels["/foxglove/log"]["id"]},
                     ],
                 }
             )
@@ -110,12 +118,21 @@ def test_the_live_twin_serves_every_link_moving_read_only(twin: tuple[Proc, str,
             deadline = time.monotonic() + ARRIVE_S
             robots = {frame.split("/")[0] for frame in expected}
             moved_robots: set[str] = set()
-            while not (scene_ids and robots <= moved_robots and len(stamps) >= 10):
+            joint_names: list[list[str]] = []
+            live_lines: list[str] = []  # the robot's log lines
+            while not (
+                scene_ids
+                and robots <= moved_robots
+                and len(stamps) >= 10
+                and joint_names
+                and live_lines
+            ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     pytest.fail(
                         f"in {ARRIVE_S} s: {len(stamps)} transforms messages, scene "
-                        f"{bool(scene_ids)}, robots not moving {sorted(robots - moved_robots)}"
+                        f"{bool(scene_ids)}, robots not moving {sorted(robots - moved_robots)}, "
+                        f"{len(joint_names)} joint states, log lines {live_lines}"
                     )
                 message = ws.recv(timeout=remaining)
                 if isinstance(message, str):
@@ -125,6 +142,15 @@ def test_the_live_twin_serves_every_link_moving_read_only(twin: tuple[Proc, str,
                 payload = message[DATA_HEADER.size :]
                 if subscription == SCENE_SUB:
                     scene_ids = {e.id for e in scene_update.FromString(payload).entities}
+                    continue
+                if subscription == JOINTS_SUB:
+                    states = joint_states.FromString(payload)
+                    joint_names.append([j.name for j in states.joints])
+                    continue
+                if subscription == LOG_SUB:
+                    line = log_line.FromString(payload)
+                    if line.name == robot.id:
+                        live_lines.append(line.message)
                     continue
                 assert subscription == TF_SUB
                 decoded = transforms.FromString(payload)
@@ -148,6 +174,11 @@ def test_the_live_twin_serves_every_link_moving_read_only(twin: tuple[Proc, str,
         finally:
             emulator.stop()
     assert expected <= scene_ids  # the scene names every link mesh
+    # the robot's canonical joints, in wire order; the mirror's events as log lines
+    model = get_model(robot.model)
+    canonical = [model.profile.canonical_name(n) for n in model.profile.joint_names]
+    assert all(names == canonical for names in joint_names)
+    assert any(line.startswith("liveness: ") and line.endswith("-> LIVE") for line in live_lines)
     assert stamps == sorted(stamps) and stamps[-1] > stamps[0]
     # the robots walk and work: most of their links moved in their parents' frames
     assert len(moved) >= len(expected) // 2, f"{len(moved)} of {len(expected)} links moved"

@@ -19,6 +19,8 @@ import pytest
 from foxglove.messages import (
     FrameTransform,
     FrameTransforms,
+    JointStates,
+    Log,
     Quaternion,
     SceneUpdate,
     Timestamp,
@@ -32,9 +34,15 @@ from mcap.reader import make_reader
 from scenes import load_scene
 from scenes.loader import parse_scene
 from scenes.model import Scene
-from twin.record.foxglove_channels import DISPLAY_HZ, SCENE_TOPIC, TF_TOPIC
+from twin.record.foxglove_channels import (
+    DISPLAY_HZ,
+    JOINTS_TOPIC,
+    LOG_TOPIC,
+    SCENE_TOPIC,
+    TF_TOPIC,
+)
 from twin.record.foxglove_hall import FoxgloveHall
-from twin.record.schemas import JointMsg, PoseInFrame
+from twin.record.schemas import EventMsg, JointMsg, PoseInFrame
 from twin.world.world import World
 
 FALLEN_ROBOT = "T3-04"  # falls at 4 s in the fall_recording fixture (tests/conftest.py)
@@ -51,6 +59,9 @@ class Read:
     transforms: list[tuple[int, Any]]
     joints: dict[str, list[tuple[int, JointMsg]]]
     bases: dict[str, list[tuple[int, PoseInFrame]]]
+    joint_states: dict[str, list[tuple[int, Any]]]  # /foxglove/joints/<robot>, decoded
+    logs: list[tuple[int, Any]]  # /foxglove/log, decoded
+    events: list[tuple[int, EventMsg]]  # /events
 
 
 def _classes(schema_data: bytes) -> descriptor_pool.DescriptorPool:
@@ -85,6 +96,9 @@ def read(fall_recording: Path) -> Read:
     transforms: list[tuple[int, Any]] = []
     joints: dict[str, list[tuple[int, JointMsg]]] = {}
     bases: dict[str, list[tuple[int, PoseInFrame]]] = {}
+    joint_states: dict[str, list[tuple[int, Any]]] = {}
+    logs: list[tuple[int, Any]] = []
+    events: list[tuple[int, EventMsg]] = []
     urdfs: dict[str, bytes] = {}
     scene_text = ""
     with fall_recording.open("rb") as stream:
@@ -105,8 +119,13 @@ def read(fall_recording: Path) -> Read:
                 pool = pools.setdefault(schema.name, _classes(schema.data))
                 decoded = _decode(pool, schema.name, message.data)
                 assert not list(_unknown_fields(decoded)), topic
-                target = scenes if topic == SCENE_TOPIC else transforms
+                if topic.startswith(JOINTS_TOPIC):
+                    target = joint_states.setdefault(topic.removeprefix(JOINTS_TOPIC), [])
+                else:
+                    target = {SCENE_TOPIC: scenes, TF_TOPIC: transforms, LOG_TOPIC: logs}[topic]
                 target.append((message.log_time, decoded))
+            elif topic == "/events":
+                events.append((message.log_time, msgspec.json.decode(message.data, type=EventMsg)))
             elif topic.startswith("/joints/"):
                 body = msgspec.json.decode(message.data, type=JointMsg)
                 joints.setdefault(body.robot, []).append((message.log_time, body))
@@ -114,7 +133,9 @@ def read(fall_recording: Path) -> Read:
                 pose = msgspec.json.decode(message.data, type=PoseInFrame)
                 bases.setdefault(topic.removeprefix("/base/"), []).append((message.log_time, pose))
     scene = parse_scene(scene_text, "scene.yaml")
-    return Read(scene, urdfs, channels, scenes, transforms, joints, bases)
+    return Read(
+        scene, urdfs, channels, scenes, transforms, joints, bases, joint_states, logs, events
+    )
 
 
 def _urdf_links(urdf: bytes) -> tuple[list[str], set[str]]:
@@ -138,8 +159,15 @@ def test_the_foxglove_channels_are_foxglove_schemas_in_protobuf(read: Read) -> N
     assert read.channels == {
         SCENE_TOPIC: ("foxglove.SceneUpdate", "protobuf", "protobuf"),
         TF_TOPIC: ("foxglove.FrameTransforms", "protobuf", "protobuf"),
+        LOG_TOPIC: ("foxglove.Log", "protobuf", "protobuf"),
+        **{
+            JOINTS_TOPIC + robot.id: ("foxglove.JointStates", "protobuf", "protobuf")
+            for robot in read.scene.robots
+        },
     }
-    assert read.scenes and read.transforms  # and every one of them decoded, nothing unknown
+    # and every one of them decoded, nothing unknown
+    assert read.scenes and read.transforms and read.logs
+    assert set(read.joint_states) == {robot.id for robot in read.scene.robots}
 
 
 def test_the_file_carries_foxglove_sdks_own_descriptors(fall_recording: Path) -> None:
@@ -147,9 +175,57 @@ def test_the_file_carries_foxglove_sdks_own_descriptors(fall_recording: Path) ->
         summary = make_reader(stream).get_summary()
     assert summary is not None
     stored = {s.name: s.data for s in summary.schemas.values() if s.encoding == "protobuf"}
-    for message in (SceneUpdate, FrameTransforms):
+    for message in (SceneUpdate, FrameTransforms, JointStates, Log):
         schema = message.get_schema()
         assert stored[schema.name] == schema.data
+
+
+def _ns(stamp: Any) -> int:
+    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+
+
+def test_joint_states_are_each_robots_newest_canonical_joints_at_display_ticks(
+    read: Read,
+) -> None:
+    ticks = {log_ns for log_ns, _ in read.transforms}
+    for robot in read.scene.robots:
+        states = read.joint_states[robot.id]
+        recorded = read.joints[robot.id]
+        times = [log_ns for log_ns, _ in recorded]
+        assert len(states) >= 2 * DISPLAY_HZ  # the 8 s recording: seconds of them
+        assert len({log_ns for log_ns, _ in states}) == len(states)  # at most one a tick
+        for log_ns, message in states:
+            assert log_ns in ticks and _ns(message.timestamp) == log_ns
+            # the newest /joints message received by then: one of those received last
+            # (messages received together may be shipped in two groups around an event)
+            last = times[np.searchsorted(times, log_ns, side="right") - 1]
+            shown = (
+                [j.name for j in message.joints],
+                [j.position for j in message.joints],
+                [j.velocity for j in message.joints],
+                [j.effort for j in message.joints],
+            )
+            assert shown in [
+                (m.name, m.position, m.velocity, m.effort) for t, m in recorded if t == last
+            ]
+
+
+def test_every_event_is_a_log_line_and_failures_are_at_their_severity(read: Read) -> None:
+    assert [log_ns for log_ns, _ in read.logs] == [log_ns for log_ns, _ in read.events]
+    levels = {"warning": "WARNING", "error": "ERROR", "critical": "FATAL"}
+    falls = 0
+    for (_, line), (_, event) in zip(read.logs, read.events, strict=True):
+        assert line.name == event.source and _ns(line.timestamp) == event.stamp_ns
+        level = line.DESCRIPTOR.fields_by_name["level"].enum_type.values_by_number[line.level]
+        if event.kind == "failure":
+            failure = msgspec.json.decode(event.detail)
+            assert level.name == levels[failure["severity"]]
+            assert line.message == f"{failure['kind']}: {failure['details']} ({failure['id']})"
+            falls += failure["kind"] == "fall" and event.source == FALLEN_ROBOT
+        else:
+            assert line.message == f"{event.kind}: {event.detail}"
+            assert level.name in ("INFO", "WARNING")
+    assert falls >= 1
 
 
 def test_the_scene_has_an_entity_per_link_and_per_bench(read: Read) -> None:

@@ -169,6 +169,7 @@ def live(
             mirror.close()
             raise typer.Exit(EXIT_BAD_INPUT)
         mirror.frame_sinks.append(foxglove)
+        mirror.event_sinks.append(foxglove.event)
         err.print(f"foxglove: {foxglove.url} (read-only)", markup=False)
     gate = start_gate(mirror, keys, endpoints) if keys is not None else None
     if record is not None:

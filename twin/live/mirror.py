@@ -152,6 +152,7 @@ class Mirror(Intake, FanoutServer):
         self.run_id = secrets.randbits(63) | 1
         self.fanout_dropped = 0
         self.events: deque[Event] = deque(maxlen=_EVENTS_KEPT)
+        self.event_sinks: list[Callable[[Event], None]] = []
         # failure detection (time-gated inside Monitors); `twin live` sets one by default
         self.monitors: Monitors | None = None
         self.on_failure: list[Callable[[FailureEvent], None]] = []

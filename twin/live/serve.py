@@ -40,6 +40,8 @@ class FanoutServer:
     cranes: dict[str, CraneLink]
     ingest: Ingest
     events: deque[Event]
+    event_sinks: list[Callable[[Event], None]]
+    """Also told of every event, on the mirror's thread (each must be quick, never raise)."""
     run_id: int
     fanout_seq: int
     fanout_dropped: int
@@ -109,6 +111,8 @@ class FanoutServer:
         self.events.append(event)
         log.info("%s %s: %s", kind, source, detail)
         self._send_fanout(EVENT, ENCODER.encode(event))
+        for sink in self.event_sinks:
+            sink(event)
 
     def snapshot(self) -> Snapshot:
         """The full state, stamped with the current fan-out sequence number."""

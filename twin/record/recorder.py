@@ -137,8 +137,9 @@ class _Route(msgspec.Struct):
     joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
     si_steps: NDArray[np.float64] | None = None  # (3, N): wire units -> JOINT_STEPS
     packed: bool = False  # a joint state of a fixed layout (viewed without a copy)
-    # the newest state, for the Foxglove transforms: joint positions (SI, wire order), a
-    # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
+    # the newest state, for the Foxglove channels: a joint state's (positions, velocities,
+    # efforts) (SI, wire order, rounded as on /joints), a base's (position, orientation) or a
+    # crane's (bridge, trolley, hoist); and the one shown
     latest: Any = None
     shown: Any = None
 
@@ -346,7 +347,7 @@ class Recorder(Closing):
             except ValueError:  # not its size: the general path refuses it (raw only)
                 record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
                 continue
-            route.latest = position
+            route.latest = (position, velocity, effort)
             seq32 = seq & 0xFFFFFFFF
             add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq32)
             tail = encode(JointTail(stamp_ns, seq, epoch, position, velocity, effort))
@@ -370,7 +371,8 @@ class Recorder(Closing):
                 foxglove.heard(route.source)
             route.shown = latest
             if route.kind == Kind.JOINT_STATE:
-                hall.set_joints(route.source, latest)
+                assert route.codec is not None
+                foxglove.set_joints(route.source, route.codec.canonical_names, latest)
             elif route.kind == Kind.BASE:
                 hall.set_base(route.source, *latest)
             elif route.kind == Kind.CRANE:
@@ -430,7 +432,7 @@ class Recorder(Closing):
                 values = codec.check(payload)
             # what codec.to_sample gives, rounded to JOINT_STEPS, in one pass for the rows
             position, velocity, effort = canonical_joints(values, steps).tolist()
-            route.latest = position
+            route.latest = (position, velocity, effort)
             tail = JointTail(stamp_ns, seq, epoch, position, velocity, effort)
             return route.joint_prefix + self._encode(tail)[1:]
         decoded = decode_payload(route.kind, payload)
@@ -469,6 +471,8 @@ class Recorder(Closing):
         self._event_id += 1
         body = self._encode(EventMsg(self._event_id, stamp_ns, kind, source_id, detail))
         self._writer.add_message(self._events_channel, stamp_ns, body, stamp_ns, self._event_id)
+        if self._foxglove is not None:
+            self._foxglove.log(stamp_ns, kind, source_id, detail)
 
     def add_metadata(self, name: str, data: dict[str, str]) -> None:
         """One more metadata record (e.g. what a re-simulation started from)."""
