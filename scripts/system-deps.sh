@@ -10,6 +10,9 @@
 #   gcc libc6-dev pkg-config libzmq3-dev   build the reference C gateway (examples/gateway_c) that
 #                           its test compiles and runs against a live twin
 #   python3-venv            Debian's python3 needs it for `python3 -m venv`
+#   nodejs npm              an independent MCAP reader (TypeScript's @mcap/core, installed by
+#                           `make setup` into tests/node) that a test reads recordings with;
+#                           only where node or npm is missing (NodeSource's nodejs has npm)
 # Root: installs what is missing with apt-get. Otherwise: prints the exact apt-get
 # line and exits 1. On a system without dpkg it says so and carries on.
 set -euo pipefail
@@ -21,6 +24,9 @@ packages=(libusb-1.0-0 libgl1 libegl1 libosmesa6 libgl1-mesa-dri libglx-mesa0 li
 if ! "${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1; then
     packages+=(python3-venv)
 fi
+
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "system-deps: no dpkg here; make sure these (or your system's equivalents) are installed: ${packages[*]}" >&2
