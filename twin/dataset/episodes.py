@@ -12,10 +12,12 @@ An episode is one task cycle of one robot:
 * the recording's start and end cut the first and last episode short: those are marked
   ``complete = False``.
 
-Labels come from the failure detectors: an episode in which one of the robot's incidents
-starts is a ``failure`` (with the incident ids, the events' kinds, and the lessons the twin
-drew from those incidents); one with no new incident in which the robot was not running all
-along (lying after a fall, stopped) is ``fault``; the rest are ``success``.
+Labels come from the failure detectors: an episode that holds one of the robot's failure
+events is a ``failure`` (with the events' kinds, the ids of the incidents those events belong
+to, wherever each incident started, and the lessons the twin drew from them: a fall that
+joined an incident opened by earlier joint limits still names it); one with no failure event
+in which the robot was not running all along (lying after a fall, stopped) is ``fault``; the
+rest are ``success``.
 """
 
 from __future__ import annotations
@@ -250,14 +252,15 @@ def label(
             f for f in failures
             if f.robot_id == episode.robot_id and episode.start_ns <= f.stamp_ns <= episode.end_ns
         ]  # fmt: skip
-        started = [
+        ids = {f.id for f in mine}
+        touched = [
             i for i in incidents
-            if i.robot_id == episode.robot_id and episode.start_ns <= i.start_ns <= episode.end_ns
+            if i.robot_id == episode.robot_id and any(e.id in ids for e in i.events)
         ]  # fmt: skip
         episode.failures = [f.kind for f in sorted(mine, key=lambda f: f.stamp_ns)]
-        episode.incidents = [i.id for i in started]
-        episode.lessons = [lesson for i in started for lesson in lesson_of.get(i.id, [])]
-        if started:
+        episode.incidents = [i.id for i in touched]
+        episode.lessons = [lesson for i in touched for lesson in lesson_of.get(i.id, [])]
+        if touched:
             episode.outcome = "failure"
         elif not running.get(index, True):
             episode.outcome = "fault"
