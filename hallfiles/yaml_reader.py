@@ -15,7 +15,7 @@ import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Final, Union
 
 import yaml
 from pydantic import BaseModel
@@ -189,6 +189,10 @@ def read_file_text(path: Path, shown: str) -> str:
         raise YamlProblem(Problem(shown, None, "", f"cannot read: {exc}")) from None
 
 
+_LOADER: Final = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser where PyYAML was built with it (about 10x faster), else PyYAML's own."""
+
+
 def read_mapping(text: str, source: str, what: str) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     """YAML text that must be a mapping (a ``what``: "scene", "task"): the data and the line of
     each key path; the problem when it is not YAML, too large, too deep, or not a mapping.
@@ -197,11 +201,17 @@ def read_mapping(text: str, source: str, what: str) -> tuple[dict[str, Any], dic
     is constructed, so hostile text costs bounded time and memory."""
     try:
         check_text_size(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            check_node_graph(node)
-        data = yaml.safe_load(text)
+        loader = _LOADER(text)
+        try:  # one parse (libyaml's, where PyYAML has it): the graph, checked, then the data
+            node = loader.get_single_node()
+            if node is not None:
+                check_node_graph(node)
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
+        if "nesting depth" in str(exc.problem):  # libyaml's own bound: as PyYAML's below
+            raise YamlProblem(Problem(source, None, "", "YAML nested too deeply")) from None
         mark = exc.problem_mark
         line = mark.line + 1 if mark is not None else None
         raise YamlProblem(Problem(source, line, "", f"YAML syntax error: {exc.problem}")) from None

@@ -94,8 +94,8 @@ class Recording:
         ids = {i for i, c in channels.items() if wanted is None or c.topic in wanted}
         for ref in catalog.chunks:  # every chunk, so that every damaged one is found
             records = read_checked(catalog, ref)
-            if records is None:
-                continue
+            if records is None or (ref.channels is not None and ref.channels.isdisjoint(ids)):
+                continue  # damaged; or checked whole, and none of its messages are wanted
             try:
                 messages = _chunk_messages(records, ids)
             except Exception as exc:  # whole and checked, yet its records do not parse
