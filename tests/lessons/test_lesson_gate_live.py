@@ -1,7 +1,8 @@
 """The gate's ``lessons`` condition on real processes: ``twin preview`` of a task, then a lesson
 that concerns it born live in ``twin live --keys`` from ``twin emulate``'s injected lost grip,
 then ``twin dispatch`` of the previewed task: refused on ``lessons``, the lesson and its step
-named, and no plan reaches the robot's gateway (read from the emulator's ``--stats``)."""
+named, and no plan reaches the robot's gateway (read from the emulator's ``--stats``); previewed
+again, the task lists the lesson with its outcome and, having survived it, goes through."""
 
 from __future__ import annotations
 
@@ -124,6 +125,20 @@ def test_a_preview_older_than_a_lesson_born_live_is_refused_with_the_lesson_name
         after = _status(context, snapshot)
         assert after is not None and after["dispatch"]["sent"] == sent_before
         assert after["dispatch"]["refused_by"] == {"lessons": 1}
+
+        # previewed again: the preview runs the task under the lesson's condition and lists
+        # it with its outcome; the gate then lets the task through to the gateway
+        again = _twin("preview", str(task), "--lessons", str(db), "--json", env=env)
+        report = json.loads(again.stdout)
+        (run,) = [r for r in report["lessons"]["runs"] if r["lesson"] == lesson_id]
+        # holding still, H2-02 holds nothing a weakened grip could drop: it survives
+        assert run["condition"]["kind"] == "grip_weakened" and run["survived"] is True
+        assert again.returncode == 0 and report["passed_with_lessons"], again.stderr
+        accepted = _twin("dispatch", str(task), "--robot", "H2-02", "--keys", str(keys),
+                         "--control", control, "--json", env=env)  # fmt: skip
+        outcome = json.loads(accepted.stdout)
+        assert accepted.returncode == 0 and outcome["outcome"] != "refused", outcome
+        wait_for(lambda: gateway_counts() != before, timeout_s=30.0, what="the plan at H2-02")
     finally:
         if hall is not None:
             hall.stop()
