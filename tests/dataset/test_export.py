@@ -106,6 +106,13 @@ def test_the_v3_layout_per_embodiment_and_pooled(exported: Path) -> None:
         assert info["data_path"] == "data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet"
         for key in ("timestamp", "frame_index", "episode_index", "index", "task_index"):
             assert info["features"][key]["shape"] == [1]
+        # what a LeRobot policy's normaliser takes: float32 observations and actions (bool
+        # masks there failed LeRobot 0.4.4's and 0.6.1's NormalizerProcessorStep)
+        policy_inputs = {k: f for k, f in info["features"].items() if k.split(".")[0] in (
+            "observation", "action")}  # fmt: skip
+        assert {k: f["dtype"] for k, f in policy_inputs.items()} == dict.fromkeys(
+            policy_inputs, "float32"
+        )
         table = frames(root)
         schema = table.schema
         assert set(schema.names) == set(info["features"])
@@ -185,8 +192,8 @@ def test_masks_per_manufacturer(exported: Path) -> None:
     canonical = list(CANONICAL_JOINTS)
     for model, row in by_model.items():
         first = row["dataset_from_index"]
-        mask = np.array(table["observation.state_mask"][first].as_py())
-        vmask = np.array(table["observation.vendor_mask"][first].as_py())
+        mask = np.array(table["state_mask"][first].as_py())
+        vmask = np.array(table["vendor_mask"][first].as_py())
         state = np.array(table["observation.state"][first].as_py())
         if model == "orca_h2":
             assert vmask[vendor.index("orca_h2:L_GRIP")] and vmask[vendor.index("orca_h2:R_GRIP")]
@@ -284,7 +291,7 @@ def test_an_append_keeps_the_pooled_vendor_joints_or_names_the_new_ones(
     table = frames(out / "pooled")
     added = table.filter(pc.equal(table["episode_index"], info["total_episodes"] - 1))
     assert added.num_rows > 0
-    assert not any(any(row) for row in added["observation.vendor_mask"].to_pylist())
+    assert not any(any(row) for row in added["vendor_mask"].to_pylist())
 
     kestrel_only = tmp_path / "kestrel"
     export(Options([fall_recording], kestrel_only, robots=["K1-01"], jobs=1))
@@ -399,7 +406,9 @@ def test_dataset_info_and_a_duckdb_query(exported: Path) -> None:
 
 def test_lerobot_loads_the_pooled_dataset(exported: Path) -> None:
     """Only where ``pip install 'hall-twin[lerobot]'`` is (it pulls torch)."""
-    lerobot_dataset = pytest.importorskip("lerobot.datasets.lerobot_dataset")
+    lerobot_dataset = pytest.importorskip(
+        "lerobot.datasets.lerobot_dataset", exc_type=ImportError
+    )  # ImportError too: lerobot 0.5+ without its `dataset` extra
     dataset = lerobot_dataset.LeRobotDataset("local/pooled", root=exported / "pooled")
     assert dataset.num_episodes == len(episodes(exported / "pooled"))
     item = dataset[0]

@@ -160,7 +160,7 @@ def notes(pooled: bool) -> dict[str, Any]:
         "onto it by their median receive delay",
         "episodes": "a robot's task cycle (heartbeat task or cycle change), or a dispatched "
         "plan from accept to done; outcome from the failure detectors",
-        "joint_mask": "observation.state_mask: True where the robot has the canonical joint"
+        "joint_mask": "state_mask: True where the robot has the canonical joint"
         if pooled
         else None,
     }

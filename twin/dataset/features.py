@@ -9,9 +9,10 @@ x, y, z in m and the orientation quaternion qx, qy, qz, qw), ``observation.grip_
 
 **Pooled** (``pooled/``, every manufacturer): the same features over the 32 canonical joints
 in :data:`robots.CANONICAL_JOINTS` order, a joint the robot lacks written as 0 and masked out
-by ``observation.state_mask`` (True: the robot has it); vendor-only joints (an Orca gripper's
+by ``state_mask`` (True: the robot has it; outside ``observation.*``, which LeRobot's
+normalisers take as float policy inputs); vendor-only joints (an Orca gripper's
 ``L_GRIP``) in ``observation.vendor_state`` / ``_velocity`` / ``_effort`` and
-``vendor_action`` named ``<model>:<joint>`` with ``observation.vendor_mask``, never dropped;
+``vendor_action`` named ``<model>:<joint>`` with ``vendor_mask``, never dropped;
 the gripper as ``observation.hands``. ``meta/modality.json`` names the state's body parts.
 """
 
@@ -95,7 +96,7 @@ def pooled_features(vendor: Sequence[str]) -> Features:
         "observation.state": _vector(CANONICAL_JOINTS),
         "observation.velocity": _vector(CANONICAL_JOINTS),
         "observation.effort": _vector(CANONICAL_JOINTS),
-        "observation.state_mask": _vector(CANONICAL_JOINTS, "bool"),
+        "state_mask": _vector(CANONICAL_JOINTS, "bool"),
         "observation.base_pose": _vector(BASE_NAMES),
         "observation.hands": {"dtype": "float32", "shape": [1], "names": ["grip_closed"]},
         "action": _vector(CANONICAL_JOINTS),
@@ -104,7 +105,7 @@ def pooled_features(vendor: Sequence[str]) -> Features:
         out["observation.vendor_state"] = _vector(vendor)
         out["observation.vendor_velocity"] = _vector(vendor)
         out["observation.vendor_effort"] = _vector(vendor)
-        out["observation.vendor_mask"] = _vector(vendor, "bool")
+        out["vendor_mask"] = _vector(vendor, "bool")
         out["vendor_action"] = _vector(vendor)
     return out
 
@@ -163,7 +164,7 @@ def pooled_columns(data: EpisodeData, vendor: Sequence[str]) -> Columns:
         "observation.state": spread(f.position, dst, src, width),
         "observation.velocity": spread(f.velocity, dst, src, width),
         "observation.effort": spread(f.effort, dst, src, width),
-        "observation.state_mask": mask,
+        "state_mask": mask,
         "observation.base_pose": f.base_pose.astype(np.float32),
         "observation.hands": f.grip_closed.astype(np.float32),
         "action": spread(data.action, dst, src, width),
@@ -175,7 +176,7 @@ def pooled_columns(data: EpisodeData, vendor: Sequence[str]) -> Columns:
         columns["observation.vendor_state"] = spread(f.position, vdst, vsrc, len(vendor))
         columns["observation.vendor_velocity"] = spread(f.velocity, vdst, vsrc, len(vendor))
         columns["observation.vendor_effort"] = spread(f.effort, vdst, vsrc, len(vendor))
-        columns["observation.vendor_mask"] = vmask
+        columns["vendor_mask"] = vmask
         columns["vendor_action"] = spread(data.action, vdst, vsrc, len(vendor))
     return columns
 
@@ -238,7 +239,7 @@ def pooled_stats(
         "observation.state": spread(model["observation.state"], dst, src, width),
         "observation.velocity": spread(model["observation.velocity"], dst, src, width),
         "observation.effort": spread(model["observation.effort"], dst, src, width),
-        "observation.state_mask": mask(dst, width),
+        "state_mask": mask(dst, width),
         "observation.base_pose": model["observation.base_pose"],
         "action": spread(model["action"], dst, src, width),
     }
@@ -248,7 +249,7 @@ def pooled_stats(
         out["observation.vendor_state"] = spread(model["observation.state"], vdst, vsrc, size)
         out["observation.vendor_velocity"] = spread(model["observation.velocity"], vdst, vsrc, size)
         out["observation.vendor_effort"] = spread(model["observation.effort"], vdst, vsrc, size)
-        out["observation.vendor_mask"] = mask(vdst, size)
+        out["vendor_mask"] = mask(vdst, size)
         out["vendor_action"] = spread(model["action"], vdst, vsrc, size)
     return out
 
