@@ -170,3 +170,25 @@ def test_live_surroundings_put_a_robot_where_the_twin_reports_it(
     assert report["surroundings"].startswith(f"live twin at {mirror.endpoints.snapshot}")
     hits = [r for r in report["reasons"] if r["kind"] in ("collision", "clearance")]
     assert hits and all("robot:K1-05" in r["detail"] for r in hits), report["reasons"]
+
+
+def test_the_control_loops_plan_lookup_is_the_plans_own(hall: Scene) -> None:
+    """PlanTable.at_array (the control loop's per-tick lookup) gives bit for bit what
+    PlanTable.at gives, at instants between, on and beyond the keyframes."""
+    import numpy as np
+
+    from twin.plan.model import PlanTable
+    from twin.preview.compile import compile_task
+
+    compiled = compile_task(load_task(TASKS_DIR / "torque_wrench.yaml", hall), hall)
+    table = PlanTable(compiled.plan, compiled.rest_rad)
+    names = [*sorted({name for frame in table.filled for name in frame}), "not_a_joint"]
+    matrix = table.joint_matrix(names)
+    instants = [*np.linspace(-0.5, compiled.plan.duration_s + 0.5, 1001), *table.times]
+    for t_s in instants:
+        sample = table.at(t_s)
+        fast, joints = table.at_array(t_s, matrix)
+        assert joints.tolist() == [sample.joints_rad.get(name, 0.0) for name in names]
+        assert (fast.step, fast.base_xy_yaw, fast.grip, fast.pelvis_pitch_rad) == (
+            sample.step, sample.base_xy_yaw, sample.grip, sample.pelvis_pitch_rad
+        )  # fmt: skip

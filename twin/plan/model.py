@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import msgspec
+import numpy as np
+from numpy.typing import NDArray
 
 
 class PlanFrame(msgspec.Struct, frozen=True):
@@ -106,6 +108,43 @@ class PlanTable:
             (1.0 - w) * a.grip + w * b.grip,
             (1.0 - w) * a.pelvis_pitch_rad + w * b.pelvis_pitch_rad,
         )
+
+    def joint_matrix(self, names: Sequence[str]) -> NDArray[np.float64]:
+        """Every frame's full joint targets as rows in ``names`` order (0 where a frame has
+        no value), for :meth:`at_array`."""
+        return np.array([[f.get(name, 0.0) for name in names] for f in self.filled])
+
+    def at_array(
+        self, t_s: float, matrix: NDArray[np.float64]
+    ) -> tuple[PlanSample, NDArray[np.float64]]:
+        """:meth:`at` with the joints as an array (``matrix`` from :meth:`joint_matrix`: the
+        same values as ``at(t_s).joints_rad`` in its order, 0 where absent) and the sample's
+        ``joints_rad`` left empty: for a loop that samples every tick."""
+        i = bisect.bisect_right(self.times, t_s) - 1
+        if i < 0:
+            i = 0
+        a = self.frames[i]
+        if i >= len(self.frames) - 1 or t_s <= a.t_s:
+            sample = PlanSample(t_s, a.step, a.base_xy_yaw, {}, a.grip, a.pelvis_pitch_rad)
+            return sample, matrix[i].copy()
+        b = self.frames[i + 1]
+        span = b.t_s - a.t_s
+        w = 0.0 if span <= 0 else (t_s - a.t_s) / span
+        joints = (1.0 - w) * matrix[i] + w * matrix[i + 1]
+        base = (
+            (1.0 - w) * a.base_xy_yaw[0] + w * b.base_xy_yaw[0],
+            (1.0 - w) * a.base_xy_yaw[1] + w * b.base_xy_yaw[1],
+            a.base_xy_yaw[2] + w * _wrap(b.base_xy_yaw[2] - a.base_xy_yaw[2]),
+        )
+        sample = PlanSample(
+            t_s,
+            a.step,
+            base,
+            {},
+            (1.0 - w) * a.grip + w * b.grip,
+            (1.0 - w) * a.pelvis_pitch_rad + w * b.pelvis_pitch_rad,
+        )
+        return sample, joints
 
 
 def _wrap(angle_rad: float) -> float:

@@ -38,8 +38,7 @@ class Control(RunState):
         hall = self.hall
         tp = self.plan_time(t_s)
         te = self._eased(tp)
-        sample = self.table.at(te)
-        targets = np.array([sample.joints_rad.get(name, 0.0) for name in hall.canonical])
+        sample, targets = self.table.at_array(te, self.plan_matrix)
         if self.gripper.any():
             targets = np.where(
                 self.gripper, self.lower + (1.0 - sample.grip) * (self.upper - self.lower), targets

@@ -91,6 +91,8 @@ class RunState:
             scene, plan.robot, start, first.base_xy_yaw[2], first.pelvis_pitch_rad,
             first.joints_rad, time_step_s=TIME_STEP_S, surroundings=surroundings,
         )  # fmt: skip
+        # the plan's joint targets in the motors' order, for the control loop's lookups
+        self.plan_matrix = self.table.joint_matrix(self.hall.canonical)
         body, client = self.hall.body, self.hall.client
         masses = {
             link: float(pb.getDynamicsInfo(body, link, physicsClientId=client)[0])
