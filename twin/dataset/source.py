@@ -281,7 +281,10 @@ class Peek:
     complete: bool
 
 
-PEEK_STATES: Final = 64
+PEEK_STATES: Final = 512
+"""Joint states a robot's rate is measured over: about a second of a 500 Hz robot. A gateway
+that stamps at send time on a busy machine sends in bursts after a stall; over 64 states
+(0.13 s) a burst at the window's start read a 500 Hz Kestrel as 518 Hz."""
 
 
 def peek(path: Path) -> Peek:
