@@ -34,11 +34,6 @@ STALE_SLACK_S: Final = 0.035
 with its 240 Hz tick); see LivenessClock.judge."""
 LATE_SLACK_S: Final = 0.010
 RECOVER_MESSAGES: Final = 2
-LATE_HOLD_S: Final = 0.25
-"""LIVE and LATE hold at least this long once judged, before judge() says the other: a stream
-whose messages come in bursts on a busy machine does not flip LIVE/LATE at every tick (at
-most 4 changes a second); STALE and GONE are never held back."""
-_LATE_HOLD_NS: Final = round(LATE_HOLD_S * 1e9)
 _RATE_WINDOW_NS: Final = 1_000_000_000
 _LATENCY_SAMPLES: Final = 4096
 _OFFSET_SAMPLES: Final = 512
@@ -297,7 +292,6 @@ class LivenessClock:
     main_messages: int = 0
     judged: Liveness = Liveness.GONE  # what judge() said last
     _main_at_down: int = 0  # main_messages when judge() last said STALE or GONE
-    _judged_since_ns: int = 0  # when judge() last changed its answer
 
     def on_message(self, now_ns: int, *, main: bool = True) -> None:
         """A message was accepted now (``main``: on the stream liveness is judged by)."""
@@ -316,8 +310,7 @@ class LivenessClock:
         - ``may_worsen=False`` when the caller could not look properly (its loop ran late,
           or messages are still waiting in the socket): the state may only improve.
         - Hysteresis: from STALE or GONE back to LIVE/LATE only after RECOVER_MESSAGES
-          main-stream messages, so one straggler does not flap it; between LIVE and LATE, an
-          answer holds for LATE_HOLD_S before it changes to the other.
+          main-stream messages, so one straggler does not flap it.
         - A ``shutdown`` heartbeat is data, not timing: GONE at once.
         """
         previous = self.judged
@@ -334,13 +327,6 @@ class LivenessClock:
                 and self.main_messages - self._main_at_down < RECOVER_MESSAGES
             ):
                 found = previous
-            if {found, previous} == {
-                Liveness.LIVE,
-                Liveness.LATE,
-            } and now_ns - self._judged_since_ns < _LATE_HOLD_NS:
-                found = previous
-        if found != previous:
-            self._judged_since_ns = now_ns
         if found in (Liveness.STALE, Liveness.GONE) and previous not in (
             Liveness.STALE,
             Liveness.GONE,
