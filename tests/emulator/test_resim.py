@@ -62,6 +62,10 @@ def test_resim_starts_at_the_recorded_state_on_the_original_clock(
     topics = {m.topic for m in recording.iter_messages()}
     for robot_id in KEEP:
         assert f"/joints/{robot_id}" in topics and f"/base/{robot_id}" in topics
+        assert f"/foxglove/joints/{robot_id}" in topics
+    # the Foxglove channels too: the hall, and its transforms at 30 Hz of the 2 s
+    counts = recording.summary()["message_counts"]
+    assert counts["/foxglove/scene"] >= 1 and 50 <= counts["/foxglove/tf"] <= 62, counts
     original, again = ReplaySource(open_recording(source)), ReplaySource(recording)
     assert again.start_ns == original.start_ns + 1_000_000_000
     assert again.duration_s == pytest.approx(2.0, abs=0.02)

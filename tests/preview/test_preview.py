@@ -108,6 +108,10 @@ def test_cli_report_recording_and_record(hall: Scene, store: Path, tmp_path: Pat
     assert source.duration_s == pytest.approx(report["simulated_s"], abs=0.05)
     source.seek(source.duration_s)
     assert source.robots["K1-01"].stamp_ns > 0
+    # drawn in Foxglove from the file alone: the hall, the robot's transforms at 30 Hz
+    counts = recording.summary()["message_counts"]
+    assert counts["/foxglove/scene"] >= 1 and counts["/foxglove/joints/K1-01"] > 0
+    assert counts["/foxglove/tf"] == pytest.approx(30 * report["simulated_s"], rel=0.1)
     record = find_record(task)
     assert record is not None and record.passed is False and record.robot == "K1-01"
     assert record.reasons == report["reasons"]

@@ -43,6 +43,7 @@ from sync.protocol import (
 )
 from twin.emulator.actors import FALLEN_HEIGHT_FRACTION
 from twin.emulator.physics import EmulatedHall, Perturbation, RobotSample
+from twin.record.foxglove_channels import DISPLAY_HZ as FOXGLOVE_DISPLAY_HZ
 from twin.record.recorder import Recorder, RecorderError
 from twin.record.recording import RecordingError, open_recording
 from twin.record.replay_source import ReplaySource
@@ -188,8 +189,9 @@ def resimulate(
         apply_overrides(hall, overrides)
         try:
             recorder = Recorder(
-                path, scene, scene_text, twin_version=_twin_version(), start_ns=origin_ns
-            )
+                path, scene, scene_text, twin_version=_twin_version(), start_ns=origin_ns,
+                display_hz=FOXGLOVE_DISPLAY_HZ,
+            )  # fmt: skip
         except RecorderError as exc:
             raise ResimInputError(str(exc)) from None
         with recorder:

@@ -41,6 +41,7 @@ from sync.protocol import (
 )
 from twin.preview.engine import PreviewResult
 from twin.preview.hall import PreviewHall
+from twin.record.foxglove_channels import DISPLAY_HZ as FOXGLOVE_DISPLAY_HZ
 from twin.record.recorder import Recorder
 
 matplotlib.use("Agg")
@@ -137,8 +138,9 @@ class PreviewRecorder:
         self.robot_id = robot_id
         self.start_ns = time.time_ns()
         self.recorder = Recorder(
-            path, scene, scene_text, twin_version=twin_version(), start_ns=self.start_ns
-        )
+            path, scene, scene_text, twin_version=twin_version(), start_ns=self.start_ns,
+            display_hz=FOXGLOVE_DISPLAY_HZ,
+        )  # fmt: skip
         self.epoch = zlib.crc32(f"preview:{robot_id}".encode()) or 1
         self.codecs: dict[str, VendorCodec] = {
             r.id: codec_for(get_model(r.model)) for r in scene.robots
