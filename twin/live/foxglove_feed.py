@@ -34,6 +34,7 @@ import logging
 import marshal
 import pickle
 import time
+from collections import deque
 from typing import Any, Final
 
 import zmq
@@ -94,7 +95,8 @@ class FoxgloveFeed(Closing):
         self.error: str | None = None
         self._period_ns = round(1e9 / display_hz)
         self._newest: dict[bytes, bytes] = {}
-        self._events: list[tuple[int, str, str, str]] = []  # (stamp_ns, kind, source, detail)
+        # (stamp_ns, kind, source, detail), the newest EVENTS_KEPT
+        self._events: deque[tuple[int, str, str, str]] = deque(maxlen=EVENTS_KEPT)
         self.events_dropped = 0  # events not shipped: more than EVENTS_KEPT waited
         self._last_ship_ns = 0
         self._last_health_ns = time.monotonic_ns()
@@ -144,9 +146,8 @@ class FoxgloveFeed(Closing):
     def event(self, event: Event) -> None:
         """One of the mirror's events (an event sink): a log line at the next shipment (the
         newest :data:`EVENTS_KEPT` wait for a busy worker; older ones are counted)."""
-        if len(self._events) >= EVENTS_KEPT:
-            self._events.pop(0)
-            self.events_dropped += 1
+        if len(self._events) == EVENTS_KEPT:
+            self.events_dropped += 1  # the append drops the oldest
         self._events.append((event.stamp_ns, event.kind, event.source_id, event.detail))
 
     def ship(self, now_mono_ns: int) -> None:
@@ -160,14 +161,14 @@ class FoxgloveFeed(Closing):
             self._check_worker()
         if not (self._newest or self._events) or not self._running:
             return
-        body = marshal.dumps((time.time_ns(), list(self._newest.items()), self._events))
+        body = marshal.dumps((time.time_ns(), list(self._newest.items()), list(self._events)))
         try:
             self._channel.send_multipart((STATES, body), zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the worker is behind: these states wait, newer ones replace them
             self.deferred += 1
             return
         self._newest = {}
-        self._events = []
+        self._events.clear()
         self.shipped += 1
 
     def _check_worker(self) -> None:

@@ -79,22 +79,48 @@ class PlanTable:
 
     def at(self, t_s: float) -> PlanSample:
         """The plan at ``t_s``, clamped to its first and last frames."""
+        i, w = self._locate(t_s)
         filled = self.filled
-        i = bisect.bisect_right(self.times, t_s) - 1
-        if i < 0:
-            i = 0
-        a = self.frames[i]
-        if i >= len(self.frames) - 1 or t_s <= a.t_s:
-            return PlanSample(
-                t_s, a.step, a.base_xy_yaw, dict(filled[i]), a.grip, a.pelvis_pitch_rad
-            )
-        b = self.frames[i + 1]
-        span = b.t_s - a.t_s
-        w = 0.0 if span <= 0 else (t_s - a.t_s) / span
+        if w is None:
+            return self._sample(t_s, i, None, dict(filled[i]))
         joints = {
             name: (1.0 - w) * value + w * filled[i + 1].get(name, value)
             for name, value in filled[i].items()
         }
+        return self._sample(t_s, i, w, joints)
+
+    def joint_matrix(self, names: Sequence[str]) -> NDArray[np.float64]:
+        """Every frame's full joint targets as rows in ``names`` order (0 where a frame has
+        no value), for :meth:`at_array`."""
+        return np.array([[f.get(name, 0.0) for name in names] for f in self.filled])
+
+    def at_array(
+        self, t_s: float, matrix: NDArray[np.float64]
+    ) -> tuple[PlanSample, NDArray[np.float64]]:
+        """:meth:`at` with the joints as an array (``matrix`` from :meth:`joint_matrix`: the
+        same values as ``at(t_s).joints_rad`` in its order, 0 where absent) and the sample's
+        ``joints_rad`` left empty: for a loop that samples every tick."""
+        i, w = self._locate(t_s)
+        if w is None:
+            return self._sample(t_s, i, None, {}), matrix[i].copy()
+        return self._sample(t_s, i, w, {}), (1.0 - w) * matrix[i] + w * matrix[i + 1]
+
+    def _locate(self, t_s: float) -> tuple[int, float | None]:
+        """The frame at or before ``t_s`` and the weight of the next one (None: clamped to
+        the frame itself, before the first, on it, or past the last)."""
+        i = max(bisect.bisect_right(self.times, t_s) - 1, 0)
+        a = self.frames[i]
+        if i >= len(self.frames) - 1 or t_s <= a.t_s:
+            return i, None
+        span = self.frames[i + 1].t_s - a.t_s
+        return i, 0.0 if span <= 0 else (t_s - a.t_s) / span
+
+    def _sample(self, t_s: float, i: int, w: float | None, joints: dict[str, float]) -> PlanSample:
+        """The sample between frames ``i`` and ``i + 1`` at weight ``w`` (None: frame ``i``)."""
+        a = self.frames[i]
+        if w is None:
+            return PlanSample(t_s, a.step, a.base_xy_yaw, joints, a.grip, a.pelvis_pitch_rad)
+        b = self.frames[i + 1]
         base = (
             (1.0 - w) * a.base_xy_yaw[0] + w * b.base_xy_yaw[0],
             (1.0 - w) * a.base_xy_yaw[1] + w * b.base_xy_yaw[1],
@@ -108,43 +134,6 @@ class PlanTable:
             (1.0 - w) * a.grip + w * b.grip,
             (1.0 - w) * a.pelvis_pitch_rad + w * b.pelvis_pitch_rad,
         )
-
-    def joint_matrix(self, names: Sequence[str]) -> NDArray[np.float64]:
-        """Every frame's full joint targets as rows in ``names`` order (0 where a frame has
-        no value), for :meth:`at_array`."""
-        return np.array([[f.get(name, 0.0) for name in names] for f in self.filled])
-
-    def at_array(
-        self, t_s: float, matrix: NDArray[np.float64]
-    ) -> tuple[PlanSample, NDArray[np.float64]]:
-        """:meth:`at` with the joints as an array (``matrix`` from :meth:`joint_matrix`: the
-        same values as ``at(t_s).joints_rad`` in its order, 0 where absent) and the sample's
-        ``joints_rad`` left empty: for a loop that samples every tick."""
-        i = bisect.bisect_right(self.times, t_s) - 1
-        if i < 0:
-            i = 0
-        a = self.frames[i]
-        if i >= len(self.frames) - 1 or t_s <= a.t_s:
-            sample = PlanSample(t_s, a.step, a.base_xy_yaw, {}, a.grip, a.pelvis_pitch_rad)
-            return sample, matrix[i].copy()
-        b = self.frames[i + 1]
-        span = b.t_s - a.t_s
-        w = 0.0 if span <= 0 else (t_s - a.t_s) / span
-        joints = (1.0 - w) * matrix[i] + w * matrix[i + 1]
-        base = (
-            (1.0 - w) * a.base_xy_yaw[0] + w * b.base_xy_yaw[0],
-            (1.0 - w) * a.base_xy_yaw[1] + w * b.base_xy_yaw[1],
-            a.base_xy_yaw[2] + w * _wrap(b.base_xy_yaw[2] - a.base_xy_yaw[2]),
-        )
-        sample = PlanSample(
-            t_s,
-            a.step,
-            base,
-            {},
-            (1.0 - w) * a.grip + w * b.grip,
-            (1.0 - w) * a.pelvis_pitch_rad + w * b.pelvis_pitch_rad,
-        )
-        return sample, joints
 
 
 def _wrap(angle_rad: float) -> float:
