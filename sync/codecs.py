@@ -27,12 +27,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from robots import RobotModel
+from sync import msgpack_layout as mp
 from sync.protocol import MAX_PAYLOAD_BYTES, FrameError
 
 Array = NDArray[np.float64]
 
 _PACKED_DTYPES: Final = {"packed_f32": "<f4", "packed_deg_f64": "<f8"}
 _MAP_DECODER: Final = msgspec.msgpack.Decoder(dict[str, tuple[float, float, float]])
+_MAX_PLANS: Final = 64  # payload sizes whose bulk layout a codec keeps
 _ENCODER: Final = msgspec.msgpack.Encoder()
 
 
@@ -56,6 +58,7 @@ class VendorCodec:
     _index: dict[str, int] = field(init=False, repr=False)
     packed: tuple[str, int] | None = field(init=False)
     """(numpy dtype, payload bytes) of a fixed-layout encoding; None for ``map``."""
+    _plans: dict[int, mp.Plan | None] = field(init=False, repr=False)  # map size -> bulk read
 
     def __post_init__(self) -> None:
         spherical = [j.name for j in self.model.joints if j.kind == "spherical"]
@@ -76,6 +79,7 @@ class VendorCodec:
             dtype=np.float64,
         )
         self._index = {n: i for i, n in enumerate(self.names)}
+        self._plans = {}
         dtype = _PACKED_DTYPES.get(profile.encoding)
         self.packed = (
             (dtype, 3 * len(self.names) * np.dtype(dtype).itemsize) if dtype is not None else None
@@ -174,6 +178,49 @@ class VendorCodec:
         # one conversion of the (N, 3) rows, instead of a numpy assignment per joint
         values: Array = np.ascontiguousarray(np.array(rows, dtype=np.float64).T)
         return values
+
+    def accepted_values(self, payloads: list[bytes]) -> Array:
+        """The wire values of payloads :meth:`check` accepted already, shape (n, 3, N), in one
+        pass: one ``np.frombuffer`` for the packed encodings; for the maps, those of one
+        layout (the same keys in the same order, as a vendor's encoder writes them) read
+        together through :mod:`sync.msgpack_layout`, any other one by :meth:`check`
+        (FrameError if it is not as ingest left it)."""
+        n, joints = len(payloads), len(self.names)
+        if self.packed is not None:
+            values = np.frombuffer(b"".join(payloads), dtype=self.packed[0])
+            if values.size != n * 3 * joints:
+                raise FrameError("bad_payload", f"{self.model.name}: payloads of other sizes")
+            return values.reshape(n, 3, joints).astype(np.float64)
+        out = np.empty((n, 3, joints), dtype=np.float64)
+        done = np.zeros(n, dtype=bool)
+        sizes = np.fromiter(map(len, payloads), dtype=np.int64, count=n)
+        for size in np.unique(sizes).tolist():
+            at = np.flatnonzero(sizes == size)
+            how = self._layout_plan(payloads[int(at[0])])
+            if how is None:
+                continue
+            rows = np.frombuffer(b"".join([payloads[i] for i in at.tolist()]), dtype=np.uint8)
+            same, values = mp.extract(rows.reshape(len(at), size), how)
+            out[at[same]] = values[same].reshape(-1, 3, joints)
+            done[at[same]] = True
+        for i in np.flatnonzero(~done).tolist():  # another shape: read on its own
+            out[i] = self.check(payloads[i])
+        return out
+
+    def _layout_plan(self, payload: bytes) -> mp.Plan | None:
+        """How to read a map of this payload's size in bulk (its layout, if it holds exactly
+        the joints' three numbers each), from the first such payload; None: not in bulk."""
+        size = len(payload)
+        if size in self._plans:
+            return self._plans[size]
+        how = None
+        layout = mp.layout_of(payload)
+        paths: list[mp.Path] = [(name, k) for k in range(3) for name in self.names]
+        if layout is not None and set(layout.leaves) == set(paths):
+            how = mp.plan(layout, paths)
+        if len(self._plans) < _MAX_PLANS:
+            self._plans[size] = how
+        return how
 
 
 def finite_rows(payloads: list[bytes], dtype: str) -> list[bool]:

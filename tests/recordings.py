@@ -22,7 +22,9 @@ from sync.protocol import (
     topic,
     unpack_header,
 )
+from twin.record.joint_blocks import decode_block
 from twin.record.recorder import Recorder
+from twin.record.recording import Recording
 
 T0_NS = 1_700_000_000_000_000_000
 EPOCH = 0xABCDEF
@@ -78,8 +80,17 @@ def hall_messages(scene: Scene, rounds: int, spread_ns: int = 1_000_000_000) -> 
     return out
 
 
-def record(path: Path, scene: Scene, messages: list[Received], **kwargs: int) -> None:
+def record(path: Path, scene: Scene, messages: list[Received], **kwargs: int | bool) -> None:
     with Recorder(path, scene, scene_text(), twin_version="test", **kwargs) as rec:  # type: ignore[arg-type]
         for message in messages:
             rec.sink(message)
         rec.event("epoch", "K1-01", "gateway restarted", T0_NS)
+
+
+def state_counts(recording: Recording) -> dict[str, int]:
+    """Messages per topic, but the joint states on ``/joints/<robot>`` (blocks) one each."""
+    counts: dict[str, int] = {}
+    for message in recording.iter_messages():
+        n = len(decode_block(message.data)) if message.topic.startswith("/joints/") else 1
+        counts[message.topic] = counts.get(message.topic, 0) + n
+    return counts

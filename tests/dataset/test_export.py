@@ -27,6 +27,7 @@ from robots import CANONICAL_JOINTS
 from twin.dataset.export import MANIFEST, ExportError, Options, export
 from twin.dataset.source import peek
 from twin.dataset.stats import KEYS
+from twin.record.joint_blocks import is_block, joint_states
 
 FPS = 50.0
 
@@ -67,15 +68,16 @@ def recorded(path: Path, robot_id: str) -> dict[str, Any]:
     beats: list[tuple[int, dict[str, Any]]] = []
     with path.open("rb") as stream:
         topics = [f"/joints/{robot_id}", f"/heartbeat/{robot_id}"]
-        for _, channel, message in make_reader(stream).iter_messages(topics=topics):
-            body = json.loads(message.data)
+        for schema, channel, message in make_reader(stream).iter_messages(topics=topics):
             if channel.topic.startswith("/joints/"):
-                names = body["name"]
-                stamps.append(body["stamp_ns"])
-                logs.append(message.log_time)
-                positions.append(body["position"])
+                block = is_block(schema.name if schema else "", channel.message_encoding)
+                for log_ns, state in joint_states(message.data, message.log_time, block):
+                    names = state.name
+                    stamps.append(state.stamp_ns)
+                    logs.append(log_ns)
+                    positions.append(state.position)
             else:
-                beats.append((message.log_time, body))
+                beats.append((message.log_time, json.loads(message.data)))
     stamp = np.array(stamps, dtype=np.int64)
     t = stamp + int(np.median(np.array(logs, dtype=np.int64) - stamp))
     order = np.argsort(t, kind="stable")

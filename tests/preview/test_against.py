@@ -35,6 +35,7 @@ from twin.plan.model import PlanTable, TaskPlan
 from twin.preview.dispatched import _run_from_heartbeats
 from twin.preview.store import Comparison, read_comparison, save_comparison
 from twin.record.chunks import ChunkRef, chunk_catalog
+from twin.record.joint_blocks import decode_block
 from twin.record.recording import open_recording
 
 ROBOT = "T3-02"
@@ -174,15 +175,15 @@ def _gate_events(path: Path) -> dict[str, Any]:
 
 def _joints(path: Path, *, publish: bool) -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
     """Names, times (log or publish, ns), positions and efforts of T3-02's joint states."""
-    rows = _messages(path, f"/joints/{ROBOT}")
-    names = json.loads(rows[0][2])["name"]
-    times, positions, efforts = [], [], []
-    for log_ns, publish_ns, data in rows:
-        message = json.loads(data)
-        times.append(publish_ns if publish else log_ns)
-        positions.append(message["position"])
-        efforts.append(message["effort"])
-    return names, times, np.array(positions), np.array(efforts)
+    blocks = [decode_block(data) for _, _, data in _messages(path, f"/joints/{ROBOT}")]
+    names = blocks[0].names
+    times: list[int] = []
+    for block in blocks:  # a state's publish time is its stamp, as on the wire
+        times += (block.stamp_ns if publish else block.log_time_ns).tolist()
+    order = np.argsort(np.array(times), kind="stable")
+    positions = np.concatenate([block.position for block in blocks])[order]
+    efforts = np.concatenate([block.effort for block in blocks])[order]
+    return names, [times[i] for i in order.tolist()], positions, efforts
 
 
 def _peak_means(times_ns: list[int], efforts: np.ndarray, lo_ns: int, hi_ns: int) -> np.ndarray:

@@ -153,11 +153,12 @@ def only_warning(lines: list[str], command: str) -> str:
 
 
 def every_robot_seen_ns(whole: Whole) -> int:
-    """Log time by which every robot has sent a joint state (its first ``/raw/js/*``)."""
+    """Log time by which every robot has sent a joint state (its first ``/joints/*`` block is
+    logged at its first state's receive time)."""
     first: dict[str, int] = {}
     with whole.path.open("rb") as stream:
         for _, channel, message in make_reader(stream).iter_messages():
-            if channel.topic.startswith("/raw/js/") and channel.topic not in first:
+            if channel.topic.startswith("/joints/") and channel.topic not in first:
                 first[channel.topic] = message.log_time
     assert first
     return max(first.values())

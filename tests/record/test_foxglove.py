@@ -42,6 +42,7 @@ from twin.record.foxglove_channels import (
     TF_TOPIC,
 )
 from twin.record.foxglove_hall import FoxgloveHall
+from twin.record.joint_blocks import decode_block
 from twin.record.schemas import EventMsg, JointMsg, PoseInFrame
 from twin.world.world import World
 
@@ -126,12 +127,15 @@ def read(fall_recording: Path) -> Read:
                 target.append((message.log_time, decoded))
             elif topic == "/events":
                 events.append((message.log_time, msgspec.json.decode(message.data, type=EventMsg)))
-            elif topic.startswith("/joints/"):
-                body = msgspec.json.decode(message.data, type=JointMsg)
-                joints.setdefault(body.robot, []).append((message.log_time, body))
+            elif topic.startswith("/joints/"):  # a block of states, each at its receive time
+                rows = decode_block(message.data)
+                for row, t in enumerate(rows.log_time_ns.tolist()):
+                    joints.setdefault(rows.robot, []).append((t, rows.message(row)))
             elif topic.startswith("/base/"):
                 pose = msgspec.json.decode(message.data, type=PoseInFrame)
                 bases.setdefault(topic.removeprefix("/base/"), []).append((message.log_time, pose))
+    for states in joints.values():
+        states.sort(key=lambda state: state[0])
     scene = parse_scene(scene_text, "scene.yaml")
     return Read(
         scene, urdfs, channels, scenes, transforms, joints, bases, joint_states, logs, events

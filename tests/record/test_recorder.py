@@ -30,7 +30,17 @@ from sync.protocol import (
     unpack_header,
 )
 from tests.helpers import ROOT
-from tests.recordings import EPOCH, T0_NS, hall_messages, joint_values, received, record, scene_text
+from tests.recordings import (
+    EPOCH,
+    T0_NS,
+    hall_messages,
+    joint_values,
+    received,
+    record,
+    scene_text,
+    state_counts,
+)
+from twin.record.joint_blocks import decode_block
 from twin.record.recorder import Recorder
 from twin.record.recording import RecordingError, open_recording
 from twin.record.schemas import JOINT_STEPS
@@ -41,10 +51,13 @@ def scene() -> Scene:
     return load_scene()
 
 
-def test_every_message_is_recorded_raw_and_canonical(tmp_path: Path, scene: Scene) -> None:
+@pytest.mark.parametrize("raw_joints", [False, True], ids=["default", "raw joints"])
+def test_every_message_is_recorded_raw_and_canonical(
+    tmp_path: Path, scene: Scene, raw_joints: bool
+) -> None:
     messages = hall_messages(scene, 20)
     path = tmp_path / "hall.mcap"
-    record(path, scene, messages)
+    record(path, scene, messages, raw_joints=raw_joints)
     with path.open("rb") as stream:
         reader = make_reader(stream)
         summary = reader.get_summary()
@@ -57,59 +70,83 @@ def test_every_message_is_recorded_raw_and_canonical(tmp_path: Path, scene: Scen
         }
         schemas = {s.id: s for s in summary.schemas.values()}
         for robot in scene.robots:
-            assert counts[f"/raw/js/{robot.id}"] == 20
-            assert counts[f"/joints/{robot.id}"] == 20
+            assert counts.get(f"/raw/js/{robot.id}", 0) == (20 if raw_joints else 0)
+            assert counts[f"/joints/{robot.id}"] == 1  # one block: the file was never flushed
             assert counts[f"/heartbeat/{robot.id}"] == counts[f"/raw/hb/{robot.id}"] == 4
             assert counts[f"/base/{robot.id}"] == counts[f"/raw/base/{robot.id}"] == 4
             assert by_topic[f"/raw/js/{robot.id}"].message_encoding == "hall-twin-v1"
             assert by_topic[f"/raw/js/{robot.id}"].schema_id == 0
-            assert schemas[by_topic[f"/joints/{robot.id}"].schema_id].name == "hall_twin.JointState"
+            joints = by_topic[f"/joints/{robot.id}"]
+            assert joints.message_encoding == "msgpack"
+            assert schemas[joints.schema_id].name == "hall_twin.JointBlock"
+            assert schemas[joints.schema_id].encoding == "jsonschema"
+            json.loads(schemas[joints.schema_id].data)
             assert schemas[by_topic[f"/base/{robot.id}"].schema_id].name == "foxglove.PoseInFrame"
-            json.loads(schemas[by_topic[f"/joints/{robot.id}"].schema_id].data)
         assert counts["/crane/C1"] == counts["/raw/crane/C1"] == 20
         assert counts["/events"] == 1
-        assert summary.statistics.message_count == 2 * len(messages) + 1
+        joint_states = 20 * len(scene.robots)
+        others = len(messages) - joint_states
+        raw = joint_states if raw_joints else 0
+        expected = 2 * others + raw + len(scene.robots) + 1
+        assert summary.statistics.message_count == expected
         meta = {m.name: m.metadata for m in reader.iter_metadata()}
         assert meta["twin"]["twin_version"] == "test"
         assert meta["twin"]["scene"] == scene.name
         assert int(meta["twin"]["start_time_ns"]) > 0
         assert meta["twin"]["python_version"].count(".") == 2
+        assert meta["twin"]["raw_joints"] == str(raw_joints).lower()
         attachments = {a.name: a.data for a in reader.iter_attachments()}
         assert attachments["scene.yaml"].decode() == scene_text()
         for name in {r.model for r in scene.robots}:
             assert attachments[f"robots/{name}.urdf"] == get_model(name).urdf_path.read_bytes()
         models = {r.id: r.model for r in scene.robots}
         joints_seen = 0
+        raw_frames: dict[tuple[str, int], bytes] = {}
         for _schema, channel, message in reader.iter_messages(log_time_order=False):
             if channel.topic.startswith("/joints/"):
-                body = json.loads(message.data)
+                rows = decode_block(message.data)
                 robot_id = channel.topic.removeprefix("/joints/")
+                assert rows.robot == robot_id
+                assert message.log_time == rows.log_time_ns[0]
+                assert message.publish_time == rows.stamp_ns[0]
                 model = get_model(models[robot_id])
-                seq = body["seq"]
-                positions, velocities, efforts = joint_values(model.name, seq)
                 codec = codec_for(model)
-                assert body["name"] == [model.profile.canonical_name(n) for n in codec.names]
-                tolerance = 1e-6 if model.profile.encoding == "packed_f32" else 1e-12
-                # rounded to half a step of the documented resolution, beside the wire's own
-                for key, sent, steps in zip(
-                    ("position", "velocity", "effort"),
-                    (positions, velocities, efforts),
-                    JOINT_STEPS[:, 0],
-                    strict=True,
-                ):
-                    np.testing.assert_allclose(
-                        body[key], sent, rtol=tolerance, atol=tolerance + 0.5 / steps
-                    )
-                    assert max(abs(round(v * steps) - v * steps) for v in body[key]) < 1e-6
-                assert body["epoch"] == EPOCH
-                assert message.publish_time == body["stamp_ns"]
-                assert message.log_time == body["stamp_ns"] + 250_000
-                joints_seen += 1
+                assert rows.names == [model.profile.canonical_name(n) for n in codec.names]
+                assert rows.seq.tolist() == list(range(20))  # every state, in order
+                for row in range(len(rows)):
+                    body = rows.message(row)
+                    positions, velocities, efforts = joint_values(model.name, body.seq)
+                    tolerance = 1e-6 if model.profile.encoding == "packed_f32" else 1e-12
+                    # rounded to half a step of the documented resolution, beside the wire's own
+                    for got, sent, steps in zip(
+                        (body.position, body.velocity, body.effort),
+                        (positions, velocities, efforts),
+                        JOINT_STEPS[:, 0],
+                        strict=True,
+                    ):
+                        np.testing.assert_allclose(
+                            got, sent, rtol=tolerance, atol=tolerance + 0.5 / steps
+                        )
+                        assert max(abs(round(v * steps) - v * steps) for v in got) < 1e-6
+                        # the double nearest the decimal, as the JSON channel held it
+                        assert all(v == round(v * steps) / steps for v in got)
+                    assert body.epoch == EPOCH
+                    assert int(rows.log_time_ns[row]) == body.stamp_ns + 250_000
+                    joints_seen += 1
             elif channel.topic.startswith("/raw/"):
                 header = unpack_header(message.data[:32])
                 assert header.epoch == EPOCH
                 assert message.publish_time == header.stamp_ns
+                if channel.topic.startswith("/raw/js/"):
+                    raw_frames[(channel.topic, header.seq)] = message.data
         assert joints_seen == 20 * len(scene.robots)
+        if raw_joints:  # the vendor frames exactly as sent
+            sent_frames = {
+                (f"/raw/js/{m.source_id}", m.header.seq): m.payload
+                for m in messages
+                if m.header.kind == Kind.JOINT_STATE
+            }
+            assert {k: v[32:] for k, v in raw_frames.items()} == sent_frames
 
 
 def test_orca_degrees_become_radians(tmp_path: Path, scene: Scene) -> None:
@@ -124,9 +161,10 @@ def test_orca_degrees_become_radians(tmp_path: Path, scene: Scene) -> None:
     record(path, scene, [received(Kind.JOINT_STATE, orca.id, 0, T0_NS, payload)])
     with path.open("rb") as stream:
         ((_, _, message),) = make_reader(stream).iter_messages(topics=[f"/joints/{orca.id}"])
-    body = json.loads(message.data)
-    assert math.isclose(body["position"][index], 1.0, rel_tol=1e-12)
-    assert body["name"][index] == get_model("orca_h2").profile.canonical_name("L_KNEE")
+    rows = decode_block(message.data)
+    assert len(rows) == 1
+    assert math.isclose(rows.position[0, index], 1.0, rel_tol=1e-12)
+    assert rows.names[index] == get_model("orca_h2").profile.canonical_name("L_KNEE")
 
 
 def chunk_spans(path: Path) -> list[tuple[int, int, int]]:
@@ -196,11 +234,18 @@ def test_a_killed_recorder_loses_nothing_already_flushed(
     # no close(): as if the process had been killed (the stream was flushed to the OS)
     recording = open_recording(path)
     assert not recording.complete
-    assert sum(1 for m in recording.iter_messages() if m.topic.startswith("/raw/")) == len(messages)
+    states = [m for m in messages if m.header.kind == Kind.JOINT_STATE]
+    others = len(messages) - len(states)
+    read = list(recording.iter_messages())
+    assert sum(1 for m in read if m.topic.startswith("/raw/")) == others
+    # every joint state is in a block already (each flush writes the robots' blocks)
+    assert sum(len(decode_block(m.data)) for m in read if m.topic.startswith("/joints/")) == len(
+        states
+    )
     rec.close()
     complete = open_recording(path)
     assert complete.complete
-    assert complete.summary()["messages"] == 2 * len(messages)
+    assert complete.summary()["messages"] == 2 * others + len(states)
     assert complete.metadata["twin"]["scene"] == scene.name
     assert set(complete.attachments) >= {"scene.yaml", "robots/kestrel_k1.urdf"}
 
@@ -263,16 +308,19 @@ def test_twin_live_records_what_it_accepts(tmp_path: Path) -> None:
     assert accepted > 0
     recording = open_recording(path)
     assert recording.complete
-    counts = recording.summary()["message_counts"]
+    counts = state_counts(recording)
     raw_total = sum(n for t, n in counts.items() if t.startswith("/raw/"))
+    joint_states = sum(n for t, n in counts.items() if t.startswith("/joints/"))
     canonical_total = sum(
         n for t, n in counts.items() if re.match(r"/(joints|heartbeat|base|crane)/", t)
     )
-    assert raw_total == canonical_total == accepted
+    # the raw joint frames only with --raw; every state is in a /joints block
+    assert raw_total + joint_states == canonical_total == accepted
+    assert not any(t.startswith("/raw/js/") for t in counts)
     for robot in load_scene().robots:
         assert counts.get(f"/joints/{robot.id}", 0) > 0, robot.id
     first = next(recording.iter_messages([f"/joints/{load_scene().robots[0].id}"]))
-    assert first.schema_name == "hall_twin.JointState"
+    assert first.schema_name == "hall_twin.JointBlock"
 
 
 def test_a_bare_record_means_a_timestamped_file_under_recordings() -> None:

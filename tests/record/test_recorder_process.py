@@ -9,6 +9,7 @@ import resource
 import signal
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 import zmq
@@ -20,7 +21,8 @@ from sync.codecs import codec_for
 from sync.gateway import Gateway
 from sync.protocol import Kind, Received, pack_header
 from tests.helpers import ThreadedMirror, wait_for
-from tests.recordings import T0_NS, hall_messages, scene_text
+from tests.recordings import T0_NS, hall_messages, scene_text, state_counts
+from twin.record.joint_blocks import recorded_states
 from twin.record.recorder import Recorder, RecorderError
 from twin.record.recorder_process import RecorderProcess
 from twin.record.recording import RecordingError, open_recording
@@ -39,7 +41,15 @@ def _frames(message: Received) -> list[bytes]:
 
 
 def _contents(path: Path) -> list[tuple[str, int, bytes]]:
-    return [(m.topic, m.log_time_ns, m.data) for m in open_recording(path).iter_messages()]
+    """Every message, a joint block's states each as its own (JSON): where the blocks end
+    depends on when each recorder flushed, what they hold does not."""
+    out = []
+    for m in open_recording(path).iter_messages():
+        if m.topic.startswith("/joints/"):
+            out += [(m.topic, t, msgspec.json.encode(js)) for t, js in recorded_states(m)]
+        else:
+            out.append((m.topic, m.log_time_ns, m.data))
+    return out
 
 
 def test_the_process_writes_what_the_in_thread_recorder_writes(
@@ -66,8 +76,11 @@ def test_the_process_writes_what_the_in_thread_recorder_writes(
                 thread.event("epoch", "K1-01", "restarted", T0_NS + 5)
             thread.sink(message)
     got, expected = _contents(tmp_path / "process.mcap"), _contents(tmp_path / "thread.mcap")
-    assert len(got) == 2 * len(messages) + 1
-    assert got == expected
+    states = sum(1 for m in messages if m.header.kind == Kind.JOINT_STATE)
+    assert len(got) == 2 * (len(messages) - states) + states + 1
+    others = [m for m in got if not m[0].startswith("/joints/")]
+    assert others == [m for m in expected if not m[0].startswith("/joints/")]  # in file order
+    assert sorted(got) == sorted(expected)
     recording = open_recording(tmp_path / "process.mcap")
     assert recording.complete and recording.scene_text == scene_text()
 
@@ -92,10 +105,10 @@ def test_what_came_is_on_disk_within_a_second_without_more_traffic(
 
         def on_disk() -> bool:  # the open file, read as a cut one
             try:
-                raw = [t for t, _, _ in _contents(path) if t.startswith("/raw/")]
+                found = [t for t, _, _ in _contents(path) if t.startswith(("/raw/", "/joints/"))]
             except RecordingError:  # no whole chunk yet
                 return False
-            return len(raw) == len(messages)
+            return len(found) == len(messages)  # joint states in blocks, the rest raw
 
         wait_for(on_disk, timeout_s=10.0, interval_s=0.1, what="the idle flush")
     assert open_recording(path).complete
@@ -116,7 +129,7 @@ def test_a_live_twin_records_every_message_it_accepts(
     tmp_path: Path, context: Ctx, mirror: ThreadedMirror
 ) -> None:
     path = tmp_path / "live.mcap"
-    recorder = RecorderProcess(path, mirror.scene, scene_text(), twin_version="t")
+    recorder = RecorderProcess(path, mirror.scene, scene_text(), twin_version="t", raw_joints=True)
     try:
         mirror.frame_sinks.append(recorder)
         # the three formats: packed float32, MessagePack maps, packed float64 degrees
@@ -146,11 +159,16 @@ def test_a_live_twin_records_every_message_it_accepts(
     assert recorder.handed == recorder.messages == accepted and recorder.dropped == 0
     recording = open_recording(path)
     assert recording.complete
-    counts = recording.summary()["message_counts"]
+    counts = state_counts(recording)
     for robot in robots:
         assert counts[f"/raw/js/{robot}"] == counts[f"/joints/{robot}"] == count
         raw = [m.data[32:] for m in recording.iter_messages([f"/raw/js/{robot}"])]
         assert raw == payloads[robot]
+        states = [js for m in recording.iter_messages([f"/joints/{robot}"])
+                  for _, js in recorded_states(m)]  # fmt: skip
+        assert [js.seq for js in states] == list(range(count))
+        first = np.array(states[-1].position)  # the last payload: 0.001 * (count - 1) rad
+        np.testing.assert_allclose(first, 0.001 * (count - 1), atol=1e-6)
 
 
 def test_a_dead_recorder_is_one_line_and_the_twin_mirrors_on(
@@ -218,7 +236,7 @@ def test_a_killed_twin_leaves_a_complete_recording(tmp_path: Path) -> None:
     path = tmp_path / "killed.mcap"
     any_port = "tcp://127.0.0.1:*"
     twin = Proc(
-        "live", "--record", str(path), "--no-lessons",
+        "live", "--record", str(path), "--raw", "--no-lessons",
         "--ingest", any_port, "--fanout", any_port, "--snapshot", any_port,
     )  # fmt: skip
     hall = None
@@ -240,9 +258,10 @@ def test_a_killed_twin_leaves_a_complete_recording(tmp_path: Path) -> None:
             return False
 
     wait_for(complete, timeout_s=30.0, interval_s=0.1, what="the file closed by the worker")
-    counts = open_recording(path).summary()["message_counts"]
+    counts = state_counts(open_recording(path))  # --raw: every kind's frames
     robots = load_scene().robots
     assert all(counts.get(f"/joints/{r.id}", 0) > 0 for r in robots), counts
+    assert all(counts.get(f"/raw/js/{r.id}", 0) > 0 for r in robots), counts
     raw = sum(n for t, n in counts.items() if t.startswith("/raw/"))
     canonical = ("/joints/", "/heartbeat/", "/base/", "/crane/")
     assert raw == sum(n for t, n in counts.items() if t.startswith(canonical))

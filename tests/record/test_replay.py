@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ import zmq
 
 from scenes import DEFAULT_SCENE, load_scene
 from scenes.model import Scene
+from sync.protocol import Kind
 from tests.helpers import run_replay
 from tests.recordings import T0_NS, hall_messages
+from twin.record.joint_blocks import decode_block, is_block
 from twin.record.recorder import Recorder
-from twin.record.recording import open_recording
+from twin.record.recording import RecordedMessage, open_recording
 from twin.record.replay_chunks import chunk_catalog
 from twin.record.replay_source import REPLAY, STALE, ReplaySource
 
@@ -47,12 +50,37 @@ def source(rec_path: Path) -> ReplaySource:
     return ReplaySource(open_recording(rec_path))
 
 
+def states_in(message: RecordedMessage) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The states a message holds with their receive times: a joint block's rows, each at
+    its own receive time (as the JSON message a state of older recordings has it), else
+    the one JSON message."""
+    if not is_block(message.schema_name, message.message_encoding):
+        yield message.log_time_ns, json.loads(message.data)
+        return
+    rows = decode_block(message.data)
+    for row in range(len(rows)):
+        yield (
+            int(rows.log_time_ns[row]),
+            {
+                "robot": rows.robot,
+                "name": rows.names,
+                "stamp_ns": int(rows.stamp_ns[row]) % 2**64,
+                "seq": int(rows.seq[row]) % 2**64,
+                "epoch": int(rows.epoch[row]) % 2**64,
+                "position": [float(v) for v in rows.position[row]],
+                "velocity": [float(v) for v in rows.velocity[row]],
+                "effort": [float(v) for v in rows.effort[row]],
+            },
+        )
+
+
 def expected(rec_path: Path, topic: str, t_ns: int) -> dict[str, object] | None:
-    """The newest message of ``topic`` logged at or before ``t_ns``, read plainly."""
+    """The newest state of ``topic`` logged at or before ``t_ns``, read plainly."""
     best: tuple[int, dict[str, object]] | None = None
     for message in open_recording(rec_path).iter_messages([topic]):
-        if message.log_time_ns <= t_ns and (best is None or message.log_time_ns >= best[0]):
-            best = (message.log_time_ns, json.loads(message.data))
+        for log_ns, body in states_in(message):
+            if log_ns <= t_ns and (best is None or log_ns >= best[0]):
+                best = (log_ns, body)
     return None if best is None else best[1]
 
 
@@ -179,17 +207,31 @@ def test_replay_opens_no_socket(rec_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 CHUNK_BYTES = 32 * 1024  # a recording of many small chunks
+CHUNKED_ROUNDS = 20 * ROUNDS  # blocks are compact: the file must be big beside a few chunks
+FLUSH_ROUNDS = 7  # its joint blocks are written every 7 rounds (17.5 ms)
+
+
+def record_hall(path: Path, scene: Scene, rounds: int, flush_rounds: int, **kwargs: int) -> None:
+    """The hall's messages recorded, flushed (blocks written, chunk closed) every
+    ``flush_rounds`` rounds, right after the joint states of the round: so the chunks end
+    before their blocks' last states, as a live recording's often do."""
+    text = DEFAULT_SCENE.read_text(encoding="utf-8")
+    last = scene.robots[-1].id
+    with Recorder(path, scene, text, twin_version="test", **kwargs) as recorder:  # type: ignore[arg-type]
+        for message in hall_messages(scene, rounds, SPREAD_NS):
+            recorder.sink(message)
+            header = message.header
+            joints = header.kind == Kind.JOINT_STATE and message.source_id == last
+            if joints and header.seq % flush_rounds == flush_rounds - 1:
+                recorder.flush()
+        for _event_id, t_s, kind in EVENTS:
+            recorder.event(kind, "K1-01", f"{kind} detail", T0_NS + int(t_s * 1e9))
 
 
 @pytest.fixture(scope="module")
 def chunked_path(tmp_path_factory: pytest.TempPathFactory, scene: Scene) -> Path:
     path = tmp_path_factory.mktemp("chunked") / "hall.mcap"
-    text = DEFAULT_SCENE.read_text(encoding="utf-8")
-    with Recorder(path, scene, text, twin_version="test", chunk_size_bytes=CHUNK_BYTES) as recorder:
-        for message in hall_messages(scene, 5 * ROUNDS, SPREAD_NS):
-            recorder.sink(message)
-        for _event_id, t_s, kind in EVENTS:
-            recorder.event(kind, "K1-01", f"{kind} detail", T0_NS + int(t_s * 1e9))
+    record_hall(path, scene, CHUNKED_ROUNDS, FLUSH_ROUNDS, chunk_size_bytes=CHUNK_BYTES)
     return path
 
 
@@ -197,13 +239,15 @@ Reference = dict[str, tuple[list[int], list[dict[str, Any]]]]
 
 
 def reference(path: Path) -> Reference:
-    """Every state message of the file, read plainly, per topic in log order (stable)."""
+    """Every state of the file (a joint block's each), read plainly, per topic in log order
+    (stable)."""
     out: Reference = {}
     for message in open_recording(path).iter_messages():
         if message.topic.split("/")[1] in ("joints", "base", "heartbeat", "crane"):
             times, bodies = out.setdefault(message.topic, ([], []))
-            times.append(message.log_time_ns)
-            bodies.append(json.loads(message.data))
+            for log_ns, body in states_in(message):
+                times.append(log_ns)
+                bodies.append(body)
     for topic, (times, bodies) in out.items():
         order = sorted(range(len(times)), key=times.__getitem__)
         out[topic] = ([times[i] for i in order], [bodies[i] for i in order])

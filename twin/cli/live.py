@@ -133,8 +133,10 @@ def live(
     use_lessons: bool = True,
     foxglove_port: int | None = None,
     foxglove_host: str = "127.0.0.1",
+    raw_joints: bool = False,
 ) -> None:
-    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write;
+    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write
+    (``raw_joints``: with the joint states' vendor frames);
     ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
     key directory, for the dispatch gate's command channel (none without);
     ``foxglove_port``: serve the hall over Foxglove's WebSocket protocol on
@@ -173,7 +175,7 @@ def live(
         err.print(f"foxglove: {foxglove.url} (read-only)", markup=False)
     gate = start_gate(mirror, keys, endpoints) if keys is not None else None
     if record is not None:
-        recorder = start_recorder(record, scene, loaded)
+        recorder = start_recorder(record, scene, loaded, raw_joints=raw_joints)
         if recorder is None:
             mirror.close()
             raise typer.Exit(1)
@@ -392,10 +394,19 @@ def live_cmd(
         typer.Option(
             "--record",
             metavar="[PATH]",
-            help="Record every accepted message to this MCAP file (raw frames + canonical JSON); "
+            help="Record every accepted message to this MCAP file (canonical joint blocks, "
+            "JSON, raw frames of all but joint states, Foxglove channels: docs/recordings.md); "
             "bare --record (last, or before another option): recordings/<UTC time>.mcap.",
         ),
     ] = None,
+    raw_joints: Annotated[
+        bool,
+        typer.Option(
+            "--raw",
+            help="With --record: also keep every joint state's vendor frame as received "
+            "(/raw/js/<robot>; about 0.45 GB more per robot-hour).",
+        ),
+    ] = False,
     keys: KeysOpt = None,
     command: CommandOpt = None,
     control: ControlOpt = None,
@@ -430,10 +441,13 @@ def live_cmd(
     ] = "127.0.0.1",
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
+    if raw_joints and record is None:
+        err.print("twin live: --raw keeps raw frames in a recording: give --record too")
+        raise typer.Exit(2)
     live(
         scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
         keys=keys, command=command, control=control, lessons=lessons, use_lessons=use_lessons,
-        foxglove_port=foxglove, foxglove_host=foxglove_host,
+        foxglove_port=foxglove, foxglove_host=foxglove_host, raw_joints=raw_joints,
     )  # fmt: skip
 
 

@@ -25,10 +25,12 @@ if TYPE_CHECKING:
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderProcess | None:
+def start_recorder(
+    record: Path, scene: Path | None, loaded: Scene, *, raw_joints: bool = False
+) -> RecorderProcess | None:
     """The recorder, in a process of its own (:mod:`twin.record.recorder_process`), with the
-    Foxglove channels (:mod:`twin.record.foxglove_channels`); None, and one line on stderr,
-    when it cannot start."""
+    Foxglove channels (:mod:`twin.record.foxglove_channels`), and the joint states' vendor
+    frames with ``raw_joints``; None, and one line on stderr, when it cannot start."""
     from importlib.metadata import PackageNotFoundError, version
 
     from scenes import DEFAULT_SCENE
@@ -43,7 +45,12 @@ def start_recorder(record: Path, scene: Path | None, loaded: Scene) -> RecorderP
     scene_text = (scene or DEFAULT_SCENE).read_text(encoding="utf-8")
     try:
         return RecorderProcess(
-            record, loaded, scene_text, twin_version=twin_version, display_hz=DISPLAY_HZ
+            record,
+            loaded,
+            scene_text,
+            twin_version=twin_version,
+            display_hz=DISPLAY_HZ,
+            raw_joints=raw_joints,
         )
     except RecorderError as exc:
         err.print(f"twin live: {exc}", markup=False)

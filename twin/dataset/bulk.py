@@ -1,25 +1,28 @@
 """Finding and decoding a chunk's messages in bulk, with numpy, for a dataset export.
 
-A recorded chunk holds ~6,000 messages a second of the hall; touching each one in Python
-costs more than the export may spend. So a chunk's messages are found through its message
-indexes (one ``(log time, offset)`` array per channel, read with ``np.frombuffer``; a chunk
-without them, in a cut file, is walked record by record), every message's header is
-gathered at once and checked (opcode, channel, length), and the fixed-layout raw vendor
-frames are decoded as arrays:
+A recorded chunk holds thousands of messages a second of the hall; touching each one in
+Python costs more than the export may spend. So a chunk's messages are found through its
+message indexes (one ``(log time, offset)`` array per channel, read with
+``np.frombuffer``; a chunk without them, in a cut file, is walked record by record), every
+message's header is gathered at once and checked (opcode, channel, length), and the
+fixed-layout raw vendor frames are decoded as arrays:
 
-* joint states (``/raw/js/<robot>``) with the robot's codec (:mod:`sync.codecs`): packed
+* base states (``/raw/base/<robot>``): the MessagePack map's position and orientation,
+  kept where :func:`sync.protocol.decode_payload` would accept the frame;
+* joint states (``/raw/js/<robot>``), for recordings whose ``/joints`` channels hold a JSON
+  message per state (those made before the joint-state blocks, which are read as they are:
+  :mod:`twin.dataset.canonical`), with the robot's codec (:mod:`sync.codecs`): packed
   float32 or float64 frames viewed as ``(n, 3, joints)``, MessagePack maps read through
-  their common layout (:mod:`twin.dataset.msgpack_layout`), then scaled to SI exactly as
+  their common layout (:mod:`sync.msgpack_layout`), then scaled to SI exactly as
   the recorder scaled and rounded them for the canonical JSON
   (:func:`twin.record.schemas.canonical_joints`), and kept only where the recorder would
-  have written JSON (finite values);
-* base states (``/raw/base/<robot>``): the MessagePack map's position and orientation,
-  kept where :func:`sync.protocol.decode_payload` would accept the frame.
+  have written JSON (finite values).
 
 A frame of another shape is decoded on its own by the same code the recorder used. The
-caller (:mod:`twin.dataset.source`) checks each chunk's bulk result against the canonical
-JSON channel beside it (same count, same first and last values) and reads the JSON instead
-where they differ, so the export's values are the recording's canonical ones either way.
+caller (:mod:`twin.dataset.chunk_reader`) checks each chunk's bulk result against the
+canonical JSON channel beside it (same count, same first and last values) and reads the
+JSON instead where they differ, so the export's values are the recording's canonical ones
+either way.
 """
 
 from __future__ import annotations
@@ -28,11 +31,15 @@ import logging
 import struct
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from io import BytesIO
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
+from mcap.data_stream import ReadDataStream
+from mcap.records import Channel, Schema
 
+from sync import msgpack_layout as mp
 from sync.codecs import VendorCodec
 from sync.protocol import (
     HEADER_SIZE,
@@ -43,7 +50,6 @@ from sync.protocol import (
     Kind,
     decode_payload,
 )
-from twin.dataset import msgpack_layout as mp
 from twin.record.schemas import canonical_joints, joint_steps
 
 log = logging.getLogger(__name__)
@@ -53,6 +59,7 @@ IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 U8Array = npt.NDArray[np.uint8]
 
+OP_SCHEMA: Final = 0x03
 OP_CHANNEL: Final = 0x04
 OP_MESSAGE: Final = 0x05
 OP_MESSAGE_INDEX: Final = 0x07
@@ -121,23 +128,28 @@ def index_offsets(region: bytes, wanted: Collection[int]) -> dict[int, IntArray]
 
 def walk_offsets(
     records: bytes, wanted: Collection[int]
-) -> tuple[dict[int, IntArray], list[tuple[int, str]]]:
+) -> tuple[dict[int, IntArray], list[Channel | Schema]]:
     """The wanted channels' message offsets found by walking the records one by one (a
-    chunk without message indexes), and the channels (id, topic) defined among them."""
+    chunk without message indexes), and the schemas and channels defined among them (a
+    record that does not parse is left out)."""
     found: dict[int, list[int]] = {}
-    channels: list[tuple[int, str]] = []
+    defined: list[Channel | Schema] = []
     pos, size = 0, len(records)
     while pos + 11 <= size:
         opcode, length = _RECORD.unpack_from(records, pos)
         (channel,) = struct.unpack_from("<H", records, pos + 9)
         if opcode == OP_MESSAGE and channel in wanted:
             found.setdefault(channel, []).append(pos)
-        elif opcode == OP_CHANNEL and pos + 17 <= size:
-            (topic_len,) = struct.unpack_from("<I", records, pos + 13)
-            topic = records[pos + 17 : pos + 17 + topic_len].decode("utf-8", "replace")
-            channels.append((channel, topic))
+        elif opcode in (OP_CHANNEL, OP_SCHEMA):
+            kind = Channel if opcode == OP_CHANNEL else Schema
+            try:
+                defined.append(
+                    kind.read(ReadDataStream(BytesIO(records[pos + 9 : pos + 9 + length])))
+                )
+            except Exception as exc:  # a damaged record: its channel's messages are not read
+                log.info("a %s record in a chunk does not parse (%r)", kind.__name__, exc)
         pos += 9 + length
-    return {c: np.asarray(o, dtype=np.int64) for c, o in found.items()}, channels
+    return {c: np.asarray(o, dtype=np.int64) for c, o in found.items()}, defined
 
 
 def gather(buf: U8Array, starts: IntArray, width: int) -> U8Array:

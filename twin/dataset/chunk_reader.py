@@ -1,13 +1,24 @@
 """Reading the export's channels out of one decompressed chunk into a :class:`Part`.
 
 For each robot the export keeps ``/joints/<robot>``, ``/base/<robot>`` and
-``/heartbeat/<robot>``, and ``/events``. Joint states and base poses are decoded in bulk
-from the raw vendor frames beside the canonical JSON (:mod:`twin.dataset.bulk`), and each
-chunk's result is held against the JSON: the same number of messages, the same receive
-times, stamps and values for the first and the last. Where they differ (a frame the bulk
-decoder cannot read, a codec that changed since the recording, a robot whose model is not
-known) that chunk's JSON is decoded message by message, so the values are always the
-canonical ones. Heartbeats and events are few and are decoded from their JSON.
+``/heartbeat/<robot>``, and ``/events``. Which way a robot's joint states are read depends
+on its ``/joints`` channel (its schema name and message encoding,
+:func:`twin.record.joint_blocks.is_block`):
+
+* **blocks** (the recorder's joint-state blocks): each message is decoded in bulk with
+  :func:`twin.record.joint_blocks.decode_block` (:mod:`twin.dataset.canonical`); they are
+  the canonical values, so any raw joint frames beside them (``twin live --record --raw``)
+  are not read. A block that does not decode is skipped with a problem naming it.
+* **JSON**, a message per state (recordings made before the blocks): the states are
+  decoded in bulk from the raw vendor frames beside them (``/raw/js/<robot>``,
+  :mod:`twin.dataset.bulk`), and each chunk's result is held against the JSON: the same
+  number of messages, the same receive times, stamps and values for the first and the
+  last. Where they differ (a frame the bulk decoder cannot read, a codec that changed since
+  the recording, a robot whose model is not known) that chunk's JSON is decoded message by
+  message, so the values are always the canonical ones.
+
+Base poses are read the second way (``/raw/base/<robot>`` beside the JSON ``/base``).
+Heartbeats and events are few and are decoded from their JSON.
 """
 
 from __future__ import annotations
@@ -19,37 +30,29 @@ from dataclasses import dataclass, field
 
 import msgspec
 import numpy as np
+from mcap.records import Channel, Schema
 
 from sync.codecs import VendorCodec
-from twin.dataset import bulk
+from twin.dataset import bulk, canonical
 from twin.dataset.bulk import BoolArray
-from twin.dataset.series import (
-    BASE,
-    BEAT,
-    BEATS,
-    EVENT,
-    JOINTS,
-    NAMES,
-    FloatArray,
-    IntArray,
-    Part,
-    RobotSeries,
-)
+from twin.dataset.series import BASE, JOINTS, FloatArray, IntArray, Part, RobotSeries
 from twin.record.chunks import ChunkRef
+from twin.record.joint_blocks import is_block
 
 log = logging.getLogger(__name__)
 
 ROBOT_KINDS = ("joints", "base", "heartbeat")
 _RAW_KINDS = {"js": "raw_joints", "base": "raw_base"}
-_STAMP_KEY = b'"stamp_ns":'
 
 
 @dataclass
 class Prepared:
-    """One chunk's messages found (channel id -> where they lie) and its raw frames decoded
-    (robot -> which frames are kept, their values)."""
+    """One chunk's messages found (channel id -> where they lie), its joint-state blocks
+    decoded (robot -> each block's log time and rows, or why not) and its raw frames
+    decoded (robot -> which frames are kept, their values)."""
 
     found: dict[int, bulk.Located]
+    blocks: dict[str, list[canonical.Decoded]] = field(default_factory=dict)
     joints: dict[str, tuple[BoolArray, FloatArray]] = field(default_factory=dict)
     base: dict[str, tuple[BoolArray, FloatArray]] = field(default_factory=dict)
 
@@ -99,6 +102,7 @@ class _Robot:
     """A robot's channel ids (0: none) and decoders."""
 
     channels: dict[str, int] = field(default_factory=dict)
+    blocks: bool = False  # its /joints channel holds blocks (its raw joint frames are not read)
     joints: bulk.JointDecoder | None = None
     base: bulk.BaseDecoder = field(default_factory=bulk.BaseDecoder)
     raw_ok: bool | None = None  # its joint names agree with the codec (None: not seen yet)
@@ -124,25 +128,31 @@ def route(topic: str, robots: set[str] | None) -> tuple[str, str] | None:
 
 
 class ChunkReader:
-    """Reads chunk after chunk of one recording into ``part``."""
+    """Reads chunk after chunk of one recording into ``part`` (``channels`` and ``schemas``:
+    those the recording's summary or scan found; more may come in the chunks)."""
 
     def __init__(
-        self, topics: Mapping[int, str], part: Part, codecs: Mapping[str, VendorCodec]
+        self,
+        channels: Mapping[int, Channel],
+        schemas: Mapping[int, Schema],
+        part: Part,
+        codecs: Mapping[str, VendorCodec],
     ) -> None:
         self.part = part
         self.codecs = codecs
+        self.schema_names = {i: s.name for i, s in schemas.items()}
         self.robots: dict[str, _Robot] = {}
         self.events: set[int] = set()
-        for channel_id, topic in topics.items():
-            self.add_channel(channel_id, topic)
+        for channel in channels.values():
+            self.add_channel(channel)
 
-    def add_channel(self, channel_id: int, topic: str) -> None:
-        found = route(topic, self.part.wanted)
+    def add_channel(self, channel: Channel) -> None:
+        found = route(channel.topic, self.part.wanted)
         if found is None:
             return
         kind, robot_id = found
         if kind == "events":
-            self.events.add(channel_id)
+            self.events.add(channel.id)
             return
         robot = self.robots.get(robot_id)
         if robot is None:
@@ -151,20 +161,28 @@ class ChunkReader:
             robot.joints = bulk.JointDecoder(codec) if codec is not None else None
             if codec is not None:
                 robot.pending_joints = _Pending((3, len(codec.names)))
-        robot.channels[kind] = channel_id
+        if kind == "joints":
+            schema = self.schema_names.get(channel.schema_id, "")
+            robot.blocks = is_block(schema, channel.message_encoding)
+        robot.channels[kind] = channel.id
 
     def wanted(self) -> set[int]:
         robots = list(self.robots.values())  # a snapshot: a walk may add channels meanwhile
-        return set(self.events) | {c for r in robots for c in list(r.channels.values())}
+        return set(self.events) | {
+            c
+            for r in robots
+            for kind, c in list(r.channels.items())
+            if not (r.blocks and kind == "raw_joints")
+        }
 
     def chunk(self, records: bytes, index: bytes | None) -> None:
         """Read one chunk's records (``index``: its message index records, if known)."""
         self.take(records, self.prepare(records, index))
 
     def prepare(self, records: bytes, index: bytes | None) -> Prepared | None:
-        """The chunk's messages found through its index and its raw frames decoded (None:
-        no usable index). This holds no state between chunks, so decompression threads run
-        it while :meth:`take` reads the chunks before."""
+        """The chunk's messages found through its index and its blocks and raw frames
+        decoded (None: no usable index). This holds no state between chunks, so
+        decompression threads run it while :meth:`take` reads the chunks before."""
         if not index:
             return None
         offsets = bulk.index_offsets(index, self.wanted())
@@ -174,8 +192,7 @@ class ChunkReader:
         found = bulk.locate_all(buf, offsets)
         if found is None:  # an index that does not fit the records: walk them
             return None
-        prepared = Prepared(found)
-        return prepared if self.part.peek else self._decode(prepared, buf, records)
+        return self._decode(Prepared(found), buf, records)
 
     def take(self, records: bytes, prepared: Prepared | None) -> None:
         """Read one chunk into the part, from what :meth:`prepare` made of it (None: walk
@@ -185,13 +202,16 @@ class ChunkReader:
         for robot_id, robot in self.robots.items():
             self._robot(robot_id, robot, records, prepared)
         for channel_id in self.events:
-            self._events(records, prepared.found.get(channel_id, bulk.EMPTY))
+            canonical.events(self.part, records, prepared.found.get(channel_id, bulk.EMPTY))
 
     def _walk(self, records: bytes) -> Prepared:
-        walked, channels = bulk.walk_offsets(records, self.wanted())
-        for channel_id, topic in channels:
-            self.add_channel(channel_id, topic)
-        if channels:
+        walked, defined = bulk.walk_offsets(records, self.wanted())
+        for record in defined:
+            if isinstance(record, Schema):
+                self.schema_names[record.id] = record.name
+            else:
+                self.add_channel(record)
+        if defined:
             walked, _ = bulk.walk_offsets(records, self.wanted())
         buf = np.frombuffer(records, dtype=np.uint8)
         prepared = Prepared({})
@@ -199,14 +219,20 @@ class ChunkReader:
             located = bulk.locate(buf, at, channel_id)
             if located is not None:
                 prepared.found[channel_id] = located
-        return prepared if self.part.peek else self._decode(prepared, buf, records)
+        return self._decode(prepared, buf, records)
 
     def _decode(self, prepared: Prepared, buf: bulk.U8Array, records: bytes) -> Prepared:
-        """Decode the chunk's raw frames of every robot that has them."""
+        """Decode the chunk's joint-state blocks, and (not when peeking) the raw frames of
+        every robot that has them."""
         found = prepared.found
         for robot_id, robot in list(self.robots.items()):
+            joints = found.get(robot.channels.get("joints", -1))
+            if robot.blocks and joints is not None and len(joints):
+                prepared.blocks[robot_id] = canonical.decode_blocks(records, joints)
+            if self.part.peek:
+                continue
             raw = found.get(robot.channels.get("raw_joints", -1))
-            if raw is not None and robot.joints is not None:
+            if raw is not None and robot.joints is not None and not robot.blocks:
                 prepared.joints[robot_id] = robot.joints.decode(buf, records, raw)
             raw = found.get(robot.channels.get("raw_base", -1))
             if raw is not None:
@@ -226,36 +252,19 @@ class ChunkReader:
             channel_id = robot.channels.get(kind)
             return found.get(channel_id, bulk.EMPTY) if channel_id is not None else bulk.EMPTY
 
+        part = self.part
         joints, beats, base = get("joints"), get("heartbeat"), get("base")
-        if self.part.peek:
-            if len(joints):
-                self._peek(self._series(robot_id), records, joints)
+        blocks = prepared.blocks.get(robot_id, []) if robot.blocks else []
+        if part.peek:
+            if blocks:
+                canonical.peek_blocks(part, self._series(robot_id), blocks)
+            elif len(joints) and not robot.blocks:
+                canonical.peek_json(part, self._series(robot_id), records, joints)
             return
-        if len(joints):
-            series = self._series(robot_id)
-            if not series.names:
-                self._names(series, records, joints)
-            if robot.raw_ok is None and series.names:
-                codec = robot.joints.codec if robot.joints is not None else None
-                robot.raw_ok = codec is not None and list(codec.canonical_names) == series.names
-                if not robot.raw_ok:
-                    log.info("%s: joint states read from their JSON (no codec fits)", robot_id)
-        raw = get("raw_joints")
-        decoded = prepared.joints.get(robot_id)
-        if robot.raw_ok and decoded is not None and (len(joints) or len(raw)):
-            keep, values = decoded
-            matched = self._match(
-                robot.pending_joints, raw, keep, values, joints, records, _joint_row
-            )
-            if matched is not None:
-                if len(joints):
-                    series = self._series(robot_id)
-                    series.joint_log_ns.append(matched[0])
-                    series.joint_stamp_ns.append(matched[1])
-                    series.joint_values.append(matched[2])
-                joints = bulk.EMPTY
-        if len(joints):
-            self._json_joints(self._series(robot_id), records, joints)
+        if blocks:
+            canonical.add_blocks(part, self._series(robot_id), blocks)
+        elif not robot.blocks:
+            self._joints(robot_id, robot, records, prepared, joints, get("raw_joints"))
         raw = get("raw_base")
         decoded = prepared.base.get(robot_id)
         if decoded is not None and (len(base) or len(raw)):
@@ -268,9 +277,45 @@ class ChunkReader:
                     series.base_poses.append(matched[2])
                 base = bulk.EMPTY
         if len(base):
-            self._json_base(self._series(robot_id), records, base)
+            canonical.json_base(part, self._series(robot_id), records, base)
         if len(beats):
-            self._beats(self._series(robot_id), records, beats)
+            canonical.beats(part, self._series(robot_id), records, beats)
+
+    def _joints(
+        self,
+        robot_id: str,
+        robot: _Robot,
+        records: bytes,
+        prepared: Prepared,
+        joints: bulk.Located,
+        raw: bulk.Located,
+    ) -> None:
+        """A chunk's JSON joint states: from the raw frames where they stand for them, else
+        from the JSON."""
+        if len(joints):
+            series = self._series(robot_id)
+            if not series.names:
+                canonical.names(self.part, series, records, joints)
+            if robot.raw_ok is None and series.names:
+                codec = robot.joints.codec if robot.joints is not None else None
+                robot.raw_ok = codec is not None and list(codec.canonical_names) == series.names
+                if not robot.raw_ok:
+                    log.info("%s: joint states read from their JSON (no codec fits)", robot_id)
+        decoded = prepared.joints.get(robot_id)
+        if robot.raw_ok and decoded is not None and (len(joints) or len(raw)):
+            keep, values = decoded
+            matched = self._match(
+                robot.pending_joints, raw, keep, values, joints, records, _joint_row
+            )
+            if matched is not None:
+                if len(joints):
+                    series = self._series(robot_id)
+                    series.joint_log_ns.append(matched[0])
+                    series.joint_stamp_ns.append(matched[1])
+                    series.joint_values.append(matched[2])
+                return
+        if len(joints):
+            canonical.json_joints(self.part, self._series(robot_id), records, joints)
 
     def _match(
         self,
@@ -313,117 +358,6 @@ class ChunkReader:
         if count:
             self.part.bulk += 1
         return matched
-
-    def _names(self, series: RobotSeries, records: bytes, joints: bulk.Located) -> None:
-        try:
-            series.names = NAMES.decode(joints.body(records, 0)).name
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            self.part.problems.append(f"joints/{series.robot_id}: no joint names ({exc})")
-
-    def _peek(self, series: RobotSeries, records: bytes, joints: bulk.Located) -> None:
-        """The first joint states' names and stamps (for the rate), nothing else."""
-        if not series.names:
-            self._names(series, records, joints)
-        room = min(self.part.peek - series.joint_count(), len(joints))
-        stamps, logs = [], []
-        for i in range(max(room, 0)):
-            try:
-                stamps.append(_stamp_ns(joints.body(records, i)))
-                logs.append(int(joints.log_ns[i]))
-            except msgspec.ValidationError:
-                continue
-        series.joint_stamp_ns.append(np.asarray(stamps, dtype=np.int64))
-        series.joint_log_ns.append(np.asarray(logs, dtype=np.int64))
-
-    def _json_joints(self, series: RobotSeries, records: bytes, joints: bulk.Located) -> None:
-        """The chunk's joint states from their JSON, one by one (a state whose values do
-        not decode is kept as NaN, which the previous state replaces)."""
-        width = len(series.names)
-        stamps: list[int] = []
-        logs: list[int] = []
-        values = np.full((len(joints), 3, width), np.nan)
-        for i in range(len(joints)):
-            body = joints.body(records, i)
-            log_ns = int(joints.log_ns[i])
-            try:
-                state = JOINTS.decode(body)
-                stamp = state.stamp_ns
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                try:
-                    stamp = _stamp_ns(body)
-                except msgspec.ValidationError as why:
-                    self.part.problems.append(f"joints/{series.robot_id} at {log_ns} ns: {why}")
-                    continue
-                self.part.problems.append(
-                    f"{series.robot_id}: joint state at {log_ns} ns does not decode ({exc}); "
-                    "the previous state held"
-                )
-            else:
-                if len(state.position) == len(state.velocity) == len(state.effort) == width:
-                    values[len(stamps)] = (state.position, state.velocity, state.effort)
-                else:
-                    self.part.problems.append(
-                        f"{series.robot_id}: joint state at {log_ns} ns has "
-                        f"{len(state.position)} values for {width} names; the previous state held"
-                    )
-            stamps.append(stamp)
-            logs.append(log_ns)
-        series.joint_log_ns.append(np.asarray(logs, dtype=np.int64))
-        series.joint_stamp_ns.append(np.asarray(stamps, dtype=np.int64))
-        series.joint_values.append(values[: len(stamps)])
-        self.part.canonical += 1
-
-    def _json_base(self, series: RobotSeries, records: bytes, base: bulk.Located) -> None:
-        poses: FloatArray = np.full((len(base), 7), np.nan)
-        for i in range(len(base)):
-            try:
-                poses[i] = BASE.decode(base.body(records, i)).values()
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                log_ns = int(base.log_ns[i])
-                self.part.problems.append(f"{series.robot_id}: base pose at {log_ns} ns: {exc}")
-        series.base_log_ns.append(base.log_ns.copy())
-        series.base_poses.append(poses)
-        self.part.canonical += 1
-
-    def _beats(self, series: RobotSeries, records: bytes, beats: bulk.Located) -> None:
-        bodies = [beats.body(records, i) for i in range(len(beats))]
-        logs = beats.log_ns.tolist()
-        try:
-            series.beats += BEATS.decode(b"[" + b",".join(bodies) + b"]")
-            series.beat_log_ns += logs
-            return
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        for log_ns, body in zip(logs, bodies, strict=True):
-            try:
-                series.beats.append(BEAT.decode(body))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.part.problems.append(f"heartbeat/{series.robot_id} at {log_ns} ns: {exc}")
-                continue
-            series.beat_log_ns.append(log_ns)
-
-    def _events(self, records: bytes, events: bulk.Located) -> None:
-        for i in range(len(events)):
-            log_ns = int(events.log_ns[i])
-            try:
-                self.part.events.append((log_ns, EVENT.decode(events.body(records, i))))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.part.problems.append(f"events at {log_ns} ns: {exc}")
-
-
-def _stamp_ns(body: bytes) -> int:
-    """A joint state's ``stamp_ns``, read without parsing the rest of the JSON."""
-    at = body.find(_STAMP_KEY)
-    if at < 0:
-        raise msgspec.ValidationError("joint state without stamp_ns")
-    at += len(_STAMP_KEY)
-    end = at
-    while end < len(body) and body[end] not in b",}":
-        end += 1
-    try:
-        return int(body[at:end])
-    except ValueError:
-        raise msgspec.ValidationError("joint state with a malformed stamp_ns") from None
 
 
 def index_region(data: bytes | mmap.mmap, ref: ChunkRef) -> bytes | None:

@@ -4,8 +4,9 @@
 chunk (one array per chunk, in file order); :func:`arrays` puts them in time order as
 :class:`Arrays`, the input of episode cutting and resampling. :class:`Part` is one read
 (a whole recording, or the chunks of one span) with its events, damage and problems. The
-canonical JSON message shapes an export decodes (joint states, base poses, heartbeats,
-events) are declared here as msgspec structs.
+canonical JSON message shapes an export decodes (joint states as recordings before the
+joint-state blocks hold them, base poses, heartbeats, events) are declared here as msgspec
+structs.
 """
 
 from __future__ import annotations
@@ -179,6 +180,7 @@ class Part:
     damage: DamageReport | None = None  # what was skipped or cut off (None: not read yet)
     problems: list[str] = field(default_factory=list)
     wanted: set[str] | None = None  # the robots to keep (None: all)
+    blocks: int = 0  # (chunk, robot) reads of joint-state blocks
     bulk: int = 0  # (chunk, channel) reads decoded in bulk from the raw frames
     canonical: int = 0  # ... decoded message by message from the canonical JSON
     peek: int = 0  # > 0: keep only the first `peek` joint stamps of each robot, nothing else
@@ -203,6 +205,7 @@ def merge(parts: list[Part]) -> Part:
         merged.events += part.events
         merged.complete_chunks += part.complete_chunks
         merged.problems += part.problems
+        merged.blocks += part.blocks
         merged.bulk += part.bulk
         merged.canonical += part.canonical
         if part.damage is not None:

@@ -1,13 +1,16 @@
 """Reading a recording's robot channels fast, as arrays, for a dataset export.
 
-A recording holds every canonical message as JSON beside its raw vendor frame; an export
-needs only each robot's joint states, base poses and heartbeats and the ``/events``. The
-generic reader (:mod:`twin.record.recording`) makes a Python object of every record; at
-the hall's ~6,000 records a second (half of them raw frames) that alone is slower than the
-export's target. So this module reads the chunks itself: where the chunks lie comes from
-:mod:`twin.record.chunks`, as for every reader of recordings, and each chunk's records are
-decompressed and CRC-checked in C on ``threads`` threads (zstd and the CRC run without the
-GIL) while this thread decodes the previous chunks in bulk (:mod:`twin.dataset.chunk_reader`,
+An export needs only each robot's joint states, base poses and heartbeats and the
+``/events``: joint states as blocks of many states a message (or, in recordings made
+before the blocks, a JSON message each beside its raw vendor frame), base poses and
+heartbeats as JSON beside their raw frames. The generic reader
+(:mod:`twin.record.recording`) makes a Python object of every record; at the hall's
+thousands of records a second that alone is slower than the export's target. So this
+module reads the chunks itself: where the chunks lie comes from :mod:`twin.record.chunks`,
+as for every reader of recordings, and each chunk's records are decompressed and
+CRC-checked in C on ``threads`` threads (zstd and the CRC run without the GIL), which then
+decode its blocks and raw frames in bulk, while this thread puts the previous chunks into
+the series (:mod:`twin.dataset.chunk_reader`, :mod:`twin.dataset.canonical`,
 :mod:`twin.dataset.bulk`). A zstd chunk with a CRC is opened in a few calls
 (:func:`zstd_records`); any other, or one that does not check out, goes through
 :func:`twin.record.chunks.chunk_records` (a damaged chunk is skipped and noted in
@@ -150,8 +153,9 @@ def read_part(
 ) -> Part:
     """The robot channels and events of the chunks that start in one span (``complete``:
     the file has a summary; a cut file is read whole, up to the cut). ``codecs``: each
-    robot's vendor codec, for decoding its raw frames in bulk (a robot without one is read
-    from its JSON); ``threads``: how many threads decompress chunks."""
+    robot's vendor codec, for decoding its raw joint frames in bulk where its ``/joints``
+    channel is JSON (a robot without one is read from its JSON; blocks need none);
+    ``threads``: how many threads decompress chunks."""
     part = Part({}, [], wanted=robots)
     catalog = _catalog(path)
     if complete != catalog.complete:
@@ -251,7 +255,7 @@ def _read(
     threads: int,
 ) -> None:
     """Keep the wanted messages of every readable chunk that starts in ``span``."""
-    reader = ChunkReader(catalog.topics, part, codecs)
+    reader = ChunkReader(catalog.channels, catalog.schemas, part, codecs)
     part.damage = catalog.damage
     refs = [ref for ref in catalog.chunks if span.start <= ref.offset < span.end]
     with path.open("rb") as stream, mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
@@ -272,8 +276,9 @@ def _read(
 @dataclass(frozen=True)
 class Peek:
     """What the start of a recording tells before an export: each robot's joint names and
-    joint-state rate (from its first states), and how many joint states it recorded (from
-    the summary; 0 for a cut file)."""
+    joint-state rate (from its first states), and how many ``/joints`` messages it recorded
+    (from the summary: joint states, or blocks of them where the channel holds blocks; for
+    a cut file, the states peeked)."""
 
     names: dict[str, list[str]]
     rate_hz: dict[str, float]

@@ -2,11 +2,11 @@
 
 A :class:`Unit` is one recording's work, done in a worker process (several recordings) or
 in the exporting one: read the recording (all of it: its chunks decompressed once, on
-``threads`` threads, the raw frames decoded in bulk by :mod:`twin.dataset.source`), cut
-each robot's series into episodes while another thread hashes the file
-(:mod:`twin.dataset.episodes`), resample every episode onto the dataset's frame rate
-(:mod:`twin.dataset.resample`) and build its actions, then label the episodes with the
-recording's failures. Each robot's whole timeline is in one unit, so episodes are never cut
+``threads`` threads, the joint-state blocks and raw frames decoded in bulk by
+:mod:`twin.dataset.source`), cut each robot's series into episodes while another thread
+hashes the file (:mod:`twin.dataset.episodes`), resample every episode onto the dataset's
+frame rate (:mod:`twin.dataset.resample`) and build its actions, then label the episodes
+with the recording's failures. Each robot's whole timeline is in one unit, so episodes are never cut
 at a part boundary.
 
 Actions: a dispatched plan's episode carries the plan's commanded joint targets (sampled at
@@ -120,8 +120,9 @@ def recorded_failures(events: list[tuple[int, Event]]) -> tuple[list[FailureEven
 
 
 def codecs(models: Mapping[str, tuple[str, str]]) -> dict[str, VendorCodec]:
-    """Each robot's vendor codec, from its model in the recording's scene (a robot whose
-    model is not known here has none: its joint states are read from their JSON)."""
+    """Each robot's vendor codec, from its model in the recording's scene, for recordings
+    whose joint states are JSON beside their raw frames (a robot whose model is not known
+    here has none: its joint states are read from their JSON; blocks need no codec)."""
     out: dict[str, VendorCodec] = {}
     for robot_id, (_, model) in models.items():
         try:
@@ -143,7 +144,10 @@ def run_unit(unit: Unit, hash_file: Callable[[Path], None] | None = None) -> Uni
     part = read_part(
         path, span, wanted, plan.complete, codecs=codecs(unit.scene_models), threads=unit.threads
     )
-    log.debug("%s: %d bulk reads, %d from JSON", path, part.bulk, part.canonical)
+    log.debug(
+        "%s: %d block reads, %d bulk reads of raw frames, %d from JSON",
+        path, part.blocks, part.bulk, part.canonical,
+    )  # fmt: skip
     # hashed once read (beside the reading, it took a core from the decompression)
     hashing = None
     if unit.first and hash_file is not None:

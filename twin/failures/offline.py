@@ -27,8 +27,9 @@ from twin.failures.events import FailureEvent
 from twin.failures.incidents import group_incidents, incident_row
 from twin.failures.monitors import Monitors
 from twin.record.damage import DamageReport
+from twin.record.joint_blocks import recorded_states
 from twin.record.recording import Recording, RecordingError, open_recording
-from twin.record.schemas import EventMsg, PoseInFrame
+from twin.record.schemas import EventMsg, JointMsg, PoseInFrame
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +37,6 @@ log = logging.getLogger(__name__)
 # liveness is judged this much later than the newest message, as the live mirror does by
 # draining before it judges, so a burst boundary does not look like stale telemetry.
 OFFLINE_SLACK_NS = 250_000_000
-
-
-class _Joints(msgspec.Struct):
-    position: list[float]
-    velocity: list[float]
-    effort: list[float]
 
 
 class _Heartbeat(msgspec.Struct):
@@ -83,6 +78,22 @@ def recorded_failures(recording: Recording) -> list[FailureEvent] | None:
     return sorted(failures, key=lambda f: f.stamp_ns)
 
 
+def _in_time_order(
+    recording: Recording, topics: list[str]
+) -> list[tuple[int, str, str, bytes | JointMsg]]:
+    """(receive time, kind, robot, data) of the channels' messages by receive time, a joint
+    block's states each on its own (decoded)."""
+    out: list[tuple[int, str, str, bytes | JointMsg]] = []
+    for message in recording.iter_messages(topics):
+        _, kind, robot_id = message.topic.split("/", 2)
+        if kind == "joints":
+            out += [(t, kind, robot_id, js) for t, js in recorded_states(message)]
+        else:
+            out.append((message.log_time_ns, kind, robot_id, message.data))
+    out.sort(key=lambda m: m[0])
+    return out
+
+
 def detect_offline(recording: Recording, *, collisions: bool = True) -> list[FailureEvent]:
     """Run the detectors over a recording's joint, base and heartbeat channels."""
     from twin.world.world import World
@@ -97,17 +108,18 @@ def detect_offline(recording: Recording, *, collisions: bool = True) -> list[Fai
         for model in (get_model(r.model),)
     }
     topics = [f"/{kind}/{rid}" for rid in robots for kind in ("joints", "base", "heartbeat")]
-    messages = sorted(recording.iter_messages(topics), key=lambda m: m.log_time_ns)
+    try:
+        messages = _in_time_order(recording, topics)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise RecordingError(f"{recording.path}: a message does not decode: {exc}") from None
     monitors = Monitors(collisions=collisions, pose_world=True)
     found: list[FailureEvent] = []
     world = World(scene) if collisions and messages else None
     try:
-        for message in messages:
-            _, kind, robot_id = message.topic.split("/", 2)
+        for now_ns, kind, robot_id, data in messages:
             robot = robots[robot_id]
-            now_ns = message.log_time_ns
-            if kind == "joints":
-                body = msgspec.json.decode(message.data, type=_Joints)
+            if isinstance(data, JointMsg):
+                body = data
                 robot.joints = JointSample(
                     np.asarray(body.position, dtype=np.float64),
                     np.asarray(body.velocity, dtype=np.float64),
@@ -115,12 +127,12 @@ def detect_offline(recording: Recording, *, collisions: bool = True) -> list[Fai
                 )
                 robot.liveness.on_message(now_ns)
             elif kind == "base":
-                pose = msgspec.json.decode(message.data, type=PoseInFrame).pose
+                pose = msgspec.json.decode(data, type=PoseInFrame).pose
                 p, q = pose.position, pose.orientation
                 robot.base = _Base((p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
                 robot.liveness.on_message(now_ns, main=False)
             else:
-                beat = msgspec.json.decode(message.data, type=_Heartbeat)
+                beat = msgspec.json.decode(data, type=_Heartbeat)
                 robot.liveness.on_message(now_ns, main=False)
                 robot.liveness.shutdown = beat.mode == "shutdown"
                 robot.heartbeat = beat

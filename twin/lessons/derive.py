@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import msgspec
 import numpy as np
+from numpy.typing import NDArray
 
 from robots import get_model
 from scenes import SceneError, parse_scene
@@ -34,16 +36,13 @@ from twin.failures.incidents import Incident, group_incidents
 from twin.failures.monitors import tilt_rad
 from twin.failures.offline import detect_offline, recorded_failures
 from twin.lessons.store import LessonStore, Sighting
-from twin.record.recording import Recording, RecordingError, open_recording
+from twin.record.joint_blocks import recorded_states
+from twin.record.recording import RecordedMessage, Recording, RecordingError, open_recording
 from twin.record.schemas import PoseInFrame
 
 WINDOW_S: Final = 3.0
 LESSON_CAUSES: Final = frozenset({"fall", "collision", "grasp_dropped", "effort", "joint_limit"})
 _NS: Final = 1_000_000_000
-
-
-class _Joints(msgspec.Struct):
-    effort: list[float]
 
 
 class _Beat(msgspec.Struct):
@@ -62,6 +61,32 @@ class Learnt:
     robot: str
 
 
+def _peak_effort(
+    message: RecordedMessage,
+    lo_ns: int,
+    hi_ns: int,
+    ratings: NDArray[np.float64],
+    names: Sequence[str],
+    peak: tuple[float, str],
+) -> tuple[float, str]:
+    """``peak`` (effort / rating, joint), or a higher one among the message's joint states
+    received in ``[lo_ns, hi_ns]`` (a message that does not decode adds nothing)."""
+    try:
+        states = list(recorded_states(message))
+    except (msgspec.DecodeError, ValueError):
+        return peak
+    for t, joints in states:
+        if not lo_ns <= t <= hi_ns:
+            continue
+        efforts = np.abs(np.asarray(joints.effort))
+        if len(efforts) == len(ratings):
+            ratio = np.where(np.isfinite(ratings) & (ratings > 0), efforts / ratings, 0.0)
+            i = int(np.argmax(ratio))
+            if float(ratio[i]) > peak[0]:
+                peak = (float(ratio[i]), names[i])
+    return peak
+
+
 def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) -> dict[str, Any]:
     """What the robot's channels say in the :data:`WINDOW_S` up to ``at_ns`` (log time)."""
     lo, hi = at_ns - int(WINDOW_S * _NS), at_ns + _NS // 5
@@ -74,9 +99,12 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
     ratings = np.array([model.joint(n).effort_limit for n in codec_for(model).names])
     for message in recording.iter_messages(topics):
         t = message.log_time_ns
+        kind = message.topic.split("/")[1]
+        if kind == "joints":
+            peak = _peak_effort(message, lo, min(hi, at_ns), ratings, names, peak)
+            continue
         if not lo <= t <= hi:
             continue
-        kind = message.topic.split("/")[1]
         if kind == "base":
             posed = msgspec.json.decode(message.data, type=PoseInFrame)
             p, q = posed.pose.position, posed.pose.orientation
@@ -90,13 +118,6 @@ def measure(recording: Recording, robot_id: str, model_name: str, at_ns: int) ->
                 holding = beat.holding
             if t <= at_ns:
                 step = beat.step
-        elif t <= at_ns:
-            efforts = np.abs(np.asarray(msgspec.json.decode(message.data, type=_Joints).effort))
-            if len(efforts) == len(ratings):
-                ratio = np.where(np.isfinite(ratings) & (ratings > 0), efforts / ratings, 0.0)
-                i = int(np.argmax(ratio))
-                if float(ratio[i]) > peak[0]:
-                    peak = (float(ratio[i]), names[i])
     out: dict[str, Any] = {"window_s": WINDOW_S, "holding": holding or None, "step": step or None}
     if peak[1]:
         out["peak_effort_ratio"] = round(peak[0], 3)

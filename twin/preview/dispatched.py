@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin.plan.model import TaskPlan
+from twin.record.joint_blocks import recorded_states
 from twin.record.recording import Recording
 from twin.record.schemas import HeartbeatMsg, JointMsg
 
@@ -36,7 +38,6 @@ EVENTS_TOPIC: Final = "/events"
 DISPATCHED_STEP: Final = "dispatched"
 """The heartbeat ``step`` of a robot following a dispatched plan (the emulated gateways')."""
 
-_JOINT_DECODER: Final = msgspec.json.Decoder(JointMsg)
 _HEARTBEAT_DECODER: Final = msgspec.json.Decoder(HeartbeatMsg)
 _PLAN_DECODER: Final = msgspec.json.Decoder(dict[str, Any])
 _FINISHED: Final = ("done", "failed")
@@ -234,6 +235,20 @@ def _run_from_heartbeats(
     return DispatchedRun(robot, task_name, "heartbeat", first, end, "done", notes=(note,))
 
 
+def _states(
+    recording: Recording, robot: str, from_ns: int, to_ns: int
+) -> Iterator[tuple[int, JointMsg]]:
+    """The robot's joint states received in ``[from_ns, to_ns]`` (a message that does not
+    decode is left out)."""
+    for message in recording.iter_messages([f"/joints/{robot}"]):
+        try:
+            for t, joints in recorded_states(message):
+                if from_ns <= t <= to_ns:
+                    yield t, joints
+        except (msgspec.DecodeError, ValueError):
+            continue
+
+
 def read_joints(recording: Recording, robot: str, from_ns: int, to_ns: int) -> Telemetry:
     """The robot's joint messages received in ``[from_ns, to_ns]``; :class:`AgainstError` when
     there are none."""
@@ -241,14 +256,7 @@ def read_joints(recording: Recording, robot: str, from_ns: int, to_ns: int) -> T
     times: list[int] = []
     positions: list[list[float]] = []
     efforts: list[list[float]] = []
-    for message in recording.iter_messages([f"/joints/{robot}"]):
-        t = message.log_time_ns
-        if t < from_ns or t > to_ns:
-            continue
-        try:
-            joints = _JOINT_DECODER.decode(message.data)
-        except msgspec.DecodeError:
-            continue
+    for t, joints in _states(recording, robot, from_ns, to_ns):
         if names is None:
             names = tuple(joints.name)
         if tuple(joints.name) != names or len(joints.position) != len(names):

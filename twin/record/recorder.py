@@ -5,23 +5,31 @@ one accepted message (a :class:`twin.live.mirror.Mirror` sink; the emulator's re
 and the preview records call it directly), :meth:`Recorder.record_frames` a batch of them
 as the wire carried them. ``twin live --record`` runs it in a process of its own, fed by
 the mirror (:mod:`twin.record.recorder_process`), so recording never slows ingest; the file
-is the same either way. Each accepted message is written twice:
+is the same either way. The channels (``docs/recordings.md`` has the table):
 
-- ``/raw/<topic>`` (e.g. ``/raw/js/K1-03``): the vendor frame exactly as received, the
-  32-byte header followed by the payload, schema-less with message encoding
-  ``hall-twin-v1`` (re-decode with :mod:`sync.protocol` and :mod:`sync.codecs`);
-- a canonical JSON message: ``/joints/<robot>`` (canonical joint names, SI units: rad,
+- ``/joints/<robot>``: the robot's joint states in canonical names and SI units (rad,
   rad/s, N*m; m, m/s, N for prismatic joints; rounded to 1e-6, 1e-5 and 1e-4 of those,
-  :data:`~twin.record.schemas.JOINT_STEPS`), ``/heartbeat/<robot>``, ``/base/<robot>``
-  (the ``foxglove.PoseInFrame`` shape; velocities and IMU only in the raw frame) and
-  ``/crane/<crane>``.
+  :data:`~twin.record.schemas.JOINT_STEPS`), with each state's receive time, stamp,
+  sequence number and epoch, as **blocks** of states (:mod:`twin.record.joint_blocks`): a
+  state costs the recorder a few list appends, and a block is converted, rounded and
+  encoded in one numpy pass at each flush (about a second);
+- ``/heartbeat/<robot>``, ``/base/<robot>`` (the ``foxglove.PoseInFrame`` shape) and
+  ``/crane/<crane>``: a JSON message each;
+- ``/raw/<topic>`` (e.g. ``/raw/base/K1-03``): the vendor frame exactly as received, the
+  32-byte header followed by the payload, schema-less with message encoding
+  ``hall-twin-v1`` (re-decode with :mod:`sync.protocol` and :mod:`sync.codecs`): for
+  heartbeats, base states (their velocities and IMU are only here) and cranes always; for
+  joint states only with ``raw_joints`` (``twin live --record --raw``), as they are the
+  bulk of a file and ``/joints`` keeps all they say but the vendor's units; a joint state
+  that cannot be converted is kept raw either way.
 
 With ``display_hz`` (``twin live --record`` passes
 :data:`~twin.record.foxglove_channels.DISPLAY_HZ`), the file also holds the Foxglove channels
 ``/foxglove/scene`` and ``/foxglove/tf`` (:mod:`twin.record.foxglove_channels`): the hall and
 the robots moving, drawn by Foxglove's 3D panel; once a display tick, never per message.
 
-``log_time`` is the twin's receive time, ``publish_time`` the sender's ``stamp_ns``.
+``log_time`` is the twin's receive time, ``publish_time`` the sender's ``stamp_ns`` (for a
+block, its first state's).
 Events (:meth:`Recorder.event`) go to ``/events``. The file starts with a ``twin``
 metadata record and attachments: the scene YAML (``scene.yaml``) and the URDF of every
 robot model in the scene (``robots/<model>.urdf``), so a recording is self-contained.
@@ -35,9 +43,8 @@ second); otherwise the open chunk waits for the next message or :meth:`Recorder.
 
 Speed: the file is written by :class:`twin.record.mcap_writer.ChunkedMcapWriter` (the ``mcap``
 package's records, a message packed in one call, chunks compressed with zstd level 1
-on a background thread): ``benchmarks/record.py`` measures this recorder in-thread at about
-twice what a bare ``mcap.writer.Writer`` manages with the same bytes, and the recorder
-process (hand-over, decoding and writing on their own cores) beside it.
+on a background thread); ``benchmarks/record.py`` measures this recorder, in-thread and as
+the recorder process, beside a bare ``mcap.writer.Writer`` writing each message once.
 """
 
 from __future__ import annotations
@@ -63,29 +70,19 @@ from sync.protocol import (
     HEADER,
     MAGIC,
     PROTOCOL_VERSION,
-    BaseState,
-    CraneState,
-    Heartbeat,
     Kind,
     Received,
-    decode_payload,
     parse_topic,
     topic,
 )
 from twin.record.foxglove_channels import FoxgloveChannels
+from twin.record.joint_blocks import BLOCK_ENCODING, BLOCK_MAX_STATES, BLOCK_SCHEMA, BlockBuffer
 from twin.record.mcap_writer import ChunkedMcapWriter
 from twin.record.schemas import (
     SCHEMAS,
-    CraneMsg,
     EventMsg,
-    HeartbeatMsg,
-    JointTail,
-    Pose,
-    PoseInFrame,
-    Quaternion,
-    Time,
-    Vector3,
     canonical_joints,
+    canonical_message,
     joint_steps,
 )
 
@@ -97,6 +94,8 @@ MIN_CHUNK_BYTES: Final = 256 * 1024
 MAX_CHUNK_BYTES: Final = 32 * 1024 * 1024
 PROFILE: Final = "hall-twin"
 MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
+_U32: Final = 0xFFFFFFFF
+_CHECK_EVERY: Final = 512  # record_frames looks for full blocks after this many states
 
 
 def _best_compression() -> CompressionType:
@@ -119,7 +118,7 @@ class RecorderError(RuntimeError):
 
 
 _CANONICAL_PREFIX: Final = {
-    Kind.JOINT_STATE: ("/joints/", "hall_twin.JointState"),
+    Kind.JOINT_STATE: ("/joints/", BLOCK_SCHEMA),
     Kind.HEARTBEAT: ("/heartbeat/", "hall_twin.Heartbeat"),
     Kind.BASE: ("/base/", "foxglove.PoseInFrame"),
     Kind.CRANE: ("/crane/", "hall_twin.Crane"),
@@ -134,26 +133,28 @@ class _Route(msgspec.Struct):
     kind: Kind
     source: str
     codec: VendorCodec | None = None
-    joint_prefix: bytes = b""  # '{"robot":..,"name":[..],' for joint states
     si_steps: NDArray[np.float64] | None = None  # (3, N): wire units -> JOINT_STEPS
-    packed: bool = False  # a joint state of a fixed layout (viewed without a copy)
-    # the newest state, for the Foxglove channels: a joint state's (positions, velocities,
-    # efforts) (SI, wire order, rounded as on /joints), a base's (position, orientation) or a
-    # crane's (bridge, trolley, hoist); and the one shown
+    packed_size: int = 0  # a joint state of a fixed layout: its payload's size
+    block: BlockBuffer | None = None  # a joint state's, waiting for the next block
+    appenders: Any = None  # the block's add_frame, as its three list appends
+    raw: bool = True  # write the raw frames (joint states: only with raw_joints)
+    # the newest state, for the Foxglove channels: a joint state's (3, N) wire values, a
+    # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
     latest: Any = None
     shown: Any = None
 
 
 def estimate_bytes_per_s(scene: Scene) -> int:
-    """Bytes a second the scene's nominal load writes (raw + JSON, before compression)."""
+    """Bytes a second the scene's nominal load writes before compression, with the raw
+    joint frames (the chunk size: about a second of a ``--raw`` recording)."""
     total = 0.0
     for robot in scene.robots:
         model = get_model(robot.model)
         n = len(model.profile.joint_names)
         raw = 32 + 3 * n * 8 + 64
-        canonical = 80 + sum(len(c) + 3 for c in model.profile.canonical_joint_names) + 3 * n * 20
+        block = 3 * n * 4 + 32  # a state in a block, before compression
         rate = model.profile.rate_hz
-        total += rate * (raw + canonical + 2 * 40) + min(rate, 100.0) * 500 + 10.0 * 400
+        total += rate * (raw + block + 2 * 40) + min(rate, 100.0) * 500 + 10.0 * 400
     total += 20.0 * 300 * len(scene.cranes)
     return int(total)
 
@@ -189,13 +190,16 @@ class Recorder(Closing):
         start_ns: int | None = None,
         background: bool = True,
         display_hz: float | None = None,
+        raw_joints: bool = False,
     ) -> None:
         """``start_ns``: the recording's time zero (default now; a re-simulation passes the
         instant of the original recording it starts from). ``display_hz``: also write the
         Foxglove channels (:mod:`twin.record.foxglove_channels`), transforms at this rate of
-        receive time; None: not."""
+        receive time; None: not. ``raw_joints``: also write every joint state's vendor frame
+        as received (``/raw/js/<robot>``)."""
         self.path = Path(path)
         self.scene = scene
+        self.raw_joints = raw_joints
         self._foxglove: FoxgloveChannels | None = None
         if display_hz is not None:  # its world is built before the time zero is taken
             self._foxglove = FoxgloveChannels(scene, display_hz=display_hz)
@@ -248,6 +252,7 @@ class Recorder(Closing):
         self._last_flush_ns = time.monotonic_ns()
         self._flushed_at = 0  # messages at the last flush
         self._first_log_ns = 0  # receive time of the first message since (record_frames)
+        self._unchecked = 0  # joint states put in blocks since the blocks' sizes were checked
         writer = self._writer
         writer.add_metadata(
             "twin",
@@ -257,6 +262,7 @@ class Recorder(Closing):
                 "start_time_ns": str(start_ns),
                 "python_version": sys.version.split()[0],
                 "raw_encoding": RAW_ENCODING,
+                "raw_joints": str(self.raw_joints).lower(),
             },
         )
         scene_bytes = scene_text.encode("utf-8")
@@ -268,6 +274,7 @@ class Recorder(Closing):
         self._schemas = {
             name: writer.register_schema(name, "jsonschema", msgspec.json.encode(schema))
             for name, schema in SCHEMAS.items()
+            if name != "hall_twin.JointState"  # older recordings' JSON joint states
         }
         self._routes: dict[bytes, _Route] = {}
         for robot in scene.robots:
@@ -289,19 +296,23 @@ class Recorder(Closing):
         wire_topic = topic(kind, source)
         prefix, schema = _CANONICAL_PREFIX[kind]
         writer = self._writer
+        encoding = BLOCK_ENCODING if kind == Kind.JOINT_STATE else "json"
         route = _Route(
             raw_channel=writer.register_channel(f"/raw/{wire_topic.decode()}", RAW_ENCODING, 0),
-            channel=writer.register_channel(prefix + source, "json", self._schemas[schema]),
+            channel=writer.register_channel(prefix + source, encoding, self._schemas[schema]),
             kind=kind,
             source=source,
             codec=codec,
+            raw=kind != Kind.JOINT_STATE or self.raw_joints or codec is None,
         )
         if kind == Kind.JOINT_STATE and codec is not None:
-            head = msgspec.json.encode({"robot": source, "name": list(codec.canonical_names)})
-            route.joint_prefix = head[:-1] + b","
             unit = codec.to_sample(np.ones((3, len(codec.names))))
             route.si_steps = joint_steps(np.stack([unit.positions, unit.velocities, unit.efforts]))
-            route.packed = codec.packed is not None
+            route.packed_size = codec.packed[1] if codec.packed is not None else 0
+            route.block = BlockBuffer(
+                source, list(codec.canonical_names), route.si_steps, codec.accepted_values
+            )
+            route.appenders = route.block.appenders()
         self._routes[wire_topic] = route
         return route
 
@@ -320,9 +331,10 @@ class Recorder(Closing):
     def record_frames(self, received_ns: int, messages: Iterable[Sequence[bytes]]) -> None:
         """Record messages ingest accepted, as the wire carried them (each ``(topic, 32-byte
         header, payload)``), all received at ``received_ns``: what
-        :class:`twin.record.recorder_process.RecorderProcess` hands its worker. The file is
-        the one :meth:`sink` writes for the same messages (ingest checked them already: a
-        packed joint state is viewed, not checked again). Flushes every
+        :class:`twin.record.recorder_process.RecorderProcess` hands its worker. The file
+        holds what :meth:`sink` writes for the same messages, but for where the blocks end
+        (ingest checked them already: a packed joint state of its size goes into its block
+        as it came, read at the block's end). Flushes every
         :data:`FLUSH_EVERY_NS` of the messages' receive times (a caller catching up from a
         backlog writes the chunks of one keeping up); when caught up, the caller calls
         :meth:`flush_if_due` for the wall clock."""
@@ -332,32 +344,49 @@ class Recorder(Closing):
         record = self._record
         routes = self._routes
         add = self._writer.add_message
-        encode = self._encode
+        fast = 0
         for topic_frame, header_frame, payload in messages:
-            seq, stamp_ns, epoch = unpack(header_frame)[4:]
             route = routes.get(topic_frame)
-            if route is None or not route.packed:
+            # a joint state (of its size, if packed), the common case, inline: the frames go
+            # into the robot's block as they are (ingest checked them)
+            if route is None or route.appenders is None or 0 < route.packed_size != len(payload):
+                seq, stamp_ns, epoch = unpack(header_frame)[4:]
                 record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
                 continue
-            # a packed joint state, the common case, inline: what _record does for it
-            try:
-                values = route.codec.view(payload)  # type: ignore[union-attr]
-                rounded = canonical_joints(values, route.si_steps)  # type: ignore[arg-type]
-                position, velocity, effort = rounded.tolist()
-            except ValueError:  # not its size: the general path refuses it (raw only)
-                record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
-                continue
-            route.latest = (position, velocity, effort)
-            seq32 = seq & 0xFFFFFFFF
-            add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq32)
-            tail = encode(JointTail(stamp_ns, seq, epoch, position, velocity, effort))
-            add(route.channel, received_ns, route.joint_prefix + tail[1:], stamp_ns, seq32)
-            self.messages += 1
+            route.latest = payload
+            if route.raw:
+                seq, stamp_ns = unpack(header_frame)[4:6]
+                add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq & _U32)
+            add_log, add_header, add_payload = route.appenders
+            add_log(received_ns)
+            add_header(header_frame)
+            add_payload(payload)
+            fast += 1
+        self.messages += fast
+        self._unchecked += fast
+        if self._unchecked >= _CHECK_EVERY:  # a full block is written: looked at now and then
+            self._unchecked = 0
+            for route in routes.values():
+                if route.block is not None and len(route.block) >= BLOCK_MAX_STATES:
+                    self._write_block(route)
         foxglove = self._foxglove
         if foxglove is not None and received_ns >= foxglove.next_tick_ns:
             self._display(foxglove, received_ns)
         if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:  # by receive times: see above
             self.flush()
+
+    def _write_block(self, route: _Route) -> None:
+        """The states a robot's block holds, as one ``/joints/<robot>`` message."""
+        block = route.block
+        if block is None or not len(block):
+            return
+        try:
+            log_ns, stamp_ns, seq, data = block.take()
+        except Exception as exc:  # never let one block stop the twin (the raw frames stay)
+            self.failed += 1
+            log.warning("a block of %s's joint states not written: %r", route.source, exc)
+            return
+        self._writer.add_message(route.channel, log_ns, data, stamp_ns, seq & _U32)
 
     def _display(self, foxglove: FoxgloveChannels, log_ns: int) -> None:
         """A display tick: the states that changed since the last into the Foxglove
@@ -371,8 +400,10 @@ class Recorder(Closing):
                 foxglove.heard(route.source)
             route.shown = latest
             if route.kind == Kind.JOINT_STATE:
-                assert route.codec is not None
-                foxglove.set_joints(route.source, route.codec.canonical_names, latest)
+                assert route.codec is not None and route.si_steps is not None
+                wire = route.codec.check(latest) if isinstance(latest, bytes) else latest
+                rounded = canonical_joints(wire, route.si_steps).tolist()
+                foxglove.set_joints(route.source, route.codec.canonical_names, rounded)
             elif route.kind == Kind.BASE:
                 hall.set_base(route.source, *latest)
             elif route.kind == Kind.CRANE:
@@ -404,67 +435,48 @@ class Recorder(Closing):
             kind, source = parse_topic(wire_topic)
             route = self._add_route(kind, source, None)
         add = self._writer.add_message
-        raw = HEADER.pack(MAGIC, PROTOCOL_VERSION, route.kind, 0, seq, stamp_ns, epoch)
-        add(route.raw_channel, log_ns, raw + payload, stamp_ns, seq & 0xFFFFFFFF)
+        block = route.block
+        if block is not None and route.codec is not None:  # a joint state: into its block
+            try:
+                wire = values if values is not None else route.codec.check(payload)
+            except Exception as exc:  # kept raw (below), never lost
+                self._count_failed(exc)
+            else:
+                route.latest = wire
+                block.add(log_ns, stamp_ns, seq, epoch, wire)
+                if len(block) >= BLOCK_MAX_STATES:
+                    self._write_block(route)
+                if route.raw:
+                    self._raw(route, log_ns, seq, stamp_ns, epoch, payload)
+                self.messages += 1
+                return
+            self._raw(route, log_ns, seq, stamp_ns, epoch, payload)
+            self.messages += 1
+            return
+        if route.raw or block is not None:
+            self._raw(route, log_ns, seq, stamp_ns, epoch, payload)
         try:
-            canonical = self._canonical(route, payload, values, seq, stamp_ns, epoch)
+            canonical, latest = canonical_message(
+                route.source, route.kind, payload, seq, stamp_ns, epoch
+            )
         except Exception as exc:  # never let one message stop the twin; the raw frame is kept
-            self.failed += 1
-            if self.failed == 1 or self.failed % 10_000 == 0:
-                log.warning("%d messages recorded raw only; latest: %r", self.failed, exc)
+            self._count_failed(exc)
         else:
-            add(route.channel, log_ns, canonical, stamp_ns, seq & 0xFFFFFFFF)
+            if latest is not None:
+                route.latest = latest
+            add(route.channel, log_ns, canonical, stamp_ns, seq & _U32)
         self.messages += 1
 
-    def _canonical(
-        self,
-        route: _Route,
-        payload: bytes,
-        values: NDArray[np.float64] | NDArray[np.float32] | None,
-        seq: int,
-        stamp_ns: int,
-        epoch: int,
-    ) -> bytes:
-        codec = route.codec
-        steps = route.si_steps
-        if route.kind == Kind.JOINT_STATE and codec is not None and steps is not None:
-            if values is None:
-                values = codec.check(payload)
-            # what codec.to_sample gives, rounded to JOINT_STEPS, in one pass for the rows
-            position, velocity, effort = canonical_joints(values, steps).tolist()
-            route.latest = (position, velocity, effort)
-            tail = JointTail(stamp_ns, seq, epoch, position, velocity, effort)
-            return route.joint_prefix + self._encode(tail)[1:]
-        decoded = decode_payload(route.kind, payload)
-        if isinstance(decoded, Heartbeat):
-            return self._encode(
-                HeartbeatMsg(
-                    route.source, stamp_ns, seq, epoch, decoded.mode,
-                    decoded.estop, decoded.protective_stop, decoded.manufacturer,
-                    decoded.model, decoded.task, decoded.grip_closed, decoded.holding,
-                    decoded.cycle, list(decoded.lessons), decoded.step,
-                )
-            )  # fmt: skip
-        if isinstance(decoded, BaseState):
-            p, q = decoded.position_m, decoded.orientation_xyzw
-            route.latest = (p, q)
-            sec, nsec = divmod(stamp_ns, 1_000_000_000)
-            return self._encode(
-                PoseInFrame(
-                    Time(sec, nsec),
-                    "hall",
-                    Pose(Vector3(*p), Quaternion(*q)),
-                )
-            )
-        if isinstance(decoded, CraneState):
-            route.latest = (decoded.bridge_m, decoded.trolley_m, decoded.hoist_m)
-            return self._encode(
-                CraneMsg(
-                    route.source, stamp_ns, seq, epoch, decoded.bridge_m,
-                    decoded.trolley_m, decoded.hoist_m, decoded.moving,
-                )
-            )  # fmt: skip
-        raise TypeError(f"unexpected payload {type(decoded).__name__}")  # pragma: no cover
+    def _raw(
+        self, route: _Route, log_ns: int, seq: int, stamp_ns: int, epoch: int, payload: bytes
+    ) -> None:
+        raw = HEADER.pack(MAGIC, PROTOCOL_VERSION, route.kind, 0, seq, stamp_ns, epoch)
+        self._writer.add_message(route.raw_channel, log_ns, raw + payload, stamp_ns, seq & _U32)
+
+    def _count_failed(self, exc: Exception) -> None:
+        self.failed += 1
+        if self.failed == 1 or self.failed % 10_000 == 0:
+            log.warning("%d messages recorded raw only; latest: %r", self.failed, exc)
 
     def event(self, kind: str, source_id: str, detail: str, stamp_ns: int) -> None:
         """Record an event (epoch change, resync, liveness change...) on ``/events``."""
@@ -479,17 +491,25 @@ class Recorder(Closing):
         self._writer.add_metadata(name, data)
 
     def flush(self, now_mono_ns: int | None = None) -> None:
-        """Close the chunk in progress and hand everything to the OS."""
+        """Write the robots' blocks, close the chunk in progress and hand everything to the
+        OS."""
+        self._write_blocks()
         self._writer.flush()
         self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
         self._flushed_at = self.messages
 
+    def _write_blocks(self) -> None:
+        for route in self._routes.values():
+            if route.block is not None and len(route.block):
+                self._write_block(route)
+
     def close(self) -> None:
-        """Finish the file: last chunk, summary, indexes, footer."""
+        """Finish the file: the last blocks and chunk, summary, indexes, footer."""
         if self._closed:
             return
         self._closed = True
         try:
+            self._write_blocks()
             self._writer.finish()
         finally:
             self._stream.close()

@@ -102,13 +102,16 @@ class RecorderProcess(Closing):
         nice: int = WORKER_NICE,
         idle: bool = True,
         display_hz: float | None = None,
+        raw_joints: bool = False,
         context: zmq.Context[zmq.Socket[bytes]] | None = None,
     ) -> None:
         """Start the worker, which opens ``path``; :class:`RecorderError` if it cannot.
         ``start_ns``: the recording's time zero (default: when the worker opened the file);
         ``nice``, ``idle``: the worker's priority (a nice increment; SCHED_IDLE);
         ``display_hz``: the worker also writes the Foxglove channels, transforms at this
-        rate (:mod:`twin.record.foxglove_channels`; all of it in the worker)."""
+        rate (:mod:`twin.record.foxglove_channels`; all of it in the worker);
+        ``raw_joints``: also the joint states' vendor frames (see
+        :class:`~twin.record.recorder.Recorder`)."""
         self.path = Path(path)
         self.start_ns = start_ns  # None: when the worker opens the file (set below)
         self.messages = 0  # recorded, as the worker last reported (all of them after close)
@@ -116,6 +119,7 @@ class RecorderProcess(Closing):
         self.dropped = 0  # messages not recorded: shipments dropped, or recording stopped
         self.failed = 0  # recorded raw only (the worker's count)
         self.error: str | None = None  # why recording stopped, if it did
+        self.file_closed_ns: int | None = None  # when close() heard the file was finished
         self._pending: list[tuple[Any, ...]] = []
         self._group: list[list[bytes]] = []
         self._group_ns = -1
@@ -147,6 +151,7 @@ class RecorderProcess(Closing):
                 "start_ns": self.start_ns,
                 "model_roots": models,
                 "display_hz": display_hz,
+                "raw_joints": raw_joints,
             }
             self._worker.send_first(INIT, pickle.dumps(init))
             ready = self._worker.wait_for(self._ready)
@@ -297,6 +302,7 @@ class RecorderProcess(Closing):
         deadline = time.monotonic() + CLOSE_TIMEOUT_S
         while time.monotonic() < deadline:
             if self._channel.poll(100, zmq.POLLIN) and self._read_channel() is not None:
+                self.file_closed_ns = time.monotonic_ns()
                 self._worker.tell(ACK)
                 return
             if not self._running:  # it reported an error

@@ -97,6 +97,7 @@ class _Worker:
             twin_version=init["twin_version"],
             start_ns=init["start_ns"],
             display_hz=init["display_hz"],
+            raw_joints=init.get("raw_joints", False),
         )
 
     def take(self, body: bytes) -> None:

@@ -7,7 +7,13 @@ summary of a complete file, else one pass up to the cut).
 (a damaged one is noted in the recording's damage report and read as empty): its
 decompressed records and, per wanted channel, every message's log time and offset within
 them (from the chunk's message indexes, or by walking its records where they were cut off
-or do not match the records). See :class:`twin.record.replay_index.ChunkStore`.
+or do not match the records), with a row number: -1 for an ordinary message (one JSON
+message a state), while a ``/joints/<robot>`` **block** (:mod:`twin.record.joint_blocks`,
+many joint states in one message) stands for one row per state, at that state's own
+receive time (the message's log time is only its first state's), numbered 0.. in the
+block. A block whose receive times do not decode stays one row (0, at its log time), so
+that showing it reports it unreadable like any other message. See
+:class:`twin.record.replay_index.ChunkStore`.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin.record.chunks import ChunkCatalog, ChunkRef, checked
+from twin.record.joint_blocks import BlockError, block_log_times, is_block
 from twin.record.recording import Recording
 
 log = logging.getLogger(__name__)
@@ -33,7 +40,8 @@ _U64: Final = struct.Struct("<Q")
 _MESSAGE_HEAD: Final = struct.Struct("<HIQ")  # channel, sequence, log time
 MESSAGE_DATA_AT: Final = 9 + 2 + 4 + 8 + 8  # a message record's data, from its start
 
-Rows = tuple[NDArray[np.int64], NDArray[np.int64]]  # log times (ns), record offsets
+Pairs = tuple[NDArray[np.int64], NDArray[np.int64]]  # log times (ns), record offsets
+Rows = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]  # ... and row numbers
 
 
 def chunk_catalog(recording: Recording) -> ChunkCatalog:
@@ -41,8 +49,18 @@ def chunk_catalog(recording: Recording) -> ChunkCatalog:
     return recording.catalog
 
 
-def _from_indexes(block: bytes, wanted: set[int]) -> dict[int, Rows]:
-    out: dict[int, Rows] = {}
+def block_channels(catalog: ChunkCatalog) -> frozenset[int]:
+    """The channels of ``catalog`` that hold joint blocks."""
+    out = set()
+    for number, channel in catalog.channels.items():
+        schema = catalog.schemas.get(channel.schema_id)
+        if is_block(schema.name if schema is not None else "", channel.message_encoding):
+            out.add(number)
+    return frozenset(out)
+
+
+def _from_indexes(block: bytes, wanted: set[int]) -> dict[int, Pairs]:
+    out: dict[int, Pairs] = {}
     at = 0
     while at + _RECORD.size <= len(block):
         opcode, length = _RECORD.unpack_from(block, at)
@@ -56,7 +74,7 @@ def _from_indexes(block: bytes, wanted: set[int]) -> dict[int, Rows]:
     return out
 
 
-def _from_records(records: bytes, wanted: set[int]) -> dict[int, Rows]:
+def _from_records(records: bytes, wanted: set[int]) -> dict[int, Pairs]:
     found: dict[int, tuple[list[int], list[int]]] = {}
     at, end = 0, len(records)
     while at + _RECORD.size <= end:
@@ -73,7 +91,7 @@ def _from_records(records: bytes, wanted: set[int]) -> dict[int, Rows]:
     }
 
 
-def _indexes_fit(records: bytes, rows: dict[int, Rows]) -> bool:
+def _indexes_fit(records: bytes, rows: dict[int, Pairs]) -> bool:
     """Whether every indexed offset points at a message record inside ``records``."""
     view = np.frombuffer(records, dtype=np.uint8)
     for _, offsets in rows.values():
@@ -89,9 +107,9 @@ def _indexes_fit(records: bytes, rows: dict[int, Rows]) -> bool:
 def read_chunk(
     catalog: ChunkCatalog, ref: ChunkRef, wanted: set[int]
 ) -> tuple[bytes, dict[int, Rows]] | None:
-    """A chunk's checked records and, per wanted channel in it, its messages' log times
-    and record offsets (file order); None if the chunk is damaged (noted in the catalog's
-    damage report)."""
+    """A chunk's checked records and, per wanted channel in it, its messages' (or its
+    blocks' states') log times, record offsets and row numbers (see the module docstring);
+    None if the chunk is damaged (noted in the catalog's damage report)."""
     with catalog.path.open("rb") as stream:
         stream.seek(ref.offset)
         record = stream.read(ref.length)
@@ -102,16 +120,41 @@ def read_chunk(
     records = checked(catalog, ref, record)
     if records is None:
         return None
+    blocks = block_channels(catalog)
     if block:
         try:
-            rows = _from_indexes(block, wanted)
+            pairs = _from_indexes(block, wanted)
         except (struct.error, ValueError):  # a damaged index: walk the records instead
-            rows = {}
+            pairs = {}
         indexed = (ref.channels or frozenset()) & wanted
-        if set(rows) == indexed and _indexes_fit(records, rows):
-            return records, rows
+        if set(pairs) == indexed and _indexes_fit(records, pairs):
+            return records, {c: _rows(records, p, c in blocks) for c, p in pairs.items()}
         log.info("%s: the chunk at byte %d: its indexes do not fit", catalog.path, ref.offset)
-    return records, _from_records(records, wanted)
+    pairs = _from_records(records, wanted)
+    return records, {c: _rows(records, p, c in blocks) for c, p in pairs.items()}
+
+
+def _rows(records: bytes, pairs: Pairs, blocks: bool) -> Rows:
+    """One channel's rows: its messages (row -1), or its blocks' states (see the module
+    docstring)."""
+    times, offsets = pairs
+    if not blocks:
+        return times, offsets, np.full(len(times), -1, dtype=np.int64)
+    view = memoryview(records)
+    parts: list[tuple[NDArray[np.int64], int]] = []
+    for log_ns, offset in zip(times.tolist(), offsets.tolist(), strict=True):
+        try:
+            parts.append((block_log_times(message_data(view, offset)), offset))
+        except BlockError:  # shown as unreadable when it is reached
+            parts.append((np.array([log_ns], dtype=np.int64), offset))
+    if not parts:
+        return times, offsets, np.zeros(0, dtype=np.int64)
+    counts = [len(t) for t, _ in parts]
+    return (
+        np.concatenate([t for t, _ in parts]),
+        np.repeat(np.array([o for _, o in parts], dtype=np.int64), counts),
+        np.concatenate([np.arange(n, dtype=np.int64) for n in counts]),
+    )
 
 
 def message_data(records: memoryview, offset: int) -> memoryview:

@@ -8,9 +8,20 @@ playback needs is read and decompressed into a :class:`ChunkView` (its records, 
 stream the log times and record offsets of its messages, in log order); the newest
 views are kept, up to :data:`CACHE_BYTES` (but always two), and playing forward reads
 the next chunk ahead on a thread, so playback streams through the file. A message is
-named by its :data:`Key` ``(log_ns, chunk, offset)``: log time, then
-file order, as a stable sort of the whole file by log time would order them, so the
-state at an instant is exactly the newest message of each stream at or before it.
+named by its :data:`Key` ``(log_ns, chunk, offset, row)``: log time, then file order, as
+a stable sort of the whole file by log time would order them, so the state at an
+instant is exactly the newest message of each stream at or before it. ``row`` is -1 for
+an ordinary message; a joint block (:mod:`twin.record.joint_blocks`) is one key per
+state, at the state's own receive time, ``row`` its place in the block
+(:func:`twin.record.replay_chunks.read_chunk`).
+
+A chunk's first and last log times (from the file) bound its messages' log times, but
+not its blocks' states: a block is logged at its first state's time, and its later
+states may come after the chunk's last log time. As a robot's receive times do not go
+back, a stream's newest state at or before an instant is still found (a later block is
+logged after every state of the blocks before it); only the states of the block a
+stream is in the middle of can lie past its chunk's end, and
+:meth:`ChunkStore.latest_in` looks in the chunks it is told hold such blocks.
 See :class:`twin.record.replay_source.ReplaySource`.
 """
 
@@ -20,7 +31,7 @@ import logging
 import struct
 from bisect import bisect_right
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import accumulate, repeat
 from pathlib import Path
@@ -30,26 +41,34 @@ import numpy as np
 from numpy.typing import NDArray
 
 from twin.record.chunks import ChunkCatalog, ChunkRef
-from twin.record.replay_chunks import MESSAGE_DATA_AT, read_chunk
+from twin.record.replay_chunks import MESSAGE_DATA_AT, Rows, block_channels, read_chunk
 
 log = logging.getLogger(__name__)
 
 CACHE_BYTES: Final = 64_000_000  # decoded chunks kept: this much at most, beyond...
 CACHE_CHUNKS: Final = 2  # ...the newest two (playback's chunk and the next)
 LONG_CHUNK: Final = 4  # a chunk spanning more than this many times the median is long
-Key = tuple[int, int, int]  # log time (ns), chunk number (file order), record offset
+Key = tuple[int, int, int, int]  # log time (ns), chunk (file order), record offset, row
 _NONE: Final = np.zeros(0, dtype=np.int64)
 _U64: Final = struct.Struct("<Q")
+_LAST: Final = (1 << 63) - 1  # after every log time
 
 
-def _ordered(times: NDArray[np.int64], offsets: NDArray[np.int64]) -> NDArray[np.intp] | None:
-    """The order by (log time, offset), or None where the rows already are in it."""
+def _ordered(
+    times: NDArray[np.int64], offsets: NDArray[np.int64], rows: NDArray[np.int64]
+) -> NDArray[np.intp] | None:
+    """The order by (log time, offset, row), or None where the rows already are in it."""
     if len(times) < 2:
         return None
     step = np.diff(times)
-    if bool(np.all(step > 0)) or bool(np.all((step > 0) | ((step == 0) & (np.diff(offsets) > 0)))):
+    if bool(np.all(step > 0)):
         return None
-    order: NDArray[np.intp] = np.lexsort((offsets, times))
+    later = np.diff(offsets)
+    if bool(
+        np.all((step > 0) | ((step == 0) & ((later > 0) | ((later == 0) & (np.diff(rows) > 0)))))
+    ):
+        return None
+    order: NDArray[np.intp] = np.lexsort((rows, offsets, times))
     return order
 
 
@@ -61,19 +80,21 @@ class ChunkView:
         self,
         number: int,
         records: bytes,
-        rows: dict[int, tuple[NDArray[np.int64], NDArray[np.int64]]],
+        rows: dict[int, Rows],
     ) -> None:
         self.number = number
         self.raw = records
         self.records = memoryview(records)
         self.times: dict[int, NDArray[np.int64]] = {}
         self.keys: dict[int, list[Key]] = {}
-        for stream, (times, offsets) in rows.items():
-            order = _ordered(times, offsets)
+        for stream, (times, offsets, numbers) in rows.items():
+            order = _ordered(times, offsets, numbers)
             if order is not None:
-                times, offsets = times[order], offsets[order]
+                times, offsets, numbers = times[order], offsets[order], numbers[order]
             self.times[stream] = times
-            self.keys[stream] = list(zip(times.tolist(), repeat(number), offsets.tolist()))
+            self.keys[stream] = list(
+                zip(times.tolist(), repeat(number), offsets.tolist(), numbers.tolist())
+            )
         streams = list(self.times)
         all_ns = np.concatenate([self.times[s] for s in streams]) if streams else _NONE
         merged = np.argsort(all_ns, kind="stable").tolist()
@@ -99,8 +120,8 @@ class ChunkView:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held: records, arrays, and the lists at 8 bytes an entry (+ 64 a key)."""
-        lists = 8 * (2 * len(self.all_ns) + len(self.all_key)) + 72 * len(self.all_key)
+        """Bytes held: records, arrays, and the lists at 8 bytes an entry (+ 80 a key)."""
+        lists = 8 * (2 * len(self.all_ns) + len(self.all_key)) + 88 * len(self.all_key)
         return self.records.nbytes + sum(a.nbytes for a in self.times.values()) + lists
 
 
@@ -148,7 +169,11 @@ class ChunkStore:
             held = self._wanted if ref.channels is None else ref.channels & self._wanted
             for channel in held:
                 holding[self._stream_of[channel]].append(number)
-        spans = sorted(ref.end_ns - ref.start_ns for ref in self.refs)
+        # what most chunks span; but chunks of joint blocks alone (those a flush's blocks
+        # overflowed into) span next to nothing, and do not count
+        blocks = block_channels(catalog)
+        mixed = [r for r in self.refs if r.channels is None or not r.channels <= blocks]
+        spans = sorted(ref.end_ns - ref.start_ns for ref in mixed or self.refs)
         long_ns = LONG_CHUNK * spans[len(spans) // 2] + 1_000_000 if spans else 0
         self._spans = {s: _Span(chunks, self.refs, long_ns) for s, chunks in holding.items()}
         self._all = _Span(list(range(len(self.refs))), self.refs, long_ns)
@@ -224,50 +249,56 @@ class ChunkStore:
         """The log time of the first message of ``stream``, if any."""
         span = self._spans[stream]
         best: int | None = None
-        for number in span.long:
-            times = self.view(number).times.get(stream)
-            if times is not None and len(times) and (best is None or times[0] < best):
-                best = int(times[0])
         for j in range(len(span.chunks)):
-            if best is not None and span.starts[j] > best:
+            if best is not None and span.starts[j] >= best:  # none holds one earlier
                 break
             times = self.view(span.chunks[j]).times.get(stream)
             if times is not None and len(times) and (best is None or times[0] < best):
                 best = int(times[0])
+        for number in span.long:  # then the long ones that start early enough
+            if best is not None and self._starts[number] >= best:
+                continue
+            times = self.view(number).times.get(stream)
+            if times is not None and len(times) and (best is None or times[0] < best):
+                best = int(times[0])
         return best
+
+    def extent(self, streams: Iterable[int]) -> tuple[int, int] | None:
+        """The first and the last log time of the messages of ``streams`` (None: none).
+        Looked up stream by stream, in the order of the chunks they begin (end) in, so that
+        each of those is read about once, however few chunks the cache keeps."""
+        chosen = list(streams)
+        firsts = sorted(chosen, key=lambda s: self._spans[s].chunks[:1])
+        lasts = sorted(chosen, key=lambda s: self._spans[s].chunks[-1:], reverse=True)
+        begins = [t for t in map(self.oldest_ns, firsts) if t is not None]
+        ends = [k[0] for s in lasts if (k := self.newest(s, _LAST)) is not None]
+        return (min(begins), max(ends)) if begins and ends else None
 
     def keys(self, stream: int) -> Iterator[Key]:
         """Every message of ``stream``, chunk by chunk (log order within each)."""
         for number in self._spans[stream].all:
             yield from self.view(number).keys.get(stream, [])
 
-    def latest_in(self, old_ns: int, new_ns: int) -> dict[int, Key]:
-        """Per stream, its newest message logged in (old, new], over every chunk."""
-        span, ends = self._all, self._ends
+    def latest_in(self, old_ns: int, new_ns: int, also: Iterable[int] = ()) -> dict[int, Key]:
+        """Per stream, its newest message logged in (old, new], over every chunk; ``also``:
+        chunks holding the blocks that streams are in the middle of, looked in whatever
+        their log times (see the module docstring)."""
+        span, ends, starts = self._all, self._ends, self._starts
+        chunks = list(dict.fromkeys(also))  # the chunks named, the long ones, back in time
+        chunks += [c for c in span.long if starts[c] <= new_ns and ends[c] > old_ns]
         j = bisect_right(span.starts, new_ns)
-        latest: dict[int, Key] | None = None
-        looked = 0
-        while True:
-            if looked < len(span.long):  # the long chunks first, then back in time
-                number = span.long[looked]
-                looked += 1
-                if self._starts[number] > new_ns:
-                    continue
-            else:
-                j -= 1
-                if j < 0 or span.max_end[j] <= old_ns:
-                    break
-                number = span.chunks[j]
-            if ends[number] <= old_ns:
-                continue
-            found = self.view(number).latest_in(old_ns, new_ns)
-            if latest is None:
-                latest = found
-                continue
-            for stream, key in found.items():
+        while j > 0:
+            j -= 1
+            if span.max_end[j] <= old_ns:
+                break  # no chunk from here back holds anything logged after old
+            if ends[span.chunks[j]] > old_ns:
+                chunks.append(span.chunks[j])
+        latest: dict[int, Key] = {}
+        for number in dict.fromkeys(chunks):
+            for stream, key in self.view(number).latest_in(old_ns, new_ns).items():
                 if stream not in latest or key > latest[stream]:
                     latest[stream] = key
-        return latest if latest is not None else {}
+        return latest
 
     def clear(self) -> None:
         """Drop every decoded chunk; end the read-ahead thread."""

@@ -7,8 +7,13 @@ reading its messages: it keeps the file's chunk table and reads, decompresses an
 looked at, not the file's size. Seeking finds, per stream (a robot's joint states, base
 poses, heartbeats; a crane), its newest message at or before the instant, in the chunk
 that holds it, and decodes only that message; playing forward decodes only each stream's
-newest message between the previous and the new instant. Values are the recorded ones,
-exactly (the canonical JSON messages, decoded as written).
+newest message between the previous and the new instant. A robot's joint states are
+recorded as blocks of states (:mod:`twin.record.joint_blocks`), each state replayed as
+if it were a message of its own at its receive time; a block is decoded once for all its
+states (:class:`twin.record.replay_views.JointDecoder`). Values are the recorded ones,
+exactly (the canonical messages, decoded as written). A message that does not decode is
+one :class:`RecordingError` from the seek or playback step that shows it, after the other
+streams are shown (a block's, once for all its states).
 
 Times on the timeline are seconds from the recording's first message (``t_s``); the
 state at ``t_s`` is, for every stream, the newest message logged at or before it. A
@@ -34,6 +39,7 @@ from robots import get_model
 from scenes import parse_scene
 from scenes.model import Scene
 from sync.fanout import CraneView, Event, RobotView
+from twin.record.joint_blocks import BlockError
 from twin.record.recording import (
     Recording,
     RecordingError,
@@ -44,14 +50,11 @@ from twin.record.replay_chunks import chunk_catalog
 from twin.record.replay_events import ReplayEvent, event_id
 from twin.record.replay_index import CACHE_BYTES, ChunkStore, Key
 from twin.record.replay_views import (
-    AFTER_NAMES,
-    JointValues,
+    JointDecoder,
     decode_beat,
     decode_crane,
     decode_event,
-    decode_joint,
     decode_pose,
-    decode_values,
     initial_views,
 )
 from twin.record.schemas import JointMsg
@@ -119,46 +122,28 @@ class ReplaySource:
             self.recording.path, chunk_catalog(self.recording), streams, self._cache_bytes
         )
         raw_events = [(key[0], self._decode(decode_event, key)) for key in self._store.keys(events)]
-        starts = [self._store.oldest_ns(i) for i in range(len(self._order))]
-        ends = [self._store.newest(i, _END_NS) for i in range(len(self._order))]
         times = [t for t, _ in raw_events]
-        times += [t for t in starts if t is not None] + [k[0] for k in ends if k is not None]
+        times += self._store.extent(range(len(self._order))) or ()
         if not times and nothing_readable(self.recording.catalog):
             raise RecordingError(no_readable_messages(self.recording.damage))
         self.start_ns = min(times, default=0)
         self.end_ns = max(times, default=self.start_ns)
         self.events = sorted(
-            (
-                ReplayEvent(
-                    (t - self.start_ns) / _NS,
-                    event_id(e.id, e.kind, e.detail),
-                    e.stamp_ns,
-                    e.kind,
-                    e.source,
-                    e.detail,
-                )
-                for t, e in raw_events
-            ),
+            (ReplayEvent((t - self.start_ns) / _NS, event_id(e.id, e.kind, e.detail), e.stamp_ns,
+                         e.kind, e.source, e.detail) for t, e in raw_events),
             key=lambda e: (e.t_s, e.id),
-        )
+        )  # fmt: skip
         self._event_t = [e.t_s for e in self.events]
         self._last_ns = [-1] * len(self.robot_ids)  # log time of each one's joint state
         # whole nanoseconds (a log time is one): t - last <= s  <=>  t - last <= floor(s)
+        rates = [get_model(r.model).profile.rate_hz for r in self.scene.robots]
+        floor_ns = self._stale_floor_s * _NS
         self._stale_ns = np.array(
-            [
-                math.floor(
-                    max(
-                        self._stale_floor_s * _NS,
-                        STALE_PERIODS * _NS / get_model(r.model).profile.rate_hz,
-                    )
-                )
-                for r in self.scene.robots
-            ],
-            dtype=np.int64,
+            [math.floor(max(floor_ns, STALE_PERIODS * _NS / hz)) for hz in rates], dtype=np.int64
         )
         self._live = [False] * len(self.robot_ids)
         self._apply = self._appliers()
-        self._heads = [b""] * len(self.robot_ids)  # per robot: its last names, as JSON
+        self._joints = [JointDecoder() for _ in self.robot_ids]
         self._live_until = -1  # no robot turns STALE before this (playing forward)
         self._joined = False  # a STALE robot got a joint state since
         log.info(
@@ -182,8 +167,8 @@ class ReplaySource:
 
     @property
     def index_bytes(self) -> int:
-        """Bytes the replay holds: the chunk table and the chunks decoded now."""
-        return self._store.nbytes
+        """Bytes the replay holds: the chunk table, the chunks and joint blocks decoded now."""
+        return self._store.nbytes + sum(d.nbytes for d in self._joints)
 
     # -- the timeline ---------------------------------------------------------------
 
@@ -213,13 +198,26 @@ class ReplaySource:
         """Jump to ``t_s`` (clamped to the recording): every stream's newest state at or before."""
         self._t_s = min(max(0.0, t_s), self.duration_s)
         t_ns = self._ns(self._t_s)
+        failed: RecordingError | None = None
         for i in range(len(self._order)):
             key = self._store.newest(i, t_ns)
             if key != self._keys[i]:
-                self._keys[i] = key
-                self._apply[i](key)
+                error = self._show(i, key)
+                failed = failed or error
         self._update_liveness(t_ns, force=True)
         self._dirty = True
+        if failed is not None:
+            raise failed
+
+    def _show(self, stream: int, key: Key | None) -> RecordingError | None:
+        """Show ``key`` as the stream's message; the error if it does not decode (the views
+        keep what they showed, and the message counts as shown: said once)."""
+        self._keys[stream] = key
+        try:
+            self._apply[stream](key)
+        except RecordingError as exc:
+            return exc
+        return None
 
     def advance(self, dt_s: float) -> float:
         """Play ``dt_s`` of wall time at :attr:`speed` (if playing); returns the new ``t_s``.
@@ -251,21 +249,25 @@ class ReplaySource:
         """Apply the messages logged in (old, new]; queue the events passed."""
         old_ns, new_ns = self._ns(old_s), self._ns(new_s)
         self._t_s = new_s
-        latest = self._store.latest_in(old_ns, new_ns)
+        in_blocks = [u[0] for d in self._joints if (u := d.until) is not None and u[1] > old_ns]
+        latest = self._store.latest_in(old_ns, new_ns, in_blocks)
+        failed: RecordingError | None = None
         if latest:
-            keys, appliers, streams = self._keys, self._apply, len(self._order)
+            keys, streams = self._keys, len(self._order)
             for stream, key in latest.items():
                 if stream < streams:  # not an event
                     now = keys[stream]
                     if now is None or key > now:
-                        keys[stream] = key
-                        appliers[stream](key)
+                        error = self._show(stream, key)
+                        failed = failed or error
             self._dirty = True
         first, last = bisect_right(self._event_t, old_s), bisect_right(self._event_t, new_s)
         if last > first:
             self._pending += self.events[first:last]
         if self._update_liveness(new_ns):
             self._dirty = True
+        if failed is not None:
+            raise failed
 
     def _appliers(self) -> list[Callable[[Key | None], None]]:
         """Per stream, what applies one of its messages (None: none yet) to the views."""
@@ -288,19 +290,17 @@ class ReplaySource:
             n = len(view.joint_names)
             view.positions, view.velocities, view.efforts = [0.0] * n, [0.0] * n, [0.0] * n
             view.stamp_ns, view.epoch = 0, 0
+            self._joints[robot].until = None
             return
         chunk, start, end = self._store.locate(key)
-        head = self._heads[robot]
         try:
-            if head and chunk.raw.startswith(head, start):  # the names of the last one decoded
-                js: JointMsg | JointValues = decode_values(chunk.records[start:end])
-            else:
-                js = decode_joint(chunk.records[start:end])
-                view.joint_names = js.name
-                cut = chunk.raw.find(AFTER_NAMES, start, end)
-                self._heads[robot] = chunk.raw[start : cut + len(AFTER_NAMES)] if cut > 0 else b""
-        except msgspec.DecodeError as exc:
+            js = self._joints[robot].state(key, chunk, start, end)
+        except (msgspec.DecodeError, BlockError) as exc:
             raise self._unreadable(exc) from None
+        if js is None:  # a block found unreadable before: nothing to show
+            return
+        if isinstance(js, JointMsg):
+            view.joint_names = js.name
         view.positions, view.velocities, view.efforts = js.position, js.velocity, js.effort
         view.stamp_ns, view.epoch = js.stamp_ns, js.epoch
 
@@ -351,17 +351,24 @@ class ReplaySource:
     ) -> tuple[float, NDArray[np.float64], NDArray[np.float64]] | None:
         """A robot's newest joint positions at or before ``t_s`` and the newest ones at least
         ``gap_s`` older: (seconds between them, older, newer); None where either is missing."""
-        stream = 3 * self.robot_ids.index(robot_id)
-        new = self._store.newest(stream, self._ns(t_s))
+        robot = self.robot_ids.index(robot_id)
+        new = self._store.newest(3 * robot, self._ns(t_s))
         if new is None:
             return None
-        old = self._store.newest(stream, new[0] - round(gap_s * _NS))
+        old = self._store.newest(3 * robot, new[0] - round(gap_s * _NS))
         if old is None:
             return None
-        older, newer = self._decode(decode_joint, old), self._decode(decode_joint, new)
-        n = min(len(older.position), len(newer.position))
+        decoder = self._joints[robot]
+        try:
+            older = decoder.positions(old, self._store.data(old))
+            newer = decoder.positions(new, self._store.data(new))
+        except (msgspec.DecodeError, BlockError) as exc:
+            raise self._unreadable(exc) from None
+        if older is None or newer is None:  # a block found unreadable before
+            return None
+        n = min(len(older), len(newer))
         dt_s = (new[0] - old[0]) / _NS
-        return dt_s, np.array(older.position[:n]), np.array(newer.position[:n])
+        return dt_s, np.array(older[:n]), np.array(newer[:n])
 
     # -- events ---------------------------------------------------------------------
 

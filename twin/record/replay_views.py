@@ -2,10 +2,14 @@
 
 :func:`initial_views` gives the views of a scene's robots (at their stations, zero
 joints) and cranes (at home) before the first message; the decoders turn the recorded
-canonical JSON messages back into values, exactly as recorded. A ``/joints/<robot>``
-message whose names are those of the one decoded before (the recorder writes the same
-``{"robot": .., "name": [..],`` head every time) is decoded without them
-(:class:`JointValues`). See :class:`twin.record.replay_source.ReplaySource`.
+canonical messages back into values, exactly as recorded. A robot's joint states
+(:class:`JointDecoder`) are rows of ``/joints/<robot>`` blocks
+(:mod:`twin.record.joint_blocks`): the block a state is in is decoded once and kept (the
+last two a robot needed), so playing through it takes one row after the other. Older
+recordings hold a JSON message a state; one whose names are those of the one decoded
+before (the recorder wrote the same ``{"robot": .., "name": [..],`` head every time) is
+decoded without them (:class:`JointValues`). See
+:class:`twin.record.replay_source.ReplaySource`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import msgspec
 from robots import get_model
 from scenes.model import Scene
 from sync.fanout import CraneView, RobotView
+from twin.record.joint_blocks import BlockError, JointRows, decode_block
+from twin.record.replay_index import ChunkView, Key
 from twin.record.schemas import CraneMsg, EventMsg, HeartbeatMsg, JointMsg, PoseInFrame
 
 log = logging.getLogger(__name__)
@@ -42,6 +48,78 @@ decode_pose = msgspec.json.Decoder(PoseInFrame).decode
 decode_beat = msgspec.json.Decoder(HeartbeatMsg).decode
 decode_crane = msgspec.json.Decoder(CraneMsg).decode
 decode_event = msgspec.json.Decoder(EventMsg).decode
+
+BLOCKS_KEPT: Final = 2  # decoded blocks a robot keeps: the one shown, and one before
+
+
+class JointDecoder:
+    """One robot's joint states for the replay, from the data of the message a :data:`Key`
+    names: a JSON message (row -1) or a row of a block.
+
+    A block that does not decode raises :class:`BlockError` once; its rows are then
+    ``None`` (nothing to show) while it is kept, so playing through it does not raise
+    again at every state."""
+
+    def __init__(self) -> None:
+        self._head = b""  # JSON: the last names' head, '{"robot":..,"name":[..],"stamp_ns":'
+        self._blocks: dict[tuple[int, int], JointRows | None] = {}  # (chunk, offset): rows
+        self.until: tuple[int, int] | None = None
+        """(chunk, last state's log time) of the block :meth:`state` took a row of last."""
+
+    def block(self, key: Key, data: memoryview) -> JointRows | None:
+        """The block holding the state ``key`` names (its message's ``data``), decoded or
+        kept; None if it was found unreadable before. BlockError if it is found now."""
+        at = (key[1], key[2])
+        if at in self._blocks:
+            return self._blocks[at]
+        if len(self._blocks) >= BLOCKS_KEPT:
+            del self._blocks[next(iter(self._blocks))]
+        self._blocks[at] = None
+        rows = decode_block(data)
+        if not 0 <= key[3] < len(rows):
+            raise BlockError(f"no row {key[3]} in a block of {len(rows)} states")
+        self._blocks[at] = rows
+        return rows
+
+    def state(
+        self, key: Key, chunk: ChunkView, start: int, end: int
+    ) -> JointMsg | JointValues | None:
+        """The joint state ``key`` names, its message at ``start:end`` in ``chunk``: a
+        JointMsg, or JointValues where the names are the last ones; None from a block found
+        unreadable before. msgspec.DecodeError or BlockError if it does not decode."""
+        self.until = None
+        raw, data = chunk.raw, chunk.records[start:end]
+        if key[3] >= 0:
+            rows = self.block(key, data)
+            if rows is None:
+                return None
+            self.until = (key[1], int(rows.log_time_ns[-1]))
+            return rows.message(key[3])
+        head = self._head
+        if head and raw.startswith(head, start):  # the names of the last one decoded
+            return decode_values(data)
+        js = decode_joint(data)
+        cut = raw.find(AFTER_NAMES, start, end)
+        self._head = raw[start : cut + len(AFTER_NAMES)] if cut > 0 else b""
+        return js
+
+    def positions(self, key: Key, data: memoryview) -> list[float] | None:
+        """The positions of the joint state ``key`` names (its message's ``data``); None
+        from a block found unreadable before. msgspec.DecodeError or BlockError if it does
+        not decode."""
+        if key[3] < 0:
+            return decode_joint(data).position
+        rows = self.block(key, data)
+        return None if rows is None else rows.position[key[3]].tolist()
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the blocks kept decoded."""
+        arrays = ("log_time_ns", "stamp_ns", "seq", "epoch", "position", "velocity", "effort")
+        return sum(
+            getattr(rows, a).nbytes for rows in self._blocks.values() if rows for a in arrays
+        )
+
 
 Vec3 = tuple[float, float, float]
 Quat = tuple[float, float, float, float]

@@ -13,6 +13,8 @@ import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from sync.protocol import BaseState, CraneState, Heartbeat, Kind, decode_payload
+
 JOINT_STEPS: Final = np.array([[1e6], [1e5], [1e4]])
 """Steps a unit the canonical joint states are rounded to, per row: positions to 1e-6 rad
 (m for prismatic joints), velocities to 1e-5 rad/s (m/s), efforts to 1e-4 N*m (N). The
@@ -127,6 +129,40 @@ class EventMsg(msgspec.Struct):
     detail: str
 
 
+_encode: Final = msgspec.json.Encoder().encode
+
+
+def canonical_message(
+    source: str, kind: Kind, payload: bytes, seq: int, stamp_ns: int, epoch: int
+) -> tuple[bytes, Any]:
+    """A heartbeat's, base state's or crane state's canonical JSON message, and what the
+    Foxglove channels draw of it (a base's (position, orientation), a crane's (bridge,
+    trolley, hoist); None for a heartbeat). FrameError if the payload does not decode."""
+    decoded = decode_payload(kind, payload)
+    if isinstance(decoded, Heartbeat):
+        return _encode(
+            HeartbeatMsg(
+                source, stamp_ns, seq, epoch, decoded.mode, decoded.estop,
+                decoded.protective_stop, decoded.manufacturer, decoded.model, decoded.task,
+                decoded.grip_closed, decoded.holding, decoded.cycle, list(decoded.lessons),
+                decoded.step,
+            )
+        ), None  # fmt: skip
+    if isinstance(decoded, BaseState):
+        p, q = decoded.position_m, decoded.orientation_xyzw
+        sec, nsec = divmod(stamp_ns, 1_000_000_000)
+        body = PoseInFrame(Time(sec, nsec), "hall", Pose(Vector3(*p), Quaternion(*q)))
+        return _encode(body), (p, q)
+    if isinstance(decoded, CraneState):
+        return _encode(
+            CraneMsg(
+                source, stamp_ns, seq, epoch, decoded.bridge_m, decoded.trolley_m,
+                decoded.hoist_m, decoded.moving,
+            )
+        ), (decoded.bridge_m, decoded.trolley_m, decoded.hoist_m)  # fmt: skip
+    raise TypeError(f"unexpected payload {type(decoded).__name__}")
+
+
 def object(properties: dict[str, Any], title: str, description: str = "") -> dict[str, Any]:
     return {
         "title": title,
@@ -159,6 +195,42 @@ SCHEMAS: Final[dict[str, dict[str, Any]]] = {
         "hall_twin.JointState",
         "Joint state in canonical names (wire order); position rad (m for prismatic "
         "joints), velocity rad/s (m/s), effort N*m (N); stamp_ns is the sender's clock.",
+    ),
+    "hall_twin.JointBlock": object(
+        {
+            "robot": _STR,
+            "name": {"type": "array", "items": _STR},
+            "count": _INT,
+            **{
+                field: object(
+                    {
+                        "encoding": _STR,
+                        "data": {"type": "string", "contentEncoding": "binary"},
+                        "scale": _NUM,
+                        "width": _INT,
+                        "base": {"type": "string", "contentEncoding": "binary"},
+                    },
+                    "hall_twin.Column",
+                )
+                for field in (
+                    "log_time_ns",
+                    "stamp_ns",
+                    "seq",
+                    "epoch",
+                    "position",
+                    "velocity",
+                    "effort",
+                )
+            },
+        },
+        "hall_twin.JointBlock",
+        "MessagePack. count joint states of one robot in canonical names, as received: each "
+        "field a column of count rows (x joints), value = k / scale; 'delta' columns: the "
+        "first row int64 little-endian (base), then row differences zigzag-coded as "
+        "width-byte unsigned integers stored as byte planes (data); 'f8': float64 values; "
+        "'i8': int64 values. position rad (m), velocity rad/s (m/s), effort N*m (N); "
+        "log_time_ns the twin's receive time, stamp_ns the sender's clock. See "
+        "twin/record/joint_blocks.py.",
     ),
     "hall_twin.Heartbeat": object(
         {
