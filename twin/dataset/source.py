@@ -62,6 +62,7 @@ from twin.record.chunks import (
     chunk_records,
     skip,
 )
+from twin.record.joint_blocks import is_block
 
 __all__ = [
     "Arrays",
@@ -284,6 +285,7 @@ class Peek:
     rate_hz: dict[str, float]
     joint_counts: dict[str, int]
     complete: bool
+    blocks: bool = False  # every /joints channel holds blocks (twin.record.joint_blocks)
 
 
 PEEK_STATES: Final = 512
@@ -316,11 +318,18 @@ def peek(path: Path) -> Peek:
     for robot_id, series in part.robots.items():
         stamps = np.concatenate(series.joint_stamp_ns) if series.joint_stamp_ns else None
         rates[robot_id] = _mean_rate_hz(stamps)
+    joints = [c for c in catalog.channels.values() if c.topic.startswith("/joints/")]
+    schemas = catalog.schemas
     return Peek(
         {r: list(s.names) for r, s in part.robots.items()},
         rates,
         counts or {r: s.joint_count() for r, s in part.robots.items()},
         catalog.complete and bool(catalog.chunks),
+        bool(joints)
+        and all(
+            is_block(getattr(schemas.get(c.schema_id), "name", ""), c.message_encoding)
+            for c in joints
+        ),
     )
 
 
