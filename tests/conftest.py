@@ -52,12 +52,13 @@ def mirror(context: zmq.Context[zmq.Socket[bytes]]) -> Iterator[ThreadedMirror]:
     twin.close()
 
 
-def record_hall(path: Path, seconds: float, *faults: str) -> Path:
+def record_hall(path: Path, seconds: float, *faults: str, raw: bool = False) -> Path:
     """``twin live --record PATH`` of the default hall emulated for ``seconds`` with these
-    ``--fault`` specs, fault times counted from the recording's start (as ``twin demo``)."""
+    ``--fault`` specs, fault times counted from the recording's start (as ``twin demo``);
+    ``raw``: with ``--raw`` (every joint state's vendor frame too)."""
     twin = Proc(
-        "live", "--record", str(path), "--ingest", ANY_PORT, "--fanout", ANY_PORT,
-        "--snapshot", ANY_PORT,
+        "live", "--record", str(path), *(["--raw"] if raw else []), "--ingest", ANY_PORT,
+        "--fanout", ANY_PORT, "--snapshot", ANY_PORT,
     )  # fmt: skip
     hall = None
     try:

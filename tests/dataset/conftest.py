@@ -3,15 +3,12 @@ copy as the recorder wrote it before the joint-state blocks."""
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import record_hall
 from tests.dataset.copies import legacy_copy
-from tests.helpers import STARTUP_S, Proc
-
-ANY_PORT = "tcp://127.0.0.1:*"
 
 
 @pytest.fixture(scope="session")
@@ -20,27 +17,7 @@ def raw_fall_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     4 s and T3-01 losing its grip (as ``fall_recording``): joint-state blocks, and every
     joint state's vendor frame beside them."""
     path = tmp_path_factory.mktemp("raw_fall") / "raw_fall.mcap"
-    twin = Proc(
-        "live", "--record", str(path), "--raw", "--ingest", ANY_PORT, "--fanout", ANY_PORT,
-        "--snapshot", ANY_PORT,
-    )  # fmt: skip
-    hall = None
-    try:
-        zero_ns = twin.wait_line(r"time zero (\d+) ns", STARTUP_S).group(1)
-        ingest = twin.wait_line(r"ingest (\S+) fan-out", STARTUP_S).group(1)
-        hall = Proc(
-            "emulate", "--ingest", ingest, "--no-noise", "--seconds", "8",
-            "--fault", "T3-04:fall@4s", "--fault", "T3-01:lose_grip@1s", "--t0-ns", zero_ns,
-        )  # fmt: skip
-        assert hall.popen.wait(timeout=STARTUP_S) == 0, "".join(hall.stderr)[-2000:]
-        twin.popen.send_signal(signal.SIGTERM)
-        twin.popen.wait(timeout=30.0)
-        twin.wait_line(r"recorded \d+ messages to", 5.0)
-    finally:
-        twin.stop()
-        if hall is not None:
-            hall.stop()
-    return path
+    return record_hall(path, 8.0, "T3-04:fall@4s", "T3-01:lose_grip@1s", raw=True)
 
 
 @pytest.fixture(scope="session")
