@@ -317,16 +317,25 @@ class Recorder(Closing):
         return route
 
     def sink(self, received: Received) -> None:
-        """Record one accepted message (the in-thread path: keep it cheap)."""
+        """Record one accepted message (the in-thread path: keep it cheap). Flushes every
+        :data:`FLUSH_EVERY_NS` of receive time (a re-simulation or a preview, faster than
+        real time, still closes a chunk about every second of its recording, so a replay
+        seeks in it as in a live one) and of wall time."""
         header = received.header
+        received_ns = received.received_ns
+        if self._flushed_at == self.messages:  # the first since the last flush
+            self._first_log_ns = received_ns
         self._record(
-            received.topic, received.received_ns, header.seq, header.stamp_ns, header.epoch,
+            received.topic, received_ns, header.seq, header.stamp_ns, header.epoch,
             received.payload, received.joint_values,
         )  # fmt: skip
         foxglove = self._foxglove
-        if foxglove is not None and received.received_ns >= foxglove.next_tick_ns:
-            self._display(foxglove, received.received_ns)
-        self.flush_if_due(time.monotonic_ns())
+        if foxglove is not None and received_ns >= foxglove.next_tick_ns:
+            self._display(foxglove, received_ns)
+        if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:
+            self.flush()
+        else:
+            self.flush_if_due(time.monotonic_ns())
 
     def record_frames(self, received_ns: int, messages: Iterable[Sequence[bytes]]) -> None:
         """Record messages ingest accepted, as the wire carried them (each ``(topic, 32-byte

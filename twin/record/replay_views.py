@@ -49,6 +49,7 @@ decode_beat = msgspec.json.Decoder(HeartbeatMsg).decode
 decode_crane = msgspec.json.Decoder(CraneMsg).decode
 decode_event = msgspec.json.Decoder(EventMsg).decode
 
+_U64: Final = 1 << 64
 BLOCKS_KEPT: Final = 2  # decoded blocks a robot keeps: the one shown, and one before
 
 
@@ -65,6 +66,9 @@ class JointDecoder:
         self._blocks: dict[tuple[int, int], JointRows | None] = {}  # (chunk, offset): rows
         self.until: tuple[int, int] | None = None
         """(chunk, last state's log time) of the block :meth:`state` took a row of last."""
+        # the block state() took a row of last, as Python values: where it is, its rows,
+        # its last state's log time, stamps and epochs (one tolist each, not one a row)
+        self._shown: tuple[tuple[int, int], JointRows, int, list[int], list[int]] | None = None
 
     def block(self, key: Key, data: memoryview) -> JointRows | None:
         """The block holding the state ``key`` names (its message's ``data``), decoded or
@@ -87,14 +91,28 @@ class JointDecoder:
         """The joint state ``key`` names, its message at ``start:end`` in ``chunk``: a
         JointMsg, or JointValues where the names are the last ones; None from a block found
         unreadable before. msgspec.DecodeError or BlockError if it does not decode."""
+        row = key[3]
+        if row >= 0:
+            shown = self._shown
+            if shown is not None and shown[0] == (key[1], key[2]) and row < len(shown[1]):
+                _, rows, last_ns, stamps, epochs = shown  # the block of the last state
+                self.until = (key[1], last_ns)
+                return JointValues(
+                    stamps[row], epochs[row], rows.position[row].tolist(),
+                    rows.velocity[row].tolist(), rows.effort[row].tolist(),
+                )  # fmt: skip
+            self.until = None
+            found = self.block(key, chunk.records[start:end])
+            if found is None:
+                return None
+            stamps = [t % _U64 for t in found.stamp_ns.tolist()]  # as JointRows.message
+            epochs = [e % _U64 for e in found.epoch.tolist()]
+            last_ns = int(found.log_time_ns[-1])
+            self._shown = ((key[1], key[2]), found, last_ns, stamps, epochs)
+            self.until = (key[1], last_ns)
+            return found.message(row)  # the first of a block: with its names
         self.until = None
         raw, data = chunk.raw, chunk.records[start:end]
-        if key[3] >= 0:
-            rows = self.block(key, data)
-            if rows is None:
-                return None
-            self.until = (key[1], int(rows.log_time_ns[-1]))
-            return rows.message(key[3])
         head = self._head
         if head and raw.startswith(head, start):  # the names of the last one decoded
             return decode_values(data)
