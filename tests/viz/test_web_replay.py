@@ -142,6 +142,9 @@ def test_a_frame_that_raises_does_not_stop_the_viewer(
     viewer, clock = served
     real_step = viewer.step
     raised: list[bool] = []
+    # The viewer is shared by this module's tests, and viser's own race may already
+    # have cost a frame before this test (CI saw one): count from here.
+    before = viewer.failed_frames
 
     def failing_once() -> None:
         if not raised:
@@ -151,14 +154,14 @@ def test_a_frame_that_raises_does_not_stop_the_viewer(
 
     viewer.step = failing_once  # type: ignore[method-assign]
     try:
-        wait_for(lambda: viewer.failed_frames == 1, timeout_s=10.0, what="the failed frame")
+        wait_for(lambda: raised, timeout_s=10.0, what="the failing frame")
+        wait_for(lambda: viewer.failed_frames > before, timeout_s=10.0, what="the failure counted")
         frames = viewer.frames
         wait_for(lambda: viewer.frames > frames + 5, timeout_s=10.0, what="frames after it")
         clock.seek(0.5)
         wait_text(first, "t = 0.50 s")  # and the page still follows
     finally:
         del viewer.step
-    assert viewer.failed_frames == 1
 
 
 def _web(*args: str) -> subprocess.CompletedProcess[str]:
