@@ -12,6 +12,9 @@ nominal period T of its joint-state stream:
   sends only heartbeats or base poses;
 - GONE  when nothing at all arrived for ``gone_after_s`` (default 10 s), or after a
   heartbeat in mode ``shutdown``. A new joint state makes the robot LIVE again.
+
+That is the bare rule (:meth:`LivenessClock.state`); the live twin's
+:meth:`LivenessClock.judge` adds slack for its own timing and hysteresis.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ STALE_SLACK_S: Final = 0.035
 """The live twin says STALE only 3 T + this after the last joint state (within 3 T + 50 ms
 with its 240 Hz tick); see LivenessClock.judge."""
 LATE_SLACK_S: Final = 0.010
+LATE_HOLD_S: Final = 0.020
+"""The live twin says LATE only once a joint state is overdue this much beyond 1.5 T +
+LATE_SLACK_S: on a CPU-starved machine a stream's gaps jitter by 20-30 ms with no fault,
+and a LATE that comes and goes with each gap flickered up to 46 times a second."""
+LATE_CLEAR_S: Final = 0.25
+"""Once LATE, LIVE again only after the stream has been on time for this long: a stream
+that keeps running late reads LATE steadily, and every LATE is on show long enough to see."""
 RECOVER_MESSAGES: Final = 2
 _RATE_WINDOW_NS: Final = 1_000_000_000
 _LATENCY_SAMPLES: Final = 4096
@@ -292,6 +302,7 @@ class LivenessClock:
     main_messages: int = 0
     judged: Liveness = Liveness.GONE  # what judge() said last
     _main_at_down: int = 0  # main_messages when judge() last said STALE or GONE
+    _on_time_since_ns: int | None = None  # while LATE: since when the stream is on time
 
     def on_message(self, now_ns: int, *, main: bool = True) -> None:
         """A message was accepted now (``main``: on the stream liveness is judged by)."""
@@ -304,22 +315,24 @@ class LivenessClock:
     def judge(self, now_ns: int, *, may_worsen: bool = True) -> Liveness:
         """The live twin's liveness, with judgement (``state`` is the bare rule).
 
-        - Slack for the twin's own timing: LATE beyond 1.5 T + LATE_SLACK_S, STALE beyond
-          3 T + STALE_SLACK_S (a 200 Hz robot is not STALE 15 ms after its last message
-          because the twin's loop was busy, but still within 3 T + 50 ms of it).
+        - Slack for the twin's own timing: LATE beyond 1.5 T + LATE_SLACK_S + LATE_HOLD_S,
+          STALE beyond 3 T + STALE_SLACK_S (a 200 Hz robot is not STALE 15 ms after its
+          last message because the twin's loop was busy, but still within 3 T + 50 ms of it).
         - ``may_worsen=False`` when the caller could not look properly (its loop ran late,
           or messages are still waiting in the socket): the state may only improve.
-        - Hysteresis: from STALE or GONE back to LIVE/LATE only after RECOVER_MESSAGES
-          main-stream messages, so one straggler does not flap it.
+        - Hysteresis: from LATE back to LIVE only after LATE_CLEAR_S on time; from STALE or
+          GONE back to LIVE/LATE only after RECOVER_MESSAGES main-stream messages, so one
+          straggler does not flap it.
         - A ``shutdown`` heartbeat is data, not timing: GONE at once.
         """
         previous = self.judged
         if self.shutdown:
             found = Liveness.GONE
         else:
-            found = self._rule(now_ns, STALE_SLACK_S, LATE_SLACK_S)
+            found = self._rule(now_ns, STALE_SLACK_S, LATE_SLACK_S + LATE_HOLD_S)
             if not may_worsen and _RANK[found] > _RANK[previous]:
                 found = previous
+            found = self._clear_late(previous, found, now_ns)
             down = previous in (Liveness.STALE, Liveness.GONE)
             if (
                 down
@@ -333,6 +346,18 @@ class LivenessClock:
         ):
             self._main_at_down = self.main_messages
         self.judged = found
+        return found
+
+    def _clear_late(self, previous: Liveness, found: Liveness, now_ns: int) -> Liveness:
+        """LATE stays until the stream has been on time for LATE_CLEAR_S."""
+        if previous is not Liveness.LATE or found is not Liveness.LIVE:
+            self._on_time_since_ns = None
+            return found
+        if self._on_time_since_ns is None:
+            self._on_time_since_ns = now_ns
+        if now_ns - self._on_time_since_ns < LATE_CLEAR_S * 1e9:
+            return Liveness.LATE
+        self._on_time_since_ns = None
         return found
 
     def _rule(self, now_ns: int, stale_slack_s: float, late_slack_s: float) -> Liveness:

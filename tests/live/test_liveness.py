@@ -17,7 +17,7 @@ Ctx = zmq.Context[zmq.Socket[bytes]]
 _HOG = "while True:\n    pass\n"
 
 
-def test_a_cpu_starved_hall_with_no_fault_never_turns_a_robot_stale(
+def test_a_cpu_starved_hall_with_no_fault_never_turns_a_robot_stale_nor_flickers_late(
     twin: tuple[Proc, Endpoints],  # noqa: F811
     context: Ctx,
 ) -> None:
@@ -37,4 +37,8 @@ def test_a_cpu_starved_hall_with_no_fault_never_turns_a_robot_stale(
         hall.stop()
     went_stale = {row["robot"]: row["went_stale"] for row in status["robots"]}
     assert went_stale == dict.fromkeys(went_stale, 0)
+    # nor flickers LATE: with LATE at 1.5 T + 10 ms and LIVE again at once, the 500 Hz
+    # robots went LATE 14-52 times each in this run; with the margin and the hold, 0
+    went_late = {row["robot"]: row["went_late"] for row in status["robots"]}
+    assert max(went_late.values()) <= 2, went_late
     assert status["totals"]["gaps"] == 0

@@ -261,7 +261,7 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
         "p99 ms",
         "in kB/s",
         "refused",
-        "went stale",
+        "late/stale",
         "lessons",
     )
     for column in columns:
@@ -281,7 +281,7 @@ def status(as_json: bool, snapshot: str | None, timeout_s: float) -> None:
             "-" if row["latency_ms_p99"] is None else f"{row['latency_ms_p99']:.2f}",
             f"{row['in_bytes_per_s'] / 1000:.1f}",
             str(sum(row.get("refused", {}).values())),
-            str(row.get("went_stale", 0)),
+            f"{row.get('went_late', 0)}/{row.get('went_stale', 0)}",
             ", ".join(row.get("lessons", [])) or "-",
         )
     out.print(table)

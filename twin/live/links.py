@@ -70,6 +70,7 @@ class RobotLink:
     epochs_interleaved: int = 0  # frames of a retired epoch after a new one took over
     interleave_told: int = 0  # the epoch a takeover event was raised for
     went_stale: int = 0  # times the twin called it STALE after LIVE or LATE
+    went_late: int = 0  # times the twin called it LATE after LIVE
     frames_in: int = 0  # every frame whose topic names this robot, accepted or refused
     refused: Counter[str] = field(default_factory=Counter)  # by reason
 
@@ -191,6 +192,7 @@ class RobotLink:
             "delay_ms_p99": round(raw[1], 3) if raw else None,
             "last_seen_s_ago": round((now_mono_ns - last) / 1e9, 4) if last else None,
             "went_stale": self.went_stale,
+            "went_late": self.went_late,
             "epochs_interleaved": self.epochs_interleaved,
             "liveness_for_s": round((now_mono_ns - self.reported_since_ns) / 1e9, 4),
             "mode": self.heartbeat.mode if self.heartbeat else "unknown",

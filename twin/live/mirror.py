@@ -287,6 +287,7 @@ class Mirror(Intake, FanoutServer):
             if state != link.reported:
                 # a stream that stopped (not one that has not begun: GONE -> STALE)
                 link.went_stale += state == Liveness.STALE and link.reported != Liveness.GONE
+                link.went_late += state == Liveness.LATE and link.reported == Liveness.LIVE
                 if _NOTEWORTHY & {state, link.reported}:  # LIVE <-> LATE jitter is no event
                     self.event("liveness", link.robot_id, f"{link.reported} -> {state}")
                 link.reported = state
