@@ -1,8 +1,9 @@
 """The export's fast paths give exactly what the plain ways give.
 
-* :func:`twin.dataset.stats.feature_stats` takes its quantiles from one sort of the frames:
-  every statistic is bit for bit what numpy's ``min``/``max``/``mean``/``std`` and
-  ``np.quantile`` give (signed zeros, NaN, one frame, integer features included);
+* :func:`twin.dataset.stats.feature_stats` takes its quantiles from one partition of the
+  frames: every statistic is bit for bit what numpy's ``min``/``max``/``mean``/``std`` and
+  ``np.quantile`` give (signed zeros, NaN, one frame, integer features included), and
+  float32 frames give what their float64 copy gives;
 * :func:`twin.dataset.source.zstd_records` decompresses and checks a chunk as
   :func:`twin.record.chunks.chunk_records` does, and gives None (so that function reads or
   explains it) for any chunk that does not check out;
@@ -69,6 +70,8 @@ def test_feature_stats_are_numpys_bit_for_bit() -> None:
             data = data * 0.0 * np.sign(rng.standard_normal(data.shape))
         assert same_bits(feature_stats(data), reference(data)), trial
         assert same_bits(feature_stats(data[:, 0]), reference(data[:, 0])), trial
+        narrow = data.astype(np.float32)
+        assert same_bits(feature_stats(narrow), reference(narrow.astype(np.float64))), trial
         assert same_bits(feature_stats(np.arange(frames)), reference(np.arange(frames)))
 
 

@@ -102,7 +102,8 @@ class Datasets:
         def to_model() -> None:
             try:
                 columns = feats.model_columns(data)
-                known.set_result(feats.model_stats(columns))
+                stats = data.stats if data.stats is not None else feats.model_stats(columns)
+                known.set_result(stats)
             except BaseException as exc:
                 known.set_exception(exc)
                 raise

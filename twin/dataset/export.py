@@ -264,28 +264,52 @@ def _check_new(sources: Sequence[Source], manifest: dict[str, Any], out: Path) -
 
 
 def _units(sources: Sequence[Source], options: Options, jobs: int) -> list[list[Unit]]:
-    """One unit per recording (its chunks are decompressed once), each with its share of
-    the ``jobs`` as decompression threads; but one thread where every recording keeps its
-    joint states in blocks: those decompress little (about 50 MB for ten minutes of the
-    hall) and decode in numpy calls that hold the GIL, so a second thread only contends for
-    it (``benchmarks/export.py``: 117x real time on one thread, 95x on two, on 2 CPUs)."""
-    threads = max(1, math.ceil(jobs / max(1, len(sources))))
-    if all(source.peek.blocks for source in sources):
-        threads = 1
-    return [
-        [
-            Unit(
-                str(source.path),
-                tuple(sorted(source.robots)),
-                options.fps,
-                source.stations,
-                source.models,
-                first=True,
-                threads=threads,
-            )
-        ]
-        for source in sources
-    ]
+    """Each recording's units. A recording whose joint states are JSON beside raw frames is
+    one unit (its chunks are decompressed once), with its share of the ``jobs`` as
+    decompression threads. A recording whose joint states are blocks decompresses little
+    (about 50 MB for ten minutes of the hall) and decodes in numpy calls that hold the GIL,
+    so threads only contend for it (117x real time on one thread, 95x on two); it is split
+    instead into up to its share of the ``jobs`` units by robot, each a worker process that
+    reads the whole file but decodes only its robots' states, balanced by their joint
+    values a second (``benchmarks/export.py``)."""
+    share = max(1, math.ceil(jobs / max(1, len(sources))))
+    blocks = all(source.peek.blocks for source in sources)
+    out = []
+    for source in sources:
+        groups: list[tuple[str, ...]] = [tuple(sorted(source.robots))]
+        if blocks and share > 1 and len(source.robots) > 1:
+            groups = _balanced(source, share)
+        out.append(
+            [
+                Unit(
+                    str(source.path),
+                    robots,
+                    options.fps,
+                    source.stations,
+                    source.models,
+                    first=index == 0,
+                    threads=1 if blocks else share,
+                )
+                for index, robots in enumerate(groups)
+            ]
+        )
+    return out
+
+
+def _balanced(source: Source, parts: int) -> list[tuple[str, ...]]:
+    """The recording's robots in up to ``parts`` groups of about equal load (joint values a
+    second: rate times joints), the heaviest robot first into the lightest group."""
+
+    def load(robot_id: str) -> float:
+        return source.peek.rate_hz.get(robot_id, 0.0) * len(source.peek.names.get(robot_id, ()))
+
+    groups: list[list[str]] = [[] for _ in range(min(parts, len(source.robots)))]
+    loads = [0.0] * len(groups)
+    for robot_id in sorted(source.robots, key=lambda r: (-load(r), r)):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(robot_id)
+        loads[lightest] += load(robot_id)
+    return [tuple(sorted(group)) for group in groups if group]
 
 
 def _write(
@@ -319,7 +343,10 @@ def _write(
         try:
             futures: list[list[Future[UnitResult]]] = []
             if pool is not None:
-                futures = [[pool.submit(run_unit, unit) for unit in group] for group in units]
+                futures = [
+                    [pool.submit(run_unit, unit, None, feats.episode_stats) for unit in group]
+                    for group in units
+                ]
             for index, (source, group) in enumerate(zip(sources, units, strict=True)):
                 results = []
                 for position, unit in enumerate(group):

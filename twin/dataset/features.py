@@ -193,7 +193,13 @@ VECTOR_FEATURES: Final = (
 def model_stats(columns: Columns) -> dict[str, Stats]:
     """The statistics of an embodiment episode's vector features (the ones the pooled
     dataset's statistics are made of)."""
-    return {key: feature_stats(columns[key].astype(np.float64)) for key in VECTOR_FEATURES}
+    return {key: feature_stats(columns[key]) for key in VECTOR_FEATURES}
+
+
+def episode_stats(data: EpisodeData) -> dict[str, Stats]:
+    """:func:`model_stats` of the episode's embodiment columns (for
+    :func:`twin.dataset.work.run_unit` in a worker process)."""
+    return model_stats(model_columns(data))
 
 
 def _constant(value: float, count: int, width: int) -> Stats:

@@ -278,9 +278,7 @@ class DatasetWriter:
         self._written_bytes += table.nbytes
         known = stats or {}
         episode_stats = {
-            key: known[key]
-            if key in known
-            else statistics.feature_stats(full[key].astype(np.float64))
+            key: known[key] if key in known else statistics.feature_stats(full[key])
             for key in self.features
         }
         self._new_stats.append(episode_stats)

@@ -26,10 +26,16 @@ Stats = dict[str, npt.NDArray[np.float64]]
 
 
 def feature_stats(values: npt.ArrayLike) -> Stats:
-    """Exact statistics of one feature's frames (rows: frames; a 1-D array: a scalar feature)."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.ndim == 1:
-        data = data[:, None]
+    """Exact statistics of one feature's frames (rows: frames; a 1-D array: a scalar feature).
+    Float32 frames (what the datasets hold) give the same numbers as their float64 copy, and
+    are ordered in their own width, which is faster."""
+    raw = np.asarray(values)
+    if raw.dtype != np.float32:
+        raw = np.asarray(raw, dtype=np.float64)  # no copy of float64 (numpy's min of
+        # 0.0 and -0.0 depends on the memory layout)
+    if raw.ndim == 1:
+        raw = raw[:, None]
+    data = np.asarray(raw, dtype=np.float64)
     out: Stats = {
         "min": data.min(axis=0),
         "max": data.max(axis=0),
@@ -37,14 +43,18 @@ def feature_stats(values: npt.ArrayLike) -> Stats:
         "std": data.std(axis=0),
         "count": np.array([len(data)], dtype=np.float64),
     }
-    ordered = np.sort(data, axis=0)
-    below, above, gamma = _neighbours(len(data), ordered.ndim)
-    if np.isnan(out["max"]).any() or _zero_ties(data, ordered[below], ordered[above]):
+    below, above, gamma = _neighbours(len(data), data.ndim)
+    # the rows each quantile lies between, in place as a sort would put them: one partition
+    # around all of them is a third of the time of a sort of the frames
+    kth = np.unique(np.concatenate([below, above]) % max(1, len(data)))
+    ordered = np.partition(raw, kth, axis=0) if len(data) else raw
+    low, high = ordered[below].astype(np.float64), ordered[above].astype(np.float64)
+    if np.isnan(out["max"]).any() or _zero_ties(data, low, high):
         # NaN sorts last; 0.0 and -0.0 are equals that numpy's partition and sort (with
         # min/max steps) place, or even copy, each in its own way: those go to numpy
         quantiles = np.quantile(data, _QS, axis=0)
     else:
-        quantiles = _lerp(ordered[below], ordered[above], gamma)
+        quantiles = _lerp(low, high, gamma)
     for key, row in zip(QUANTILES, quantiles, strict=True):
         out[key] = row
     return out
@@ -56,8 +66,8 @@ def _neighbours(
     """The sorted rows each quantile lies between and its weight, as ``np.quantile``
     (method "linear") takes them: both neighbours the last row at or past the end, the
     weight measured from the index it was given (shaped to broadcast over the columns).
-    One sort of the frames is cheaper than the partitions numpy makes for every call (they
-    were two thirds of an episode's statistics)."""
+    One partition of the frames around all of them is cheaper than the partitions numpy
+    makes for every call (they were two thirds of an episode's statistics)."""
     virtual = (count - 1) * _QS
     below = np.floor(virtual)
     above = below + 1

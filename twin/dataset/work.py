@@ -35,6 +35,7 @@ from twin.dataset import episodes as cutting
 from twin.dataset.episodes import Episode
 from twin.dataset.resample import Frames, resample, source_rate_hz
 from twin.dataset.source import Beat, Event, arrays, iter_events, layout, read_part
+from twin.dataset.stats import Stats
 from twin.failures.events import FailureEvent
 from twin.failures.incidents import group_incidents
 from twin.plan.model import PlanTable
@@ -72,9 +73,15 @@ class EpisodeData:
     action: npt.NDArray[np.float32]
     action_source: str
     running_all: bool
+    stats: dict[str, Stats] | None = None
+    """Its embodiment episode's statistics where the unit made them (a worker process, so
+    they are made beside the other units' work instead of after it), else None."""
 
     def __len__(self) -> int:
         return len(self.frames)
+
+
+EpisodeStats = Callable[[EpisodeData], dict[str, Stats]]
 
 
 @dataclass
@@ -132,11 +139,16 @@ def codecs(models: Mapping[str, tuple[str, str]]) -> dict[str, VendorCodec]:
     return out
 
 
-def run_unit(unit: Unit, hash_file: Callable[[Path], None] | None = None) -> UnitResult:
+def run_unit(
+    unit: Unit,
+    hash_file: Callable[[Path], None] | None = None,
+    episode_stats: EpisodeStats | None = None,
+) -> UnitResult:
     """Do one unit (this runs in a worker process, or in the exporting one). The first unit
     of a recording hashes the file once it is read, on a thread beside the rest of its
     work; ``hash_file``, if given, is handed the file to hash instead (the exporting
-    process then finishes the hash while it writes) and ``sha256`` stays empty."""
+    process then finishes the hash while it writes) and ``sha256`` stays empty.
+    ``episode_stats``, if given, makes each episode's :attr:`EpisodeData.stats`."""
     path = Path(unit.path)
     plan = layout(path, 1)  # one span: the whole file (a cut file: as far as it reads)
     span = plan.spans[0]
@@ -187,6 +199,10 @@ def run_unit(unit: Unit, hash_file: Callable[[Path], None] | None = None) -> Uni
                     bool(frames.running.all()),
                 )
             )  # fmt: skip
+            if episode_stats is not None:  # in a worker process: made here, sent narrow
+                data = result.episodes[-1]
+                data.stats = episode_stats(data)
+                data.frames = data.frames.narrowed()
     label(result.episodes, failures, lessons)
     result.sha256 = hashing.result() if hashing is not None else ""
     return result

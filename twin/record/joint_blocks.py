@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 import numpy as np
@@ -167,6 +167,9 @@ def encode_block(
     )  # fmt: skip
 
 
+_FEW_VALUES: Final = 1024
+
+
 def _ints(column: Column, shape: tuple[int, ...], what: str) -> IntArray:
     rows, cols = shape[0], int(np.prod(shape[1:], dtype=np.int64))
     if column.encoding == "i8":
@@ -184,16 +187,29 @@ def _ints(column: Column, shape: tuple[int, ...], what: str) -> IntArray:
         raise BlockError(
             f"{what}: {len(column.data)} bytes of differences, not {width * (rows - 1) * cols}"
         )
-    planes = np.frombuffer(column.data, dtype=np.uint8).reshape(width, -1)
-    z = planes[0].astype(np.uint64)
-    for i in range(1, width):
-        z |= planes[i].astype(np.uint64) << np.uint64(8 * i)
-    d = (z >> np.uint64(1)).view(np.int64) ^ -(z & np.uint64(1)).view(np.int64)
-    k = np.empty((rows, cols), dtype=np.int64)
-    k[0] = np.frombuffer(column.base, dtype="<i8")
-    k[1:] = d.reshape(rows - 1, cols)
-    np.cumsum(k, axis=0, out=k)
-    return k.reshape(shape)
+    # Decoded column by column: the differences are zigzag-decoded in their own width, laid
+    # out one column a row (a transposed copy) and summed along the rows there, which is
+    # about twice as fast as a running sum down the rows of a row-major array.
+    kt = np.empty((cols, rows), dtype=np.int64)
+    kt[:, 0] = np.frombuffer(column.base, dtype="<i8")
+    if rows > 1:
+        unsigned, signed = (np.uint32, np.int32) if width == 4 else (np.uint64, np.int64)
+        planes = np.frombuffer(column.data, dtype=np.uint8).reshape(width, -1)
+        z: NDArray[np.unsignedinteger[Any]]
+        if planes.shape[1] <= _FEW_VALUES:  # few: fewer calls beat less work
+            little = np.ascontiguousarray(planes.T).view(f"<u{width}").reshape(-1)
+            z = little.astype(unsigned, copy=False)
+        else:
+            z = planes[0].astype(unsigned)
+            for i in range(1, width):
+                z |= planes[i].astype(unsigned) << unsigned(8 * i)
+        sign = z & unsigned(1)
+        np.negative(sign, out=sign)  # 0 or all ones
+        z >>= unsigned(1)
+        z ^= sign  # (z >> 1) ^ -(z & 1): the signed difference, in two's complement
+        kt[:, 1:] = z.view(signed).reshape(rows - 1, cols).T
+        np.cumsum(kt, axis=1, out=kt)
+    return kt.T.reshape(shape)
 
 
 def _floats(column: Column, shape: tuple[int, ...], what: str) -> FloatArray:
@@ -204,8 +220,7 @@ def _floats(column: Column, shape: tuple[int, ...], what: str) -> FloatArray:
         return np.frombuffer(column.data, dtype="<f8").astype(np.float64).reshape(shape)
     if not (column.scale > 0 and np.isfinite(column.scale)):
         raise BlockError(f"{what}: scale {column.scale!r}")
-    values: FloatArray = _ints(column, shape, what).astype(np.float64)
-    values /= column.scale
+    values: FloatArray = np.divide(_ints(column, shape, what), column.scale, out=np.empty(shape))
     return values
 
 
