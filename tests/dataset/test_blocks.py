@@ -23,6 +23,7 @@ from mcap.reader import make_reader
 from tests.dataset.copies import damaged_copy
 from twin.dataset.export import Options, export
 from twin.dataset.source import layout, peek, read_part
+from twin.record.chunks import chunk_catalog
 from twin.record.joint_blocks import decode_block
 
 
@@ -101,9 +102,15 @@ def test_a_damaged_block_is_skipped_with_a_warning(tmp_path: Path, fall_recordin
     summary = export(Options([damaged], tmp_path / "ds", jobs=1))
     assert len(summary.warnings) == 2, summary.warnings
     kestrel_line, tessel_line = sorted(summary.warnings)
-    assert kestrel_line.startswith(f"damaged.mcap: /joints/K1-01: the block at {kestrel[0][0]} ns")
+    start_ns = chunk_catalog(damaged).damage.start_ns
+    assert start_ns is not None
+
+    def at(log_ns: int) -> str:  # seconds into the recording, as the damage line says
+        return f"t {(log_ns - start_ns) / 1e9:.2f} s"
+
+    assert kestrel_line.startswith(f"damaged.mcap: /joints/K1-01: the block at {at(kestrel[0][0])}")
     assert "skipped (not a joint block" in kestrel_line
-    assert tessel_line.startswith(f"damaged.mcap: /joints/T3-02: the block at {tessel[2][0]} ns")
+    assert tessel_line.startswith(f"damaged.mcap: /joints/T3-02: the block at {at(tessel[2][0])}")
     assert "skipped (position: " in tessel_line and "bytes of differences" in tessel_line
     episodes = tables(tmp_path / "ds")["pooled/episodes"].to_pylist()
     robots = {r["robot_id"] for r in episodes}

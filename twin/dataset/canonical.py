@@ -59,14 +59,14 @@ def add_blocks(part: Part, series: RobotSeries, blocks: list[Decoded]) -> None:
     topic = f"/joints/{series.robot_id}"
     for log_ns, rows in blocks:
         if isinstance(rows, str):
-            part.problems.append(f"{topic}: the block at {log_ns} ns skipped ({rows})")
+            part.problems.append(f"{topic}: the block at {part.when(log_ns)} skipped ({rows})")
             continue
         if not series.names:
             series.names = list(rows.names)
         elif rows.names != series.names:
             part.problems.append(
-                f"{topic}: the block at {log_ns} ns skipped ({len(rows.names)} joints named "
-                f"other than the {len(series.names)} before)"
+                f"{topic}: the block at {part.when(log_ns)} skipped ({len(rows.names)} joints "
+                f"named other than the {len(series.names)} before)"
             )
             continue
         values: FloatArray = np.stack((rows.position, rows.velocity, rows.effort), axis=1)
@@ -74,7 +74,7 @@ def add_blocks(part: Part, series: RobotSeries, blocks: list[Decoded]) -> None:
         if not finite.all():
             values[~finite] = np.nan
             part.problems.append(
-                f"{topic}: {int((~finite).sum())} states of the block at {log_ns} ns hold "
+                f"{topic}: {int((~finite).sum())} states of the block at {part.when(log_ns)} hold "
                 "values that are not finite; the previous state held"
             )
         series.joint_log_ns.append(rows.log_time_ns)
@@ -139,10 +139,10 @@ def json_joints(part: Part, series: RobotSeries, records: bytes, joints: Located
             try:
                 stamp = stamp_ns(body)
             except msgspec.ValidationError as why:
-                part.problems.append(f"joints/{series.robot_id} at {log_ns} ns: {why}")
+                part.problems.append(f"joints/{series.robot_id} at {part.when(log_ns)}: {why}")
                 continue
             part.problems.append(
-                f"{series.robot_id}: joint state at {log_ns} ns does not decode ({exc}); "
+                f"{series.robot_id}: joint state at {part.when(log_ns)} does not decode ({exc}); "
                 "the previous state held"
             )
         else:
@@ -150,7 +150,7 @@ def json_joints(part: Part, series: RobotSeries, records: bytes, joints: Located
                 values[len(stamps)] = (state.position, state.velocity, state.effort)
             else:
                 part.problems.append(
-                    f"{series.robot_id}: joint state at {log_ns} ns has "
+                    f"{series.robot_id}: joint state at {part.when(log_ns)} has "
                     f"{len(state.position)} values for {width} names; the previous state held"
                 )
         stamps.append(stamp)
@@ -169,7 +169,7 @@ def json_base(part: Part, series: RobotSeries, records: bytes, base: Located) ->
             poses[i] = BASE.decode(base.body(records, i)).values()
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             log_ns = int(base.log_ns[i])
-            part.problems.append(f"{series.robot_id}: base pose at {log_ns} ns: {exc}")
+            part.problems.append(f"{series.robot_id}: base pose at {part.when(log_ns)}: {exc}")
     series.base_log_ns.append(base.log_ns.copy())
     series.base_poses.append(poses)
     part.canonical += 1
@@ -189,7 +189,7 @@ def beats(part: Part, series: RobotSeries, records: bytes, found: Located) -> No
         try:
             series.beats.append(BEAT.decode(body))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            part.problems.append(f"heartbeat/{series.robot_id} at {log_ns} ns: {exc}")
+            part.problems.append(f"heartbeat/{series.robot_id} at {part.when(log_ns)}: {exc}")
             continue
         series.beat_log_ns.append(log_ns)
 
@@ -201,7 +201,7 @@ def events(part: Part, records: bytes, found: Located) -> None:
         try:
             part.events.append((log_ns, EVENT.decode(found.body(records, i))))
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            part.problems.append(f"events at {log_ns} ns: {exc}")
+            part.problems.append(f"events at {part.when(log_ns)}: {exc}")
 
 
 def stamp_ns(body: bytes) -> int:

@@ -186,6 +186,12 @@ class Part:
     peek: int = 0  # > 0: keep only the first `peek` joint stamps of each robot, nothing else
     expect: frozenset[str] = frozenset()  # a peek stops once these robots have `peek` states
 
+    def when(self, log_ns: int) -> str:
+        """A receive time as a warning gives it: seconds into the recording, as the damage
+        line counts them (nanoseconds where the recording's start is not known)."""
+        start = self.damage.start_ns if self.damage is not None else None
+        return f"t {(log_ns - start) / 1e9:.2f} s" if start is not None else f"{log_ns} ns"
+
     def peeked_enough(self) -> bool:
         if not self.peek or not self.expect:
             return False
