@@ -55,6 +55,9 @@ def test_a_block_holds_exactly_the_rounded_values_the_json_channel_held() -> Non
     assert np.array_equal(rows.position, expected[:, 0])
     assert np.array_equal(rows.velocity, expected[:, 1])
     assert np.array_equal(rows.effort, expected[:, 2])
+    # made from whole steps, the block is the one the SI values make, byte for byte
+    columns = (rows.log_time_ns, rows.stamp_ns, rows.seq, rows.epoch)
+    assert data == encode_block("R-1", NAMES, *columns, expected)
     assert rows.log_time_ns.tolist() == [t0 + i * 2_000_000 + i % 3 for i in range(len(wire))]
     assert rows.seq.tolist() == list(range(10, 10 + len(wire)))
     assert set(rows.epoch.tolist()) == {0xABCDEF}

@@ -128,13 +128,27 @@ def _delta(k: IntArray, scale: float) -> Column:
     d = np.diff(k, axis=0)
     if d.size and (int(d.max()) >= 2**62 or int(d.min()) < -(2**62)):
         return Column("i8", k.astype("<i8").tobytes(), scale)
-    z = ((d << 1) ^ (d >> 63)).view(np.uint64)
-    width = 4 if not z.size or int(z.max()) < 2**32 else 8
-    flat = z.reshape(-1)
-    planes = b"".join(
-        (flat >> np.uint64(8 * i)).astype(np.uint8).tobytes() for i in range(width)
-    )  # byte i of every value, then byte i + 1: shifts, far faster than a byte transpose
-    return Column("delta", planes, scale, width, base.astype("<i8").tobytes())
+    z = d << 1
+    z ^= d >> 63
+    flat = z.reshape(-1).view(np.uint64)
+    width = 4 if not flat.size or int(flat.max()) < 2**32 else 8
+    # byte i of every value, then byte i + 1: shifts into one buffer, far faster than a
+    # byte transpose
+    planes = np.empty((width, flat.size), dtype=np.uint8)
+    shifted = np.empty_like(flat)
+    planes[0] = flat  # integer assignment keeps the low byte
+    for i in range(1, width):
+        np.right_shift(flat, np.uint64(8 * i), out=shifted)
+        planes[i] = shifted
+    return Column("delta", planes.tobytes(), scale, width, base.astype("<i8").tobytes())
+
+
+def _steps(k: FloatArray, scale: float) -> Column:
+    """Values as whole steps of 1/``scale`` (floats already rounded to whole numbers) as a
+    ``delta`` column, or as the doubles ``k / scale`` where some do not fit."""
+    if np.isfinite(k).all() and (not k.size or float(np.abs(k).max()) < _EXACT):
+        return _delta(k.astype(np.int64), scale)
+    return Column("f8", (k / scale).astype("<f8").tobytes(), scale)
 
 
 def _values(si: FloatArray, scale: float) -> Column:
@@ -159,6 +173,34 @@ def encode_block(
     """One block: ``canonical`` is ``(count, 3, joints)`` SI values rounded as
     :func:`twin.record.schemas.canonical_joints` rounds them."""
     columns = [_values(np.ascontiguousarray(canonical[:, i]), _SCALES[i]) for i in range(3)]
+    return _encode_columns(robot, names, log_time_ns, stamp_ns, seq, epoch, columns)
+
+
+def encode_block_steps(
+    robot: str,
+    names: list[str],
+    log_time_ns: IntArray,
+    stamp_ns: IntArray,
+    seq: IntArray,
+    epoch: IntArray,
+    steps: FloatArray,
+) -> bytes:
+    """:func:`encode_block` from the values' whole steps of :data:`JOINT_STEPS` (``(count, 3,
+    joints)``, as ``rint(wire * si_steps)`` gives them): the same block without the round
+    trip through SI (a value decodes to ``steps / JOINT_STEPS``, the canonical double)."""
+    columns = [_steps(np.ascontiguousarray(steps[:, i]), _SCALES[i]) for i in range(3)]
+    return _encode_columns(robot, names, log_time_ns, stamp_ns, seq, epoch, columns)
+
+
+def _encode_columns(
+    robot: str,
+    names: list[str],
+    log_time_ns: IntArray,
+    stamp_ns: IntArray,
+    seq: IntArray,
+    epoch: IntArray,
+    columns: list[Column],
+) -> bytes:
     return _encode(
         JointBlock(
             robot, names, len(log_time_ns), _delta(log_time_ns, 1.0), _delta(stamp_ns, 1.0),
@@ -396,12 +438,11 @@ class BlockBuffer:
         the buffer. Only when it holds something."""
         wire = self._values()
         wire *= self.si_steps
-        np.rint(wire, out=wire)
-        wire /= JOINT_STEPS  # what canonical_joints gives, for every row at once
+        np.rint(wire, out=wire)  # whole steps: canonical_joints' values times JOINT_STEPS
         headers = np.frombuffer(b"".join(self._headers), dtype=_HEADER)
         stamp_ns = headers["stamp_ns"].astype(np.int64)
         seq = np.ascontiguousarray(headers["seq"]).view(np.int64)
-        data = encode_block(
+        data = encode_block_steps(
             self.robot, self.names, np.array(self._log_ns, dtype=np.int64), stamp_ns, seq,
             np.ascontiguousarray(headers["epoch"]).view(np.int64), wire,
         )  # fmt: skip
