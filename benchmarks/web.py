@@ -22,6 +22,11 @@ The web viewer (:class:`viz.web.server.WebViewer`, viser) runs in this process, 
 in a thread at ``--rate`` frames a second. The pages are simulated browsers
 (:mod:`benchmarks.web_clients`, ``--client-procs`` processes, asyncio): each opens viser's
 WebSocket and decodes every message as the page's JavaScript would, and sends nothing.
+Once the twin and the emulator run, this process lowers its priority by ``--nice`` (default
+``twin web``'s, :data:`twin.cli.web.WEB_NICE`), as ``twin web`` does, so the viewer and the
+pages (which inherit it) yield the CPU to the twin; real browsers run on the visitors'
+machines, the simulated ones share this one. ``--nice 0`` measures them at the twin's
+priority.
 
 Phases, in one run, each against the same server:
 
@@ -105,6 +110,7 @@ import numpy as np
 import zmq
 
 from benchmarks.machine import machine_info
+from twin.cli.web import Priority, yield_priority
 
 if TYPE_CHECKING:
     from scenes.model import Scene
@@ -314,6 +320,7 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(args.warmup_s)  # the hall settles
         time.sleep(PHASE_S)  # phase 1: the twin's latency rings hold only this phase
         before = ingest_p99(_status(snapshot), PHASE_S)
+        yield_priority(args.priority)  # as twin web does; the viewer's threads and pages inherit it
         scene = load_scene()
         link = LiveLink(fanout, snapshot)
         viewer = WebViewer(scene, link, options=WebOptions(port=0, rate_hz=args.rate_hz))
@@ -366,6 +373,7 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
 
     scene = build_scene(args.robots, SYNTHETIC_MODEL)
     source = SyntheticSource(scene)
+    yield_priority(args.priority)  # as twin web does; the viewer's threads and pages inherit it
     viewer = WebViewer(scene, source, options=WebOptions(port=0, rate_hz=args.rate_hz))
     with serving(viewer) as loop_cpu:
         one = measure(viewer, 1, args, seconds=args.seconds, late=False, loop_cpu=loop_cpu)
@@ -438,6 +446,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=6.0, help="connect and settle (s)")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes")
     parser.add_argument("--rate", dest="rate_hz", type=float, default=30.0, help="frames/s")
+    parser.add_argument(
+        "--priority",
+        type=Priority,
+        choices=list(Priority),
+        default=Priority.IDLE,
+        help="the server's and the pages' priority, as twin web --priority sets its own",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
     if args.robots < 0 or args.clients < 1 or args.client_procs < 1:

@@ -6,6 +6,9 @@ recording is one line and exit 2, a cut one is served with one warning line."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -193,3 +196,37 @@ def test_a_cut_recording_is_served_with_one_warning_line(
     assert len(warnings) == 1, lines
     assert warnings[0].startswith(f"twin web: warning: {cut}: cut recording"), warnings
     assert any(line.startswith("twin web: http://") for line in lines), lines
+
+
+def _policies(pid: int) -> set[tuple[int, int]]:
+    """(scheduling policy, nice value) of each of a process's threads (Linux)."""
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):  # a thread that just ended
+            tid = int(task.name)
+            found.add((os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)))
+    return found
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux scheduling policies")
+def test_the_server_yields_the_cpu_to_the_twin(fall_recording: Path) -> None:
+    """``twin web`` runs every thread at SCHED_IDLE by default (``--priority idle``), at nice
+    10 with ``low``, as it was started with ``normal``."""
+    command = [sys.executable, "-m", "twin", "web", "--port", "0", "--replay", str(fall_recording)]
+    policy, nice = os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, 0)
+    for args, expected in (
+        ((), (os.SCHED_IDLE, nice)),
+        (("--priority", "low"), (policy, min(19, nice + 10))),
+        (("--priority", "normal"), (policy, nice)),
+    ):
+        web = subprocess.Popen(
+            [*command, *args, "--seconds", "60"], stderr=subprocess.PIPE, text=True
+        )
+        try:
+            assert web.stderr is not None
+            line = web.stderr.readline()  # the URL: its viewer's threads are running
+            assert line.startswith("twin web: http://"), line
+            assert _policies(web.pid) == {expected}, args
+        finally:
+            web.send_signal(signal.SIGINT)
+            web.wait(timeout=30)

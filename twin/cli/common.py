@@ -4,6 +4,7 @@ options, loading a scene or exiting with its problems, and stopping on SIGINT/SI
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -120,3 +121,24 @@ def stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
     return stop
+
+
+def lower_priority(niceness: int = 0, *, idle: bool = False, every_thread: bool = False) -> None:
+    """Lower the calling thread's CPU priority (threads and child processes it starts from
+    now on inherit it): by ``niceness``, and with ``idle`` to SCHED_IDLE (only the CPU time
+    no other process wants: any of them preempts it at once). ``every_thread``: the threads
+    already running too (a library's own, started at import), where Linux lists them. Where
+    not allowed, keep going as it is."""
+    threads = [0]
+    tasks = Path("/proc/self/task")
+    if every_thread and tasks.is_dir():
+        threads = [int(task.name) for task in tasks.iterdir()]
+    for thread in threads:
+        try:
+            if niceness > 0:
+                now = os.getpriority(os.PRIO_PROCESS, thread)
+                os.setpriority(os.PRIO_PROCESS, thread, min(19, now + niceness))
+            if idle and hasattr(os, "SCHED_IDLE"):
+                os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+        except OSError as exc:  # not allowed, or a thread that just ended
+            log.debug("thread %d keeps its priority: %s", thread, exc)

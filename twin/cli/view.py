@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from scenes.model import Scene
-from twin.cli.common import EXIT_BAD_INPUT, SceneArg, load_or_exit
+from twin.cli.common import EXIT_BAD_INPUT, SceneArg, load_or_exit, lower_priority
 from twin.cli.demo_hall import DemoError, DemoHall
 from twin.cli.scene import print_summary
 from twin.cli.summary import scene_summary
@@ -199,14 +199,6 @@ def _wait_all_live(snapshot: str, *, timeout_s: float) -> None:
         context.destroy(linger=0)
 
 
-def _lower_priority(niceness: int) -> None:
-    """Lower this process's CPU priority (children started from now on inherit it)."""
-    try:
-        os.nice(niceness)
-    except OSError as exc:  # not allowed: keep going
-        log.debug("the demo keeps its priority: %s", exc)
-
-
 def run_demo(
     scene_path: Path | None,
     scene: Scene,
@@ -246,7 +238,7 @@ def run_demo(
             folder.mkdir(parents=True, exist_ok=True)
             # the off-screen renderer yields to the twin and the emulator (started before,
             # they keep their priority): on a 2-core machine it starved them (robots STALE)
-            _lower_priority(10)
+            lower_priority(10)
             run_viewer(
                 scene,
                 connect=fanout,
