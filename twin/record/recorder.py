@@ -32,7 +32,9 @@ the robots moving, drawn by Foxglove's 3D panel; once a display tick, never per 
 block, its first state's).
 Events (:meth:`Recorder.event`) go to ``/events``. The file starts with a ``twin``
 metadata record and attachments: the scene YAML (``scene.yaml``) and the URDF of every
-robot model in the scene (``robots/<model>.urdf``), so a recording is self-contained.
+robot model in the scene (``robots/<model>.urdf``), so a recording is self-contained; that
+start, the file's opening and its chunk size are :mod:`twin.record.recorder_file`'s, and
+this module routes the messages into the channels.
 
 Durability: chunks are closed when they reach ``chunk_size_bytes`` (about one second of
 the scene's nominal load) and at the first message after :data:`FLUSH_EVERY_NS` of wall
@@ -49,13 +51,11 @@ the recorder process, beside a bare ``mcap.writer.Writer`` writing each message 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import Any, Final
 
 import msgspec
 import numpy as np
@@ -77,41 +77,21 @@ from sync.protocol import (
 )
 from twin.record.foxglove_channels import FoxgloveChannels
 from twin.record.joint_blocks import BLOCK_ENCODING, BLOCK_MAX_STATES, BLOCK_SCHEMA, BlockBuffer
-from twin.record.mcap_writer import ChunkedMcapWriter
-from twin.record.schemas import (
-    SCHEMAS,
-    EventMsg,
-    canonical_joints,
-    canonical_message,
-    joint_steps,
+from twin.record.recorder_file import (
+    COMPRESSION,
+    RAW_ENCODING,
+    RecorderError,
+    start_file,
 )
+from twin.record.schemas import EventMsg, canonical_joints, canonical_message, joint_steps
+
+__all__ = ["COMPRESSION", "FLUSH_EVERY_NS", "RAW_ENCODING", "Recorder", "RecorderError"]
 
 log = logging.getLogger(__name__)
 
-RAW_ENCODING: Final = "hall-twin-v1"
 FLUSH_EVERY_NS: Final = 1_000_000_000
-MIN_CHUNK_BYTES: Final = 256 * 1024
-MAX_CHUNK_BYTES: Final = 32 * 1024 * 1024
-PROFILE: Final = "hall-twin"
-MCAP_MAGIC: Final = b"\x89MCAP0\r\n"
 _U32: Final = 0xFFFFFFFF
 _CHECK_EVERY: Final = 512  # record_frames looks for full blocks after this many states
-
-
-def _best_compression() -> CompressionType:
-    """zstd if installed (smallest files, fastest here), else lz4, else none."""
-    if importlib.util.find_spec("zstandard") is not None:
-        return CompressionType.ZSTD
-    if importlib.util.find_spec("lz4") is not None:  # pragma: no cover - environment
-        return CompressionType.LZ4
-    return CompressionType.NONE  # pragma: no cover - environment
-
-
-COMPRESSION: Final = _best_compression()
-
-
-class RecorderError(RuntimeError):
-    """The recording cannot be started (said why, in one line)."""
 
 
 # --- canonical message bodies (msgspec structs, JSON) --------------------------------
@@ -142,37 +122,6 @@ class _Route(msgspec.Struct):
     # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
     latest: Any = None
     shown: Any = None
-
-
-def estimate_bytes_per_s(scene: Scene) -> int:
-    """Bytes a second the scene's nominal load writes before compression, with the raw
-    joint frames (the chunk size: about a second of a ``--raw`` recording)."""
-    total = 0.0
-    for robot in scene.robots:
-        model = get_model(robot.model)
-        n = len(model.profile.joint_names)
-        raw = 32 + 3 * n * 8 + 64
-        block = 3 * n * 4 + 32  # a state in a block, before compression
-        rate = model.profile.rate_hz
-        total += rate * (raw + block + 2 * 40) + min(rate, 100.0) * 500 + 10.0 * 400
-    total += 20.0 * 300 * len(scene.cranes)
-    return int(total)
-
-
-def _refuse_to_overwrite(path: Path) -> None:
-    """A file that exists and is not MCAP (a scene given to ``--record`` by mistake) stays."""
-    try:
-        with path.open("rb") as stream:
-            head = stream.read(len(MCAP_MAGIC))
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return
-    except OSError as exc:
-        raise RecorderError(f"cannot write {path}: {exc.strerror}") from None
-    if head and head != MCAP_MAGIC:
-        raise RecorderError(
-            f"{path} exists and is not an MCAP recording; not overwriting it "
-            "(a bare --record goes after the scene argument)"
-        )
 
 
 class Recorder(Closing):
@@ -222,60 +171,33 @@ class Recorder(Closing):
         start_ns: int | None,
         background: bool,
     ) -> None:
-        """The file opened, its header, metadata, attachments, schemas and channels written."""
-        if chunk_size_bytes is None:
-            chunk_size_bytes = min(
-                MAX_CHUNK_BYTES, max(MIN_CHUNK_BYTES, estimate_bytes_per_s(scene))
-            )
-        self.chunk_size_bytes = chunk_size_bytes
-        _refuse_to_overwrite(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._stream: IO[bytes] = self.path.open("wb")
-        except OSError as exc:
-            raise RecorderError(f"cannot write {self.path}: {exc.strerror}") from None
-        self._writer = ChunkedMcapWriter(
-            self._stream,
+        """The file opened and started (:func:`~twin.record.recorder_file.start_file`), its
+        channels registered."""
+        opened = start_file(
+            self.path,
+            scene,
+            scene_text,
+            twin_version=twin_version,
             chunk_size_bytes=chunk_size_bytes,
             compression=compression,
-            profile=PROFILE,
-            library=f"hall-twin/{twin_version}",
+            start_ns=start_ns,
             background=background,
+            raw_joints=self.raw_joints,
         )
+        self._stream = opened.stream
+        self._writer = writer = opened.writer
+        self.start_ns = start_ns = opened.start_ns
+        self.chunk_size_bytes = opened.chunk_size_bytes
+        self._schemas = opened.schemas
         self._closed = False
         self.messages = 0
         self.failed = 0
         self._event_id = 0
         self._encode = msgspec.json.Encoder().encode
-        start_ns = time.time_ns() if start_ns is None else start_ns
-        self.start_ns = start_ns
         self._last_flush_ns = time.monotonic_ns()
         self._flushed_at = 0  # messages at the last flush
         self._first_log_ns = 0  # receive time of the first message since (record_frames)
         self._unchecked = 0  # joint states put in blocks since the blocks' sizes were checked
-        writer = self._writer
-        writer.add_metadata(
-            "twin",
-            {
-                "twin_version": twin_version,
-                "scene": scene.name,
-                "start_time_ns": str(start_ns),
-                "python_version": sys.version.split()[0],
-                "raw_encoding": RAW_ENCODING,
-                "raw_joints": str(self.raw_joints).lower(),
-            },
-        )
-        scene_bytes = scene_text.encode("utf-8")
-        writer.add_attachment(start_ns, start_ns, "scene.yaml", "application/yaml", scene_bytes)
-        for model in sorted({r.model for r in scene.robots}):
-            urdf = get_model(model).urdf_path.read_bytes()
-            name = f"robots/{model}.urdf"
-            writer.add_attachment(start_ns, start_ns, name, "application/xml", urdf)
-        self._schemas = {
-            name: writer.register_schema(name, "jsonschema", msgspec.json.encode(schema))
-            for name, schema in SCHEMAS.items()
-            if name != "hall_twin.JointState"  # older recordings' JSON joint states
-        }
         self._routes: dict[bytes, _Route] = {}
         for robot in scene.robots:
             codec = codec_for(get_model(robot.model))
