@@ -84,28 +84,28 @@ class Intake:
     def drain(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
         """Handle waiting messages until none is left, the deadline, or ``limit``."""
         handled = 0
-        sock = self._ingest
-        recv, more = sock.recv, sock.get
-        rcvmore, noblock = zmq.RCVMORE, zmq.NOBLOCK
+        recv = self._ingest.recv
+        noblock = zmq.NOBLOCK
         keyed = self.telemetry_keys is not None
         peers: list[bytes | None] = []
         while handled < limit:
             batch: list[list[bytes]] = []
             wanted = min(BATCH, limit - handled)
             empty = False
+            peers = []
             try:
-                if keyed:  # the connection's authenticated key rides on the frames
-                    peers = []
-                    while len(batch) < wanted:
-                        parts = sock.recv_multipart(noblock, copy=False)
-                        peers.append(peer_key(parts[0]))
-                        batch.append([part.bytes for part in parts])
-                else:
-                    while len(batch) < wanted:
-                        frames = [recv(noblock)]
-                        while more(rcvmore):  # the rest of a message is there already
-                            frames.append(recv(noblock))
-                        batch.append(frames)
+                # Frames, not bytes: a frame says whether more of its message follows, where
+                # asking the socket (RCVMORE, as recv_multipart does) cost pyzmq an enum
+                # lookup a part, 3.6 us a message of the 5.5 it took to receive.
+                while len(batch) < wanted:
+                    first = frame = recv(noblock, copy=False)
+                    frames = [frame.bytes]
+                    while frame.more:  # the rest of a message is there already
+                        frame = recv(noblock, copy=False)
+                        frames.append(frame.bytes)
+                    if keyed:  # the connection's authenticated key rides on the frames
+                        peers.append(peer_key(first))
+                    batch.append(frames)
             except zmq.Again:
                 empty = True
             if batch:
