@@ -168,39 +168,17 @@ def encode_block(
     stamp_ns: IntArray,
     seq: IntArray,
     epoch: IntArray,
-    canonical: FloatArray,
+    values: FloatArray,
+    *,
+    as_steps: bool = False,
 ) -> bytes:
-    """One block: ``canonical`` is ``(count, 3, joints)`` SI values rounded as
-    :func:`twin.record.schemas.canonical_joints` rounds them."""
-    columns = [_values(np.ascontiguousarray(canonical[:, i]), _SCALES[i]) for i in range(3)]
-    return _encode_columns(robot, names, log_time_ns, stamp_ns, seq, epoch, columns)
-
-
-def encode_block_steps(
-    robot: str,
-    names: list[str],
-    log_time_ns: IntArray,
-    stamp_ns: IntArray,
-    seq: IntArray,
-    epoch: IntArray,
-    steps: FloatArray,
-) -> bytes:
-    """:func:`encode_block` from the values' whole steps of :data:`JOINT_STEPS` (``(count, 3,
-    joints)``, as ``rint(wire * si_steps)`` gives them): the same block without the round
-    trip through SI (a value decodes to ``steps / JOINT_STEPS``, the canonical double)."""
-    columns = [_steps(np.ascontiguousarray(steps[:, i]), _SCALES[i]) for i in range(3)]
-    return _encode_columns(robot, names, log_time_ns, stamp_ns, seq, epoch, columns)
-
-
-def _encode_columns(
-    robot: str,
-    names: list[str],
-    log_time_ns: IntArray,
-    stamp_ns: IntArray,
-    seq: IntArray,
-    epoch: IntArray,
-    columns: list[Column],
-) -> bytes:
+    """One block: ``values`` is ``(count, 3, joints)``, SI values rounded as
+    :func:`twin.record.schemas.canonical_joints` rounds them, or with ``as_steps`` their
+    whole steps of :data:`JOINT_STEPS` (``rint(wire * si_steps)``, what the recorder has: the
+    same block without the round trip through SI; a value decodes to ``steps /
+    JOINT_STEPS``, the canonical double)."""
+    column = _steps if as_steps else _values
+    columns = [column(np.ascontiguousarray(values[:, i]), _SCALES[i]) for i in range(3)]
     return _encode(
         JointBlock(
             robot, names, len(log_time_ns), _delta(log_time_ns, 1.0), _delta(stamp_ns, 1.0),
@@ -442,9 +420,9 @@ class BlockBuffer:
         headers = np.frombuffer(b"".join(self._headers), dtype=_HEADER)
         stamp_ns = headers["stamp_ns"].astype(np.int64)
         seq = np.ascontiguousarray(headers["seq"]).view(np.int64)
-        data = encode_block_steps(
+        data = encode_block(
             self.robot, self.names, np.array(self._log_ns, dtype=np.int64), stamp_ns, seq,
-            np.ascontiguousarray(headers["epoch"]).view(np.int64), wire,
+            np.ascontiguousarray(headers["epoch"]).view(np.int64), wire, as_steps=True,
         )  # fmt: skip
         first = (self._log_ns[0], int(stamp_ns[0]), int(seq[-1]) % _U64)
         self._log_ns.clear()

@@ -81,6 +81,7 @@ from twin.record.recorder_file import (
     COMPRESSION,
     RAW_ENCODING,
     RecorderError,
+    RecorderFile,
     start_file,
 )
 from twin.record.schemas import EventMsg, canonical_joints, canonical_message, joint_steps
@@ -154,36 +155,21 @@ class Recorder(Closing):
             self._foxglove = FoxgloveChannels(scene, display_hz=display_hz)
         try:
             self._open(
-                scene, scene_text, twin_version, chunk_size_bytes, compression, start_ns, background
-            )
+                start_file(
+                    self.path, scene, scene_text, twin_version=twin_version,
+                    chunk_size_bytes=chunk_size_bytes, compression=compression,
+                    start_ns=start_ns, background=background, raw_joints=raw_joints,
+                )
+            )  # fmt: skip
         except BaseException:
             if self._foxglove is not None:
                 self._foxglove.close()
             raise
 
-    def _open(
-        self,
-        scene: Scene,
-        scene_text: str,
-        twin_version: str,
-        chunk_size_bytes: int | None,
-        compression: CompressionType,
-        start_ns: int | None,
-        background: bool,
-    ) -> None:
-        """The file opened and started (:func:`~twin.record.recorder_file.start_file`), its
+    def _open(self, opened: RecorderFile) -> None:
+        """The started file (:func:`~twin.record.recorder_file.start_file`) taken over, its
         channels registered."""
-        opened = start_file(
-            self.path,
-            scene,
-            scene_text,
-            twin_version=twin_version,
-            chunk_size_bytes=chunk_size_bytes,
-            compression=compression,
-            start_ns=start_ns,
-            background=background,
-            raw_joints=self.raw_joints,
-        )
+        scene = self.scene
         self._stream = opened.stream
         self._writer = writer = opened.writer
         self.start_ns = start_ns = opened.start_ns
