@@ -1,7 +1,7 @@
 """How fast a preview runs: the torque-wrench task at 240 Hz beside raw PyBullet, and trials.
 
 Usage: ``python benchmarks/preview.py [--trials N] [--jobs J] [--repeats R] [--own-feet]
-[--json]``.
+[--no-prediction] [--json]``.
 
 * ``x_realtime``: simulated seconds per wall second of ``run_preview`` on
   ``scenes/tasks/torque_wrench.yaml`` (controllers, crane, every check; compile excluded), the
@@ -14,7 +14,11 @@ Usage: ``python benchmarks/preview.py [--trials N] [--jobs J] [--repeats R] [--o
   leave of the engine's speed (target >= 0.8);
 * ``trials_per_min``: ``--trials`` robustness trials (default 100) on ``--jobs`` local processes
   (default: every core), wall time including process start-up, and ``trials_per_min_1_job``
-  the same trials on one process (``jobs_speedup``: target >= 1.7 with 2 jobs).
+  the same trials on one process (``jobs_speedup``: target >= 1.7 with 2 jobs);
+* ``prediction``: for each example task, the preview against what the emulated robot did when
+  the task was dispatched to it (cycle time %, peak effort %, trajectory), from
+  :mod:`benchmarks.prediction`, run after the timings (its twin and emulator would disturb
+  them); ``--no-prediction`` leaves it out.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.machine import machine_info
+from benchmarks.prediction import example_tasks
+from benchmarks.prediction import measure as measure_prediction
 from scenes import load_scene
 from scenes.tasks import TASKS_DIR, load_task
 from twin.preview.compile import compile_task
@@ -44,6 +50,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--own-feet", action="store_true", help="trials on the robot's own feet")
+    parser.add_argument(
+        "--no-prediction", action="store_true", help="leave out the examples' prediction errors"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON (the only output format)")
     args = parser.parse_args()
 
@@ -77,6 +86,7 @@ def main() -> None:
     started = time.perf_counter()
     run_trials(task, scene, args.trials, seed=0, jobs=1, own_feet=args.own_feet)
     one_job_wall_s = time.perf_counter() - started
+    prediction = None if args.no_prediction else measure_prediction(example_tasks())
     raw_x = statistics.median(raw)
     x = statistics.median(r.x_realtime for r in runs)
     own_x = statistics.median(r.x_realtime for r in own_runs)
@@ -104,6 +114,7 @@ def main() -> None:
         "trials_per_min_1_job": round(60.0 * args.trials / one_job_wall_s, 2),
         "jobs_speedup": round(one_job_wall_s / trials_wall_s, 2),
         "trials_success_rate": sum(o.passed for o in outcomes) / len(outcomes),
+        "prediction": prediction,
         "targets": {"x_realtime_over_raw": 0.8, "jobs_speedup": 1.7},
         "machine": machine_info(),
     }
