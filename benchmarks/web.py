@@ -4,7 +4,7 @@ the twin, measured with simulated browsers.
 Usage::
 
     python benchmarks/web.py [--robots N] [--clients C] [--seconds 15] [--warmup-s 6]
-                             [--client-procs 2] [--rate 30] [--json]
+                             [--client-procs 2] [--rate 30] [--processes 1] [--json]
 
 Two halls:
 
@@ -19,14 +19,19 @@ Two halls:
   default hall's figures include.
 
 The web viewer (:class:`viz.web.server.WebViewer`, viser) runs in this process, its loop
-in a thread at ``--rate`` frames a second. The pages are simulated browsers
-(:mod:`benchmarks.web_clients`, ``--client-procs`` processes, asyncio): each opens viser's
-WebSocket and decodes every message as the page's JavaScript would, and sends nothing.
-Once the twin and the emulator run, this process lowers its priority by ``--nice`` (default
-``twin web``'s, :data:`twin.cli.web.WEB_NICE`), as ``twin web`` does, so the viewer and the
-pages (which inherit it) yield the CPU to the twin; real browsers run on the visitors'
-machines, the simulated ones share this one. ``--nice 0`` measures them at the twin's
-priority.
+in a thread at ``--rate`` frames a second. With ``--processes N`` (N > 1; default hall
+only) it runs as ``twin web --processes N`` runs it instead: N server processes
+(:class:`viz.web.processes.ServerProcesses`), each its own reader of the twin's fan-out, on
+one port (``SO_REUSEPORT``), the pages spread over them by the kernel; each poses its own
+world and runs its own loop, so the loop's CPU is paid N times (a gain only where cores are
+free for it: this machine's two are shared with the twin, the emulator and the simulated
+pages). The pages are simulated browsers (:mod:`benchmarks.web_clients`, ``--client-procs``
+processes, asyncio): each opens viser's WebSocket and decodes every message as the page's
+JavaScript would, and sends nothing. Once the twin and the emulator run, this process lowers
+its priority as ``twin web --priority`` does (``--priority``, default ``idle``), so the
+viewer and the pages (which inherit it) yield the CPU to the twin; real browsers run on the
+visitors' machines, the simulated ones share this one. ``--priority normal`` measures them
+at the twin's priority.
 
 Phases, in one run, each against the same server:
 
@@ -54,11 +59,13 @@ Figures of a phase (per page: within the window only):
   wait. (A browser also loads viser's page and scripts first, over HTTP, once.)
   ``first_frame_bytes_median``: what a page received up to then (geometry once, and state).
 - ``server_cpu_percent``: this process (the viser server, its loop, the source) over the
-  window, CPU time / wall time * 100 (100 = one core); ``loop_cpu_percent``: the viewer's
-  frame loop alone (posing the world, building the updates; the rest of the server's figure
-  is viser's event loop thread: each page's messages serialised, compressed and sent, and
-  the source's I/O); ``loop_frames_per_s``: the frames the loop made (what any page could
-  get at most); ``clients_cpu_percent``: the
+  window, CPU time / wall time * 100 (100 = one core); with ``--processes N``, the N server
+  processes' summed; ``loop_cpu_percent``: the viewer's frame loop alone (posing the world,
+  building the updates; the rest of the server's figure is viser's event loop thread: each
+  page's messages serialised, compressed and sent, and the source's I/O; summed over the
+  processes); ``loop_frames_per_s``: the frames the loop made (what any page could get at
+  most; with several processes, the slowest one's); ``pages_per_process``: the pages (each
+  WebSocket) each server process took during the phase; ``clients_cpu_percent``: the
   simulated browsers' processes over their whole run, in the same unit (they share the
   machine's two cores with the server, as the twin and the emulator do).
 - ``errors``: pages that failed (connection refused or closed).
@@ -100,6 +107,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
@@ -115,6 +123,7 @@ from twin.cli.web import Priority, yield_priority
 if TYPE_CHECKING:
     from scenes.model import Scene
     from sync.fanout import CraneView, Event, RobotView
+    from viz.web.processes import ServerProcesses
     from viz.web.server import WebViewer
 
 log = logging.getLogger(__name__)
@@ -176,17 +185,43 @@ class SyntheticSource:
         pass
 
 
+@dataclass(frozen=True)
+class Served:
+    """What a phase reads of the server, one process (this one) or several."""
+
+    url: str
+    cpu_s: Callable[[], float]
+    """The server's CPU time (seconds; several processes: summed)."""
+    loop_cpu_s: Callable[[], float]
+    """The frame loops' CPU time (summed)."""
+    frames: Callable[[], list[int]]
+    """Each process's frames so far."""
+    pages: Callable[[], list[int]]
+    """Each process's pages (WebSockets) so far."""
+
+
 @contextmanager
-def serving(viewer: WebViewer) -> Iterator[Callable[[], float]]:
-    """The viewer's loop in a thread until the block ends; yields the loop thread's CPU
-    clock (seconds)."""
+def serving(viewer: WebViewer) -> Iterator[Served]:
+    """The viewer's loop in a thread until the block ends; what the phases read of it."""
     stop = threading.Event()
     loop = threading.Thread(target=viewer.run, args=(stop,), daemon=True)
     loop.start()
     assert loop.ident is not None
     clock = time.pthread_getcpuclockid(loop.ident)
+    pages = [0]
+
+    def opened(_connection: object) -> None:
+        pages[0] += 1
+
+    viewer.server._websock_server.on_client_connect(opened)
     try:
-        yield lambda: time.clock_gettime(clock)
+        yield Served(
+            url=viewer.url,
+            cpu_s=time.process_time,
+            loop_cpu_s=lambda: time.clock_gettime(clock),
+            frames=lambda: [viewer.frames],
+            pages=lambda: list(pages),
+        )
     finally:
         stop.set()
         loop.join(timeout=10.0)
@@ -198,17 +233,32 @@ def _median(values: Sequence[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
 
+def served_by(servers: ServerProcesses) -> Served:
+    """What the phases read of ``twin web --processes N``'s server processes."""
+
+    def figures() -> list[Any]:
+        return servers.figures.all()
+
+    return Served(
+        url=servers.url,
+        cpu_s=lambda: sum(f.cpu_s for f in figures()),
+        loop_cpu_s=lambda: sum(f.loop_cpu_s for f in figures()),
+        frames=lambda: [f.frames for f in figures()],
+        pages=lambda: [f.served for f in figures()],
+    )
+
+
 def measure(
-    viewer: WebViewer,
+    served: Served,
     clients: int,
     args: argparse.Namespace,
     *,
     seconds: float,
     late: bool,
-    loop_cpu: Callable[[], float],
 ) -> dict[str, Any]:
     """``clients`` simulated pages (``late``: one more halfway): the phase's figures."""
-    url = viewer.url
+    url = served.url
+    pages0 = served.pages()
     procs = max(1, min(args.client_procs, clients))
     start = time.monotonic() + args.warmup_s
     end = start + seconds
@@ -224,9 +274,19 @@ def measure(
             command += ["--late-at", repr(start + seconds / 2)]
         children.append(subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True))
     time.sleep(max(0.0, start - time.monotonic()))
-    cpu0, loop0, frames0, wall0 = time.process_time(), loop_cpu(), viewer.frames, time.monotonic()
+    cpu0, loop0, frames0, wall0 = (
+        served.cpu_s(),
+        served.loop_cpu_s(),
+        served.frames(),
+        time.monotonic(),
+    )
     time.sleep(max(0.0, end - time.monotonic()))
-    cpu1, loop1, frames1, wall1 = time.process_time(), loop_cpu(), viewer.frames, time.monotonic()
+    cpu1, loop1, frames1, wall1 = (
+        served.cpu_s(),
+        served.loop_cpu_s(),
+        served.frames(),
+        time.monotonic(),
+    )
     pages: list[dict[str, Any]] = []
     late_page: dict[str, Any] | None = None
     clients_cpu_s = 0.0
@@ -265,7 +325,10 @@ def measure(
         ),
         "server_cpu_percent": round(100.0 * (cpu1 - cpu0) / window_s, 1),
         "loop_cpu_percent": round(100.0 * (loop1 - loop0) / window_s, 1),
-        "loop_frames_per_s": round((frames1 - frames0) / window_s, 2),
+        "loop_frames_per_s": round(
+            min(b - a for a, b in zip(frames0, frames1, strict=True)) / window_s, 2
+        ),
+        "pages_per_process": [b - a for a, b in zip(pages0, served.pages(), strict=True)],
         "clients_cpu_percent": round(100.0 * clients_cpu_s / client_wall_s, 1),
         "errors": [p["error"] for p in pages if p["error"]]
         + ([late_page["error"]] if late_page is not None and late_page["error"] else []),
@@ -302,8 +365,6 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
     """The default hall: twin + emulator, then the web viewer of the twin's fan-out."""
     from scenes import load_scene
     from twin.cli.child import TwinProcess
-    from viz.web.live import LiveLink
-    from viz.web.server import WebOptions, WebViewer
 
     twin = TwinProcess("live", "--ingest", ANY_PORT, "--fanout", ANY_PORT, "--snapshot", ANY_PORT)
     emulator: TwinProcess | None = None
@@ -322,19 +383,15 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
         before = ingest_p99(_status(snapshot), PHASE_S)
         yield_priority(args.priority)  # as twin web does; the viewer's threads and pages inherit it
         scene = load_scene()
-        link = LiveLink(fanout, snapshot)
-        viewer = WebViewer(scene, link, options=WebOptions(port=0, rate_hz=args.rate_hz))
-        with serving(viewer) as loop_cpu:
+        with web_server(args, fanout, snapshot) as (served, linked):
             deadline = time.monotonic() + STARTUP_S
-            while link.source is None:
+            while not linked():
                 if time.monotonic() > deadline:
                     raise RuntimeError("the web viewer did not reach the twin")
                 time.sleep(0.1)
-            one = measure(viewer, 1, args, seconds=args.seconds, late=False, loop_cpu=loop_cpu)
+            one = measure(served, 1, args, seconds=args.seconds, late=False)
             crowd_s = max(args.seconds, PHASE_S - args.warmup_s)
-            crowd = measure(
-                viewer, args.clients, args, seconds=crowd_s, late=True, loop_cpu=loop_cpu
-            )
+            crowd = measure(served, args.clients, args, seconds=crowd_s, late=True)
             after = ingest_p99(_status(snapshot), PHASE_S)
         went_stale = sum(r["went_stale"] for r in _status(snapshot)["robots"])
         time.sleep(PHASE_S)  # phase 4: without the web again (the machine's load drifts)
@@ -353,7 +410,7 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "hall": f"default ({len(scene.robots)} robots; twin + emulator)",
         "robots": len(scene.robots),
-        "batched_nodes": len(viewer.geometry.kinds),
+        "batched_nodes": batched_nodes(scene),
         "one_client": one,
         "crowd": crowd,
         "ingest_p99": {
@@ -366,6 +423,41 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def web_server(
+    args: argparse.Namespace, fanout: str, snapshot: str
+) -> Iterator[tuple[Served, Callable[[], bool]]]:
+    """The web server of the twin's fan-out (``--processes``: in this process, or N server
+    processes): what the phases read of it, and whether it (each process) reads the twin."""
+    from scenes import load_scene
+    from viz.web.live import LiveLink
+    from viz.web.processes import ServerProcesses, ServerSpec
+    from viz.web.server import WebOptions, WebViewer
+
+    options = WebOptions(port=0, rate_hz=args.rate_hz)
+    if args.processes == 1:
+        link = LiveLink(fanout, snapshot)
+        with serving(WebViewer(load_scene(), link, options=options)) as served:
+            yield served, lambda: link.source is not None
+        return
+    spec = ServerSpec(None, fanout, snapshot, options)
+    with ServerProcesses(args.processes, spec) as servers:
+        servers.start()
+        yield served_by(servers), lambda: all(f.linked for f in servers.figures.all())
+
+
+def batched_nodes(scene: Scene) -> int:
+    """The robots' instanced nodes, one per link kind (what a pose update carries)."""
+    from twin.world.world import World
+    from viz.web.robots import RobotGeometry
+
+    world = World(scene)
+    try:
+        return len(RobotGeometry(world).kinds)
+    finally:
+        world.close()
+
+
 def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     """N robots fed by the synthetic source."""
     from benchmarks.sync_phases import build_scene
@@ -375,11 +467,9 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     source = SyntheticSource(scene)
     yield_priority(args.priority)  # as twin web does; the viewer's threads and pages inherit it
     viewer = WebViewer(scene, source, options=WebOptions(port=0, rate_hz=args.rate_hz))
-    with serving(viewer) as loop_cpu:
-        one = measure(viewer, 1, args, seconds=args.seconds, late=False, loop_cpu=loop_cpu)
-        crowd = measure(
-            viewer, args.clients, args, seconds=args.seconds, late=True, loop_cpu=loop_cpu
-        )
+    with serving(viewer) as served:
+        one = measure(served, 1, args, seconds=args.seconds, late=False)
+        crowd = measure(served, args.clients, args, seconds=args.seconds, late=True)
     return {
         "hall": f"synthetic ({args.robots} x {SYNTHETIC_MODEL}; synthetic source, all moving)",
         "robots": args.robots,
@@ -413,7 +503,10 @@ def targets(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
 
 def summary(result: dict[str, Any]) -> str:
     """A few lines for a person."""
-    lines = [f"web: {result['hall']}, {result['batched_nodes']} batched nodes"]
+    lines = [
+        f"web: {result['hall']}, {result['batched_nodes']} batched nodes, "
+        f"{result['processes']} server process{'es' if result['processes'] > 1 else ''}"
+    ]
     for name in ("one_client", "crowd"):
         p = result[name]
         lines.append(
@@ -421,7 +514,7 @@ def summary(result: dict[str, Any]) -> str:
             f"({p['update_hz_median']} median), {p['bytes_per_s_median']} B/s, "
             f"first frame {p['first_frame_s_median']} s (max {p['first_frame_s_max']}, "
             f"late {p['late_first_frame_s']}), server {p['server_cpu_percent']} % CPU, "
-            f"errors {len(p['errors'])}"
+            f"errors {len(p['errors'])}, pages per process {p['pages_per_process']}"
         )
     if "ingest_p99" in result:
         i = result["ingest_p99"]
@@ -453,10 +546,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=Priority.IDLE,
         help="the server's and the pages' priority, as twin web --priority sets its own",
     )
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes, as twin web --processes"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    if args.robots < 0 or args.clients < 1 or args.client_procs < 1:
-        parser.error("--robots must be >= 0, --clients and --client-procs >= 1")
+    if args.robots < 0 or args.clients < 1 or args.client_procs < 1 or args.processes < 1:
+        parser.error("--robots must be >= 0, --clients, --client-procs and --processes >= 1")
+    if args.processes > 1 and args.robots:
+        parser.error("--processes > 1 serves a live twin's fan-out: the default hall only")
     if not (args.seconds > 0 and args.warmup_s >= 0 and args.rate_hz > 0):
         parser.error("--seconds and --rate must be positive, --warmup-s not negative")
     return args
@@ -488,6 +586,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "seconds": args.seconds,
         "warmup_s": args.warmup_s,
         "client_procs": args.client_procs,
+        "processes": args.processes,
         "viser": viser.__version__,
     }
     result["targets"] = targets(args, result)

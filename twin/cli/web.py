@@ -1,7 +1,9 @@
 """``twin web``: the live floor (or a recording) served to browsers, read-only.
 
 ``twin web [SCENE] [--connect tcp://HOST:7702] [--port 8080] [--host 127.0.0.1] [--kiosk]``
-serves the hall with viser (:mod:`viz.web`) and prints its URL; ``--replay REC.mcap`` serves
+serves the hall with viser (:mod:`viz.web`) and prints its URL; ``--processes N`` serves it
+from N processes at that one URL, each its own reader of the fan-out, for crowds one core
+cannot serve (:mod:`viz.web.processes`); ``--replay REC.mcap`` serves
 a recording instead, on the replay source ``twin replay`` uses, with a timeline, play/pause,
 speed and "next failure" shared by every page (:mod:`viz.web.replay`). A bad ``--connect``
 address or a port in use is one line on stderr and exit status 2, and so is a file that is
@@ -28,6 +30,7 @@ from rich.console import Console
 from sync.addresses import DEFAULT_FANOUT
 from twin.cli.common import (
     EXIT_BAD_INPUT,
+    EXIT_FAILED,
     SceneArg,
     load_or_exit,
     lower_priority,
@@ -167,13 +170,34 @@ def web_cmd(
             "never waits for the pages), low (nice 10) or normal."
         ),
     ] = Priority.IDLE,
+    processes: Annotated[
+        int,
+        typer.Option(
+            help="Server processes at the one URL (1 or more), each its own reader of the "
+            "fan-out, the pages spread over them (Linux SO_REUSEPORT): for a crowd of pages "
+            "one process (one core) cannot serve. A live twin only."
+        ),
+    ] = 1,
 ) -> None:
     """Serve the hall to browsers: many read-only pages of the live twin (or a recording)."""
+    if processes < 1:
+        err.print(f"twin web: --processes must be 1 or more, not {processes}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT)
+    if processes > 1 and replay is not None:
+        err.print(
+            "twin web: --processes applies to a live twin; a recording's clock is shared by "
+            "every page, in one process",
+            markup=False,
+        )
+        raise typer.Exit(EXIT_BAD_INPUT)
     from viz.web.server import WebOptions, WebViewer
 
     yield_priority(priority)  # before any thread starts: viser's threads inherit it
 
     options = WebOptions(host=host, port=port, rate_hz=rate_hz, kiosk=kiosk)
+    if processes > 1:
+        _serve_processes(processes, scene, connect, snapshot, options, seconds=seconds)
+        return
     try:
         check_port_free(host, port)
         if replay is not None:
@@ -201,6 +225,54 @@ def web_cmd(
     late = _warning(viewer)  # damage met while playing (a chunk read only then)
     if late and late != warned:
         err.print(f"twin web: warning: {late}", markup=False)
+
+
+def _serve_processes(
+    count: int,
+    scene: Path | None,
+    connect: str,
+    snapshot: str | None,
+    options: WebOptions,
+    *,
+    seconds: float | None,
+) -> None:
+    """``twin web --processes N`` (N > 1): the server processes until stopped; exit 2 for a
+    bad address or a port in use, 1 if they cannot start or all of them end."""
+    from viz.web.processes import PortInUse, ServeError, ServerProcesses, ServerSpec
+
+    try:
+        check_port_free(options.host, options.port)
+        fanout, snap = fanout_endpoints(connect, snapshot)
+    except BadAddress as exc:
+        err.print(f"twin web: {exc}", markup=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    load_or_exit(scene)  # its problems here, once, before the processes load it
+    stop = stop_on_signals()
+    spec = ServerSpec(scene, fanout, snap, options, log_level=logging.getLogger().level)
+    with ServerProcesses(count, spec) as servers:
+        try:
+            url = servers.start(stop)
+            if not stop.is_set():
+                err.print(
+                    f"twin web: {url} (read-only; kiosk: {url}?kiosk; {count} processes)",
+                    markup=False,
+                )
+                if seconds is not None:
+                    timer = threading.Timer(seconds, stop.set)
+                    timer.daemon = True
+                    timer.start()
+                servers.supervise(stop)
+        except PortInUse as exc:
+            err.print(f"twin web: {exc}", markup=False)
+            raise typer.Exit(EXIT_BAD_INPUT) from None
+        except ServeError as exc:
+            err.print(f"twin web: {exc}", markup=False)
+            raise typer.Exit(EXIT_FAILED) from None
+        served = [f.served for f in servers.figures.all()]
+    err.print(
+        f"twin web: stopped; pages served by each process: {', '.join(map(str, served))}",
+        markup=False,
+    )
 
 
 def _replay_viewer(path: Path, options: WebOptions) -> WebViewer:
