@@ -2,9 +2,10 @@
 
 Real PyBullet runs of the default hall with placo's whole-body solver: nothing holds a standing
 robot (support force exactly 0 outside walks), a walk is still carried (support > 0 in it), a
-reach within balance passes, an overreach topples and fails on balance where the stabilised
-base (the default) would have held it up with more than its weight, and the report and plots
-say all of it.
+reach within balance passes, the examples meant to pass pass and the others fail for their
+reasons, an overreach (20 N*m pulled on a wrench across a bench) topples and fails on balance
+where the stabilised base (the default) would have held it up with more than its weight, and the
+report and plots say all of it.
 """
 
 from __future__ import annotations
@@ -101,11 +102,35 @@ def test_overreach_topples_on_its_own_feet_and_only_a_support_holds_it(hall: Sce
     assert not own.passed
     first = own.reasons[0]
     assert first.kind == "balance", own.reasons
-    assert first.step == 0 and "outside the support polygon" in first.detail
+    torque = next(i for i, step in enumerate(task.steps) if step.torque is not None)
+    assert first.step == torque and "outside the support polygon" in first.detail
     assert own.min_com_margin_m is not None and own.min_com_margin_m < 0.0
     carried = run_preview(task, hall)
     assert carried.passed, carried.reasons  # the hidden support holds it...
     assert carried.max_support_force_fraction_outside_walks > 1.0  # ...with over its weight
+
+
+@pytest.mark.parametrize("name", ["torque_wrench", "sensor_calibration", "walk_to_bench"])
+def test_the_examples_meant_to_pass_pass_on_their_own_feet(hall: Scene, name: str) -> None:
+    task = load_task(TASKS_DIR / f"{name}.yaml", hall)
+    result = run_preview(task, hall, own_feet=True, keep_series=False)
+    assert result.passed, result.reasons
+    assert result.own_feet
+    assert result.max_support_force_fraction_outside_walks == 0.0
+    assert result.max_support_force_fraction_in_walks > MAX_SUPPORT_OUTSIDE_WALKS  # walks carried
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("reach_too_far", "reach"), ("crane_collision", "clearance"), ("heavy_lift", "effort")],
+)
+def test_the_failing_examples_fail_for_their_reasons_on_their_own_feet(
+    hall: Scene, name: str, kind: str
+) -> None:
+    task = load_task(TASKS_DIR / f"{name}.yaml", hall)
+    result = run_preview(task, hall, own_feet=True, keep_series=False)
+    assert not result.passed
+    assert result.reasons[0].kind == kind, result.reasons
 
 
 def test_cli_own_feet_report_keys_and_balance_plot(tmp_path: Path, store: Path) -> None:

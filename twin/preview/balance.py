@@ -194,6 +194,15 @@ def balance_frames(
     with wrench strokes leans its poses against the strokes' push (:meth:`WholeBody.balance`)."""
     walks = {s.index for s in spans if s.kind == "walk"}
     pushes = {load.step: load for load in loads}
+    # a step leans against its strokes' push only from the first stroke's start to the last
+    # one's end: leaning while walking up to the bolt only carried the CoM off centre
+    stroking = {
+        step: (
+            min(load.start_s for load in loads if load.step == step),
+            max(load.end_s for load in loads if load.step == step),
+        )
+        for step in pushes
+    }
     kin = body.kin
     current = dict(rest_rad)
     out: list[PlanFrame] = []
@@ -205,7 +214,9 @@ def balance_frames(
             continue
         push = None
         load = pushes.get(frame.step)
-        if load is not None:
+        span = stroking.get(frame.step)
+        during = span is not None and span[0] - 1e-6 <= frame.t_s <= span[1] + 1e-6
+        if load is not None and during:
             yaw = frame.base_xy_yaw[2]
             c, s = math.cos(yaw), math.sin(yaw)
             dx, dy = load.direction[0] * load.force_n, load.direction[1] * load.force_n

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 Vec3 = tuple[float, float, float]
 
 PLAN_LIMIT_MARGIN_RAD: Final = 0.02
+PACED_LEG_RAD_S: Final = 1.0
+"""On its own feet, the mean speed of a leg, torso or lean move is at most this (rad/s)..."""
+PACED_ARM_RAD_S: Final = 1.5
+"""... and of any other joint's (rad/s)."""
+LEG_PARTS: Final = ("hip", "knee", "ankle", "spine")
 REST_S: Final = 0.6
 ARM_PARTS: Final = ("shoulder", "elbow", "wrist", "hand", "gripper")
 
@@ -124,6 +129,9 @@ class BuilderCore:
         return (self.feet[0] + c * fwd - s * left, self.feet[1] + s * fwd + c * left, height)
 
     def _emit(self, dt_s: float, base_xy: tuple[float, float] | None = None) -> None:
+        walking = self.task.steps[self.current].walk is not None if self.task.steps else False
+        if self.paced and self.frames and not walking:
+            dt_s = max(dt_s, self._paced_s())
         self.t += dt_s
         x, y = base_xy if base_xy is not None else self.pelvis_xy()
         self.frames.append(
@@ -136,6 +144,22 @@ class BuilderCore:
                 pelvis_pitch_rad=self.pitch,
             )
         )
+
+    paced = False
+    """On its own feet: no move faster than its joints can follow standing (see
+    :meth:`_paced_s`)."""
+
+    def _paced_s(self) -> float:
+        """The shortest time for the move from the last frame to the current pose that keeps
+        each joint's peak speed (a smoothstep peaks at 1.5x the mean) within
+        PACED_LEG_RAD_S for the legs and the lean, PACED_ARM_RAD_S for the others."""
+        last = self.frames[-1]
+        before = {**self.rest, **_joints_until(self.frames)}
+        worst = abs(self.pitch - last.pelvis_pitch_rad) / PACED_LEG_RAD_S
+        for name, value in self._clip(self.joints).items():
+            speed = PACED_LEG_RAD_S if any(p in name for p in LEG_PARTS) else PACED_ARM_RAD_S
+            worst = max(worst, abs(value - before.get(name, value)) / speed)
+        return 1.5 * worst
 
     def _set(self, joints: Mapping[str, float]) -> None:
         self.joints = self.joints | self._clip(joints)
@@ -164,3 +188,11 @@ class BuilderCore:
         self._set(wanted)
         self.pitch = 0.0
         self._emit(REST_S)
+
+
+def _joints_until(frames: list[PlanFrame]) -> dict[str, float]:
+    """Every joint's latest value over ``frames`` (a frame names only what it sets)."""
+    out: dict[str, float] = {}
+    for frame in frames:
+        out.update(frame.joints_rad)
+    return out

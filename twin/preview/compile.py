@@ -110,6 +110,7 @@ def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> Compile
     with Kinematics(model) as kinematics:
         builder = _Builder(task, scene, model, kinematics, station.pose.xyz, station.pose.yaw_rad)
         builder.settle_s = SETTLE_AFTER_WALK_S if own_feet else 0.0
+        builder.paced = own_feet
         for index, step in enumerate(task.steps):
             builder.step(index, step)
         frames = builder.frames

@@ -29,6 +29,15 @@ CONTROL_EVERY: Final = 1
 COM_SPEED_FILTER: Final = 0.2
 """Low-pass share per control tick of the centre of mass's measured velocity."""
 VELOCITY_GAIN: Final = 1.0
+MAX_JOINT_SPEED_RAD_S: Final = 3.0
+"""Standing, no arm, neck or gripper target moves faster than this, and no leg or torso target
+faster than LEG_SPEED_RAD_S (as a robot's trajectory generator limits them): where the stance
+takes over from a walk, its targets are centimetres from where the walk left the joints."""
+LEG_SPEED_RAD_S: Final = 1.0
+PLACED_S: Final = 0.6
+"""A hand that let go of an item keeps its job this long (it lifts off the placed item)."""
+LOAD_FILTER: Final = 0.2
+"""Low-pass share per control tick of the feet's measured floor load (letting go)."""
 
 
 class Control(RunState):
@@ -51,7 +60,12 @@ class Control(RunState):
         height = float(self._between(self.heights, te))
         self.update_phase(t_s)
         share, stepping = self.share, self.stepping
-        if stepping:
+        if stepping and share < 1.0:  # taking hold: the legs soften as the stabiliser takes over
+            gains = [
+                g + share * (w - g)
+                for w, g in zip(self.walk_gains, self.standing_gains, strict=True)
+            ]
+        elif stepping:
             gains = self.walk_gains
         elif share > 0.0:  # letting go: the legs stiffen as the stabiliser gives up the weight
             gains = [
@@ -62,11 +76,15 @@ class Control(RunState):
             gains = self.standing_gains
         if stepping:
             self._standing = False
-        commanded = (
-            targets
-            if stepping
-            else self._balanced(targets, te, (x, y, height), yaw, sample.pelvis_pitch_rad)
-        )
+        if not stepping:
+            commanded = self._balanced(targets, te, (x, y, height), yaw, sample.pelvis_pitch_rad)
+        elif share < 1.0 and self._stance_last is not None:
+            # a walk takes over from a stance: from the stance's last targets to the gait's
+            # as the stabiliser takes hold (a jump between them spun the robot on its feet)
+            commanded = self._stance_last + share * (targets - self._stance_last)
+        else:
+            commanded = targets
+            self._stance_last = None
         pb.setJointMotorControlArray(
             hall.body, hall.motors, pb.POSITION_CONTROL,
             targetPositions=commanded.tolist(), targetVelocities=velocities.tolist(),
@@ -74,13 +92,21 @@ class Control(RunState):
             velocityGains=[VELOCITY_GAIN] * self.n, physicsClientId=hall.client,
         )  # fmt: skip
         if share > 0.0 and stepping:
-            follow = self._sole_follow()
+            # the sole follower integrates only once the stabiliser holds the weight: while it
+            # takes hold the legs still carry the body, and a sagging body wound it up
+            follow = self._sole_follow() if share >= 1.0 else self._sole_offset_m
             hall.carry((x, y, height + follow), yaw, sample.pelvis_pitch_rad, share)
         elif share > 0.0:  # letting go: the weight handed to the legs
-            hall.offload(share)
+            # a slack harness: it lifts what the feet do not yet carry, never more (lifting a
+            # fixed share while the stiffening legs pushed threw the robot off the floor)
+            contacts = pb.getContactPoints(hall.body, hall.floor, physicsClientId=hall.client)
+            load = sum(float(c[9]) for c in contacts or ()) / hall.weight_n
+            self._load_share += LOAD_FILTER * (load - self._load_share)
+            hall.offload(share * min(1.0, max(0.0, 1.0 - self._load_share)))
         else:
             hall.release()
             hall.offload_n = 0.0
+            self._load_share = 0.0
             self._sole_offset_m = 0.0
         if self.c.crane_id is not None:
             bridge, trolley, hoist = _crane_at(self.c.crane_path, tp)
@@ -124,15 +150,36 @@ class Control(RunState):
                 hall.body, physicsClientId=hall.client
             )
             states = pb.getJointStates(hall.body, hall.motors, physicsClientId=hall.client)
-            stance.begin(position, rotation_of(orientation), np.array([s[0] for s in states]))
+            measured = np.array([s[0] for s in states])
+            stance.begin(position, rotation_of(orientation), measured)
+            self._stance_last = measured
             self._standing = True
         plan_base = np.eye(4)
         plan_base[:3, :3] = rotation_of(heading_quaternion(self.c.model, yaw_rad, pitch_rad))
         plan_base[:3, 3] = pelvis_xyz
-        return stance.targets(
+        working = self._working_hands(tp)
+        wanted = stance.targets(
             targets, plan_base, (float(planned[0]), float(planned[1])), com_xy,
-            self._com_speed, yaw_rad,
+            self._com_speed, yaw_rad, working,
         )  # fmt: skip
+        # no joint faster than a robot's trajectory generator allows
+        step = np.where(self._leg_mask, LEG_SPEED_RAD_S, MAX_JOINT_SPEED_RAD_S) * dt
+        last = self._stance_last if self._stance_last is not None else wanted
+        commanded: NDArray[np.float64] = last + np.clip(wanted - last, -step, step)
+        self._stance_last = commanded
+        return commanded
+
+    def _working_hands(self, tp: float) -> frozenset[str]:
+        """The hands' links with a job in the hall's frame at plan time ``tp``: a hand target
+        in the running step, or an item held."""
+        step = self.step_at(tp * self.time_scale)
+        sides = {h.hand for h in self.c.hands if h.step == step}
+        sides |= {
+            g.hand for g in self.c.grasps
+            if g.grasp_s <= tp and (g.release_s is None or tp < g.release_s + PLACED_S)
+        }  # fmt: skip
+        names = self.hall.link_names
+        return frozenset(names[self.hand_link[s]] for s in sides if s in self.hand_link)
 
     def _eased(self, tp: float) -> float:
         """Plan time eased within its keyframe span (smoothstep): each move between keyframes

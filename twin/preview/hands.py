@@ -33,6 +33,8 @@ GRIP_GAP_M: Final = 0.008
 """A grasping hand's collision shape stops this far above the item's top (within the grasp's
 GRASP_REACH_M of 2 cm, with room for the hand's tilt and the arm's lag)."""
 STROKE_M: Final = 0.10
+SETTLE_AT_WORK_S: Final = 0.5
+"""On its own feet, the hand holds at the bolt this long before the first stroke."""
 WRENCH_LEVER_FRACTION: Final = 0.8
 CALIBRATION_REACH_M: Final = 1.6
 _STANCES: Final = ((0.0, 0.0), (0.15, 0.0), (0.3, 0.0), (0.3, 0.5), (0.45, 0.5), (0.45, 0.9))
@@ -211,19 +213,23 @@ class Hands(BuilderCore):
         _, wrench = item_on_bench(self.scene, torque.wrench)
         lever = WRENCH_LEVER_FRACTION * max(wrench.size[0], wrench.size[1])
         force = torque.torque / lever
-        # the stroke sweeps across the robot (its left/right axis), right to left for the right
-        # hand; the bolt pushes back against the sweep
-        sign = 1.0 if hand == "right" else -1.0
-        left = (-math.sin(self.yaw) * sign, math.cos(self.yaw) * sign, 0.0)
+        # the handle points to the hand's side and each working stroke pulls it towards the
+        # body (along the robot's forward axis), as a person pulls a wrench: the bolt pushes the
+        # hand away, and the feet feel that push as a tipping moment the body leans against.
+        # (A stroke across the body turned the robot on its feet: the push, about 0.7 m in front
+        # of them, twists it about the vertical harder than the soles' friction holds.)
+        back = (-math.cos(self.yaw), -math.sin(self.yaw), 0.0)
         half = STROKE_M / 2.0
-        begin = (bolt[0] - left[0] * half, bolt[1] - left[1] * half, bolt[2])
-        end = (bolt[0] + left[0] * half, bolt[1] + left[1] * half, bolt[2])
+        begin = (bolt[0] - back[0] * half, bolt[1] - back[1] * half, bolt[2])
+        end = (bolt[0] + back[0] * half, bolt[1] + back[1] * half, bolt[2])
         stance = self._move_hand(index, hand, begin, 1.0, "bolt")
+        if self.paced:  # on its own feet the body arrives after the plan: let it settle
+            self._emit(SETTLE_AT_WORK_S)
         for _ in range(torque.strokes):
             start = self.t
             self._move_hand(index, hand, end, 0.6 * torque.stroke, "stroke end", stance)
             self.loads.append(
-                WrenchLoad(index, hand, start, self.t, force, (-left[0], -left[1], -left[2]))
+                WrenchLoad(index, hand, start, self.t, force, (-back[0], -back[1], -back[2]))
             )
             self._move_hand(index, hand, begin, 0.4 * torque.stroke, "stroke start", stance)
         return f"torque {torque.wrench} to {torque.torque:g} N*m ({torque.strokes} strokes)"

@@ -122,6 +122,7 @@ class RunState:
         self.n = len(joints)
         self.forces = [j.effort_limit if math.isfinite(j.effort_limit) else 100.0 for j in joints]
         legs = [any(part in c for part in LEG_PARTS) for c in hall.canonical]
+        self._leg_mask = np.array(legs, dtype=bool)
         self.walk_gains = [LEG_POSITION_GAIN if leg else POSITION_GAIN for leg in legs]
         self.standing_gains = [STANDING_LEG_POSITION_GAIN if leg else POSITION_GAIN for leg in legs]
         self.position_gains = self.standing_gains if self.on_own_feet else self.walk_gains
@@ -165,11 +166,13 @@ class RunState:
         self._sole_offset_m = 0.0  # the hold's height correction that keeps a sole on the floor
         self._com_last: NDArray[np.float64] | None = None
         self._standing = False
+        self._stance_last: NDArray[np.float64] | None = None
         self.stepping = False
         self.share = 0.0 if self.on_own_feet else 1.0
         self._phase_since_s = -SUPPORT_RAMP_S  # on its own feet from the first instant
         self._walk_end_s: float | None = None
         self._down_ticks = 0
+        self._load_share = 0.0
         self.fallen = False
         self.support = Support({link: hall.link_names[link] for link in self.feet})
         self._com_speed = np.zeros(2)
@@ -324,6 +327,13 @@ class RunState:
         return all(foot in touching for foot in self.feet) and (
             load_n >= LANDED_SHARE * hall.weight_n
         )
+
+    def handing_over(self, t_s: float) -> bool:
+        """On its own feet, while the stabiliser takes hold before a walk or lets go after one
+        (and while the feet land after its span)."""
+        if not self.on_own_feet:
+            return False
+        return 0.0 < self.share < 1.0 or (self.stepping and not self.in_walk_span(t_s))
 
     def walking_now(self, t_s: float) -> bool:
         """True while balance is not judged: on its own feet, while the robot steps or the

@@ -40,7 +40,10 @@ STABILISER_KD_S: Final = 0.1
 """... and this many metres per m/s of the measured CoM's velocity."""
 CONTROLLED_PARTS: Final = ("hip", "knee", "ankle", "shoulder", "elbow", "wrist", "spine")
 """The joints the stance solver moves (legs, arms, torso); the neck and grippers follow the plan."""
-HAND_WEIGHT: Final = 1.0
+ARM_PARTS: Final = ("shoulder", "elbow", "wrist")
+"""An arm's joints: the solver moves them only while the hand has a job in the hall's frame."""
+HAND_WEIGHT: Final = 3.0
+"""A working hand's pull towards where the plan has it (against the CoM's COM_WEIGHT)."""
 GRAVITY_M_S2: Final = 9.81
 
 
@@ -65,6 +68,7 @@ class StanceControl:
             str(model.loadable_urdf), placo.Flags.ignore_collisions
         )
         self.mid = np.zeros(3)
+        self.feet_yaw = 0.0
         self.feet = list(feet)
         self.hands = list(hands)
         self.base = model.base_link
@@ -78,6 +82,16 @@ class StanceControl:
         for vendor, controlled in zip(self.vendor, self.controlled, strict=True):
             if not controlled:
                 solver.mask_dof(vendor)
+        # each hand's arm joints (canonical "left_..." / "right_..."), masked while the hand has
+        # no job in the hall's frame: the arm then follows the plan's angles as they are
+        self.arm_of = {
+            link: np.array(
+                [name.startswith(f"{side}_") and any(p in name for p in ARM_PARTS)
+                 for name in canonical], dtype=bool,
+            )
+            for side, link in zip(("left", "right"), hands, strict=False)
+        }  # fmt: skip
+        self._idle: set[str] = set()
         self.foot_tasks = []
         for foot in self.feet:
             task = solver.add_frame_task(foot, np.eye(4))
@@ -118,17 +132,22 @@ class StanceControl:
             robot.set_joint(vendor, float(value))
         robot.update_kinematics()
         self.mid = np.zeros(3)
+        headings = []
         for foot, task in zip(self.feet, self.foot_tasks, strict=True):
             now = robot.get_T_world_frame(foot)
             if self._floor_z is None:
                 self._floor_z = [float(now[2, 3])] * len(self.feet)
             flat = np.eye(4)
             heading = math.atan2(float(now[1, 0]), float(now[0, 0]))
+            headings.append(heading)
             c, s = math.cos(heading), math.sin(heading)
             flat[:3, :3] = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
             flat[:3, 3] = (now[0, 3], now[1, 3], min(float(now[2, 3]), self._floor_z[0]))
             task.T_world_frame = flat
             self.mid += flat[:3, 3] / len(self.feet)
+        self.feet_yaw = math.atan2(
+            sum(math.sin(h) for h in headings), sum(math.cos(h) for h in headings)
+        )
 
     def targets(
         self,
@@ -138,6 +157,7 @@ class StanceControl:
         com_xy: NDArray[np.float64],
         com_velocity_xy: NDArray[np.float64],
         yaw_rad: float,
+        working: frozenset[str] | None = None,
     ) -> NDArray[np.float64]:
         """All motor targets: the plan's, with the legs', arms' and torso's from the reference
         model (see the module docstring).
@@ -151,13 +171,29 @@ class StanceControl:
         for vendor, value in zip(self.vendor, plan_targets, strict=True):
             plan.set_joint(vendor, float(value))
         plan.update_kinematics()
-        for hand, task in zip(self.hands, self.hand_tasks, strict=True):
-            task.target_world = plan.get_T_world_frame(hand)[:3, 3].copy()
-        self.pelvis_task.R_world_frame = plan_base[:3, :3].copy()
         robot = self.robot
-        for vendor, value, controlled in zip(
-            self.vendor, plan_targets, self.controlled, strict=True
-        ):
+        idle = {h for h in self.hands if working is not None and h not in working}
+        for hand in idle ^ self._idle:  # mask an idle arm's joints, unmask a working one's
+            for vendor, arm in zip(self.vendor, self.arm_of[hand], strict=True):
+                if arm:
+                    (self.solver.mask_dof if hand in idle else self.solver.unmask_dof)(vendor)
+        self._idle = idle
+        free = self.controlled.copy()
+        for hand in idle:
+            free &= ~self.arm_of[hand]
+        for hand, task in zip(self.hands, self.hand_tasks, strict=True):
+            if hand in idle:  # no job in the hall's frame: the arm follows the plan's angles
+                task.target_world = robot.get_T_world_frame(hand)[:3, 3].copy()
+            else:
+                task.target_world = plan.get_T_world_frame(hand)[:3, 3].copy()
+        # the pelvis leans as planned about the heading the feet stand at (a walk ends a few
+        # hundredths of a radian off the plan's; turning the body to the plan's heading over
+        # planted feet twisted it)
+        turn = self.feet_yaw - yaw_rad
+        ct, st = math.cos(turn), math.sin(turn)
+        about = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
+        self.pelvis_task.R_world_frame = about @ plan_base[:3, :3]
+        for vendor, value, controlled in zip(self.vendor, plan_targets, free, strict=True):
             if not controlled:
                 robot.set_joint(vendor, float(value))
         self.posture.set_joints(
