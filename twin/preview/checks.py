@@ -118,8 +118,11 @@ class Checks:
         positions: NDArray[np.float64],
         efforts: NDArray[np.float64],
         targets: NDArray[np.float64],
+        judge_effort: bool = True,
     ) -> tuple[float, float]:
         """Joint limit and effort fractions now (worst joint); raises reasons over the limits.
+        ``judge_effort`` False: the efforts are left out (the filter keeps its state, no worst
+        effort or reason; the effort fraction returned is the filter's, unchanged).
 
         A joint the plan commands to rest at a limit (a straight knee) and that stays within
         PARKED_TRACK_RAD of that target is not counted for the limit fraction: what counts is a
@@ -129,13 +132,14 @@ class Checks:
             np.abs(positions - targets) <= PARKED_TRACK_RAD
         )
         limit = np.where(parked, 0.0, limit)
-        self._effort += self._alpha * (np.abs(efforts) - self._effort)
+        if judge_effort:
+            self._effort += self._alpha * (np.abs(efforts) - self._effort)
         effort = self._effort / self._rating
         i, k = int(np.argmax(limit)), int(np.argmax(effort))
         lf, ef = float(limit[i]), float(effort[k])
         if lf > self.worst_limit:
             self.worst_limit, self.worst_limit_joint = lf, self.joint_names[i]
-        if ef > self.worst_effort:
+        if judge_effort and ef > self.worst_effort:
             self.worst_effort, self.worst_effort_joint = ef, self.joint_names[k]
         if lf > self.max_joint_limit_fraction:
             name = self.joint_names[i]
@@ -143,7 +147,7 @@ class Checks:
                 "joint_limit", name, step, t_s,
                 f"{name} at {lf:.2f} of its half range (limit {self.max_joint_limit_fraction:g})",
             )  # fmt: skip
-        if ef > self.max_effort_fraction:
+        if judge_effort and ef > self.max_effort_fraction:
             name = self.joint_names[k]
             self.raise_once(
                 "effort", name, step, t_s,

@@ -30,12 +30,12 @@ COM_SPEED_FILTER: Final = 0.2
 """Low-pass share per control tick of the centre of mass's measured velocity."""
 VELOCITY_GAIN: Final = 1.0
 MAX_JOINT_SPEED_RAD_S: Final = 3.0
-"""Standing, no arm, neck or gripper target moves faster than this, and no leg or torso target
+"""Standing, no torso, arm, neck or gripper target moves faster than this, and no leg target
 faster than LEG_SPEED_RAD_S (as a robot's trajectory generator limits them): where the stance
 takes over from a walk, its targets are centimetres from where the walk left the joints."""
 LEG_SPEED_RAD_S: Final = 1.0
 PLACED_S: Final = 0.6
-"""A hand that let go of an item keeps its job this long (it lifts off the placed item)."""
+"""A hand that let go of an item keeps its job this long in plan time (it lifts off)."""
 LOAD_FILTER: Final = 0.2
 """Low-pass share per control tick of the feet's measured floor load (letting go)."""
 
@@ -75,7 +75,7 @@ class Control(RunState):
         else:
             gains = self.standing_gains
         if stepping:
-            self._standing = False
+            self._standing, self._letting_go = False, False
         if not stepping:
             commanded = self._balanced(targets, te, (x, y, height), yaw, sample.pelvis_pitch_rad)
         elif share < 1.0 and self._stance_last is not None:
@@ -101,12 +101,14 @@ class Control(RunState):
             # fixed share while the stiffening legs pushed threw the robot off the floor)
             contacts = pb.getContactPoints(hall.body, hall.floor, physicsClientId=hall.client)
             load = sum(float(c[9]) for c in contacts or ()) / hall.weight_n
+            if not self._letting_go:  # from what the landed feet carry, not from nothing
+                self._load_share, self._letting_go = load, True
             self._load_share += LOAD_FILTER * (load - self._load_share)
             hall.offload(share * min(1.0, max(0.0, 1.0 - self._load_share)))
         else:
             hall.release()
             hall.offload_n = 0.0
-            self._load_share = 0.0
+            self._load_share, self._letting_go = 0.0, False
             self._sole_offset_m = 0.0
         if self.c.crane_id is not None:
             bridge, trolley, hoist = _crane_at(self.c.crane_path, tp)

@@ -37,11 +37,10 @@ class RunChecks(Grasping):
         if self.var.noise_sigma_m:
             positions = positions + self.rng.normal(0.0, self.var.noise_sigma_m, len(positions))
         targets = self._previous_targets if self._previous_targets is not None else positions
-        if self.handing_over(t_s):
-            # the stabiliser taking hold or letting go around a walk is the preview's way of
-            # walking, not the robot's: its jolt is not judged as the robot's effort
-            efforts = np.zeros_like(efforts)
-        limit, effort = self.checks.joints(t_s, step, positions, efforts, targets)
+        # the stabiliser taking hold or letting go around a walk is the preview's way of
+        # walking, not the robot's: its jolt is not judged as the robot's effort
+        judge = not self.handing_over(t_s)
+        limit, effort = self.checks.joints(t_s, step, positions, efforts, targets, judge)
         clearance = self.checks.clearance(t_s, step, self._nearest(step))
         force = hall.stabiliser_force_n() / hall.weight_n
         self.max_stabiliser = max(self.max_stabiliser, force)

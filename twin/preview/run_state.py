@@ -173,6 +173,7 @@ class RunState:
         self._walk_end_s: float | None = None
         self._down_ticks = 0
         self._load_share = 0.0
+        self._letting_go = False
         self.fallen = False
         self.support = Support({link: hall.link_names[link] for link in self.feet})
         self._com_speed = np.zeros(2)
@@ -183,6 +184,7 @@ class RunState:
                 [hall.link_names[f] for f in self.feet],
                 [hall.link_names[link] for link in self.hand_link.values()],
                 hall.canonical,
+                list(self.hand_link),
             )
             if self.on_own_feet
             else None

@@ -9,9 +9,11 @@ rock. So outside walks the legs are not driven to the plan's angles: each tick
 the arms and torso at the plan's targets), keeps both feet where they are now, flat, as hard
 tasks, and puts the centre of mass (CoM) at the plan's CoM over the feet, corrected by its
 measured velocity (a capture-point damping: target = planned - ``sqrt(h/g)`` * velocity), with
-the pelvis leaning as planned as a softer task. The leg joints the solver returns are the motor
-targets; the arms, torso and neck follow the plan. Physics then decides whether the robot
-stands: nothing holds it.
+the pelvis leaning as planned (about the heading the feet stand at) as a softer task. The solver
+moves the legs and torso, and the arm of a hand with a job in the hall's frame (a target in the
+running step, or an item held: that hand is a task at the plan's point); an arm with no such job
+is masked and follows the plan's angles, as the neck and grippers do. The joints the solver
+returns are the motor targets. Physics then decides whether the robot stands: nothing holds it.
 
 Frames: the hall's, SI units. The model must be one placo can load (see
 :func:`twin.preview.balance.whole_body_for`).
@@ -49,7 +51,8 @@ GRAVITY_M_S2: Final = 9.81
 
 class StanceControl:
     """The legs' and arms' targets that keep a standing robot over its feet with its hands
-    where the plan has them (see the module docstring)."""
+    where the plan has them (see the module docstring); ``hands``: the hands' links, on
+    ``sides`` ("left"/"right") in the same order."""
 
     def __init__(
         self,
@@ -57,6 +60,7 @@ class StanceControl:
         feet: Sequence[str],
         hands: Sequence[str],
         canonical: Sequence[str],
+        sides: Sequence[str] = ("left", "right"),
     ) -> None:
         import placo  # heavy (Pinocchio): only when a robot stands on its own
 
@@ -89,7 +93,7 @@ class StanceControl:
                 [name.startswith(f"{side}_") and any(p in name for p in ARM_PARTS)
                  for name in canonical], dtype=bool,
             )
-            for side, link in zip(("left", "right"), hands, strict=False)
+            for side, link in zip(sides, hands, strict=True)
         }  # fmt: skip
         self._idle: set[str] = set()
         self.foot_tasks = []
@@ -177,6 +181,9 @@ class StanceControl:
             for vendor, arm in zip(self.vendor, self.arm_of[hand], strict=True):
                 if arm:
                     (self.solver.mask_dof if hand in idle else self.solver.unmask_dof)(vendor)
+            # an idle hand is no task at all: held still in the hall, it pinned the torso
+            task = self.hand_tasks[self.hands.index(hand)]
+            task.configure(hand, "soft", 0.0 if hand in idle else HAND_WEIGHT)
         self._idle = idle
         free = self.controlled.copy()
         for hand in idle:

@@ -253,7 +253,10 @@ class ServerProcesses:
         return self.url
 
     def _start(self, slot: int) -> None:
-        self.figures.set(slot, state=State.STARTING, pid=0, pages=0, served=0, linked=0)
+        self.figures.set(
+            slot, state=State.STARTING, pid=0, pages=0, served=0, frames=0, cpu_s=0.0,
+            loop_cpu_s=0.0, linked=0,
+        )  # fmt: skip
         proc = self._context.Process(
             target=serve_one,
             args=(self.spec, self.figures.array, self.count, slot),
@@ -338,7 +341,15 @@ def serve_one(spec: ServerSpec, array: Any, count: int, slot: int) -> None:
     logging.basicConfig(level=spec.log_level, format=_LOG_FORMAT)
     figures = ServerFigures(count, array)
     figures.set(slot, pid=os.getpid())
+    try:
+        _serve(spec, figures, slot, stop)
+    except Exception as exc:  # one line, not multiprocessing's traceback; the parent says more
+        log.error("web server process %d (pid %d) failed: %s", slot, os.getpid(), exc)
+        raise SystemExit(1) from None
 
+
+def _serve(spec: ServerSpec, figures: ServerFigures, slot: int, stop: threading.Event) -> None:
+    """The body of :func:`serve_one`."""
     from scenes import load_scene
     from viz.web.live import LiveLink
     from viz.web.server import WebViewer
