@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -22,61 +21,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
-import numpy as np
 import pytest
 import viser
-import zmq
 import zstandard
 from websockets.sync.client import ClientConnection, connect
 from websockets.sync.connection import Connection
 from websockets.typing import Subprotocol
 
-from robots import get_model
 from scenes import load_scene
-from sync.codecs import codec_for
-from sync.gateway import Gateway
-from sync.protocol import Kind
 from tests.helpers import STARTUP_S, Proc, ThreadedMirror, wait_for
 from viz.web.processes import ServerProcesses, ServerSpec, State
 from viz.web.server import WebOptions
 
-MOVING = "K1-03"
 MAX_PAGES = 40
 """Pages opened, at most, until each of two processes has one (the kernel picks by a hash:
 40 pages all on one of two processes is a 1 in 2**39 chance)."""
 PAGE_S = 30.0
 """A page's whole scene and its first pose updates, on a loaded 2-core machine."""
-
-
-@pytest.fixture
-def moving(mirror: ThreadedMirror) -> Iterator[ThreadedMirror]:
-    """The mirror, with MOVING's joints sent anew every 20 ms until the test ends."""
-    stop = threading.Event()
-    model = get_model("kestrel_k1")
-    codec = codec_for(model)
-    names = model.profile.joint_names
-    lower = np.array([model.joint(j).lower for j in names])
-    upper = np.array([model.joint(j).upper for j in names])
-    zeros = np.zeros(len(names))
-
-    def feed() -> None:
-        context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
-        gateway = Gateway(context, mirror.endpoints.ingest)
-        try:
-            gateway.wait_for_subscriber(10.0)
-            rng = np.random.default_rng(7)
-            while not stop.wait(0.02):
-                positions = lower + rng.random(len(names)) * (upper - lower)
-                gateway.send(Kind.JOINT_STATE, MOVING, codec.encode(positions, zeros, zeros))
-        finally:
-            gateway.close()
-            context.destroy(linger=0)
-
-    feeder = threading.Thread(target=feed, daemon=True)
-    feeder.start()
-    yield mirror
-    stop.set()
-    feeder.join(timeout=10.0)
 
 
 @pytest.fixture
