@@ -22,12 +22,11 @@ import pytest
 import viser
 import viser._viser
 import zstandard
-from websockets.sync.client import ClientConnection, connect
 from websockets.sync.connection import Connection
-from websockets.typing import Subprotocol
 
 from scenes import load_scene
 from tests.helpers import STARTUP_S, wait_for
+from tests.viz.web_pages import page_socket, window_messages
 from viz.sources import StaticSource
 from viz.web.robots import pose_message
 from viz.web.server import PAGE_MESSAGES, WebOptions, WebViewer
@@ -80,18 +79,6 @@ def viewer(monkeypatch: pytest.MonkeyPatch) -> Iterator[WebViewer]:
         web.close()
 
 
-def page_socket(url: str) -> ClientConnection:
-    """A WebSocket to the page's server, opened as the page's JavaScript opens it."""
-    return connect(
-        url.replace("http://", "ws://"),
-        subprotocols=[Subprotocol(f"viser-v{viser.__version__}")],
-        max_size=None,
-        max_queue=None,
-        compression=None,
-        open_timeout=STARTUP_S,
-    )
-
-
 def send(socket: Connection, message_type: str, **fields: Any) -> None:
     """One client message as the page sends it: a msgpack map with its ``type``."""
     socket.send(msgspec.msgpack.encode({"type": message_type, **fields}))
@@ -123,10 +110,7 @@ def received_types(socket: Connection, *, until: str, timeout_s: float) -> set[s
             pytest.fail(f"no {until} within {timeout_s} s (saw {sorted(seen)})")
         raw = socket.recv(timeout=left)
         assert isinstance(raw, bytes)
-        inner_len = int.from_bytes(raw[0:8], "little")
-        packed_len = int.from_bytes(raw[8:16], "little")
-        inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-        seen.update(m["type"] for m in msgspec.msgpack.decode(inner)["messages"])
+        seen.update(m["type"] for m in window_messages(raw, decompressor))
     return seen
 
 

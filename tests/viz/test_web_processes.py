@@ -20,16 +20,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import msgspec
 import pytest
-import viser
 import zstandard
-from websockets.sync.client import ClientConnection, connect
 from websockets.sync.connection import Connection
-from websockets.typing import Subprotocol
 
 from scenes import load_scene
 from tests.helpers import STARTUP_S, Proc, ThreadedMirror, wait_for
+from tests.viz.web_pages import page_socket, window_messages
 from viz.web.processes import ServerProcesses, ServerSpec, State
 from viz.web.server import WebOptions
 
@@ -55,18 +52,6 @@ def servers(moving: ThreadedMirror) -> Iterator[ServerProcesses]:
         yield started
 
 
-def page_socket(url: str) -> ClientConnection:
-    """A WebSocket to the page's server, opened as the page's JavaScript opens it."""
-    return connect(
-        url.replace("http://", "ws://"),
-        subprotocols=[Subprotocol(f"viser-v{viser.__version__}")],
-        max_size=None,
-        max_queue=None,
-        compression=None,
-        open_timeout=STARTUP_S,
-    )
-
-
 @dataclass
 class Seen:
     """What a page received: the nodes of viser's replay of the scene (up to its
@@ -89,11 +74,7 @@ def read_page(socket: Connection, *, poses: int = 3, timeout_s: float = PAGE_S) 
             pytest.fail(f"replayed: {replayed}, {seen.pose_updates} pose updates in {timeout_s} s")
         raw = socket.recv(timeout=left)
         assert isinstance(raw, bytes)
-        inner_len = int.from_bytes(raw[0:8], "little")
-        packed_len = int.from_bytes(raw[8:16], "little")
-        messages = msgspec.msgpack.decode(
-            decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-        )["messages"]
+        messages = window_messages(raw, decompressor)
         posed = False
         for message in messages:
             name = message.get("name")

@@ -26,15 +26,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import msgspec
 import viser
 import zstandard
-from websockets.sync.client import connect
-from websockets.typing import Subprotocol
 
 from scenes import load_scene
 from tests.helpers import STARTUP_S, ThreadedMirror, wait_for
-from tests.viz.web_pages import serving
+from tests.viz.web_pages import page_socket, serving, window_messages
 from viz.web.live import LiveLink
 
 STALL_S = 8.0
@@ -59,25 +56,14 @@ class Reader:
 def _read(url: str, reader: Reader, stop: threading.Event) -> None:
     decompressor = zstandard.ZstdDecompressor()
     try:
-        with connect(
-            url.replace("http://", "ws://"),
-            subprotocols=[Subprotocol(f"viser-v{viser.__version__}")],
-            max_size=None,
-            compression=None,
-            open_timeout=STARTUP_S,
-        ) as page:
+        with page_socket(url) as page:
             while not stop.is_set():
                 try:
                     raw = page.recv(timeout=0.5)
                 except TimeoutError:
                     continue
                 assert isinstance(raw, bytes)
-                inner_len = int.from_bytes(raw[0:8], "little")
-                packed_len = int.from_bytes(raw[8:16], "little")
-                messages = msgspec.msgpack.decode(
-                    decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-                )["messages"]
-                for message in messages:
+                for message in window_messages(raw, decompressor):
                     if message["type"] == "ReplayDoneMessage":
                         reader.replayed = True
                     elif (

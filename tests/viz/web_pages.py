@@ -7,13 +7,18 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import numpy as np
 import viser
+import zstandard
 from playwright.sync_api import Browser, Page
+from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from scenes.model import Scene
-from tests.helpers import wait_for
+from tests.helpers import STARTUP_S, wait_for
 from viz.web.live import LiveLink
 from viz.web.server import WebOptions, WebViewer
 
@@ -132,3 +137,25 @@ def tcp_connections(pid: int) -> list[tuple[int, int, int]]:
                 remote = int(fields[2].rsplit(":", 1)[1], 16)
                 out.append((local, remote, int(fields[3], 16)))
     return out
+
+
+def page_socket(url: str) -> ClientConnection:
+    """A WebSocket to the page's server, opened as the page's JavaScript opens it."""
+    return connect(
+        url.replace("http://", "ws://"),
+        subprotocols=[Subprotocol(f"viser-v{viser.__version__}")],
+        max_size=None,
+        max_queue=None,
+        compression=None,
+        open_timeout=STARTUP_S,
+    )
+
+
+def window_messages(raw: bytes, decompressor: zstandard.ZstdDecompressor) -> list[dict[str, Any]]:
+    """The messages of one of viser's windows, decoded as its page decodes them: a header of
+    two lengths, the zstd-compressed msgpack, then binary buffers (not needed here)."""
+    inner_len = int.from_bytes(raw[0:8], "little")
+    packed_len = int.from_bytes(raw[8:16], "little")
+    inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
+    messages: list[dict[str, Any]] = msgspec.msgpack.decode(inner)["messages"]
+    return messages
