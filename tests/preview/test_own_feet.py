@@ -125,7 +125,7 @@ def test_the_examples_meant_to_pass_pass_on_their_own_feet(hall: Scene, name: st
 
 @pytest.mark.parametrize(
     ("name", "kind"),
-    [("reach_too_far", "reach"), ("crane_collision", "clearance"), ("heavy_lift", "balance")],
+    [("reach_too_far", "reach"), ("crane_collision", "clearance"), ("heavy_lift", "effort")],
 )
 def test_the_failing_examples_fail_for_their_reasons_on_their_own_feet(
     hall: Scene, name: str, kind: str

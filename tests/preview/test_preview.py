@@ -98,7 +98,8 @@ def test_cli_report_recording_and_record(hall: Scene, store: Path, tmp_path: Pat
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert set(report) >= REPORT_FIELDS
-    assert report["passed"] is False and report["gait"] == "stabilised base"
+    # on its own feet by default (walks carried): the record says so for the comparison
+    assert report["passed"] is False and report["gait"].startswith("own feet outside walks")
     assert {"kind", "step", "time_s", "detail"} == set(report["reasons"][0])
     assert report["x_realtime"] > 0
     for name in ("joint_margins.png", "clearance.png"):
@@ -115,6 +116,12 @@ def test_cli_report_recording_and_record(hall: Scene, store: Path, tmp_path: Pat
     record = find_record(task)
     assert record is not None and record.passed is False and record.robot == "K1-01"
     assert record.reasons == report["reasons"]
+    assert record.own_feet is True
+    carried = CliRunner().invoke(app, ["preview", str(task), "--json", "--carried"])
+    assert carried.exit_code == 1, carried.output
+    assert json.loads(carried.stdout)["gait"] == "stabilised base"
+    record = find_record(task)
+    assert record is not None and record.own_feet is False
     with task.open("a", encoding="utf-8") as handle:
         handle.write("# edited\n")
     assert find_record(task) is None

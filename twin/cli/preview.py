@@ -89,7 +89,7 @@ def preview(
     use_lessons: bool = True,
     against: Path | None = None,
     against_robot: str | None = None,
-    own_feet: bool = False,
+    own_feet: bool = True,
 ) -> None:
     """The command (see the module docstring); ``live_snapshot``: the running twin's snapshot
     endpoint to take the surroundings from (default: the scene's); ``lessons_path``: the
@@ -199,6 +199,7 @@ def preview(
         trials=trial_summary["trials"] if trial_summary else 1,
         success_rate=trial_summary["success_rate"] if trial_summary else None,
         plan=compiled.plan,  # what the dispatch gate sends: exactly the plan previewed
+        own_feet=result.own_feet,
         lessons_checked=checked,
     )
     try:
@@ -289,7 +290,7 @@ def _trials(
     ray_address: str | None,
     surroundings: Surroundings,
     conditions: list[dict[str, Any]],
-    own_feet: bool = False,
+    own_feet: bool,
 ) -> dict[str, Any]:
     from twin.preview import trials as trials_mod
 
@@ -422,12 +423,12 @@ def register(app: typer.Typer) -> None:
         own_feet: Annotated[
             bool,
             typer.Option(
-                "--own-feet",
-                help="Stand the robot on its own feet outside walks (whole-body balance with "
-                "placo, no support): it fails on balance if it would topple. Default: the "
-                "stabilised base carries it throughout.",
+                "--own-feet/--carried",
+                help="On its own feet outside walks (whole-body balance with placo, nothing "
+                "holding it: it fails on balance if it would topple), or carried throughout by "
+                "the stabilised base (the earlier preview, kept to compare).",
             ),
-        ] = False,
+        ] = True,
     ) -> None:
         """Preview a task in dynamics: collisions, clearance, margins, reach, grasp, balance;
         and under the reproducible condition of every lesson that concerns it."""

@@ -28,7 +28,7 @@ from twin.preview.compiled import CompiledTask
 from twin.preview.dispatched import AgainstError, DispatchedRun, Telemetry, find_run, read_joints
 from twin.preview.engine import run_preview
 from twin.preview.result import PreviewResult
-from twin.preview.store import Comparison, save_comparison
+from twin.preview.store import Comparison, RecordError, read_record, save_comparison
 from twin.record.recording import RecordingError, open_recording
 
 log = logging.getLogger(__name__)
@@ -130,13 +130,18 @@ def compare_dispatch(
     (one line) when the run does not reach the file within :data:`FLUSH_WAIT_S` or cannot be
     compared."""
     digest = hashlib.sha256(text).hexdigest()
+    try:  # previewed as the gate's record says (own feet or carried)
+        record = read_record(digest)
+    except RecordError as exc:
+        raise AgainstError(str(exc)) from None
+    own_feet = record.own_feet if record is not None else True
     deadline = time.monotonic() + FLUSH_WAIT_S
     while True:
         try:
             recording = open_recording(recording_path)
             scene = parse_scene(recording.scene_text, f"{recording_path}:scene.yaml")
             task = parse_task_text(text.decode("utf-8"), str(task_path), scene)
-            compiled = compile_task(task, scene)
+            compiled = compile_task(task, scene, own_feet=own_feet)
             run = find_run(
                 recording, robot, task.name, digest, compiled.plan.duration_s, dispatch_id
             )

@@ -31,22 +31,26 @@ from robots import RobotModel
 from robots.bullet import pb
 from twin.plan.model import PlanFrame
 from twin.preview.checks import convex_hull, support_margin
-from twin.preview.compiled import StepSpan, WrenchLoad
+from twin.preview.compiled import GraspSpan, HandTarget, StepSpan, WrenchLoad
 from twin.preview.kinematics import Kinematics, hand_joint
 
 log = logging.getLogger(__name__)
 
 COM_MARGIN_M: Final = 0.05
 """The CoM stays this far inside the support polygon's edges (the physics must also hold it)."""
-HAND_WEIGHT: Final = 1.0
+HAND_WEIGHT: Final = 1000.0
+HAND_TURN_WEIGHT: Final = 10.0
 CENTRE_WEIGHT: Final = 1.0
 """The CoM is drawn towards the middle of the feet (the most room for the motion's own pushes)."""
+LEVEL_WEIGHT: Final = 100.0
+"""The pelvis kept level and facing the frame's heading (its roll and yaw are not in a plan)."""
 POSTURE_WEIGHT: Final = 1e-2
 PELVIS_WEIGHT: Final = 1e-2
 ITERATIONS: Final = 40
 LOAD_SHARE: Final = 1.0
 """How much of a hand load's tipping moment the CoM leans against (strokes come and go)."""
 FOOT_CORNERS: Final = 4
+ARM_PARTS: Final = ("shoulder", "elbow", "wrist")
 
 
 @dataclass(frozen=True)
@@ -85,28 +89,42 @@ class WholeBody:
             if j.kind != "spherical"
         }
         self.base = model.base_link
+        self.arms = {
+            side: [
+                vendor for name, vendor in self.vendor.items()
+                if name.startswith(f"{side}_") and any(p in name for p in ARM_PARTS)
+            ]
+            for side in self.hands
+        }  # fmt: skip
 
     def balance(
         self,
         joints_rad: Mapping[str, float],
         pitch_rad: float,
         hand_force_n: tuple[str, NDArray[np.float64]] | None = None,
+        working: frozenset[str] | None = None,
     ) -> Balanced:
         """The pose balanced over its feet (see the module docstring). ``hand_force_n``: a
-        hand ("left"/"right") pushed by a force (N, heading frame) during the pose: the CoM is
-        drawn against its tipping moment by half (a stroke's load comes and goes)."""
+        hand ("left"/"right") pushed by a force (N, heading frame) during the pose: the CoM
+        stands back by its tipping moment. ``working``: the sides whose hands have a job in the
+        hall's frame (default: both); an idle arm keeps the keyframe's angles (held still in
+        the hall's frame, it pinned the torso and kept the CoM from moving)."""
         import placo
 
         robot = self.robot
         self._pose(joints_rad, pitch_rad)
         polygon = self._support_polygon(joints_rad, pitch_rad)
         centre_xy = polygon.mean(axis=0)
+        shift_xy = np.zeros(2)
         if hand_force_n is not None and hand_force_n[0] in self.hands:
+            # the push's tipping moment moves the centre of pressure by F*h/(m*g): the CoM
+            # must stand that far back from where it could stand unpushed (the ZMP stays in)
             side, force = hand_force_n
             hand_z = float(robot.get_T_world_frame(self.hands[side])[2, 3])
             floor_z = min(float(robot.get_T_world_frame(f)[2, 3]) for f in self.feet)
             weight_n = float(robot.total_mass()) * 9.81
-            centre_xy = centre_xy - LOAD_SHARE * force[:2] * (hand_z - floor_z) / weight_n
+            shift_xy = -LOAD_SHARE * force[:2] * (hand_z - floor_z) / weight_n
+            centre_xy = centre_xy + shift_xy
         before = _margin(polygon, np.asarray(robot.com_world()[:2], dtype=np.float64))
         solver = placo.KinematicsSolver(robot)
         solver.mask_fbase(False)
@@ -115,10 +133,21 @@ class WholeBody:
             task = solver.add_frame_task(foot, robot.get_T_world_frame(foot))
             task.configure(foot, "hard", 1.0, 1.0)
         for side, hand in self.hands.items():
-            task = solver.add_position_task(hand, robot.get_T_world_frame(hand)[:3, 3].copy())
-            task.configure(f"{side}_hand", "soft", HAND_WEIGHT)
+            if working is not None and side not in working:
+                for name in self.arms[side]:
+                    solver.mask_dof(name)
+                continue
+            # where the keyframe has the hand, and how it is turned (a grasp's reach below the
+            # hand and a wrench's angle depend on it)
+            task = solver.add_frame_task(hand, robot.get_T_world_frame(hand).copy())
+            task.configure(f"{side}_hand", "soft", HAND_WEIGHT, HAND_TURN_WEIGHT)
         pelvis = solver.add_orientation_task(self.base, robot.get_T_world_frame(self.base)[:3, :3])
         pelvis.configure("pelvis", "soft", PELVIS_WEIGHT)
+        # a frame holds only the pelvis' lean (pitch): a yaw or roll the solver gave it would be
+        # dropped from the plan, swinging the hands centimetres off their targets
+        level = solver.add_orientation_task(self.base, np.eye(3))
+        level.mask.set_axises("xz")
+        level.configure("pelvis_level", "soft", LEVEL_WEIGHT)
         posture = solver.add_joints_task()
         posture.set_joints(
             {self.vendor[n]: float(v) for n, v in joints_rad.items() if n in self.vendor}
@@ -129,11 +158,16 @@ class WholeBody:
         centre.configure("com_centre", "soft", CENTRE_WEIGHT)
         inner = _shrunk(polygon, COM_MARGIN_M)
         if inner is not None:
+            inner = inner + shift_xy
             com = solver.add_com_polygon_constraint([np.array(p) for p in inner[::-1]], 0.0)
             com.configure("com", "hard", 1.0)
         solver.add_regularization_task(1e-4)
         for _ in range(ITERATIONS):
-            solver.solve(True)
+            try:
+                solver.solve(True)
+            except RuntimeError as exc:  # an infeasible QP: keep the best found so far
+                log.debug("balancing a keyframe stopped early: %s", exc)
+                break
             robot.update_kinematics()
         out = {n: float(robot.get_joint(v)) for n, v in self.vendor.items() if n in joints_rad}
         rotation = robot.get_T_world_frame(self.base)[:3, :3]
@@ -188,6 +222,8 @@ def balance_frames(
     rest_rad: Mapping[str, float],
     clip: Callable[[Mapping[str, float]], dict[str, float]],
     loads: Sequence[WrenchLoad] = (),
+    hands: Sequence[HandTarget] = (),
+    grasps: Sequence[GraspSpan] = (),
 ) -> tuple[list[PlanFrame], float, float]:
     """The frames with every keyframe outside walk steps balanced, and the worst CoM margin
     before and after (m). A frame keeps its feet: its pelvis moves with the new pose. A step
@@ -221,7 +257,11 @@ def balance_frames(
             c, s = math.cos(yaw), math.sin(yaw)
             dx, dy = load.direction[0] * load.force_n, load.direction[1] * load.force_n
             push = (load.hand, np.array([c * dx + s * dy, -s * dx + c * dy]))
-        balanced = body.balance(current, frame.pelvis_pitch_rad, push)
+        working = frozenset(h.hand for h in hands if h.step == frame.step) | frozenset(
+            g.hand for g in grasps
+            if g.grasp_s <= frame.t_s and (g.release_s is None or frame.t_s <= g.release_s)
+        )  # fmt: skip
+        balanced = body.balance(current, frame.pelvis_pitch_rad, push, working)
         worst_before = min(worst_before, balanced.margin_before_m)
         worst_after = min(worst_after, balanced.margin_after_m)
         joints = clip({**current, **balanced.joints_rad})

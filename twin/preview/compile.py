@@ -117,8 +117,9 @@ def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> Compile
         body = whole_body_for(model, kinematics) if own_feet else "carried throughout"
         if isinstance(body, WholeBody):
             frames, before_m, after_m = balance_frames(
-                frames, builder.spans, body, builder.rest, builder.clip, builder.loads
-            )
+                frames, builder.spans, body, builder.rest, builder.clip, builder.loads,
+                builder.hands, [*builder.grasps, *builder.held.values()],
+            )  # fmt: skip
             balance = PlannedBalance(True, "whole-body (placo)", before_m, after_m)
         else:
             balance = PlannedBalance(False, body, None, None)

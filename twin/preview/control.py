@@ -160,9 +160,10 @@ class Control(RunState):
         plan_base[:3, :3] = rotation_of(heading_quaternion(self.c.model, yaw_rad, pitch_rad))
         plan_base[:3, 3] = pelvis_xyz
         working = self._working_hands(tp)
+        hands_xyz = self._free_hands_xyz()
         wanted = stance.targets(
             targets, plan_base, (float(planned[0]), float(planned[1])), com_xy,
-            self._com_speed, yaw_rad, working,
+            self._com_speed, yaw_rad, working, hands_xyz,
         )  # fmt: skip
         # no joint faster than a robot's trajectory generator allows
         step = np.where(self._leg_mask, LEG_SPEED_RAD_S, MAX_JOINT_SPEED_RAD_S) * dt
@@ -170,6 +171,20 @@ class Control(RunState):
         commanded: NDArray[np.float64] = last + np.clip(wanted - last, -step, step)
         self._stance_last = commanded
         return commanded
+
+    def _free_hands_xyz(self) -> list[NDArray[np.float64] | None]:
+        """Each hand's measured link frame (hall frame), None for a hand that touches something
+        (pressed on a bench top, it must not be pushed harder towards its point)."""
+        hall = self.hall
+        links = list(self.hand_link.values())
+        states = pb.getLinkStates(hall.body, links, physicsClientId=hall.client)
+        out: list[NDArray[np.float64] | None] = []
+        for link, state in zip(links, states, strict=True):
+            touching = pb.getContactPoints(
+                bodyA=hall.body, linkIndexA=link, physicsClientId=hall.client
+            )
+            out.append(None if touching else np.array(state[4]))
+        return out
 
     def _working_hands(self, tp: float) -> frozenset[str]:
         """The hands' links with a job in the hall's frame at plan time ``tp``: a hand target

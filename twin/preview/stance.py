@@ -30,6 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from robots import RobotModel
+from twin.preview.builder import PLAN_LIMIT_MARGIN_RAD
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,11 @@ ARM_PARTS: Final = ("shoulder", "elbow", "wrist")
 """An arm's joints: the solver moves them only while the hand has a job in the hall's frame."""
 HAND_WEIGHT: Final = 3.0
 """A working hand's pull towards where the plan has it (against the CoM's COM_WEIGHT)."""
+HAND_KP: Final = 1.0
+"""A working hand's target moves this many metres against each metre the measured hand is off
+the plan's point (the arm's servos yield under a load, and a stroke's push bends the body)..."""
+HAND_CORRECTION_MAX_M: Final = 0.03
+"""... by at most this much (a hand pressed against what it works on is not pushed harder)."""
 GRAVITY_M_S2: Final = 9.81
 
 
@@ -80,6 +86,12 @@ class StanceControl:
         self.controlled = np.array(
             [any(p in name for p in CONTROLLED_PARTS) for name in canonical], dtype=bool
         )
+        for vendor in self.vendor:  # no closer to a limit than the plan goes
+            lo, hi = (float(v) for v in self.robot.get_joint_limits(vendor))
+            if hi - lo > 2 * PLAN_LIMIT_MARGIN_RAD:
+                self.robot.set_joint_limits(
+                    vendor, lo + PLAN_LIMIT_MARGIN_RAD, hi - PLAN_LIMIT_MARGIN_RAD
+                )
         solver = placo.KinematicsSolver(self.robot)
         solver.mask_fbase(False)
         solver.enable_joint_limits(True)
@@ -162,6 +174,7 @@ class StanceControl:
         com_velocity_xy: NDArray[np.float64],
         yaw_rad: float,
         working: frozenset[str] | None = None,
+        hands_xyz: Sequence[NDArray[np.float64] | None] | None = None,
     ) -> NDArray[np.float64]:
         """All motor targets: the plan's, with the legs', arms' and torso's from the reference
         model (see the module docstring).
@@ -169,7 +182,10 @@ class StanceControl:
         ``plan_targets`` follow the canonical order given at construction; ``plan_base`` is the
         plan's pelvis pose (4x4, hall frame) for them; ``com_over_feet`` the plan's CoM
         (forward, left) from the feet's midpoint in the heading ``yaw_rad``; ``com_xy`` and
-        ``com_velocity_xy`` the robot's measured CoM and its velocity (hall frame)."""
+        ``com_velocity_xy`` the robot's measured CoM and its velocity (hall frame); ``hands_xyz``
+        the hands' measured link frames (hall frame, in the order of ``hands``), which a working
+        hand's target is corrected by (HAND_KP, at most HAND_CORRECTION_MAX_M; None: a hand
+        not corrected, as one touching something)."""
         plan = self.plan_robot
         plan.set_T_world_fbase(plan_base)
         for vendor, value in zip(self.vendor, plan_targets, strict=True):
@@ -188,11 +204,19 @@ class StanceControl:
         free = self.controlled.copy()
         for hand in idle:
             free &= ~self.arm_of[hand]
-        for hand, task in zip(self.hands, self.hand_tasks, strict=True):
+        for i, (hand, task) in enumerate(zip(self.hands, self.hand_tasks, strict=True)):
             if hand in idle:  # no job in the hall's frame: the arm follows the plan's angles
                 task.target_world = robot.get_T_world_frame(hand)[:3, 3].copy()
-            else:
-                task.target_world = plan.get_T_world_frame(hand)[:3, 3].copy()
+                continue
+            point = plan.get_T_world_frame(hand)[:3, 3].copy()
+            measured = None if hands_xyz is None else hands_xyz[i]
+            if measured is not None:  # close the loop on where the hand really is
+                correction = HAND_KP * (point - measured)
+                norm = float(np.linalg.norm(correction))
+                if norm > HAND_CORRECTION_MAX_M:
+                    correction *= HAND_CORRECTION_MAX_M / norm
+                point = point + correction
+            task.target_world = point
         # the pelvis leans as planned about the heading the feet stand at (a walk ends a few
         # hundredths of a radian off the plan's; turning the body to the plan's heading over
         # planted feet twisted it)

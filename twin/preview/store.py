@@ -63,6 +63,10 @@ class PreviewRecord(msgspec.Struct, frozen=True):
     plan: TaskPlan | None = None
     """The plan the preview ran: the dispatch gate sends exactly this plan (and compiles the
     task itself only for a record without one)."""
+    own_feet: bool = False
+    """Whether the preview stood the robot on its own feet outside walks (``twin preview``'s
+    default) or carried it (``--carried``; records made before previews said were carried): a
+    comparison with the dispatched run previews the task the same way."""
     lessons_checked: LessonsChecked | None = None
     """The lessons the preview ran the task under; None when it checked none (``--no-lessons``,
     a lessons database it could not read, or a record made before previews said): the gate
