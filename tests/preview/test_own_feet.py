@@ -46,6 +46,7 @@ BALANCE_KEYS = {
     "min_zmp_margin_m",
     "min_com_margin_m",
     "min_planned_com_margin_m",
+    "min_planned_cop_margin_m",
     "balance_plan",
 }
 STAND = "name: stand\nrobot: K1-01\nsteps:\n  - wait: 3 s\n"
@@ -121,6 +122,25 @@ def test_the_examples_meant_to_pass_pass_on_their_own_feet(hall: Scene, name: st
     assert result.own_feet
     assert result.max_support_force_fraction_outside_walks == 0.0
     assert result.max_support_force_fraction_in_walks > MAX_SUPPORT_OUTSIDE_WALKS  # walks carried
+    if name == "torque_wrench":  # its strokes' push leaves the centre of pressure well inside
+        assert result.min_planned_cop_margin_m is not None
+        assert result.min_planned_cop_margin_m > 0.05
+    else:
+        assert result.min_planned_cop_margin_m is None  # no strokes
+
+
+def test_a_push_no_pose_can_stand_against_fails_on_balance_before_it_runs(hall: Scene) -> None:
+    """40 N*m on the wrench: the stroke's push would move the centre of pressure about 22 cm
+    ahead of the CoM, past the toes in any pose the plan can take: the plan itself fails on
+    balance, first, whatever the run then does."""
+    text = (TASKS_DIR / "torque_wrench.yaml").read_text(encoding="utf-8")
+    assert text.count("torque: 10 N*m") == 1
+    task = parse_task_text(text.replace("torque: 10 N*m", "torque: 40 N*m"), "t40.yaml", hall)
+    result = run_preview(task, hall, own_feet=True, keep_series=False)
+    assert not result.passed
+    first = result.reasons[0]
+    assert first.kind == "balance" and "centre of pressure" in first.detail, result.reasons
+    assert result.min_planned_cop_margin_m is not None and result.min_planned_cop_margin_m < 0.0
 
 
 @pytest.mark.parametrize(

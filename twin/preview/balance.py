@@ -40,7 +40,7 @@ COM_MARGIN_M: Final = 0.05
 """The CoM stays this far inside the support polygon's edges (the physics must also hold it)."""
 HAND_WEIGHT: Final = 1000.0
 HAND_TURN_WEIGHT: Final = 10.0
-CENTRE_WEIGHT: Final = 1.0
+CENTRE_WEIGHT: Final = 3.0
 """The CoM is drawn towards the middle of the feet (the most room for the motion's own pushes)."""
 LEVEL_WEIGHT: Final = 100.0
 """The pelvis kept level and facing the frame's heading (its roll and yaw are not in a plan)."""
@@ -115,16 +115,15 @@ class WholeBody:
         self._pose(joints_rad, pitch_rad)
         polygon = self._support_polygon(joints_rad, pitch_rad)
         centre_xy = polygon.mean(axis=0)
-        shift_xy = np.zeros(2)
         if hand_force_n is not None and hand_force_n[0] in self.hands:
-            # the push's tipping moment moves the centre of pressure by F*h/(m*g): the CoM
-            # must stand that far back from where it could stand unpushed (the ZMP stays in)
+            # the push's tipping moment moves the centre of pressure F*h/(m*g) from under the
+            # CoM: the CoM is drawn that far back from the middle, so the centre of pressure
+            # stays there (the preview then checks the pushed pose's centre of pressure)
             side, force = hand_force_n
             hand_z = float(robot.get_T_world_frame(self.hands[side])[2, 3])
             floor_z = min(float(robot.get_T_world_frame(f)[2, 3]) for f in self.feet)
             weight_n = float(robot.total_mass()) * 9.81
-            shift_xy = -LOAD_SHARE * force[:2] * (hand_z - floor_z) / weight_n
-            centre_xy = centre_xy + shift_xy
+            centre_xy = centre_xy - LOAD_SHARE * force[:2] * (hand_z - floor_z) / weight_n
         before = _margin(polygon, np.asarray(robot.com_world()[:2], dtype=np.float64))
         solver = placo.KinematicsSolver(robot)
         solver.mask_fbase(False)
@@ -158,7 +157,6 @@ class WholeBody:
         centre.configure("com_centre", "soft", CENTRE_WEIGHT)
         inner = _shrunk(polygon, COM_MARGIN_M)
         if inner is not None:
-            inner = inner + shift_xy
             com = solver.add_com_polygon_constraint([np.array(p) for p in inner[::-1]], 0.0)
             com.configure("com", "hard", 1.0)
         solver.add_regularization_task(1e-4)

@@ -217,6 +217,9 @@ class _Run(Control, RunChecks):
             min_zmp_margin_m=finite_or_none(support.min_zmp_margin_m),
             min_com_margin_m=finite_or_none(support.min_com_margin_m),
             min_planned_com_margin_m=finite_or_none(self.min_planned_margin_m),
+            min_planned_cop_margin_m=min(
+                (m for _, m, _, _ in self.pushed_margins if m is not None), default=None
+            ),
             balance_plan=self.c.balance.how,
             balance_series={
                 "t_s": support.series.t_s,

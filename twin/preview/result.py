@@ -25,7 +25,7 @@ OWN_FEET_GAIT: Final = (
 BALANCE_NOTE: Final = (
     "centre of mass over the support polygon of the feet's floor contacts, judged outside walk "
     "steps; the pelvis is carried by a stabilised base, so a robot cannot topple in preview: "
-    "max_support_force_fraction_outside_walks says how hard it was held (--own-feet: none)"
+    "max_support_force_fraction_outside_walks says how hard it was held (on its own feet: none)"
 )
 OWN_FEET_NOTE: Final = (
     "on its own feet outside walks: nothing holds the robot, the stance controller keeps its "
@@ -114,6 +114,9 @@ class PreviewResult:
     min_zmp_margin_m: float | None = None
     min_com_margin_m: float | None = None
     min_planned_com_margin_m: float | None = None
+    min_planned_cop_margin_m: float | None = None
+    """On its own feet, the plan's centre of pressure under the wrench strokes' pushes: its least
+    margin inside the feet (m; None without strokes)."""
     balance_plan: str = "carried throughout"
     """How the plan's standing poses were balanced, or why they were not."""
     balance_series: dict[str, Any] = field(default_factory=dict)
@@ -155,6 +158,7 @@ class PreviewResult:
             "min_zmp_margin_m": _rounded(self.min_zmp_margin_m),
             "min_com_margin_m": _rounded(self.min_com_margin_m),
             "min_planned_com_margin_m": _rounded(self.min_planned_com_margin_m),
+            "min_planned_cop_margin_m": _rounded(self.min_planned_cop_margin_m),
             "balance_plan": self.balance_plan,
             "x_realtime": round(self.x_realtime, 2),
             "simulated_s": round(self.simulated_s, 3),

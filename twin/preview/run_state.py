@@ -24,7 +24,7 @@ from twin.preview.compile import CompiledTask
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
 from twin.preview.result import TIME_STEP_S, Variation
-from twin.preview.stance import StanceControl
+from twin.preview.stance import GRAVITY_M_S2, StanceControl
 from twin.preview.support import Support
 from twin.preview.surroundings import Surroundings
 
@@ -99,11 +99,28 @@ class RunState:
             for link in range(-1, pb.getNumJoints(body, physicsClientId=client))
         }
         planned_com, self.planned_margins = [], []
+        self.pushed_margins: list[tuple[float, float | None, float, float]] = []
+        """On its own feet, per keyframe under a working stroke: (the stroke's start s, the
+        margin of the centre of pressure its push moves from under the CoM, the push N, its
+        height m)."""
+        weight_n = sum(masses.values()) * GRAVITY_M_S2
         with Kinematics(model) as kin:
             for f in _filled_frames(plan.frames, self.rest):
-                com = kin.com_over_feet({**self.rest, **f.joints_rad}, f.pelvis_pitch_rad, masses)
+                joints = {**self.rest, **f.joints_rad}
+                load = next((ld for ld in compiled.loads if ld.start_s <= f.t_s <= ld.end_s), None)
+                height = kin.pelvis_over_feet(joints, f.pelvis_pitch_rad)[2] if load else 0.0
+                com = kin.com_over_feet(joints, f.pelvis_pitch_rad, masses)
                 planned_com.append(com)
-                self.planned_margins.append(support_margin(kin.feet_outline(), np.array(com)))
+                outline = kin.feet_outline()
+                self.planned_margins.append(support_margin(outline, np.array(com)))
+                if load is not None and compiled.balance.whole_body:
+                    up = height + kin.link_com(hand_joint(model, load.hand))[2]
+                    c, s = math.cos(f.base_xy_yaw[2]), math.sin(f.base_xy_yaw[2])
+                    dx, dy = load.direction[0], load.direction[1]
+                    push = np.array([c * dx + s * dy, -s * dx + c * dy]) * load.force_n
+                    cop = np.array(com) + push * up / weight_n
+                    margin = support_margin(outline, cop)
+                    self.pushed_margins.append((load.start_s, margin, load.force_n, up))
         self.planned_com = np.array(planned_com)
         """Per keyframe, the centre of mass (forward, left) from the feet's midpoint (m): the
         stance controller's reference."""
@@ -221,6 +238,18 @@ class RunState:
                     f"the plan's centre of mass is {-margin * 100:.1f} cm outside the feet "
                     "(only a support could hold this pose)",
                 )  # fmt: skip
+        # on its own feet, a pose under a stroke's push must hold it too: the push's tipping
+        # moment moves the centre of pressure F*h/(m*g) from under the CoM
+        for t_s, pushed, force_n, up_m in self.pushed_margins:
+            if pushed is None or pushed >= 0.0:
+                continue
+            step = self.step_at(t_s * self.time_scale)
+            self.checks.raise_once(
+                "balance", "plan push", step, t_s * self.time_scale,
+                f"under the stroke's {force_n:.0f} N push {up_m:.2f} m up, the plan's centre "
+                f"of pressure is {-pushed * 100:.1f} cm outside the feet (only a support could "
+                "hold this pose)",
+            )  # fmt: skip
 
     def _sides(self) -> set[str]:
         sides = set()

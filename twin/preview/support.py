@@ -3,9 +3,9 @@ pressure (ZMP) and centre of mass (CoM) margins inside the feet's support polygo
 foot's floor force, sampled at the balance checks for the report and its plots.
 
 Outside walks, the support a robot needs is the verdict on its balance: on its own feet
-(``twin preview --own-feet``) any support above :data:`MAX_SUPPORT_OUTSIDE_WALKS` of its weight
-fails the preview (``balance``); carried throughout (the default), the figure is reported so the
-hook is visible. The ZMP on flat ground is the centre of pressure of the floor contacts; its
+(``twin preview``'s default) any support above :data:`MAX_SUPPORT_OUTSIDE_WALKS` of its weight
+fails the preview (``balance``); carried throughout (``--carried``), the figure is reported so
+the hook is visible. The ZMP on flat ground is the centre of pressure of the floor contacts; its
 margin is how far it stays inside their convex hull (0 at an edge: a foot about to roll).
 """
 

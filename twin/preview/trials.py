@@ -153,7 +153,8 @@ def run_trials(
 ) -> list[TrialOutcome]:
     """Run ``trials`` trials; ``jobs`` local processes (default: every core), or on Ray;
     ``conditions``: lessons' conditions, spread over the trials (see the module docstring);
-    ``own_feet``: the robot on its own feet outside walks (``twin preview --own-feet``).
+    ``own_feet``: the robot on its own feet outside walks (``twin preview``'s default;
+    False: ``--carried``).
 
     Outcomes come back sorted by index. ``on_done`` is called as each finishes (progress).
     """
