@@ -8,6 +8,7 @@ the same kinematics the compiler used, and what they put where is measured.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from robots.bullet import pb
 from scenes import load_scene
 from scenes.model import Scene
 from scenes.tasks import TASKS_DIR, load_task
+from twin.plan.model import PlanFrame
 from twin.preview.compile import compile_task
 from twin.preview.kinematics import Kinematics, hand_joint
 
@@ -25,7 +27,7 @@ def hall() -> Scene:
     return load_scene()
 
 
-def _frame_at(frames: list, t_s: float):  # type: ignore[no-untyped-def, type-arg]
+def _frame_at(frames: Sequence[PlanFrame], t_s: float) -> PlanFrame:
     return min(frames, key=lambda f: abs(f.t_s - t_s))
 
 
@@ -70,7 +72,8 @@ def test_wrench_strokes_lean_the_centre_of_mass_back_against_their_push(hall: Sc
         }
     finally:
         pb.disconnect(client)
-    stroking, before = [], []
+    stroking: list[float] = []
+    before: list[float] = []
     with Kinematics(model) as kin:
         for frame in compiled.plan.frames:
             if frame.step != step:
