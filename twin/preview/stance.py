@@ -86,6 +86,9 @@ class StanceControl:
         self.controlled = np.array(
             [any(p in name for p in CONTROLLED_PARTS) for name in canonical], dtype=bool
         )
+        # where each joint sits in placo's configuration vector (both models load the same
+        # URDF): whole vectors are read and written at once, not joint by joint
+        self.offsets = np.array([self.robot.get_joint_offset(v) for v in self.vendor], dtype=int)
         for vendor in self.vendor:  # no closer to a limit than the plan goes
             lo, hi = (float(v) for v in self.robot.get_joint_limits(vendor))
             if hi - lo > 2 * PLAN_LIMIT_MARGIN_RAD:
@@ -188,8 +191,7 @@ class StanceControl:
         not corrected, as one touching something)."""
         plan = self.plan_robot
         plan.set_T_world_fbase(plan_base)
-        for vendor, value in zip(self.vendor, plan_targets, strict=True):
-            plan.set_joint(vendor, float(value))
+        plan.state.q[self.offsets] = plan_targets
         plan.update_kinematics()
         robot = self.robot
         idle = {h for h in self.hands if working is not None and h not in working}
@@ -224,9 +226,7 @@ class StanceControl:
         ct, st = math.cos(turn), math.sin(turn)
         about = np.array([[ct, -st, 0.0], [st, ct, 0.0], [0.0, 0.0, 1.0]])
         self.pelvis_task.R_world_frame = about @ plan_base[:3, :3]
-        for vendor, value, controlled in zip(self.vendor, plan_targets, free, strict=True):
-            if not controlled:
-                robot.set_joint(vendor, float(value))
+        robot.state.q[self.offsets[~free]] = plan_targets[~free]
         self.posture.set_joints(
             {
                 vendor: float(value)
@@ -253,9 +253,7 @@ class StanceControl:
             if self._last is not None:
                 out[self.controlled] = self._last
             return out
-        solved = np.array(
-            [robot.get_joint(v) for v, c in zip(self.vendor, self.controlled, strict=True) if c]
-        )
+        solved = robot.state.q[self.offsets[self.controlled]].copy()
         robot.update_kinematics()
         self._last = solved
         out[self.controlled] = solved
