@@ -18,6 +18,7 @@ from scenes import load_scene
 from scenes.model import Scene
 from scenes.tasks import TASKS_DIR, load_task
 from twin.plan.model import PlanFrame
+from twin.preview.builder import SLOW_PARTS
 from twin.preview.compile import compile_task
 from twin.preview.kinematics import Kinematics, hand_joint
 
@@ -86,3 +87,34 @@ def test_wrench_strokes_lean_the_centre_of_mass_back_against_their_push(hall: Sc
     assert all(math.isfinite(v) for v in stroking + before)
     assert max(stroking) < -0.01, stroking  # behind the middle of the feet all through
     assert float(np.mean(stroking)) < float(np.mean(before)) - 0.01, (stroking, before)
+
+
+@pytest.mark.parametrize("name", ["torque_wrench", "sensor_calibration", "walk_to_bench"])
+def test_balanced_moves_stay_paced(hall: Scene, name: str) -> None:
+    """Outside walks no joint of the final (balanced) plan peaks faster than its pace: legs,
+    torso and lean 1 rad/s, the others 1.5 rad/s, at a smoothstep's peak (1.5 x the mean).
+    Balancing moved the body after pacing, up to 1.4 x faster, until the plan was paced again."""
+    task = load_task(TASKS_DIR / f"{name}.yaml", hall)
+    compiled = compile_task(task, hall, own_feet=True)
+    walks = {s.index for s in compiled.steps if s.kind == "walk"}
+    worst, where = 0.0, ""
+    before = dict(compiled.rest_rad)
+    previous: PlanFrame | None = None
+    for frame in compiled.plan.frames:
+        joints = {**before, **frame.joints_rad}
+        if previous is not None and frame.step not in walks and previous.step not in walks:
+            span = frame.t_s - previous.t_s
+            if span > 0.0:
+                moves = {"lean": (frame.pelvis_pitch_rad - previous.pelvis_pitch_rad, 1.0)}
+                for joint, value in joints.items():
+                    slow = any(p in joint for p in SLOW_PARTS)
+                    moves[joint] = (value - before[joint], 1.0 if slow else 1.5)
+                for joint, (delta, limit_rad_s) in moves.items():
+                    ratio = 1.5 * abs(delta) / span / limit_rad_s
+                    if ratio > worst:
+                        worst, where = ratio, f"{joint} at {frame.t_s:.2f} s"
+        before, previous = joints, frame
+    assert worst <= 1.0 + 1e-4, f"{where}: {worst:.4f} x its pace"  # times kept to 1 us
+    # what the run checks against moved with the frames: every hand target is a frame's time
+    times = {round(f.t_s, 4) for f in compiled.plan.frames}
+    assert all(round(h.t_s, 4) in times for h in compiled.hands)

@@ -48,6 +48,7 @@ from twin.plan.model import TaskPlan
 from twin.preview.balance import WholeBody, balance_frames, whole_body_for
 from twin.preview.builder import ARM_PARTS as ARM_PARTS
 from twin.preview.builder import CARRY_ARM as CARRY_ARM
+from twin.preview.builder import PACED_ARM_RAD_S, PACED_LEG_RAD_S, SLOW_PARTS
 from twin.preview.builder import PLAN_LIMIT_MARGIN_RAD as PLAN_LIMIT_MARGIN_RAD
 from twin.preview.builder import READY_ARM as READY_ARM
 from twin.preview.builder import REST_ARM as REST_ARM
@@ -88,6 +89,7 @@ from twin.preview.hands import WAYPOINT_M as WAYPOINT_M
 from twin.preview.hands import WRENCH_LEVER_FRACTION as WRENCH_LEVER_FRACTION
 from twin.preview.hands import Hands
 from twin.preview.kinematics import Kinematics
+from twin.preview.pacing import repace, retimed
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +125,18 @@ def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> Compile
             balance = PlannedBalance(True, "whole-body (placo)", before_m, after_m)
         else:
             balance = PlannedBalance(False, body, None, None)
+    steps, hands, grasps = tuple(builder.spans), tuple(builder.hands), tuple(builder.grasps)
+    loads, notes = tuple(builder.loads), tuple(builder.notes)
+    if balance.whole_body:  # balancing moved the body: pace its moves again, and what follows
+        walks = {s.index for s in builder.spans if s.kind == "walk"}
+        frames, timed = repace(
+            frames, walks, builder.rest, PACED_LEG_RAD_S, PACED_ARM_RAD_S, SLOW_PARTS
+        )
+        steps = retimed(steps, ("start_s", "end_s"), timed)
+        hands = retimed(hands, ("t_s",), timed)
+        grasps = retimed(grasps, ("grasp_s", "release_s"), timed)
+        loads = retimed(loads, ("start_s", "end_s"), timed)
+        notes = retimed(notes, ("t_s",), timed)
     crane_path: list[tuple[float, float, float, float]] = []
     if task.crane is not None:
         crane = next(c for c in scene.cranes if c.id == task.crane.id)
@@ -133,11 +147,11 @@ def compile_task(task: Task, scene: Scene, *, own_feet: bool = False) -> Compile
         task=task,
         model=model,
         plan=TaskPlan(task.name, task.robot, frames),
-        steps=tuple(builder.spans),
-        hands=tuple(builder.hands),
-        grasps=tuple(builder.grasps),
-        loads=tuple(builder.loads),
-        notes=tuple(builder.notes),
+        steps=steps,
+        hands=hands,
+        grasps=grasps,
+        loads=loads,
+        notes=notes,
         crane_id=task.crane.id if task.crane is not None else None,
         crane_path=tuple(crane_path),
         rest_rad=builder.rest,
