@@ -10,6 +10,7 @@ thread with new joint positions for one robot every 20 ms, so every frame moves 
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import zstandard
+from websockets.exceptions import InvalidMessage
 from websockets.sync.connection import Connection
 
 from scenes import load_scene
@@ -29,6 +31,8 @@ from tests.helpers import STARTUP_S, Proc, ThreadedMirror, wait_for
 from tests.viz.web_pages import page_socket, window_messages
 from viz.web.processes import ServerProcesses, ServerSpec, State
 from viz.web.server import WebOptions
+
+log = logging.getLogger(__name__)
 
 MAX_PAGES = 40
 """Pages opened, at most, until each of two processes has one (the kernel picks by a hash:
@@ -125,8 +129,7 @@ def test_a_process_that_dies_leaves_the_other_serving_and_is_started_again(
     # once its socket is closed (a connection queued on it as it dies is reset: a browser
     # tries again), the kernel gives every new page to the one that listens
     wait_for(lambda: _gone(dead.pid), timeout_s=10.0, what="the killed process gone")
-    with page_socket(servers.url) as page:
-        assert read_page(page).pose_updates >= 3
+    assert _page_as_a_browser_opens_it(servers.url).pose_updates >= 3
     wait_for(lambda: servers.check() == 2, timeout_s=PAGE_S, what="the process started again")
     wait_for(
         lambda: (f := servers.figures.get(0)).state is State.SERVING and f.linked,
@@ -135,8 +138,22 @@ def test_a_process_that_dies_leaves_the_other_serving_and_is_started_again(
     )
     again = servers.figures.all()
     assert again[0].pid not in (dead.pid, 0) and again[1].pid == alive.pid
-    with page_socket(servers.url) as page:
-        assert read_page(page).pose_updates >= 3
+    assert _page_as_a_browser_opens_it(servers.url).pose_updates >= 3
+
+
+def _page_as_a_browser_opens_it(url: str, tries: int = 3) -> Seen:
+    """A page's figures, its WebSocket opened as a browser's page opens it across a hand-over:
+    a handshake cut while the process it landed on died, or while the parent starts the new one
+    (seen once in the suite runs of stops 28 and 29), is tried again, at most ``tries`` times."""
+    for attempt in range(1, tries + 1):
+        try:
+            with page_socket(url) as page:
+                return read_page(page)
+        except (InvalidMessage, ConnectionError) as exc:
+            if attempt == tries:
+                raise
+            log.info("page handshake cut (%s); trying again", exc)
+    raise AssertionError("unreachable")
 
 
 def _children(pid: int) -> set[int]:
