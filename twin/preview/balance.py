@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 from robots import RobotModel
 from robots.bullet import pb
 from twin.plan.model import PlanFrame
-from twin.preview.checks import convex_hull, support_margin
+from twin.preview.checks import convex_hull, push_shift_m, support_margin
 from twin.preview.compiled import GraspSpan, HandTarget, StepSpan, WrenchLoad
 from twin.preview.kinematics import Kinematics, hand_joint
 
@@ -123,7 +123,7 @@ class WholeBody:
             hand_z = float(robot.get_T_world_frame(self.hands[side])[2, 3])
             floor_z = min(float(robot.get_T_world_frame(f)[2, 3]) for f in self.feet)
             weight_n = float(robot.total_mass()) * 9.81
-            centre_xy = centre_xy - LOAD_SHARE * force[:2] * (hand_z - floor_z) / weight_n
+            centre_xy = centre_xy - LOAD_SHARE * push_shift_m(force[:2], hand_z - floor_z, weight_n)
         before = _margin(polygon, np.asarray(robot.com_world()[:2], dtype=np.float64))
         solver = placo.KinematicsSolver(robot)
         solver.mask_fbase(False)

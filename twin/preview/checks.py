@@ -200,6 +200,16 @@ class Checks:
         self.series.clearance_m.append(clearance)
 
 
+def push_shift_m(
+    force_xy_n: NDArray[np.float64], height_m: float, weight_n: float
+) -> NDArray[np.float64]:
+    """How far (m, floor plane) a horizontal push on the body ``height_m`` above the floor moves
+    the centre of pressure from under the centre of mass of a standing body of ``weight_n``:
+    its tipping moment over the weight, F*h/(m*g), along the push."""
+    shift: NDArray[np.float64] = np.asarray(force_xy_n, dtype=np.float64) * height_m / weight_n
+    return shift
+
+
 def support_margin(points_xy: NDArray[np.float64], com_xy: NDArray[np.float64]) -> float | None:
     """Signed distance (m) from the centre of mass to the edge of the convex hull of the contact
     points: > 0 inside. None without contact points; with one or two points (a line), the hull

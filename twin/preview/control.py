@@ -160,7 +160,7 @@ class Control(RunState):
         plan_base[:3, :3] = rotation_of(heading_quaternion(self.c.model, yaw_rad, pitch_rad))
         plan_base[:3, 3] = pelvis_xyz
         working = self._working_hands(tp)
-        hands_xyz = self._free_hands_xyz()
+        hands_xyz = self._free_hands_xyz(working)
         wanted = stance.targets(
             targets, plan_base, (float(planned[0]), float(planned[1])), com_xy,
             self._com_speed, yaw_rad, working, hands_xyz,
@@ -172,18 +172,21 @@ class Control(RunState):
         self._stance_last = commanded
         return commanded
 
-    def _free_hands_xyz(self) -> list[NDArray[np.float64] | None]:
-        """Each hand's measured link frame (hall frame), None for a hand that touches something
-        (pressed on a bench top, it must not be pushed harder towards its point)."""
+    def _free_hands_xyz(self, working: frozenset[str]) -> list[NDArray[np.float64] | None]:
+        """Each working hand's measured link frame (hall frame), in the order of the hand
+        links; None for an idle hand (the stance does not use it) and for a hand that touches
+        something (pressed on a bench top, it must not be pushed harder towards its point)."""
         hall = self.hall
-        links = list(self.hand_link.values())
-        states = pb.getLinkStates(hall.body, links, physicsClientId=hall.client)
+        names = hall.link_names
         out: list[NDArray[np.float64] | None] = []
-        for link, state in zip(links, states, strict=True):
-            touching = pb.getContactPoints(
+        for link in self.hand_link.values():
+            if names[link] not in working or pb.getContactPoints(
                 bodyA=hall.body, linkIndexA=link, physicsClientId=hall.client
-            )
-            out.append(None if touching else np.array(state[4]))
+            ):
+                out.append(None)
+                continue
+            state = pb.getLinkState(hall.body, link, physicsClientId=hall.client)
+            out.append(np.array(state[4]))
         return out
 
     def _working_hands(self, tp: float) -> frozenset[str]:

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from robots.bullet import pb
 from scenes.model import Scene
 from twin.plan.model import PlanTable
-from twin.preview.checks import Checks, support_margin
+from twin.preview.checks import Checks, push_shift_m, support_margin
 from twin.preview.compile import CompiledTask
 from twin.preview.hall import PreviewHall
 from twin.preview.kinematics import Kinematics, hand_joint
@@ -118,7 +118,7 @@ class RunState:
                     c, s = math.cos(f.base_xy_yaw[2]), math.sin(f.base_xy_yaw[2])
                     dx, dy = load.direction[0], load.direction[1]
                     push = np.array([c * dx + s * dy, -s * dx + c * dy]) * load.force_n
-                    cop = np.array(com) + push * up / weight_n
+                    cop = np.array(com) + push_shift_m(push, up, weight_n)
                     margin = support_margin(outline, cop)
                     self.pushed_margins.append((load.start_s, margin, load.force_n, up))
         self.planned_com = np.array(planned_com)
