@@ -3,7 +3,8 @@
 Usage::
 
     python benchmarks/sync.py [--robots 20] [--joints 32] [--hz 500] [--seconds 5]
-                              [--publishers 2] [--warmup-s 1.0] [--tick-hz 240]
+                              [--publishers 2] [--connections 1] [--workers 1]
+                              [--warmup-s 1.0] [--tick-hz 240]
                               [--status-flood R] [--monitors] [--record [--record-nice N]]
                               [--profile] [--json]
 
@@ -172,6 +173,8 @@ class TwinRun:
     accepted_total: int = 0  # every message the twin accepted, the whole run
     record_close_s: float | None = None
     record_worker_cpu_s: float | None = None
+    workers_cpu_window_s: float = 0.0  # the ingest workers' (twin live --workers)
+    accepted_by_worker: list[int] | None = None
 
 
 def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> TwinRun:
@@ -181,7 +184,11 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
 
     context: Ctx = zmq.Context()
     mirror = Mirror(
-        scene, Endpoints(ANY_PORT, ANY_PORT, ANY_PORT), context=context, tick_hz=args.tick_hz
+        scene,
+        Endpoints(ANY_PORT, ANY_PORT, ANY_PORT),
+        context=context,
+        tick_hz=args.tick_hz,
+        workers=args.workers,
     )
     if args.monitors:
         from twin.failures.monitors import Monitors
@@ -235,6 +242,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         ticks0, overruns0 = mirror.ticks, mirror.tick_overruns
         applied0, world0 = mirror.joint_states_applied, mirror.world_updates
         profiler = cProfile.Profile() if args.profile else None
+        workers0 = mirror.shards.cpu_s() if mirror.shards is not None else 0.0
         cpu0, wall0, thread0 = time.process_time(), time.monotonic(), time.thread_time()
         if profiler is not None:
             profiler.enable()
@@ -242,6 +250,7 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
         if profiler is not None:
             profiler.disable()
         cpu1, wall1, thread1 = time.process_time(), time.monotonic(), time.thread_time()
+        workers1 = mirror.shards.cpu_s() if mirror.shards is not None else 0.0
         received1, gaps1 = _js_totals(mirror)
         ticks, overruns = mirror.ticks - ticks0, mirror.tick_overruns - overruns0
         applied, world = mirror.joint_states_applied - applied0, mirror.world_updates - world0
@@ -289,6 +298,10 @@ def run_twin(scene: Scene, pool: Pool, args: argparse.Namespace, model: str) -> 
             bad_frames=dict(mirror.ingest.bad_frames),
             profile_text=_profile_text(profiler) if profiler is not None else "",
             flood=flood,
+            workers_cpu_window_s=workers1 - workers0,
+            accepted_by_worker=(
+                list(mirror.shards.accepted_by_worker) if mirror.shards is not None else None
+            ),
         )
     finally:
         accepted_total = mirror.ingest.accepted
@@ -357,6 +370,8 @@ def result_of(
         "seconds": args.seconds,
         "warmup_s": args.warmup_s,
         "publishers": len(phase.reports),
+        "connections_per_publisher": args.connections,
+        "workers": args.workers,
         "tick_hz": args.tick_hz,
         "profiled": bool(args.profile),
         "target_msgs_per_s": args.robots * args.hz,
@@ -371,6 +386,8 @@ def result_of(
         "latency_samples_capped": twin.latency_samples_capped,
         "cpu_percent": round(100.0 * phase.cpu_window_s / phase.window_s, 1),
         "loop_cpu_percent": round(100.0 * twin.loop_cpu_window_s / phase.window_s, 1),
+        "workers_cpu_percent": round(100.0 * twin.workers_cpu_window_s / phase.window_s, 1),
+        "accepted_by_worker": twin.accepted_by_worker,
         "publisher_cpu_percent": round(phase.publisher_cpu_percent, 1),
         "publisher_max_lag_ms": round(max(r.max_lag_ms for r in phase.reports), 3),
         "ticks": twin.ticks,
@@ -450,6 +467,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hz", type=float, default=500.0, help="joint states per robot per s")
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window (s)")
     parser.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="gateways (connections) per publisher, its robots dealt among them",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="ingest worker processes, as twin live --workers runs them (1: in the twin)",
+    )
     parser.add_argument("--warmup-s", type=float, default=1.0, help="warm-up before the window")
     parser.add_argument(
         "--tick-hz", type=float, default=DEFAULT_TICK_HZ, help="the mirror's tick rate"
@@ -482,7 +511,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.joints not in MODEL_BY_JOINTS:
         allowed = ", ".join(f"{j} ({m})" for j, m in MODEL_BY_JOINTS.items())
         parser.error(f"--joints {args.joints}: no model has that many; allowed: {allowed}")
-    for name in ("robots", "publishers"):
+    for name in ("robots", "publishers", "connections", "workers"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     for name in ("hz", "seconds", "tick_hz"):

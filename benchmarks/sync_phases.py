@@ -83,7 +83,15 @@ def phase_specs(
     """Robots dealt round-robin to the publishers."""
     ids = [robot_id(i) for i in range(robots)]
     return [
-        PhaseSpec(ingest, tuple(ids[p::publishers]), model, hz, args.warmup_s, args.seconds)
+        PhaseSpec(
+            ingest,
+            tuple(ids[p::publishers]),
+            model,
+            hz,
+            args.warmup_s,
+            args.seconds,
+            getattr(args, "connections", 1),
+        )
         for p in range(publishers)
     ]
 

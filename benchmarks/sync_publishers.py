@@ -47,6 +47,7 @@ class PhaseSpec:
     hz: float
     warmup_s: float
     seconds: float
+    connections: int = 1  # gateways (connections) the robots are dealt to, like real ones
 
 
 @dataclass(frozen=True)
@@ -122,32 +123,33 @@ def publisher_main(conn: Connection[Any, Any], worker: int) -> None:
 
 def _phase(context: Ctx, conn: Connection[Any, Any], worker: int, spec: PhaseSpec) -> bool:
     """Run one phase and report it; False when the main process said quit or went away."""
-    gateway: Gateway | None = None
+    gateways: list[Gateway] = []
     try:
-        gateway = Gateway(context, spec.ingest)
-        report = _run_phase(gateway, conn, worker, spec)
+        for _ in range(max(1, min(spec.connections, len(spec.robot_ids)))):
+            gateways.append(Gateway(context, spec.ingest))
+        report = _run_phase(gateways, conn, worker, spec)
     except Exception as exc:
         report = Report("done", worker, ok=False, error=f"{type(exc).__name__}: {exc}")
     try:
         conn.send(report)
         # Keep the socket open until the receiver has drained: closing it (linger 0)
         # would throw away what is still queued in it.
-        if gateway is not None and conn.poll(RELEASE_TIMEOUT_S):
+        if gateways and conn.poll(RELEASE_TIMEOUT_S):
             release: Command = conn.recv()
             return release.kind != "quit"
         return True
     except (EOFError, OSError):
         return False
     finally:
-        if gateway is not None:
+        for gateway in gateways:
             gateway.close()
 
 
 def _run_phase(
-    gateway: Gateway, conn: Connection[Any, Any], worker: int, spec: PhaseSpec
+    gateways: list[Gateway], conn: Connection[Any, Any], worker: int, spec: PhaseSpec
 ) -> Report:
     ring = payload_ring(spec.model)
-    if not gateway.wait_for_subscriber(SUBSCRIBER_TIMEOUT_S):
+    if not all(g.wait_for_subscriber(SUBSCRIBER_TIMEOUT_S) for g in gateways):
         conn.send(Report("ready", worker, ok=False, error="no subscription from the receiver"))
         return Report("done", worker, ok=False, error="no subscription")
     conn.send(Report("ready", worker))
@@ -156,11 +158,11 @@ def _run_phase(
     go: Command = conn.recv()
     if go.kind != "go":
         return Report("done", worker, ok=False, error=f"expected 'go', got {go.kind!r}")
-    return _send_loop(gateway, worker, spec, ring, go.start_mono)
+    return _send_loop(gateways, worker, spec, ring, go.start_mono)
 
 
 def _send_loop(
-    gateway: Gateway, worker: int, spec: PhaseSpec, ring: list[bytes], start: float
+    gateways: list[Gateway], worker: int, spec: PhaseSpec, ring: list[bytes], start: float
 ) -> Report:
     """One burst (a message per robot) per tick: every 1/hz s, sleeping until each is due,
     or (hz 0) back to back, the clock read once per burst."""
@@ -170,9 +172,10 @@ def _send_loop(
     now = time.monotonic()
     if start > now:
         time.sleep(start - now)
-    send = gateway.send
     joint_state = Kind.JOINT_STATE
     robots = spec.robot_ids
+    # each robot's gateway's send, the robots dealt round-robin to the gateways
+    sends = [gateways[i % len(gateways)].send for i in range(len(robots))]
     k = 0
     sent_window = 0
     max_lag = 0.0
@@ -192,7 +195,7 @@ def _send_loop(
         if in_window and period:
             max_lag = max(max_lag, time.monotonic() - due)
         payload = ring[k % len(ring)]
-        for rid in robots:
+        for send, rid in zip(sends, robots, strict=True):
             send(joint_state, rid, payload)
         if in_window:
             sent_window += len(robots)
@@ -201,7 +204,7 @@ def _send_loop(
     return Report(
         "done",
         worker,
-        sent_total=gateway.sent,
+        sent_total=sum(g.sent for g in gateways),
         sent_window=sent_window,
         cpu_window_s=cpu1 - cpu0 if in_window else 0.0,
         wall_window_s=wall1 - wall0 if in_window else 0.0,

@@ -167,6 +167,14 @@ class RateMeter:
         self.total_msgs += 1
         self.total_bytes += size_bytes
 
+    def add_many(self, now_ns: int, messages: int, size_bytes: int) -> None:
+        """Count ``messages`` messages of ``size_bytes`` in all (taken in elsewhere)."""
+        self.roll(now_ns)
+        self.window_msgs += messages
+        self.window_bytes += size_bytes
+        self.total_msgs += messages
+        self.total_bytes += size_bytes
+
     def roll(self, now_ns: int) -> None:
         """Close the window if a second has passed (also when nothing arrives)."""
         if self.window_start_ns is None:

@@ -36,9 +36,13 @@ def keys(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def keyed(context: Ctx, keys: Path) -> Iterator[ThreadedMirror]:
-    twin = ThreadedMirror(load_scene(), Endpoints(ANY, ANY, ANY), context=context, keys=keys)
+@pytest.fixture(params=[1, 2], ids=["in-process", "2-ingest-workers"])
+def keyed(context: Ctx, keys: Path, request: pytest.FixtureRequest) -> Iterator[ThreadedMirror]:
+    """The keyed twin, ingesting in its own thread or in two worker processes (each
+    authenticating its own connections and reloading the key directory)."""
+    twin = ThreadedMirror(
+        load_scene(), Endpoints(ANY, ANY, ANY), context=context, keys=keys, workers=request.param
+    )
     twin.start_thread()
     yield twin
     twin.stop_thread()

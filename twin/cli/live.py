@@ -134,8 +134,10 @@ def live(
     foxglove_port: int | None = None,
     foxglove_host: str = "127.0.0.1",
     raw_joints: bool = False,
+    workers: int = 1,
 ) -> None:
-    """Run the twin mirror (see ``twin live --help``); ``record``: an MCAP file to write
+    """Run the twin mirror (see ``twin live --help``); ``workers`` > 1: ingest sharded
+    across that many processes; ``record``: an MCAP file to write
     (``raw_joints``: with the joint states' vendor frames);
     ``monitors``: detect failures (falls, limits, stale telemetry, collisions); ``keys``: a
     key directory, for the dispatch gate's command channel (none without);
@@ -144,6 +146,7 @@ def live(
     from twin.cli.dispatch import start_gate
     from twin.failures.monitors import Monitors
     from twin.live.mirror import Mirror, MirrorError
+    from twin.live.shards import ShardError
 
     loaded = load_or_exit(scene)
     recorder = None
@@ -152,7 +155,12 @@ def live(
     from sync.keys import KeyDirError
 
     try:
-        mirror = Mirror(loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz, keys=keys)
+        mirror = Mirror(
+            loaded, endpoints, tick_hz=tick_hz, display_hz=display_hz, keys=keys, workers=workers
+        )
+    except ShardError as exc:
+        err.print(f"twin live: {exc}", markup=False)
+        raise typer.Exit(2) from None
     except KeyDirError as exc:  # telemetry keys: fails closed
         err.print(f"twin live: {exc}; no authenticated telemetry", markup=False)
         raise typer.Exit(2) from None
@@ -196,8 +204,9 @@ def live(
             gate.courier.store = store
     bound = mirror.endpoints
     err.print(
-        f"mirroring {loaded.name!r}: ingest {bound.ingest} fan-out {bound.fanout} "
-        f"snapshot {bound.snapshot}"
+        f"mirroring {loaded.name!r}: ingest {bound.ingest}"
+        + (f" ({workers} ingest workers)" if workers > 1 else "")
+        + f" fan-out {bound.fanout} snapshot {bound.snapshot}"
         + (
             f" command {gate.command_endpoint} control {gate.control_endpoint}"
             if gate is not None
@@ -439,6 +448,17 @@ def live_cmd(
             "--foxglove-host", help="Address the Foxglove server binds (0.0.0.0: every one)."
         ),
     ] = "127.0.0.1",
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="Ingest worker processes sharing the ingest port (TCP), each taking some of "
+            "the gateways' connections: for machines with cores to spare "
+            "(docs/scaling.md). 1: ingest in the twin's own thread.",
+        ),
+    ] = 1,
 ) -> None:
     """Mirror the live hall: receive telemetry, keep the world in step, serve viewers."""
     if raw_joints and record is None:
@@ -448,6 +468,7 @@ def live_cmd(
         scene, ingest, fanout, snapshot, seconds, tick_hz, display_hz, record,
         keys=keys, command=command, control=control, lessons=lessons, use_lessons=use_lessons,
         foxglove_port=foxglove, foxglove_host=foxglove_host, raw_joints=raw_joints,
+        workers=workers,
     )  # fmt: skip
 
 

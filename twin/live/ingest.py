@@ -25,9 +25,11 @@ from collections.abc import Callable
 from typing import Final
 
 import numpy as np
+import zmq
 from numpy.typing import NDArray
 
 from sync.codecs import Array, finite_rows
+from sync.command import peer_key
 from sync.protocol import (
     HEADER,
     HEADER_SIZE,
@@ -58,6 +60,33 @@ _KINDS: Final = {int(k): k for k in Kind}
 
 
 EventHook = Callable[[str, str, str], None]  # (kind, source id, detail)
+
+
+def take_batch(
+    recv: Callable[..., zmq.Frame], wanted: int, keyed: bool
+) -> tuple[list[list[bytes]], list[bytes | None], bool]:
+    """Up to ``wanted`` whole messages waiting in a socket (``recv``: its bound ``recv``),
+    without waiting: (messages as lists of frames, each one's connection key when ``keyed``,
+    whether the socket ran empty)."""
+    batch: list[list[bytes]] = []
+    peers: list[bytes | None] = []
+    noblock = zmq.NOBLOCK
+    try:
+        # Frames, not bytes: a frame says whether more of its message follows, where asking
+        # the socket (RCVMORE, as recv_multipart does) cost pyzmq an enum lookup a part,
+        # 3.6 us a message of the 5.5 it took to receive.
+        while len(batch) < wanted:
+            first = frame = recv(noblock, copy=False)
+            frames = [frame.bytes]
+            while frame.more:  # the rest of a message is there already
+                frame = recv(noblock, copy=False)
+                frames.append(frame.bytes)
+            if keyed:  # the connection's authenticated key rides on the frames
+                peers.append(peer_key(first))
+            batch.append(frames)
+    except zmq.Again:
+        return batch, peers, True
+    return batch, peers, False
 
 
 class Ingest:

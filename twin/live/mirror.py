@@ -53,6 +53,7 @@ from twin.live.ingest import Ingest
 from twin.live.intake import FrameSink, Intake, Sink
 from twin.live.links import CraneLink, RobotLink
 from twin.live.serve import FanoutServer
+from twin.live.shards import IngestShards
 from twin.world.crane import CraneLimitError
 from twin.world.world import World
 
@@ -95,10 +96,13 @@ class Mirror(Intake, FanoutServer):
         tick_hz: float = DEFAULT_TICK_HZ,
         display_hz: float = DEFAULT_DISPLAY_HZ,
         keys: Path | None = None,
+        workers: int = 1,
     ) -> None:
         """``keys``: a key directory; telemetry is then CURVE-authenticated and each frame
         must come from a key bound to its robot or crane (:mod:`sync.telemetry_keys`);
-        KeyDirError for a directory that cannot be used."""
+        KeyDirError for a directory that cannot be used. ``workers`` > 1: ingest in that
+        many worker processes sharing the ingest port (:mod:`twin.live.shards`;
+        ShardError if they cannot start)."""
         self.scene = scene
         self.scene_name = scene.name
         self.tick_hz = tick_hz
@@ -167,10 +171,13 @@ class Mirror(Intake, FanoutServer):
         self.context = context or zmq.Context()
         self.telemetry_keys: TelemetryKeys | None = None
         self._telemetry_auth: TelemetryAuth | None = None
+        self.shards: IngestShards | None = None
+        self._shard_epochs = {}
         if keys is not None:
             try:
                 self.telemetry_keys = TelemetryKeys(keys)
-                self._telemetry_auth = TelemetryAuth(self.telemetry_keys)
+                if workers <= 1:  # with workers, each authenticates its own connections
+                    self._telemetry_auth = TelemetryAuth(self.telemetry_keys)
             except BaseException:
                 self.world.close()
                 raise
@@ -189,9 +196,17 @@ class Mirror(Intake, FanoutServer):
             self._fanout.setsockopt(zmq.SNDHWM, FANOUT_SNDHWM)
             for socket in (self._ingest, self._fanout):
                 socket.setsockopt(zmq.LINGER, 0)
+            if workers > 1:
+                self.shards = IngestShards(
+                    scene, endpoints.ingest, workers, keys=keys, context=self.context
+                )
             # the endpoints actually bound ("tcp://127.0.0.1:*" picks a free port)
             self.endpoints = Endpoints(
-                ingest=_bind(self._ingest, endpoints.ingest, "ingest"),
+                ingest=(
+                    self.shards.endpoint
+                    if self.shards is not None
+                    else _bind(self._ingest, endpoints.ingest, "ingest")
+                ),
                 fanout=_bind(self._fanout, endpoints.fanout, "fan-out"),
                 snapshot=endpoints.snapshot,  # below: bound by the reply server
             )
@@ -210,6 +225,9 @@ class Mirror(Intake, FanoutServer):
             self.gate = None
         if hasattr(self, "requests"):
             self.requests.close()  # stops the reply server's process
+        if self.shards is not None:
+            self.shards.close()
+            self.shards = None
         if hasattr(self, "ingest_monitor"):
             self.ingest_monitor.close()
         for socket in (self._ingest, self._fanout):
@@ -223,7 +241,12 @@ class Mirror(Intake, FanoutServer):
     def run(self, *, stop: threading.Event | None = None, duration_s: float | None = None) -> None:
         """Serve until ``stop`` is set or ``duration_s`` has passed."""
         poller = zmq.Poller()
-        poller.register(self._ingest, zmq.POLLIN)
+        inputs: list[zmq.Socket[bytes]] = [self._ingest]
+        if self.shards is not None:
+            inputs = self.shards.channels
+            self.shards.configure(frames=bool(self.frame_sinks))
+        for socket in inputs:
+            poller.register(socket, zmq.POLLIN)
         self.refresh_replies(time.monotonic_ns(), force=True)
         command = control = None
         if self.gate is not None:
@@ -241,7 +264,7 @@ class Mirror(Intake, FanoutServer):
             if now < next_tick:
                 wait_ms = -(-(next_tick - now) // 1_000_000)  # round up: never spin
                 ready = dict(poller.poll(wait_ms))
-                if self._ingest in ready:
+                if any(socket in ready for socket in inputs):
                     self.drain(until_mono_ns=next_tick)
                 if self.gate is not None:
                     if command in ready:
@@ -299,6 +322,9 @@ class Mirror(Intake, FanoutServer):
         for frame_sink in self.frame_sinks:
             frame_sink.ship(now_mono)
         if publish:
+            if self.shards is not None:
+                for line in self.shards.check():
+                    log.warning("%s", line)
             self.publish_update()
         self.refresh_replies(now_mono, snapshot=publish)
         if self.monitors is not None and self.monitors.due(now_mono):

@@ -26,6 +26,7 @@ from sync.telemetry_keys import TelemetryKeys
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
 from twin.live.links import CraneLink, RobotLink
+from twin.live.shards import IngestShards
 from twin.world.world import World
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class FanoutServer:
     _fanout: zmq.Socket[bytes]
     requests: ReplyServer
     ingest_monitor: SocketMonitor
+    shards: IngestShards | None
     telemetry_keys: TelemetryKeys | None
     _snapshot_seq: int = -1
     _status_made_mono_ns: int = 0
@@ -191,6 +193,8 @@ class FanoutServer:
                 # connections ZeroMQ accepted and lost: a frame over 1 MiB (ZMQ_MAXMSGSIZE)
                 # makes it drop the sender's connection, counted here as `disconnected`
                 "ingest_connections": dict(self.ingest_monitor.counts),
+                # twin live --workers N: the ingest worker processes (None: ingest in-process)
+                "ingest_workers": self.shards.status() if self.shards is not None else None,
             },
             "requests": self._request_counters(),
         }
