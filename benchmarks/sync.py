@@ -77,6 +77,15 @@ worker writing what it had not yet, then the summary) and ``record_worker_cpu_s`
 worker process's CPU time over its life. ``--record-nice N``: the worker runs at nice N
 instead of SCHED_IDLE (``twin live``'s).
 
+``--workers W`` takes telemetry in as ``twin live --workers W`` does (W processes sharing
+the ingest port; :mod:`twin.live.shards`): ``workers_cpu_percent`` is their CPU summed
+over the window, ``accepted_by_worker`` how many messages each accepted over the run, and
+``cpu_percent``/``loop_cpu_percent`` stay the twin's own process and thread. The kernel
+spreads *connections* over the workers, so give the publishers several
+(``--connections K``: each publisher deals its robots to K gateways, each with its own
+socket, as a hall of one gateway per robot or per few robots has; the baseline uses the
+same connections).
+
 ``--profile`` runs the twin's window under cProfile and prints the top 25 functions by
 cumulative and by own time to stderr (the figures of a profiled run are inflated by
 the profiler). The whole run is bounded: every wait has a timeout, and an alarm ends

@@ -176,6 +176,35 @@ def test_a_second_sender_takes_over_and_the_old_epoch_is_never_applied_again(
     sharded.start_thread()
 
 
+def test_the_workers_events_reach_the_ingest_event_hook(
+    context: Ctx, sharded: ThreadedMirror
+) -> None:
+    """``twin live --record`` records the ingest's events by wrapping its hook: a gateway
+    restarted behind a worker raises its epoch event there, as without workers."""
+    seen: list[tuple[str, str]] = []
+    forward = sharded.ingest.on_event
+
+    def hook(kind: str, source: str, detail: str) -> None:
+        seen.append((kind, source))
+        forward(kind, source, detail)
+
+    sharded.ingest.on_event = hook
+    codec = codec_for(get_model(MODEL))
+    robot_id = sharded.scene.robots[0].id
+    (gateway,) = _gateways(context, sharded, 1)
+    payload = codec.encode(*random_state(MODEL, 3))
+    try:
+        for _ in range(5):
+            gateway.send(Kind.JOINT_STATE, robot_id, payload)
+        _until(context, sharded, lambda s: robot_row(s, robot_id)["accepted"] == 5, "five")
+        gateway.restart()  # a new epoch on the same connection: the worker's own event
+        gateway.send(Kind.JOINT_STATE, robot_id, payload)
+        wait_for(lambda: ("epoch", robot_id) in seen, timeout_s=10.0, what="the epoch event")
+    finally:
+        gateway.close()
+    assert any(e.kind == "epoch" and e.source_id == robot_id for e in list(sharded.events))
+
+
 def test_frame_sinks_get_every_accepted_message_from_the_workers(context: Ctx) -> None:
     """The recorder's feed: every accepted message's frames, in order per connection."""
     twin = ThreadedMirror(

@@ -279,3 +279,24 @@ def test_rate_and_delay_meters() -> None:
     assert delay.offset_ns == skew
     p50, p99 = delay.percentiles_ms() or (0.0, 0.0)
     assert p50 == pytest.approx(1.2) and p99 == pytest.approx(1.4)
+
+
+def test_status_percentiles_are_computed_once_a_period_at_the_meters_own_phase() -> None:
+    """``twin status`` asks at 30 Hz: each robot's percentiles are recomputed once a second,
+    at its own phase (robots take turns), and at once when nothing new came in between."""
+    from sync.streams import PERCENTILES_EVERY_NS
+
+    delay = DelayMeter(phase_ns=PERCENTILES_EVERY_NS // 2)
+    for _ in range(100):
+        delay.on_applied(0, 1 * MS)
+    start = 10 * PERCENTILES_EVERY_NS  # the meter's period runs from start - phase
+    assert delay.percentiles_ms(now_ns=start) == (1.0, 1.0)
+    for _ in range(100):
+        delay.on_applied(0, 5 * MS)  # new samples: p99 is 5 ms now
+    assert delay.percentiles_ms() == (1.0, 5.0)  # asked without a time: always fresh
+    # within the period: the figures of its start
+    assert delay.percentiles_ms(now_ns=start + PERCENTILES_EVERY_NS // 2 - 1) == (1.0, 1.0)
+    # the meter's next period (half a period later, its phase): recomputed
+    assert delay.percentiles_ms(now_ns=start + PERCENTILES_EVERY_NS // 2) == (1.0, 5.0)
+    delay.reset()
+    assert delay.percentiles_ms(now_ns=start + PERCENTILES_EVERY_NS // 2 + 1) is None

@@ -77,7 +77,6 @@ class Intake:
     _shard_epochs: dict[str, tuple[int, int, int, deque[int]]]
     robots: dict[str, RobotLink]
     cranes: dict[str, CraneLink]
-    event: Callable[[str, str, str], None]  # FanoutServer's: (kind, source id, detail)
     sinks: list[Sink]
     frame_sinks: list[FrameSink]
     telemetry_keys: TelemetryKeys | None
@@ -138,8 +137,9 @@ class Intake:
         ingest.bad_frames.update(digest.bad_frames)
         ingest.unknown_sources.update(digest.unknown_sources)
         self.ingest_monitor.counts.update(digest.connections)
+        on_event = ingest.on_event  # the ingest's events, as the one-process twin raises them
         for kind, source, detail in digest.events:
-            self.event(kind, source, detail)
+            on_event(kind, source, detail)
         touched: list[RobotLink] = []
         for found in digest.robots:
             link = self.robots.get(found.robot_id)
@@ -228,7 +228,7 @@ class Intake:
             link.epochs_interleaved += found.joint_messages
             if link.interleave_told != link.epoch:
                 link.interleave_told = link.epoch
-                self.event("takeover", link.robot_id,
+                self.ingest.on_event("takeover", link.robot_id,
                            f"js: epoch {found.epoch:#x} still sends after {link.epoch:#x} took "
                            "over (two senders, or an old connection's backlog)")  # fmt: skip
             return False
@@ -237,7 +237,7 @@ class Intake:
             retired.popleft()
         if worker != owner:  # the worker's own change was told by the worker already
             detail = f"gateway restarted: new epoch {found.epoch:#x} (another connection)"
-            self.event("epoch", link.robot_id, detail)
+            self.ingest.on_event("epoch", link.robot_id, detail)
         link.delay.reset()
         link.epoch = found.epoch
         self._shard_epochs[link.robot_id] = (found.epoch, worker, found.joints_seq, retired)

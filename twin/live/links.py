@@ -160,8 +160,8 @@ class RobotLink:
 
     def status(self, now_mono_ns: int) -> dict[str, Any]:
         """One row of ``twin status``."""
-        latency = self.delay.percentiles_ms()
-        raw = self.delay.percentiles_ms(raw=True)
+        latency = self.delay.percentiles_ms(now_ns=now_mono_ns)
+        raw = self.delay.percentiles_ms(raw=True, now_ns=now_mono_ns)
         js = self.streams.get(Kind.JOINT_STATE)
         last = self.liveness.last_rx_ns
         return {

@@ -44,7 +44,7 @@ from sync.fanout import Event
 from sync.monitor import SocketMonitor
 from sync.protocol import Received
 from sync.replies import ReplyServer
-from sync.streams import Liveness
+from sync.streams import PERCENTILES_EVERY_NS, Liveness
 from sync.telemetry_keys import TelemetryAuth, TelemetryKeys
 from twin.failures.events import FailureEvent
 from twin.failures.monitors import Monitors
@@ -129,6 +129,8 @@ class Mirror(Intake, FanoutServer):
             self.world.close()
             raise MirrorError(f"robot {robot.id!r} cannot be mirrored: {exc}") from None
         self._bodies = {rid: self.world.robot(rid).body for rid in self.robots}
+        for index, link in enumerate(self.robots.values()):  # status percentiles take turns
+            link.delay.phase_ns = index * PERCENTILES_EVERY_NS // len(self.robots)
         self.cranes = {
             c.id: CraneLink(
                 c.id,
