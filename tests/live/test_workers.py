@@ -128,6 +128,25 @@ def test_a_bad_frame_through_a_worker_is_counted_by_reason_and_robot(
     assert row["received"] == 2 and sum(row["refused"].values()) == 2
 
 
+def test_a_frame_over_1_mib_is_counted_as_a_dropped_connection_by_its_worker(
+    context: Ctx, sharded: ThreadedMirror
+) -> None:
+    robot_id = sharded.scene.robots[0].id
+    (gateway,) = _gateways(context, sharded, 1)
+    try:
+        header = pack_header(Kind.JOINT_STATE, 0, 1, gateway.epoch)
+        gateway.socket.send_multipart([topic(Kind.JOINT_STATE, robot_id), header, bytes(2 << 20)])
+        status = _until(
+            context,
+            sharded,
+            lambda s: s["totals"]["ingest_connections"].get("disconnected", 0) >= 1,
+            "the dropped connection counted",
+        )
+    finally:
+        gateway.close()
+    assert status["totals"]["received"] == 0  # it never reached ingest: ZeroMQ dropped it
+
+
 def test_a_second_sender_takes_over_and_the_old_epoch_is_never_applied_again(
     context: Ctx, sharded: ThreadedMirror
 ) -> None:
@@ -203,6 +222,49 @@ def test_the_workers_events_reach_the_ingest_event_hook(
     finally:
         gateway.close()
     assert any(e.kind == "epoch" and e.source_id == robot_id for e in list(sharded.events))
+
+
+def test_a_killed_worker_is_said_and_its_gateways_reconnect_to_the_other(
+    context: Ctx, sharded: ThreadedMirror, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGKILL one worker: the twin says so once and goes on; the gateways it served
+    reconnect (ZeroMQ does, by itself) and the kernel hands them to the living worker."""
+    codec = codec_for(get_model(MODEL))
+    robots = [r.id for r in sharded.scene.robots]
+    gateways = _gateways(context, sharded, len(robots))
+    shards = sharded.shards
+    assert shards is not None
+    payload = codec.encode(*random_state(MODEL, 4))
+
+    def send_all() -> None:
+        for gateway, robot_id in zip(gateways, robots, strict=True):
+            gateway.send(Kind.JOINT_STATE, robot_id, payload)
+
+    try:
+        send_all()
+        _until(context, sharded, lambda s: s["totals"]["accepted"] == len(robots), "first")
+        victim = shards.processes[0]
+        assert victim.process is not None
+        victim.process.kill()
+        victim.process.wait(timeout=10.0)
+        status = _until(
+            context,
+            sharded,
+            lambda s: s["totals"]["ingest_workers"]["alive"] == 1,
+            "the dead worker seen",
+        )
+
+        def every_robot_heard_again(s: dict[str, Any]) -> bool:
+            send_all()
+            return all(robot_row(s, r)["accepted"] >= 2 for r in robots)
+
+        status = _until(context, sharded, every_robot_heard_again, "every robot again")
+    finally:
+        for gateway in gateways:
+            gateway.close()
+    assert status["totals"]["ingest_workers"]["alive"] == 1
+    said = [r.getMessage() for r in caplog.records if "ingest worker 0 exited" in r.getMessage()]
+    assert len(said) == 1
 
 
 def test_frame_sinks_get_every_accepted_message_from_the_workers(context: Ctx) -> None:

@@ -118,7 +118,12 @@ class Intake:
             if not digests:
                 break
             for digest in digests:
-                self.apply_digest(digest)
+                try:
+                    self.apply_digest(digest)
+                except Exception as exc:  # a bug of ours must not stop the twin
+                    self.ingest.log_limited(
+                        "internal_error", "could not apply a worker's digest: %r", exc
+                    )
             handled += len(digests)
             if until_mono_ns is not None and time.monotonic_ns() >= until_mono_ns:
                 break

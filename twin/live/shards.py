@@ -33,6 +33,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 import zmq
 
 from robots.library import model_entry
@@ -74,6 +75,7 @@ class IngestShards:
         self.digests = 0
         self.frames_dropped = 0
         self.accepted_by_worker = [0] * workers
+        self.bad_digests = 0
         try:
             for index in range(workers):
                 self.processes.append(
@@ -126,7 +128,7 @@ class IngestShards:
         """The digests waiting, at most ``limit`` (never waits); a worker that ended is one
         line on the log."""
         found: list[Digest] = []
-        for process in self.processes:
+        for process_index, process in enumerate(self.processes):
             channel = process.channel
             while len(found) < limit:
                 try:
@@ -134,7 +136,13 @@ class IngestShards:
                 except zmq.Again:
                     break
                 if tag == DIGEST:
-                    digest = load(body)
+                    try:
+                        digest = load(body)
+                    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                        self.bad_digests += 1  # a bug of ours: never the twin's end
+                        log.warning("ingest worker %d: a digest that does not decode: %s",
+                                    process_index, exc)  # fmt: skip
+                        continue
                     self.frames_dropped += digest.frames_dropped
                     self.accepted_by_worker[digest.worker] += digest.accepted
                     found.append(digest)
@@ -159,6 +167,7 @@ class IngestShards:
             "digests": self.digests,
             "accepted_by_worker": list(self.accepted_by_worker),
             "frames_dropped": self.frames_dropped,
+            "bad_digests": self.bad_digests,
         }
 
     def cpu_s(self) -> float:
