@@ -22,6 +22,7 @@ from scenes import load_scene
 from scenes.model import Scene
 from scenes.tasks import TASKS_DIR, load_task, parse_task_text
 from twin.cli.app import app
+from twin.preview.checks import MAX_WORK_CONTACT_N
 from twin.preview.engine import run_preview
 from twin.preview.support import MAX_SUPPORT_OUTSIDE_WALKS
 from twin.preview.trials import run_trials
@@ -56,8 +57,9 @@ WALK = (
 )
 REACH = (
     "name: reach_within_balance\nrobot: K1-01\nsteps:\n"
-    "  - reach: {hand: right, target: {bench: B1, offset: [0, 0.35, 5 cm]}}\n  - wait: 1 s\n"
+    "  - reach: {hand: right, target: {bench: B1, offset: [0, 0.35, 10 cm]}}\n  - wait: 1 s\n"
 )
+REACH_INTO_BENCH = REACH.replace("10 cm", "5 cm")  # the hand's target 5 cm up: it lands on it
 
 
 def test_standing_on_its_own_feet_needs_no_support_and_the_hook_is_measured(hall: Scene) -> None:
@@ -95,6 +97,26 @@ def test_a_reach_within_balance_passes_on_its_own_feet(hall: Scene) -> None:
     assert result.passed, result.reasons
     assert result.max_support_force_fraction_outside_walks == 0.0
     assert result.max_hand_error_m < 0.05
+
+
+@pytest.mark.parametrize("own_feet", [True, False], ids=["own-feet", "carried"])
+def test_a_hand_driven_into_the_bench_it_reaches_over_is_a_collision(
+    hall: Scene, own_feet: bool
+) -> None:
+    """The hand at work may touch its bench, not press on it: this reach pressed 100 N on
+    B1 for a second and passed before the push was judged."""
+    task = parse_task_text(REACH_INTO_BENCH, "reach.yaml", hall)
+    result = run_preview(task, hall, own_feet=own_feet)
+    assert not result.passed
+    first = result.reasons[0]
+    assert first.kind == "collision" and first.step == 0
+    assert "r_hand_link pushes bench:B1 with" in first.detail
+    assert result.max_work_contact_force_n > MAX_WORK_CONTACT_N
+    assert result.report()["max_work_contact_on"] == "robot:K1-01/r_hand_link on bench:B1"
+    # 5 cm higher the hand clears the bench: nothing pressed at all
+    clear = run_preview(parse_task_text(REACH, "reach.yaml", hall), hall, own_feet=own_feet)
+    assert clear.passed, clear.reasons
+    assert clear.max_work_contact_force_n == 0.0
 
 
 def test_overreach_topples_on_its_own_feet_and_only_a_support_holds_it(hall: Scene) -> None:

@@ -13,7 +13,11 @@ Judgements (SI units):
   impulse at a foot strike is not a sustained load); fails above ``max_effort_fraction``.
 * **collision**: any other body closer than :data:`CONTACT_M` (touching or overlapping);
   **clearance**: closer than ``min_clearance``. The hand at work is exempt against the bench and
-  items it works on, and a held item is not "another body".
+  items it works on, and a held item is not "another body"; but it may only touch the bench: a
+  push of the working arm on it over :data:`MAX_WORK_CONTACT_N` (normal force, per link) for
+  :data:`WORK_CONTACT_GRACE_S` is a **collision** too (a hand driven into the bench it reaches
+  over is not "touching"; before this check such a reach passed, pressing 100 N). Items are not
+  judged so: a hand grasping or lifting one presses on it as it must.
 * **balance**: outside walk steps, the whole-body centre of mass projected on the floor must be
   inside the support polygon (convex hull of the feet's floor contacts); fails when outside for
   longer than :data:`BALANCE_GRACE_S`. Walking runs on a stabilised base, so balance while
@@ -38,6 +42,11 @@ PARKED_TRACK_RAD: Final = 0.05
 """...as long as the joint stays this close to its target."""
 EFFORT_FILTER_S: Final = 0.05
 BALANCE_GRACE_S: Final = 0.25
+MAX_WORK_CONTACT_N: Final = 30.0
+"""The most the arm at work may press on the bench it works at (about 3 kg: a hand resting
+on it). More is a push the task did not ask for."""
+WORK_CONTACT_GRACE_S: Final = 0.1
+"""A push over MAX_WORK_CONTACT_N shorter than this (the impulse of touching down) is not one."""
 CLEARANCE_HORIZON_M: Final = 1.0
 """Clearance is measured up to this distance (farther counts as this)."""
 
@@ -100,6 +109,9 @@ class Checks:
         self.worst_effort_joint = ""
         self.min_clearance = CLEARANCE_HORIZON_M
         self.min_clearance_to = ""
+        self.max_work_contact_n = 0.0
+        self.max_work_contact_on = ""
+        self._pushing_since: dict[tuple[str, str], float] = {}
         self.min_balance_margin_m = math.inf
         self._outside_since: float | None = None
         self.series = Series()
@@ -174,6 +186,26 @@ class Checks:
                     f"(minimum {self.min_clearance_m * 100:g} cm)",
                 )  # fmt: skip
         return least
+
+    def work_contact(self, t_s: float, step: int, pushes: list[tuple[float, str, str]]) -> None:
+        """The working arm's pushes now, as (normal force N, own link name, other body name):
+        the largest is kept; one over MAX_WORK_CONTACT_N for WORK_CONTACT_GRACE_S fails."""
+        pushing: set[tuple[str, str]] = set()
+        for force, own, other in pushes:
+            if force > self.max_work_contact_n:
+                self.max_work_contact_n, self.max_work_contact_on = force, f"{own} on {other}"
+            if force <= MAX_WORK_CONTACT_N:
+                continue
+            pushing.add((own, other))
+            since = self._pushing_since.setdefault((own, other), t_s)
+            if t_s - since >= WORK_CONTACT_GRACE_S:
+                self.raise_once(
+                    "collision", other, step, since,
+                    f"{own} pushes {other} with {force:.0f} N (the hand at work may touch what "
+                    f"it works on, with at most {MAX_WORK_CONTACT_N:g} N)",
+                )  # fmt: skip
+        for key in set(self._pushing_since) - pushing:
+            del self._pushing_since[key]
 
     def balance(self, t_s: float, step: int, margin_m: float | None) -> None:
         """Centre-of-mass margin inside the support polygon (m; < 0 outside), None: no feet on

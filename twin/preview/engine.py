@@ -191,6 +191,8 @@ class _Run(Control, RunChecks):
             wall_s=wall_s,
             min_clearance_m=checks.min_clearance,
             min_clearance_to=checks.min_clearance_to,
+            max_work_contact_force_n=checks.max_work_contact_n,
+            max_work_contact_on=checks.max_work_contact_on,
             max_effort_fraction=checks.worst_effort,
             max_effort_joint=checks.worst_effort_joint,
             max_joint_limit_fraction=checks.worst_limit,

@@ -117,6 +117,9 @@ class PreviewResult:
     min_planned_cop_margin_m: float | None = None
     """On its own feet, the plan's centre of pressure under the wrench strokes' pushes: its least
     margin inside the feet (m; None without strokes)."""
+    max_work_contact_force_n: float = 0.0
+    """The hardest the working arm pressed on the bench it works at (N; Checks.work_contact)."""
+    max_work_contact_on: str = ""
     balance_plan: str = "carried throughout"
     """How the plan's standing poses were balanced, or why they were not."""
     balance_series: dict[str, Any] = field(default_factory=dict)
@@ -139,6 +142,8 @@ class PreviewResult:
             "deadline_s": self.deadline_s,
             "min_clearance_m": round(self.min_clearance_m, 4),
             "min_clearance_to": self.min_clearance_to,
+            "max_work_contact_force_n": round(self.max_work_contact_force_n, 1),
+            "max_work_contact_on": self.max_work_contact_on,
             "max_effort_fraction": round(self.max_effort_fraction, 4),
             "max_effort_joint": self.max_effort_joint,
             "max_joint_limit_fraction": round(self.max_joint_limit_fraction, 4),

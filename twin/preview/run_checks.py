@@ -42,6 +42,7 @@ class RunChecks(Grasping):
         judge = not self.handing_over(t_s)
         limit, effort = self.checks.joints(t_s, step, positions, efforts, targets, judge)
         clearance = self.checks.clearance(t_s, step, self._nearest(step))
+        self.checks.work_contact(t_s, step, self._work_pushes(step))
         force = hall.stabiliser_force_n() / hall.weight_n
         self.max_stabiliser = max(self.max_stabiliser, force)
         walking = self.walking_now(t_s) or self.c.task.steps[step].kind == "walk"
@@ -128,6 +129,26 @@ class RunChecks(Grasping):
                     best = (float(p[8]), int(p[3]), int(p[4]))
             if best is not None:
                 out.append((best[0], hall.link_name(best[1]), self._other_name(other, best[2])))
+        return out
+
+    def _work_pushes(self, step: int) -> list[tuple[float, str, str]]:
+        """(normal force N, own link, bench) of the working arm on the benches it works at
+        (contacts the clearance check leaves out), summed per link and bench. Items are not
+        judged: a hand grasping or lifting an item presses on it as it must."""
+        exempt_links, work = self._work_set(step)
+        if not exempt_links:
+            return []
+        hall, client = self.hall, self.hall.client
+        out: list[tuple[float, str, str]] = []
+        for other in hall.others:
+            if other.name not in work or not other.name.startswith("bench:"):
+                continue
+            forces: dict[int, float] = {}
+            for p in pb.getContactPoints(hall.body, other.body, physicsClientId=client) or ():
+                link = int(p[3])
+                if link in exempt_links:
+                    forces[link] = forces.get(link, 0.0) + float(p[9])
+            out.extend((f, hall.link_name(link), other.name) for link, f in forces.items())
         return out
 
     def _other_name(self, other: Any, link: int) -> str:
