@@ -51,6 +51,7 @@ def _socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
@@ -63,6 +64,18 @@ def reserve(endpoint: str) -> tuple[socket.socket, str]:
     """Hold ``endpoint``'s port (a free one for ``*``): (the held socket, the endpoint with
     its port). Close the socket once the workers listen."""
     host, port = _host_port(endpoint)
+    if port:  # free for us alone? (a port another twin shares would take it without error)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # REUSEADDR, as ZeroMQ's own listeners: a twin restarted on its port is not
+            # refused for its old connections in TIME_WAIT, only for a live listener
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host.strip("[]"), port))
+            except OSError as exc:
+                raise SharedPortError(
+                    f"cannot bind tcp://{host}:{port}: {exc.strerror or exc}"
+                ) from None
     held = _socket(host, port)
     return held, f"tcp://{host}:{held.getsockname()[1]}"
 

@@ -309,8 +309,11 @@ class DelayMeter:
             and cached is not None
             and (
                 cached[0] == samples.appended
-                or (now_ns + self.phase_ns) // PERCENTILES_EVERY_NS
-                == (cached[1] + self.phase_ns) // PERCENTILES_EVERY_NS
+                or (
+                    cached[2] is not None  # a cached "none yet" is not kept once samples came
+                    and (now_ns + self.phase_ns) // PERCENTILES_EVERY_NS
+                    == (cached[1] + self.phase_ns) // PERCENTILES_EVERY_NS
+                )
             )
         ):
             return cached[2]

@@ -167,7 +167,11 @@ def orphaned(parent_pid: int) -> bool:
 
 
 def connect(
-    endpoint: str, *, receive_hwm: int | None = None, linger_ms: int = 0
+    endpoint: str,
+    *,
+    receive_hwm: int | None = None,
+    send_hwm: int | None = None,
+    linger_ms: int = 0,
 ) -> tuple[zmq.Context[zmq.Socket[bytes]], zmq.Socket[bytes]]:
     """The worker's side of the channel: a new context and its PAIR socket, connected
     (``linger_ms``: how long its last words may wait for the twin when it closes)."""
@@ -176,5 +180,7 @@ def connect(
     channel.setsockopt(zmq.LINGER, linger_ms)
     if receive_hwm is not None:
         channel.setsockopt(zmq.RCVHWM, receive_hwm)
+    if send_hwm is not None:
+        channel.setsockopt(zmq.SNDHWM, send_hwm)
     channel.connect(endpoint)
     return context, channel

@@ -32,7 +32,6 @@ thousands a second), so it is written for that:
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -41,15 +40,15 @@ import zmq
 
 from robots.bullet import pb
 from sync.monitor import SocketMonitor
-from sync.protocol import Header, Kind, Received, topic
+from sync.protocol import Kind, Received
 from sync.telemetry_keys import TelemetryKeys
 from twin.live.ingest import Ingest, take_batch
 from twin.live.links import CraneLink, RobotLink
-from twin.live.shard_digest import CraneDigest, Digest, RobotDigest, add_counts, joint_values
+from twin.live.shard_digest import Digest
+from twin.live.shard_merge import DigestMerger
 from twin.live.shards import IngestShards
 from twin.world.world import World
 
-_RETIRED_EPOCHS_KEPT: Final = 8
 BATCH: Final = 128
 """Messages taken from the socket before they are handled (and the deadline looked at)."""
 
@@ -74,7 +73,7 @@ class Intake:
     ingest: Ingest
     ingest_monitor: SocketMonitor
     shards: IngestShards | None
-    _shard_epochs: dict[str, tuple[int, int, int, deque[int]]]
+    merger: DigestMerger | None
     robots: dict[str, RobotLink]
     cranes: dict[str, CraneLink]
     sinks: list[Sink]
@@ -108,145 +107,46 @@ class Intake:
         return handled
 
     def take_digests(self, *, until_mono_ns: int | None = None, limit: int = 100_000) -> int:
-        """With ingest workers: apply their waiting digests (``limit`` and the deadline in
-        digests); returns how many were applied."""
-        shards = self.shards
-        assert shards is not None
+        """With ingest workers: apply their waiting digests until none is left, the
+        deadline, or ``limit`` messages (what the digests accepted); returns that count."""
+        shards, merger = self.shards, self.merger
+        assert shards is not None and merger is not None
         handled = 0
         while handled < limit:
-            digests = shards.take(min(64, limit - handled))
+            digests = shards.take(16)
             if not digests:
                 break
             for digest in digests:
+                handled += max(1, digest.accepted)
+                mono_ns = time.monotonic_ns()
                 try:
-                    self.apply_digest(digest)
+                    touched, refused = merger.apply(digest, mono_ns, self.sinks)
                 except Exception as exc:  # a bug of ours must not stop the twin
                     self.ingest.log_limited(
                         "internal_error", "could not apply a worker's digest: %r", exc
                     )
-            handled += len(digests)
+                    continue
+                self._feed_frames(digest, refused, mono_ns)
+                for link in touched:  # the newest state of each, while the budget lasts
+                    if self._apply_spent_ns >= self._apply_budget_ns:
+                        break
+                    if link.joints_dirty:
+                        self._apply_joints(link, mono_ns)
             if until_mono_ns is not None and time.monotonic_ns() >= until_mono_ns:
                 break
         return handled
 
-    def apply_digest(self, digest: Digest) -> None:
-        """One worker's digest into the twin's links and totals (see
-        :mod:`twin.live.shards` for how epochs of two workers meet)."""
-        mono_ns = time.monotonic_ns()
-        ingest = self.ingest
-        ingest.received += digest.received
-        ingest.accepted += digest.accepted
-        ingest.unattributed += digest.unattributed
-        ingest.bytes_in += digest.bytes_in
-        ingest.log_suppressed += digest.log_suppressed
-        ingest.bad_frames.update(digest.bad_frames)
-        ingest.unknown_sources.update(digest.unknown_sources)
-        self.ingest_monitor.counts.update(digest.connections)
-        on_event = ingest.on_event  # the ingest's events, as the one-process twin raises them
-        for kind, source, detail in digest.events:
-            on_event(kind, source, detail)
-        touched: list[RobotLink] = []
-        for found in digest.robots:
-            link = self.robots.get(found.robot_id)
-            if link is not None and self._take_robot(link, found, digest.worker, mono_ns):
-                touched.append(link)
-        for crane_found in digest.cranes:
-            crane = self.cranes.get(crane_found.crane_id)
-            if crane is not None:
-                _take_crane(crane, crane_found, mono_ns)
+    def _feed_frames(self, digest: Digest, refused: set[bytes], mono_ns: int) -> None:
+        """A digest's accepted frames to the frame sinks (the recorder), as they came."""
         if digest.frames:
             for frame_sink in self.frame_sinks:
                 feed = frame_sink.frames
                 for received_ns, group in digest.frames:
                     for frames in group:
-                        feed(received_ns, frames)
+                        if not refused or frames[0] not in refused:
+                            feed(received_ns, frames)
         for frame_sink in self.frame_sinks:
             frame_sink.ship(mono_ns)
-        for link in touched:  # the newest state of each, while the budget lasts
-            if self._apply_spent_ns >= self._apply_budget_ns:
-                break
-            if link.joints_dirty:
-                self._apply_joints(link, mono_ns)
-
-    def _take_robot(self, link: RobotLink, found: RobotDigest, worker: int, mono_ns: int) -> bool:
-        """One robot's part of a digest; True if it brought a joint state to apply."""
-        link.frames_in += found.frames_in
-        link.joint_messages += found.joint_messages
-        if found.refused:
-            link.refused.update(found.refused)
-        link.epochs_interleaved += found.epochs_interleaved
-        streams = link.streams
-        for kind, counts in found.streams.items():
-            tracker = streams.get(kind)  # type: ignore[call-overload]  # Kind is an int
-            add_counts(tracker or link.tracker(Kind(kind)), counts)
-        if found.rate_msgs:
-            link.rate_in.add_many(mono_ns, found.rate_msgs, found.bytes_in)
-        liveness = link.liveness
-        liveness.main_messages += found.main_messages
-        liveness.last_rx_ns = max(liveness.last_rx_ns, found.last_rx_ns)
-        liveness.last_any_ns = max(liveness.last_any_ns, found.last_any_ns)
-        liveness.shutdown = found.shutdown
-        link.view_dirty = True
-        if found.heartbeat is not None:
-            link.heartbeat = found.heartbeat
-        if found.base is not None:
-            link.base = found.base
-            link.base_dirty = True
-        if found.joints is None:
-            return False
-        if not self._epoch_allows(link, found, worker):
-            return False
-        values = joint_values(found)
-        if values is None:
-            link.raw_payload, link.raw_joints = found.joints, None
-        else:
-            link.raw_payload, link.raw_joints = None, values
-        link.joints_stamp_ns = found.joints_stamp_ns
-        link.joints_dirty = True
-        link.delay.on_receive(found.joints_stamp_ns, found.joints_received_ns)
-        if self.sinks:
-            header = Header(Kind.JOINT_STATE, found.joints_seq, found.joints_stamp_ns, link.epoch)
-            topic_frame = topic(Kind.JOINT_STATE, link.robot_id)
-            payload = found.joints if values is None else b""
-            record = Received(found.joints_received_ns, link.robot_id, header, topic_frame,
-                              payload, link.wire_joints())  # fmt: skip
-            for sink in self.sinks:
-                sink(record)
-        return True
-
-    def _epoch_allows(self, link: RobotLink, found: RobotDigest, worker: int) -> bool:
-        """Whether a worker's newest joint state may become the robot's: its epoch is the
-        robot's (and its sequence newer), or newer than the robot's (a takeover or a
-        restarted gateway, told as an event); a retired epoch's state is not applied."""
-        held = self._shard_epochs.get(link.robot_id)
-        if held is None or link.epoch == 0:
-            self._shard_epochs[link.robot_id] = (found.epoch, worker, found.joints_seq, deque())
-            link.epoch = found.epoch
-            return True
-        epoch, owner, seq, retired = held
-        if found.epoch == epoch:
-            if found.joints_seq <= seq and worker != owner:
-                return False  # another connection's older state of the same stream
-            self._shard_epochs[link.robot_id] = (epoch, worker, found.joints_seq, retired)
-            return True
-        if found.epoch in retired:
-            link.epochs_interleaved += found.joint_messages
-            if link.interleave_told != link.epoch:
-                link.interleave_told = link.epoch
-                self.ingest.on_event("takeover", link.robot_id,
-                           f"js: epoch {found.epoch:#x} still sends after {link.epoch:#x} took "
-                           "over (two senders, or an old connection's backlog)")  # fmt: skip
-            return False
-        retired.append(epoch)
-        while len(retired) > _RETIRED_EPOCHS_KEPT:
-            retired.popleft()
-        if worker != owner:  # the worker's own change was told by the worker already
-            detail = f"gateway restarted: new epoch {found.epoch:#x} (another connection)"
-            self.ingest.on_event("epoch", link.robot_id, detail)
-        link.delay.reset()
-        link.epoch = found.epoch
-        self._shard_epochs[link.robot_id] = (found.epoch, worker, found.joints_seq, retired)
-        return True
 
     def handle(
         self, frames: list[bytes], received_ns: int, mono_ns: int, peer: bytes | None = None
@@ -343,21 +243,6 @@ class Intake:
                 self._apply_start = (self._apply_start + step) % count  # first next tick
                 return
             self._apply_joints(link, now_mono)
-
-
-def _take_crane(crane: CraneLink, found: CraneDigest, mono_ns: int) -> None:
-    crane.frames_in += found.frames_in
-    crane.refused.update(found.refused)
-    add_counts(crane.stream, found.stream)
-    if found.rate_msgs:
-        crane.rate_in.add_many(mono_ns, found.rate_msgs, found.bytes_in)
-    crane.liveness.last_rx_ns = max(crane.liveness.last_rx_ns, found.last_rx_ns)
-    crane.liveness.last_any_ns = crane.liveness.last_rx_ns
-    if found.state is not None and found.stamp_ns >= crane.stamp_ns:
-        crane.state = found.state
-        crane.stamp_ns = found.stamp_ns
-        crane.dirty = True
-    crane.view_dirty = True
 
 
 def _column(values: np.ndarray) -> list[list[float]]:

@@ -53,6 +53,7 @@ from twin.live.ingest import Ingest
 from twin.live.intake import FrameSink, Intake, Sink
 from twin.live.links import CraneLink, RobotLink
 from twin.live.serve import FanoutServer
+from twin.live.shard_merge import DigestMerger
 from twin.live.shards import IngestShards
 from twin.world.crane import CraneLimitError
 from twin.world.world import World
@@ -174,7 +175,7 @@ class Mirror(Intake, FanoutServer):
         self.telemetry_keys: TelemetryKeys | None = None
         self._telemetry_auth: TelemetryAuth | None = None
         self.shards: IngestShards | None = None
-        self._shard_epochs = {}
+        self.merger: DigestMerger | None = None
         if keys is not None:
             try:
                 self.telemetry_keys = TelemetryKeys(keys)
@@ -201,6 +202,9 @@ class Mirror(Intake, FanoutServer):
             if workers > 1:
                 self.shards = IngestShards(
                     scene, endpoints.ingest, workers, keys=keys, context=self.context
+                )
+                self.merger = DigestMerger(
+                    self.robots, self.cranes, self.ingest, self.ingest_monitor
                 )
             # the endpoints actually bound ("tcp://127.0.0.1:*" picks a free port)
             self.endpoints = Endpoints(

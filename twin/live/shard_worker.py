@@ -13,7 +13,8 @@ why), then until told to stop or orphaned:
 - every :data:`DIGEST_EVERY_NS` (and whenever its socket runs empty) sends the twin a
   digest (:mod:`twin.live.shard_digest`), without waiting: a twin that does not keep up
   makes the channel fill, and a digest that does not fit is kept and merged into the next
-  (its counters are cumulative increments: nothing is lost, the states are the newest);
+  (increments and runs add up, the states are the newest; held frames for the recorder
+  and events are bounded, and what is dropped of them is counted);
 - with keys, reloads the key directory like the twin does (add/revoke without restart).
 """
 
@@ -35,7 +36,6 @@ import zmq
 
 from sync.addresses import INGEST_RCVHWM, MAX_MESSAGE_BYTES, close_quietly
 from sync.monitor import SocketMonitor
-from sync.protocol import Kind
 from sync.shared_port import bind_shared
 from sync.telemetry_keys import TelemetryAuth, TelemetryKeys
 from sync.worker import connect, orphaned
@@ -53,6 +53,9 @@ DIGEST: Final = b"digest"
 STOP: Final = b"stop"
 
 BATCH: Final = 128
+CHANNEL_HWM: Final = 64
+"""Digests in flight to the twin; beyond, they wait in the worker and are merged (a digest
+holds every increment, so merging loses nothing but the older states)."""
 DIGEST_EVERY_NS: Final = 4_000_000
 """How often a busy worker tells the twin; a quiet one tells it when its socket runs empty,
 but not more often than every DIGEST_MIN_NS (a digest costs about as much as a few tens of
@@ -95,7 +98,7 @@ class _Shard:
         }
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
         self.digester = Digester(self.index, self.ingest, self.robots, self.cranes)
-        self.record_frames = False
+        self.record_frames = True  # until the twin says (CONFIG) whether it records
         self.keys: TelemetryKeys | None = None
         self.auth: TelemetryAuth | None = None
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
@@ -137,9 +140,9 @@ class _Shard:
                     )
                     if accepted is None:
                         continue
-                    link, kind, _ = accepted
-                    if kind == Kind.JOINT_STATE and isinstance(link, RobotLink):
-                        digester.joint_received(link.robot_id, received_ns)
+                    link, kind, header = accepted
+                    source = link.robot_id if isinstance(link, RobotLink) else link.crane_id
+                    digester.accepted(source, kind, header.seq, header.epoch, received_ns)
                     if record:
                         digester.frames(received_ns, frames)
                 handled += len(batch)
@@ -153,8 +156,8 @@ class _Shard:
         found = self.digester.digest(self.monitor.counts)
         if found is not None:
             self._pending = found if self._pending is None else merge(self._pending, found)
-        if self._pending is None:
-            return
+        if self._pending is None or not channel.poll(0, zmq.POLLOUT):
+            return  # the twin is behind: the digest waits (merged with the next ones)
         try:
             channel.send_multipart((DIGEST, self._pending.dumps()), zmq.NOBLOCK, copy=False)
         except zmq.Again:
@@ -217,7 +220,7 @@ def _run(shard: _Shard, channel: zmq.Socket[bytes], parent_pid: int) -> None:
 def serve(endpoint: str, parent_pid: int) -> int:
     """The worker's life: 0 when told to stop or orphaned, 2 when it could not start."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the twin decides when to stop
-    context, channel = connect(endpoint, linger_ms=1000)
+    context, channel = connect(endpoint, linger_ms=1000, send_hwm=CHANNEL_HWM)
     try:
         if not channel.poll(INIT_TIMEOUT_MS, zmq.POLLIN):
             return 2

@@ -46,7 +46,7 @@ from twin.live.shard_worker import CONFIG, DIGEST, FAILED, INIT, READY, STOP
 log = logging.getLogger(__name__)
 
 STOP_TIMEOUT_S: Final = 5.0
-CHANNEL_HWM: Final = 10_000
+CHANNEL_HWM: Final = 64
 
 
 class ShardError(RuntimeError):
@@ -76,6 +76,7 @@ class IngestShards:
         self.frames_dropped = 0
         self.accepted_by_worker = [0] * workers
         self.bad_digests = 0
+        self._next = 0
         try:
             for index in range(workers):
                 self.processes.append(
@@ -128,8 +129,11 @@ class IngestShards:
         """The digests waiting, at most ``limit`` (never waits); a worker that ended is one
         line on the log."""
         found: list[Digest] = []
-        for process_index, process in enumerate(self.processes):
-            channel = process.channel
+        count = len(self.processes)
+        self._next = (self._next + 1) % max(1, count)  # round robin: no worker starves
+        for turn in range(count):
+            process_index = (self._next + turn) % count
+            channel = self.processes[process_index].channel
             while len(found) < limit:
                 try:
                     tag, body = channel.recv_multipart(zmq.NOBLOCK)
