@@ -4,6 +4,7 @@ messages that workers report are judged once, across workers, by the one-process
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -69,7 +70,7 @@ class Twin:
 
 
 @pytest.fixture
-def twin() -> Twin:
+def twin() -> Iterator[Twin]:
     made = Twin()
     yield made
     made.close()
