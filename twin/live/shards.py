@@ -14,14 +14,12 @@ What changes with workers (said in ``docs/protocol.md`` and ``docs/scaling.md``)
 
 - the spread is per connection: one gateway speaking for many robots lands on one worker,
   so the load spreads when there are at least as many gateway connections as workers;
-- sequence numbers and epochs are judged per worker, on the frames of that worker's
-  connections; a second sender on another connection (a takeover, or a gateway that
-  reconnected and landed elsewhere) is judged by the twin when the digests meet: a newer
-  epoch takes over (an ``epoch`` event), a retired epoch's states are not applied and
-  counted as ``epochs_interleaved`` (with a ``takeover`` event once);
-- the sinks that see every message (the dispatch gate's arrival times) see each robot's
-  newest state per digest; the recorder still gets every accepted frame, in order per
-  connection.
+- sequences and epochs are still judged once, by the twin (:mod:`twin.live.shard_merge`
+  replays each worker's runs of accepted messages through the twin's own trackers), so the
+  counters and events are a one-process twin's;
+- a state reaches the twin up to a digest period later (2-4 ms); the sinks that see every
+  message (the dispatch gate's arrival times) see each robot's newest state per digest; the
+  recorder still gets every frame the twin accepted, in order per connection.
 """
 
 from __future__ import annotations
