@@ -193,3 +193,28 @@ def test_a_cached_empty_percentile_is_not_kept_once_samples_come() -> None:
     assert delay.percentiles_ms(now_ns=10) is None
     delay.on_applied(0, 2_000_000)
     assert delay.percentiles_ms(now_ns=11) == (2.0, 2.0)
+
+
+def test_held_digests_merge_with_bounded_frames_and_events_and_count_what_they_drop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A twin that takes no digests: the worker merges them; increments and runs add up,
+    and the frames and events it holds are bounded, the oldest dropped and counted."""
+    from twin.live import shard_digest
+
+    monkeypatch.setattr(shard_digest, "MAX_HELD_FRAME_BYTES", 1000)
+    monkeypatch.setattr(shard_digest, "MAX_HELD_EVENTS", 3)
+    held = _joints(0, (E1, 0, 9, 10))
+    frame = [b"js/K1-01", bytes(32), bytes(68)]  # 108 bytes a message
+    for i in range(20):
+        more = _joints(0, (E1, 10 * i + 10, 10 * i + 19, 10), seed=i)
+        more.frames = [(i, [frame])]
+        more.frames_bytes = 108
+        more.events = [("takeover", ROBOT, str(i))]
+        held = shard_digest.merge(held, more)
+    assert held.received == held.accepted == 210
+    runs = held.robots[0].streams[0].runs
+    assert sum(r[3] for r in runs) == 210 and held.robots[0].joints_seq == 209
+    assert held.frames_bytes <= 1000 and len(held.frames) == 9
+    assert held.frames_dropped == 11 and [t for t, _ in held.frames] == list(range(11, 20))
+    assert [e[2] for e in held.events] == ["17", "18", "19"] and held.events_dropped == 17

@@ -24,7 +24,7 @@ This module holds the worker's side (:class:`Digester`) and the records it sends
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -120,6 +120,7 @@ class Digest(msgspec.Struct, array_like=True):
     events_dropped: int = 0
     # accepted frames as they came, when the twin records: (receive time, messages)
     frames: list[tuple[int, list[list[bytes]]]] = msgspec.field(default_factory=list)
+    frames_bytes: int = 0  # what ``frames`` holds
     frames_dropped: int = 0  # for the recorder, while the twin did not take digests
 
     def dumps(self) -> bytes:
@@ -179,6 +180,7 @@ class Digester:
         self._frames: list[tuple[int, list[list[bytes]]]] = []
         self._group_ns = -1
         self._group: list[list[bytes]] = []
+        self._frames_bytes = 0
 
     def event(self, kind: str, source_id: str, detail: str) -> None:
         """The ingest's event hook: takeovers seen inside this worker go to the twin (epoch
@@ -208,6 +210,7 @@ class Digester:
             self._group_ns = received_ns
             self._frames.append((received_ns, self._group))
         self._group.append(frames)
+        self._frames_bytes += len(frames[0]) + len(frames[1]) + len(frames[2])
 
     def digest(self, connections: Counter[str] | None = None) -> Digest | None:
         """What changed since the last digest (None: nothing did)."""
@@ -252,6 +255,7 @@ class Digester:
                 found.cranes.append(self._crane(crane, self._marks[crane_id]))
         found.events, self._events = self._events, []
         found.frames, self._frames, self._group_ns = self._frames, [], -1
+        found.frames_bytes, self._frames_bytes = self._frames_bytes, 0
         self._runs.clear()
         return found
 
@@ -409,12 +413,15 @@ def merge(older: Digest, newer: Digest) -> Digest:
     older.events_dropped += newer.events_dropped + max(0, len(events) - MAX_HELD_EVENTS)
     older.events = events[-MAX_HELD_EVENTS:]
     older.frames.extend(newer.frames)
+    older.frames_bytes += newer.frames_bytes
     older.frames_dropped += newer.frames_dropped
-    held = sum(len(f) for _, group in older.frames for frames in group for f in frames)
-    while held > MAX_HELD_FRAME_BYTES and older.frames:
-        _, group = older.frames.pop(0)
-        held -= sum(len(f) for frames in group for f in frames)
-        older.frames_dropped += len(group)
+    if older.frames_bytes > MAX_HELD_FRAME_BYTES:  # the oldest go, counted
+        keep = deque(older.frames)
+        while older.frames_bytes > MAX_HELD_FRAME_BYTES and keep:
+            _, group = keep.popleft()
+            older.frames_bytes -= sum(len(f) for frames in group for f in frames)
+            older.frames_dropped += len(group)
+        older.frames = list(keep)
     return older
 
 

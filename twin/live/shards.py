@@ -75,6 +75,7 @@ class IngestShards:
         self.accepted_by_worker = [0] * workers
         self.bad_digests = 0
         self._next = 0
+        self._told_exit: set[int] = set()
         try:
             for index in range(workers):
                 self.processes.append(
@@ -156,9 +157,11 @@ class IngestShards:
         lines = []
         for index, process in enumerate(self.processes):
             code = process.exit_code()
-            if code is not None and not getattr(process, "_told_exit", False):
-                process._told_exit = True  # type: ignore[attr-defined]
-                lines.append(f"ingest worker {index} exited ({code}); its connections are lost")
+            if code is not None and index not in self._told_exit:
+                self._told_exit.add(index)
+                lines.append(
+                    f"ingest worker {index} exited ({code}); its gateways reconnect to the others"
+                )
         return lines
 
     def status(self) -> dict[str, Any]:
