@@ -18,7 +18,7 @@ from sync.protocol import CraneState, Heartbeat, Kind
 from sync.streams import DelayMeter
 from tests.live.test_mirror import random_state
 from twin.live.ingest import Ingest
-from twin.live.links import CraneLink, RobotLink
+from twin.live.links import bare_robot_links, crane_links
 from twin.live.shard_digest import CraneDigest, Digest, RobotDigest, StreamDigest, load
 from twin.live.shard_merge import DigestMerger
 
@@ -31,17 +31,8 @@ class Twin:
 
     def __init__(self) -> None:
         scene = load_scene()
-        self.robots = {
-            r.id: RobotLink(r.id, get_model(r.model), r.task, (0, 0, 0), (0, 0, 0, 1), [])
-            for r in scene.robots
-        }
-        self.cranes = {
-            c.id: CraneLink(
-                c.id,
-                {"bridge": c.bridge.travel, "trolley": c.trolley.travel, "hoist": c.hoist.travel},
-            )
-            for c in scene.cranes
-        }
+        self.robots = bare_robot_links(scene)
+        self.cranes = crane_links(scene)
         self.events: list[tuple[str, str, str]] = []
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
         self.context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from robots import RobotModel
+from robots import RobotModel, get_model
+from scenes.model import Scene
 from sync.codecs import JointSample, VendorCodec, codec_for
 from sync.fanout import CraneView, RobotView
 from sync.protocol import BaseState, CraneState, Heartbeat, Kind
@@ -246,3 +247,30 @@ class CraneLink:
             "refused_by_world": self.refused_by_world,
             "in_msgs_per_s": round(self.rate_in.msgs_per_s, 1),
         }
+
+
+def crane_links(scene: Scene) -> dict[str, CraneLink]:
+    """A link per crane of the scene, with its travel limits."""
+    return {
+        c.id: CraneLink(
+            c.id,
+            {"bridge": c.bridge.travel, "trolley": c.trolley.travel, "hoist": c.hoist.travel},
+        )
+        for c in scene.cranes
+    }
+
+
+def bare_robot_links(scene: Scene) -> dict[str, RobotLink]:
+    """A link per robot of the scene with no world behind it (no home pose, no PyBullet
+    joints): what an ingest worker keeps, which only checks and counts."""
+    return {
+        r.id: RobotLink(
+            robot_id=r.id,
+            model=get_model(r.model),
+            task=r.task,
+            home_position_m=(0.0, 0.0, 0.0),
+            home_orientation_xyzw=(0.0, 0.0, 0.0, 1.0),
+            joint_indices=[],
+        )
+        for r in scene.robots
+    }

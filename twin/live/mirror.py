@@ -51,7 +51,7 @@ from twin.failures.monitors import Monitors
 from twin.live.gate import CommandGate
 from twin.live.ingest import Ingest
 from twin.live.intake import FrameSink, Intake, Sink
-from twin.live.links import CraneLink, RobotLink
+from twin.live.links import CraneLink, RobotLink, crane_links
 from twin.live.serve import FanoutServer
 from twin.live.shard_merge import DigestMerger
 from twin.live.shards import IngestShards
@@ -132,17 +132,7 @@ class Mirror(Intake, FanoutServer):
         self._bodies = {rid: self.world.robot(rid).body for rid in self.robots}
         for index, link in enumerate(self.robots.values()):  # status percentiles take turns
             link.delay.phase_ns = index * PERCENTILES_EVERY_NS // len(self.robots)
-        self.cranes = {
-            c.id: CraneLink(
-                c.id,
-                {
-                    "bridge": c.bridge.travel,
-                    "trolley": c.trolley.travel,
-                    "hoist": c.hoist.travel,
-                },
-            )
-            for c in scene.cranes
-        }
+        self.cranes = crane_links(scene)
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self.event)
         self.ticks = 0
         self.tick_overruns = 0

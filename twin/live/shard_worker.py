@@ -40,7 +40,7 @@ from sync.shared_port import bind_shared
 from sync.telemetry_keys import TelemetryAuth, TelemetryKeys
 from sync.worker import connect, orphaned
 from twin.live.ingest import Ingest, take_batch
-from twin.live.links import CraneLink, RobotLink
+from twin.live.links import RobotLink, bare_robot_links, crane_links
 from twin.live.shard_digest import Digest, Digester, merge
 
 log = logging.getLogger(__name__)
@@ -72,30 +72,13 @@ class _Shard:
     """One worker's links, ingest and socket."""
 
     def __init__(self, init: dict[str, Any]) -> None:
-        from robots import get_model
         from robots.library import add_model_dirs
 
         add_model_dirs([Path(p) for p in init["model_roots"].values()], "the twin's models")
         scene = init["scene"]
         self.index: int = init["worker"]
-        self.robots = {
-            r.id: RobotLink(
-                robot_id=r.id,
-                model=get_model(r.model),
-                task=r.task,
-                home_position_m=(0.0, 0.0, 0.0),
-                home_orientation_xyzw=(0.0, 0.0, 0.0, 1.0),
-                joint_indices=[],
-            )
-            for r in scene.robots
-        }
-        self.cranes = {
-            c.id: CraneLink(
-                c.id,
-                {"bridge": c.bridge.travel, "trolley": c.trolley.travel, "hoist": c.hoist.travel},
-            )
-            for c in scene.cranes
-        }
+        self.robots = bare_robot_links(scene)
+        self.cranes = crane_links(scene)
         self.ingest = Ingest(scene.name, self.robots, self.cranes, self._event)
         self.digester = Digester(self.index, self.ingest, self.robots, self.cranes)
         self.record_frames = True  # until the twin says (CONFIG) whether it records
