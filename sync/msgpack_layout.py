@@ -21,6 +21,7 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 U8Array = npt.NDArray[np.uint8]
+U64Array = npt.NDArray[np.uint64]
 Path = tuple[str | int, ...]  # keys and array positions from the top of the payload
 MAX_DEPTH: Final = 8
 
@@ -141,6 +142,12 @@ class Plan:
     other: tuple[tuple[int, Leaf], ...]  # (output column, leaf)
     fixed_bytes: npt.NDArray[np.int64]  # positions of the bytes that must repeat
     fixed_values: U8Array
+    # the same check and gather eight bytes at a time (layouts of 8 bytes or more): the
+    # payload read as overlapping 8-byte words, one starting at each byte
+    wide_offsets: npt.NDArray[np.int64]  # where each float64 starts
+    word_offsets: npt.NDArray[np.int64]  # words that cover the payload
+    word_masks: U64Array  # the bytes of each word that must repeat
+    word_values: U64Array  # and what they hold
 
 
 def plan(layout: Layout, paths: list[Path]) -> Plan:
@@ -156,6 +163,15 @@ def plan(layout: Layout, paths: list[Path]) -> Plan:
         else:
             other.append((column, leaf))
     fixed = np.flatnonzero(layout.fixed)
+    size = layout.size
+    words = np.minimum(np.arange((size + 7) // 8) * 8, max(size - 8, 0))
+    if size >= 8:
+        at = words[:, None] + np.arange(8)
+        mask = np.where(layout.fixed, 0xFF, 0).astype(np.uint8)[at]
+        word_masks = np.ascontiguousarray(mask).view("<u8").reshape(-1)
+        word_values = np.ascontiguousarray(layout.template[at] & mask).view("<u8").reshape(-1)
+    else:
+        word_masks = word_values = np.zeros(0, dtype=np.uint64)
     return Plan(
         layout,
         len(paths),
@@ -164,16 +180,31 @@ def plan(layout: Layout, paths: list[Path]) -> Plan:
         tuple(other),
         fixed,
         layout.template[fixed],
+        np.asarray(wide_bytes[::8], dtype=np.int64),
+        words,
+        word_masks,
+        word_values,
     )
 
 
 def extract(rows: U8Array, how: Plan) -> tuple[BoolArray, FloatArray]:
     """Which payloads (rows of the layout's size) have the layout, and the numbers of the
     plan's paths of every row (meaningful where it has)."""
-    same = (rows.take(how.fixed_bytes, axis=1) == how.fixed_values).all(axis=1)
-    out = np.empty((len(rows), how.width), dtype=np.float64)
-    if len(how.wide):
+    count, size = rows.shape
+    if size < 8 or not count:
+        same = (rows.take(how.fixed_bytes, axis=1) == how.fixed_values).all(axis=1)
         floats = np.ascontiguousarray(rows.take(how.wide_bytes, axis=1)).view(">f8")
+    else:  # eight bytes at a time: about twice as fast as taking every byte
+        rows = np.ascontiguousarray(rows)
+        words = np.ndarray((count, size - 7), dtype="<u8", buffer=rows, strides=(size, 1))
+        checked = words[:, how.word_offsets]
+        checked ^= how.word_values
+        checked &= how.word_masks
+        same = ~checked.any(axis=1)
+        wide = np.ndarray((count, size - 7), dtype=">f8", buffer=rows, strides=(size, 1))
+        floats = wide[:, how.wide_offsets]
+    out = np.empty((count, how.width), dtype=np.float64)
+    if len(how.wide):
         if len(how.wide) == how.width:
             out[:] = floats
         else:

@@ -145,6 +145,51 @@ def test_wide_and_huge_integers_round_trip() -> None:
     assert block.position.encoding == "delta" and block.position.width == 4
 
 
+@pytest.mark.parametrize("count", [1, 2, 3])
+def test_a_block_of_a_few_states_reads_back(count: int) -> None:
+    """A robot that sent one, two or three states before a flush: a block of two states
+    once crashed the reader (a read-only view where it wrote)."""
+    wire = _wire(count)
+    steps = np.ones((3, JOINTS)) * JOINT_STEPS
+    buffer = _buffer(steps)
+    for i in range(count):
+        buffer.add(10 + i, 20 + i, i, 1, wire[i])
+    rows = decode_block(buffer.take()[3])
+    assert rows.log_time_ns.tolist() == [10 + i for i in range(count)]
+    assert np.array_equal(rows.position, canonical_joints(wire, steps)[:, 0])
+
+
+def _huge_step(k: np.ndarray) -> np.ndarray:
+    k[10, 1, 2] = 3e12  # a difference beyond four bytes
+    return k
+
+
+def _not_a_number(k: np.ndarray) -> np.ndarray:
+    k[10, 1, 2] = np.nan
+    return k
+
+
+def _beyond_exact(k: np.ndarray) -> np.ndarray:
+    k[10, 2, 0] = 2.0**60
+    return k
+
+
+@pytest.mark.parametrize("change", [None, _huge_step, _not_a_number, _beyond_exact])
+def test_the_value_columns_made_together_are_those_made_one_by_one(change: object) -> None:
+    """The recorder makes a block's three value columns in one pass; they must be the
+    columns each makes alone (the format did not change), fallbacks included."""
+    from twin.record.joint_blocks import _SCALES, _step_columns, _steps
+
+    k = np.rint(np.random.default_rng(4).normal(0, 3e5, (50, 3, JOINTS)))
+    if callable(change):
+        k = change(k)
+    together = _step_columns(k)
+    alone = [_steps(np.ascontiguousarray(k[:, i]), _SCALES[i]) for i in range(3)]
+    assert together == alone
+    expected = {None: "delta", _huge_step: "delta", _not_a_number: "f8", _beyond_exact: "f8"}
+    assert {c.encoding for c in together} >= {"delta", expected[change]}  # type: ignore[index]
+
+
 def _forged(**changes: object) -> bytes:
     buffer = _buffer(np.ones((3, JOINTS)) * JOINT_STEPS)
     for i, row in enumerate(_wire(10)):

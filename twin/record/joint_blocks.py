@@ -36,8 +36,9 @@ their receive times.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -151,6 +152,35 @@ def _steps(k: FloatArray, scale: float) -> Column:
     return Column("f8", (k / scale).astype("<f8").tobytes(), scale)
 
 
+def _step_columns(k: FloatArray) -> list[Column]:
+    """The three value columns of ``(count, 3, joints)`` whole steps, the columns
+    :func:`_steps` gives each, made together where every difference fits in four bytes
+    (nearly always): the differences taken once for all (as doubles: exact, the steps
+    being whole numbers under 2**53), zigzag-coded as 32-bit integers (the low half of the
+    64-bit code, all of it for differences in int32's range) and split into byte planes
+    for all three at once."""
+    if len(k) < 2 or not k.size or not (k.max() < _EXACT and k.min() > -_EXACT):  # NaN: False
+        return [_steps(np.ascontiguousarray(k[:, i]), _SCALES[i]) for i in range(3)]
+    d = k[1:] - k[:-1]
+    if not (d.max() < 2.0**31 and d.min() >= -(2.0**31)):  # some column is 8 bytes wide
+        return [_steps(np.ascontiguousarray(k[:, i]), _SCALES[i]) for i in range(3)]
+    small = d.astype(np.int32)
+    z = small << 1
+    z ^= small >> 31
+    by_column = np.ascontiguousarray(z.transpose(1, 0, 2)).reshape(3, -1)
+    # byte b of every value: shifts into one buffer, faster than a byte transpose
+    planes = np.empty((3, 4, by_column.shape[1]), dtype=np.uint8)
+    shifted = np.empty_like(by_column)
+    planes[:, 0] = by_column  # integer assignment keeps the low byte
+    for b in (1, 2, 3):
+        np.right_shift(by_column, 8 * b, out=shifted)
+        planes[:, b] = shifted
+    first = k[0].astype("<i8")
+    return [
+        Column("delta", planes[i].tobytes(), _SCALES[i], 4, first[i].tobytes()) for i in range(3)
+    ]
+
+
 def _values(si: FloatArray, scale: float) -> Column:
     """SI values (already rounded to 1/scale) as integer steps, or as doubles where they do
     not fit."""
@@ -177,8 +207,10 @@ def encode_block(
     whole steps of :data:`JOINT_STEPS` (``rint(wire * si_steps)``, what the recorder has: the
     same block without the round trip through SI; a value decodes to ``steps /
     JOINT_STEPS``, the canonical double)."""
-    column = _steps if as_steps else _values
-    columns = [column(np.ascontiguousarray(values[:, i]), _SCALES[i]) for i in range(3)]
+    if as_steps:
+        columns = _step_columns(values)
+    else:
+        columns = [_values(np.ascontiguousarray(values[:, i]), _SCALES[i]) for i in range(3)]
     return _encode(
         JointBlock(
             robot, names, len(log_time_ns), _delta(log_time_ns, 1.0), _delta(stamp_ns, 1.0),
@@ -217,7 +249,8 @@ def _ints(column: Column, shape: tuple[int, ...], what: str) -> IntArray:
         planes = np.frombuffer(column.data, dtype=np.uint8).reshape(width, -1)
         z: NDArray[np.unsignedinteger[Any]]
         if planes.shape[1] <= _FEW_VALUES:  # few: fewer calls beat less work
-            little = np.ascontiguousarray(planes.T).view(f"<u{width}").reshape(-1)
+            # a copy: for one value the transpose is contiguous already, a read-only view
+            little = planes.T.copy().view(f"<u{width}").reshape(-1)
             z = little.astype(unsigned, copy=False)
         else:
             z = planes[0].astype(unsigned)
@@ -337,11 +370,11 @@ _HEADER: Final = np.dtype(
 class BlockBuffer:
     """One robot's accepted joint states waiting for their block (the recorder's side).
 
-    A state costs three list appends: its receive time, its 32-byte wire header and its
-    values, as they came (:meth:`add_frame`: the payload's bytes, not even decoded;
-    :meth:`add`: the (3, joints) array ingest checked). :meth:`take` reads the headers in
-    one ``np.frombuffer`` and the payloads in one pass (``values_of``), converts and rounds
-    every row at once and encodes the block."""
+    A state costs a share of three list appends or extends: its receive time, its 32-byte
+    wire header and its values, as they came (:meth:`add_frame`, :meth:`extend`: the
+    payload's bytes, not even decoded; :meth:`add`: the (3, joints) array ingest checked).
+    :meth:`take` reads the headers in one ``np.frombuffer`` and the payloads in one pass
+    (``values_of``), converts and rounds every row at once and encodes the block."""
 
     __slots__ = (
         "_arrays",
@@ -382,13 +415,12 @@ class BlockBuffer:
         self._headers.append(header)
         self._wire.append(payload)
 
-    def appenders(
-        self,
-    ) -> tuple[Callable[[int], None], Callable[[bytes], None], Callable[[bytes], None]]:
-        """What :meth:`add_frame` calls, for a caller's inner loop: the receive time's, the
-        header's and the payload's ``list.append`` (valid for the buffer's life: :meth:`take`
-        empties the lists, it does not replace them)."""
-        return self._log_ns.append, self._headers.append, self._wire.append
+    def extend(self, log_ns: int, headers: Sequence[bytes], payloads: Sequence[bytes]) -> None:
+        """States received together at ``log_ns``, as the wire carried them (payloads ingest
+        accepted; needs ``values_of``): three ``list.extend`` for all of them."""
+        self._log_ns += repeat(log_ns, len(headers))
+        self._headers += headers
+        self._wire += payloads
 
     def add(
         self, log_ns: int, stamp_ns: int, seq: int, epoch: int, wire: NDArray[np.floating]

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -76,6 +76,7 @@ from sync.protocol import (
     topic,
 )
 from twin.record.foxglove_channels import FoxgloveChannels
+from twin.record.frame_groups import ANY_SIZE, FastRoutes, group_frames
 from twin.record.joint_blocks import BLOCK_ENCODING, BLOCK_MAX_STATES, BLOCK_SCHEMA, BlockBuffer
 from twin.record.recorder_file import (
     COMPRESSION,
@@ -92,7 +93,6 @@ log = logging.getLogger(__name__)
 
 FLUSH_EVERY_NS: Final = 1_000_000_000
 _U32: Final = 0xFFFFFFFF
-_CHECK_EVERY: Final = 512  # record_frames looks for full blocks after this many states
 
 
 # --- canonical message bodies (msgspec structs, JSON) --------------------------------
@@ -117,7 +117,6 @@ class _Route(msgspec.Struct):
     si_steps: NDArray[np.float64] | None = None  # (3, N): wire units -> JOINT_STEPS
     packed_size: int = 0  # a joint state of a fixed layout: its payload's size
     block: BlockBuffer | None = None  # a joint state's, waiting for the next block
-    appenders: Any = None  # the block's add_frame, as its three list appends
     raw: bool = True  # write the raw frames (joint states: only with raw_joints)
     # the newest state, for the Foxglove channels: a joint state's (3, N) wire values, a
     # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
@@ -183,8 +182,9 @@ class Recorder(Closing):
         self._last_flush_ns = time.monotonic_ns()
         self._flushed_at = 0  # messages at the last flush
         self._first_log_ns = 0  # receive time of the first message since (record_frames)
-        self._unchecked = 0  # joint states put in blocks since the blocks' sizes were checked
         self._routes: dict[bytes, _Route] = {}
+        self._fast = FastRoutes()  # the joint states' routes, for record_frames
+        self._fast_routes: list[_Route] = []  # by their code in self._fast
         for robot in scene.robots:
             codec = codec_for(get_model(robot.model))
             for kind in (Kind.JOINT_STATE, Kind.HEARTBEAT, Kind.BASE):
@@ -220,7 +220,8 @@ class Recorder(Closing):
             route.block = BlockBuffer(
                 source, list(codec.canonical_names), route.si_steps, codec.accepted_values
             )
-            route.appenders = route.block.appenders()
+            self._fast.add(wire_topic, route.packed_size or ANY_SIZE)
+            self._fast_routes.append(route)
         self._routes[wire_topic] = route
         return route
 
@@ -245,52 +246,55 @@ class Recorder(Closing):
         else:
             self.flush_if_due(time.monotonic_ns())
 
-    def record_frames(self, received_ns: int, messages: Iterable[Sequence[bytes]]) -> None:
-        """Record messages ingest accepted, as the wire carried them (each ``(topic, 32-byte
-        header, payload)``), all received at ``received_ns``: what
-        :class:`twin.record.recorder_process.RecorderProcess` hands its worker. The file
-        holds what :meth:`sink` writes for the same messages, but for where the blocks end
-        (ingest checked them already: a packed joint state of its size goes into its block
-        as it came, read at the block's end). Flushes every
-        :data:`FLUSH_EVERY_NS` of the messages' receive times (a caller catching up from a
-        backlog writes the chunks of one keeping up); when caught up, the caller calls
-        :meth:`flush_if_due` for the wall clock."""
+    def record_frames(self, received_ns: int, flat: Sequence[bytes]) -> None:
+        """Record messages ingest accepted, all received at ``received_ns``, as the wire
+        carried them: ``flat`` holds three frames a message (topic, 32-byte header,
+        payload), what :class:`twin.record.recorder_process.RecorderProcess` hands its
+        worker. The joint states go into their robots' blocks as they came (ingest checked
+        them; a packed one of its size), sorted there in a few C-level calls
+        (:mod:`twin.record.frame_groups`); any other message is recorded as :meth:`sink`
+        records it, before them. The file holds what :meth:`sink` writes for the same
+        messages, but for where the blocks end and the order, within one receive time, of
+        messages on different channels. Flushes every :data:`FLUSH_EVERY_NS` of the
+        messages' receive times (a caller catching up from a backlog writes the chunks of
+        one keeping up); when caught up, the caller calls :meth:`flush_if_due` for the
+        wall clock."""
         if self._flushed_at == self.messages:  # the first since the last flush
             self._first_log_ns = received_ns
-        unpack = HEADER.unpack
-        record = self._record
-        routes = self._routes
-        add = self._writer.add_message
-        fast = 0
-        for topic_frame, header_frame, payload in messages:
-            route = routes.get(topic_frame)
-            # a joint state (of its size, if packed), the common case, inline: the frames go
-            # into the robot's block as they are (ingest checked them)
-            if route is None or route.appenders is None or 0 < route.packed_size != len(payload):
-                seq, stamp_ns, epoch = unpack(header_frame)[4:]
-                record(topic_frame, received_ns, seq, stamp_ns, epoch, payload, None)
-                continue
-            route.latest = payload
+        slow, groups = group_frames(flat, self._fast)
+        if slow:
+            unpack = HEADER.unpack
+            for i in slow:
+                seq, stamp_ns, epoch = unpack(flat[3 * i + 1])[4:]
+                self._record(flat[3 * i], received_ns, seq, stamp_ns, epoch, flat[3 * i + 2], None)
+        fast_routes = self._fast_routes
+        for code, headers, payloads in groups:
+            route = fast_routes[code]
+            route.latest = payloads[-1]
             if route.raw:
-                seq, stamp_ns = unpack(header_frame)[4:6]
-                add(route.raw_channel, received_ns, header_frame + payload, stamp_ns, seq & _U32)
-            add_log, add_header, add_payload = route.appenders
-            add_log(received_ns)
-            add_header(header_frame)
-            add_payload(payload)
-            fast += 1
-        self.messages += fast
-        self._unchecked += fast
-        if self._unchecked >= _CHECK_EVERY:  # a full block is written: looked at now and then
-            self._unchecked = 0
-            for route in routes.values():
-                if route.block is not None and len(route.block) >= BLOCK_MAX_STATES:
-                    self._write_block(route)
+                self._raw_frames(route, received_ns, headers, payloads)
+            block = route.block
+            assert block is not None
+            block.extend(received_ns, headers, payloads)
+            self.messages += len(headers)
+            if len(block) >= BLOCK_MAX_STATES:
+                self._write_block(route)
         foxglove = self._foxglove
         if foxglove is not None and received_ns >= foxglove.next_tick_ns:
             self._display(foxglove, received_ns)
         if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:  # by receive times: see above
             self.flush()
+
+    def _raw_frames(
+        self, route: _Route, log_ns: int, headers: Sequence[bytes], payloads: Sequence[bytes]
+    ) -> None:
+        """Messages' vendor frames as received, on the route's raw channel."""
+        unpack = HEADER.unpack
+        add = self._writer.add_message
+        channel = route.raw_channel
+        for header, payload in zip(headers, payloads, strict=True):
+            seq, stamp_ns = unpack(header)[4:6]
+            add(channel, log_ns, header + payload, stamp_ns, seq & _U32)
 
     def _write_block(self, route: _Route) -> None:
         """The states a robot's block holds, as one ``/joints/<robot>`` message."""

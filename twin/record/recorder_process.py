@@ -79,7 +79,7 @@ COUNTERS: Final = b"counters"
 ERROR: Final = b"error"
 DONE: Final = b"done"
 # items of a batch
-MESSAGES: Final = 0  # (MESSAGES, received_ns, [[topic, header, payload], ...])
+MESSAGES: Final = 0  # (MESSAGES, received_ns, [topic, header, payload, topic, header, ...])
 EVENT: Final = 1  # (EVENT, kind, source_id, detail, stamp_ns)
 METADATA: Final = 2  # (METADATA, name, {key: value})
 
@@ -121,7 +121,7 @@ class RecorderProcess(Closing):
         self.error: str | None = None  # why recording stopped, if it did
         self.file_closed_ns: int | None = None  # when close() heard the file was finished
         self._pending: list[tuple[Any, ...]] = []
-        self._group: list[list[bytes]] = []
+        self._group: list[bytes] = []  # flat: three frames a message
         self._group_ns = -1
         self._pending_count = 0
         self._last_ship_ns = time.monotonic_ns()
@@ -188,7 +188,7 @@ class RecorderProcess(Closing):
             self._group = []
             self._group_ns = received_ns
             self._pending.append((MESSAGES, received_ns, self._group))
-        self._group.append(frames)
+        self._group += frames  # ingest accepted it: exactly three frames
         self._pending_count += 1
 
     def event(self, kind: str, source_id: str, detail: str, stamp_ns: int) -> None:
