@@ -190,6 +190,23 @@ def test_the_value_columns_made_together_are_those_made_one_by_one(change: objec
     assert {c.encoding for c in together} >= {"delta", expected[change]}  # type: ignore[index]
 
 
+@pytest.mark.parametrize("count", [1, 2, 500])
+def test_the_exact_columns_made_together_are_those_made_one_by_one(count: int) -> None:
+    from twin.record.joint_blocks import _delta, _exact_columns
+
+    rng = np.random.default_rng(count)
+    columns = [
+        np.cumsum(rng.integers(0, 3_000_000, count)) + 10**18,  # receive times
+        rng.integers(-(2**40), 2**40, count),  # stamps all over: 8 bytes wide
+        np.arange(count, dtype=np.int64),
+        np.full(count, 0x1234, dtype=np.int64),
+    ]
+    assert _exact_columns(*columns) == [_delta(c, 1.0) for c in columns]
+    huge = np.array([0, 2**62 + 3, -(2**62)][:count], dtype=np.int64)  # a column of "i8"
+    together = _exact_columns(huge, huge)
+    assert together == [_delta(huge, 1.0)] * 2
+
+
 def _forged(**changes: object) -> bytes:
     buffer = _buffer(np.ones((3, JOINTS)) * JOINT_STEPS)
     for i, row in enumerate(_wire(10)):

@@ -152,6 +152,33 @@ def _steps(k: FloatArray, scale: float) -> Column:
     return Column("f8", (k / scale).astype("<f8").tobytes(), scale)
 
 
+def _exact_columns(*columns: IntArray) -> list[Column]:
+    """``(count,)`` integer columns (times, sequence numbers, epochs) as ``delta`` columns
+    of scale 1, the columns :func:`_delta` gives each, made together: one difference, one
+    zigzag and one range check for all (a dozen numpy calls a block instead of fifty)."""
+    k = np.stack(columns)  # (columns, count)
+    if k.shape[1] < 2:
+        return [_delta(c, 1.0) for c in columns]
+    d = np.diff(k, axis=1)
+    if int(d.max()) >= 2**62 or int(d.min()) < -(2**62):  # some column needs "i8"
+        return [_delta(c, 1.0) for c in columns]
+    z = d << 1
+    z ^= d >> 63
+    flat = z.view(np.uint64)
+    widths = np.where(flat.max(axis=1) < 2**32, 4, 8).tolist()
+    planes = np.empty((len(columns), 8, flat.shape[1]), dtype=np.uint8)
+    shifted = np.empty_like(flat)
+    planes[:, 0] = flat  # integer assignment keeps the low byte
+    for b in range(1, max(widths)):
+        np.right_shift(flat, np.uint64(8 * b), out=shifted)
+        planes[:, b] = shifted
+    first = k[:, 0].astype("<i8")
+    return [
+        Column("delta", planes[i, :width].tobytes(), 1.0, width, first[i : i + 1].tobytes())
+        for i, width in enumerate(widths)
+    ]
+
+
 def _step_columns(k: FloatArray) -> list[Column]:
     """The three value columns of ``(count, 3, joints)`` whole steps, the columns
     :func:`_steps` gives each, made together where every difference fits in four bytes
@@ -213,8 +240,8 @@ def encode_block(
         columns = [_values(np.ascontiguousarray(values[:, i]), _SCALES[i]) for i in range(3)]
     return _encode(
         JointBlock(
-            robot, names, len(log_time_ns), _delta(log_time_ns, 1.0), _delta(stamp_ns, 1.0),
-            _delta(seq, 1.0), _delta(epoch, 1.0), *columns,
+            robot, names, len(log_time_ns), *_exact_columns(log_time_ns, stamp_ns, seq, epoch),
+            *columns,
         )
     )  # fmt: skip
 

@@ -39,9 +39,13 @@ this module routes the messages into the channels.
 Durability: chunks are closed when they reach ``chunk_size_bytes`` (about one second of
 the scene's nominal load) and at the first message after :data:`FLUSH_EVERY_NS` of wall
 time; that flush waits until everything is written and handed to the OS, so a SIGKILL
-loses at most the messages received in the last ~1 s. With no traffic, whoever drives the
-recorder calls :meth:`Recorder.flush_if_due` (the recorder process does, ten times a
-second); otherwise the open chunk waits for the next message or :meth:`Recorder.close`.
+loses at most the messages received in the last ~1 s (:meth:`Recorder.record_frames`, the
+recorder process's path, flushes by receive time without waiting: the writing thread has
+the chunk on disk as soon as it is compressed, milliseconds later, while the worker goes
+on; caught up, the worker's :meth:`Recorder.flush_if_due` waits). With no traffic,
+whoever drives the recorder calls :meth:`Recorder.flush_if_due` (the recorder process
+does, ten times a second); otherwise the open chunk waits for the next message or
+:meth:`Recorder.close`.
 
 Speed: the file is written by :class:`twin.record.mcap_writer.ChunkedMcapWriter` (the ``mcap``
 package's records, a message packed in one call, chunks compressed with zstd level 1
@@ -283,7 +287,7 @@ class Recorder(Closing):
         if foxglove is not None and received_ns >= foxglove.next_tick_ns:
             self._display(foxglove, received_ns)
         if received_ns - self._first_log_ns >= FLUSH_EVERY_NS:  # by receive times: see above
-            self.flush()
+            self.flush(wait=False)  # behind or busy: the writing thread finishes it
 
     def _raw_frames(
         self, route: _Route, log_ns: int, headers: Sequence[bytes], payloads: Sequence[bytes]
@@ -411,11 +415,15 @@ class Recorder(Closing):
         """One more metadata record (e.g. what a re-simulation started from)."""
         self._writer.add_metadata(name, data)
 
-    def flush(self, now_mono_ns: int | None = None) -> None:
+    def flush(self, now_mono_ns: int | None = None, *, wait: bool = True) -> None:
         """Write the robots' blocks, close the chunk in progress and hand everything to the
-        OS."""
+        OS; ``wait`` False: leave the last of it to the writing thread (it is on disk as
+        soon as that thread has compressed it, milliseconds later)."""
         self._write_blocks()
-        self._writer.flush()
+        if wait:
+            self._writer.flush()
+        else:
+            self._writer.flush_soon()
         self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
         self._flushed_at = self.messages
 
