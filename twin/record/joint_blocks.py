@@ -36,7 +36,7 @@ their receive times.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from typing import Any, Final, Protocol
@@ -448,6 +448,18 @@ class BlockBuffer:
         self._log_ns += repeat(log_ns, len(headers))
         self._headers += headers
         self._wire += payloads
+
+    def extenders(
+        self,
+    ) -> tuple[
+        Callable[[Iterable[int]], None],
+        Callable[[Iterable[bytes]], None],
+        Callable[[Iterable[bytes]], None],
+    ]:
+        """What :meth:`extend` calls, for a caller's inner loop: the receive times', the
+        headers' and the payloads' ``list.extend`` (valid for the buffer's life:
+        :meth:`take` empties the lists, it does not replace them)."""
+        return self._log_ns.extend, self._headers.extend, self._wire.extend
 
     def add(
         self, log_ns: int, stamp_ns: int, seq: int, epoch: int, wire: NDArray[np.floating]

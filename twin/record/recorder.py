@@ -58,6 +58,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Final
 
@@ -96,6 +97,7 @@ __all__ = ["COMPRESSION", "FLUSH_EVERY_NS", "RAW_ENCODING", "Recorder", "Recorde
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY_NS: Final = 1_000_000_000
+_CHECK_EVERY: Final = 512  # record_frames looks for full blocks after this many states
 _U32: Final = 0xFFFFFFFF
 
 
@@ -126,6 +128,7 @@ class _Route(msgspec.Struct):
     # base's (position, orientation) or a crane's (bridge, trolley, hoist); and the one shown
     latest: Any = None
     shown: Any = None
+    extenders: Any = None  # the block's three list.extend, for record_frames
 
 
 class Recorder(Closing):
@@ -186,6 +189,7 @@ class Recorder(Closing):
         self._last_flush_ns = time.monotonic_ns()
         self._flushed_at = 0  # messages at the last flush
         self._first_log_ns = 0  # receive time of the first message since (record_frames)
+        self._unchecked = 0  # joint states put in blocks since their sizes were looked at
         self._routes: dict[bytes, _Route] = {}
         self._fast = FastRoutes()  # the joint states' routes, for record_frames
         self._fast_routes: list[_Route] = []  # by their code in self._fast
@@ -224,6 +228,7 @@ class Recorder(Closing):
             route.block = BlockBuffer(
                 source, list(codec.canonical_names), route.si_steps, codec.accepted_values
             )
+            route.extenders = route.block.extenders()
             self._fast.add(wire_topic, route.packed_size or ANY_SIZE)
             self._fast_routes.append(route)
         self._routes[wire_topic] = route
@@ -272,17 +277,25 @@ class Recorder(Closing):
                 seq, stamp_ns, epoch = unpack(flat[3 * i + 1])[4:]
                 self._record(flat[3 * i], received_ns, seq, stamp_ns, epoch, flat[3 * i + 2], None)
         fast_routes = self._fast_routes
+        taken = 0
+        # with many robots a group is one or two messages: keep its work to a few calls
         for code, headers, payloads in groups:
             route = fast_routes[code]
             route.latest = payloads[-1]
             if route.raw:
                 self._raw_frames(route, received_ns, headers, payloads)
-            block = route.block
-            assert block is not None
-            block.extend(received_ns, headers, payloads)
-            self.messages += len(headers)
-            if len(block) >= BLOCK_MAX_STATES:
-                self._write_block(route)
+            add_log, add_headers, add_payloads = route.extenders
+            add_log(repeat(received_ns, len(headers)))
+            add_headers(headers)
+            add_payloads(payloads)
+            taken += len(headers)
+        self.messages += taken
+        self._unchecked += taken
+        if self._unchecked >= _CHECK_EVERY:  # a full block is written: looked at now and then
+            self._unchecked = 0
+            for route in fast_routes:
+                if route.block is not None and len(route.block) >= BLOCK_MAX_STATES:
+                    self._write_block(route)
         foxglove = self._foxglove
         if foxglove is not None and received_ns >= foxglove.next_tick_ns:
             self._display(foxglove, received_ns)
