@@ -71,3 +71,9 @@ def test_interleaved_robots_wrong_sizes_and_other_topics(seed: int) -> None:
 def test_only_messages_no_route_takes() -> None:
     messages = [(b"base/A", b"x"), (b"js/A", b"short")]
     assert group_frames(_flat(messages), _routes()) == ([0, 1], [])
+
+
+def test_a_topic_has_one_code() -> None:
+    routes = _routes()
+    with pytest.raises(ValueError, match="has a fast route already"):
+        routes.add(b"js/A", 8)

@@ -129,3 +129,15 @@ def test_a_write_error_is_raised_once_in_the_callers_thread(tmp_path: Path) -> N
         writer = ChunkedMcapWriter(stream, chunk_size_bytes=1024, background=True)
         with pytest.raises(McapWriteError, match="writing the recording failed"):
             writer.flush()
+
+
+def test_a_flush_left_to_the_writing_thread_raises_its_error_when_settled(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "read-only.mcap"
+    path.write_bytes(b"")
+    with path.open("rb") as stream:
+        writer = ChunkedMcapWriter(stream, chunk_size_bytes=1024, background=True)
+        writer.flush_soon()  # does not wait: nothing raised yet
+        with pytest.raises(McapWriteError, match="writing the recording failed"):
+            writer.settle()

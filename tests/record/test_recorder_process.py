@@ -22,6 +22,7 @@ from sync.gateway import Gateway
 from sync.protocol import Kind, Received, pack_header
 from tests.helpers import ThreadedMirror, wait_for
 from tests.recordings import T0_NS, hall_messages, scene_text, state_counts
+from twin.record.frame_groups import FastRoutes, group_frames
 from twin.record.joint_blocks import recorded_states
 from twin.record.recorder import Recorder, RecorderError
 from twin.record.recorder_process import RecorderProcess
@@ -266,3 +267,46 @@ def test_a_killed_twin_leaves_a_complete_recording(tmp_path: Path) -> None:
     canonical = ("/joints/", "/heartbeat/", "/base/", "/crane/")
     assert raw == sum(n for t, n in counts.items() if t.startswith(canonical))
     assert counts["/foxglove/tf"] > 0 and counts["/foxglove/scene"] > 0  # written on the way
+
+
+def test_a_shipment_with_a_damaged_joint_state_keeps_each_robots_order(
+    tmp_path: Path, scene: Scene
+) -> None:
+    """record_frames sorts a shipment into the robots' blocks; one joint state not of its
+    robot's size (never from ingest, but a damaged frame) sends the shipment the one-by-one
+    way: the robot's raw frames stay in the order received, the bad one kept raw only."""
+    payloads = _payloads("kestrel_k1", 6)
+    payloads[2] = payloads[2][:-4]  # four bytes short
+    flat: list[bytes] = []
+    for seq, payload in enumerate(payloads):
+        flat += [b"js/K1-01", pack_header(Kind.JOINT_STATE, seq, T0_NS + seq, 1), payload]
+    path = tmp_path / "damaged.mcap"
+    with Recorder(
+        path, scene, scene_text(), twin_version="t", start_ns=T0_NS, raw_joints=True
+    ) as recorder:
+        recorder.record_frames(T0_NS + 100, flat)
+        with pytest.raises(ValueError, match="not three a message"):
+            group_frames(flat[:-1], FastRoutes())
+        recorder.record_frames(T0_NS + 200, flat[:-1])  # a frame short: counted, not fatal
+        assert recorder.failed >= 2
+    raw = [m for m in open_recording(path).iter_messages() if m.topic == "/raw/js/K1-01"]
+    assert [int.from_bytes(m.data[8:16], "little") for m in raw] == [
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
+    states = [
+        js.seq
+        for m in open_recording(path).iter_messages()
+        if m.topic == "/joints/K1-01"
+        for _, js in recorded_states(m)
+    ]
+    assert states == [0, 1, 3, 4, 5, 0, 1, 3, 4]

@@ -35,7 +35,10 @@ class FastRoutes:
         self.sizes: NDArray[np.intp] = np.array([_NO_ROUTE], dtype=np.intp)
 
     def add(self, wire_topic: bytes, payload_size: int) -> int:
-        """A topic's code (``payload_size``: what its payloads must measure, or ANY_SIZE)."""
+        """A topic's code (``payload_size``: what its payloads must measure, or ANY_SIZE);
+        ValueError if it has one already."""
+        if wire_topic in self.codes:
+            raise ValueError(f"{wire_topic!r} has a fast route already")
         code = len(self.codes)
         self.codes[wire_topic] = code
         # the last entry stays the sentinel that code -1 (no fast route) reads
@@ -50,7 +53,10 @@ Group = tuple[int, tuple[bytes, ...], tuple[bytes, ...]]
 def group_frames(flat: Sequence[bytes], routes: FastRoutes) -> tuple[list[int], list[Group]]:
     """Split a shipment (``flat``: three frames a message): the indexes of the messages no
     fast route takes (a topic without one, or a payload not of its size), in order, and the
-    fast routes' groups, each in the order received."""
+    fast routes' groups, each in the order received. ValueError if ``flat`` is not three
+    frames a message."""
+    if len(flat) % 3:
+        raise ValueError(f"{len(flat)} frames, not three a message")
     count = len(flat) // 3
     if count == 0:
         return [], []

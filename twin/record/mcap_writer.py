@@ -368,6 +368,11 @@ class ChunkedMcapWriter:
         self._submit(self._stream.flush)
         self._wait()
 
+    def settle(self) -> None:
+        """Wait until the writing thread has done what it was given (nothing new is
+        closed); raise its error, if any."""
+        self._wait()
+
     def flush_soon(self) -> None:
         """:meth:`flush` without waiting: the writing thread does it when it gets there."""
         self._close_chunk()

@@ -190,6 +190,7 @@ class Recorder(Closing):
         self._flushed_at = 0  # messages at the last flush
         self._first_log_ns = 0  # receive time of the first message since (record_frames)
         self._unchecked = 0  # joint states put in blocks since their sizes were looked at
+        self._unsettled = False  # a flush left to the writing thread, not yet seen done
         self._routes: dict[bytes, _Route] = {}
         self._fast = FastRoutes()  # the joint states' routes, for record_frames
         self._fast_routes: list[_Route] = []  # by their code in self._fast
@@ -264,13 +265,22 @@ class Recorder(Closing):
         (:mod:`twin.record.frame_groups`); any other message is recorded as :meth:`sink`
         records it, before them. The file holds what :meth:`sink` writes for the same
         messages, but for where the blocks end and the order, within one receive time, of
-        messages on different channels. Flushes every :data:`FLUSH_EVERY_NS` of the
-        messages' receive times (a caller catching up from a backlog writes the chunks of
-        one keeping up); when caught up, the caller calls :meth:`flush_if_due` for the
-        wall clock."""
+        messages on different channels (a joint state of a robot's that is not of its size
+        sends the whole shipment the one-by-one way, in order). Flushes every
+        :data:`FLUSH_EVERY_NS` of the messages' receive times without waiting for the
+        writing thread (a caller catching up from a backlog writes the chunks of one keeping
+        up); when caught up, the caller calls :meth:`flush_if_due` for the wall clock (and
+        to see such a flush done)."""
         if self._flushed_at == self.messages:  # the first since the last flush
             self._first_log_ns = received_ns
+        if len(flat) % 3:  # never from the twin (it hands over exactly three a message)
+            self._count_failed(ValueError(f"{len(flat)} frames, not three a message"))
+            flat = flat[: len(flat) - len(flat) % 3]
         slow, groups = group_frames(flat, self._fast)
+        if slow and any(flat[3 * i] in self._fast.codes for i in slow):
+            # a robot's joint state not of its size (damaged): the robot's states must keep
+            # their order, so every message one by one, as sink() records them
+            slow, groups = list(range(len(flat) // 3)), []
         if slow:
             unpack = HEADER.unpack
             for i in slow:
@@ -352,6 +362,9 @@ class Recorder(Closing):
         """:meth:`flush` if :data:`FLUSH_EVERY_NS` have passed since the last and a message
         was recorded since (events alone wait for the next message's flush, as they always
         have: the chunks stay where messages put them); True if it flushed."""
+        if self._unsettled:  # the last flush left its end to the writing thread: see it done
+            self._unsettled = False
+            self._writer.settle()  # and its error (disk full...) raised now, not later
         if now_mono_ns - self._last_flush_ns < FLUSH_EVERY_NS or self._flushed_at == self.messages:
             return False
         self.flush(now_mono_ns)
@@ -437,6 +450,7 @@ class Recorder(Closing):
             self._writer.flush()
         else:
             self._writer.flush_soon()
+        self._unsettled = not wait
         self._last_flush_ns = time.monotonic_ns() if now_mono_ns is None else now_mono_ns
         self._flushed_at = self.messages
 

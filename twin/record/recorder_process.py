@@ -184,11 +184,15 @@ class RecorderProcess(Closing):
 
     def frames(self, received_ns: int, frames: list[bytes]) -> None:
         """One accepted message (topic, header, payload), received at ``received_ns``."""
+        if len(frames) != 3:  # ingest accepts only three: a caller's bug, counted
+            self.handed += 1
+            self.dropped += 1
+            return
         if received_ns != self._group_ns:
             self._group = []
             self._group_ns = received_ns
             self._pending.append((MESSAGES, received_ns, self._group))
-        self._group += frames  # ingest accepted it: exactly three frames
+        self._group += frames  # flat: three frames a message
         self._pending_count += 1
 
     def event(self, kind: str, source_id: str, detail: str, stamp_ns: int) -> None:

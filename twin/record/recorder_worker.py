@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
-import ctypes.util
 import json
 import logging
 import marshal
@@ -202,8 +201,7 @@ def _keep_freed_memory() -> None:
     the heap instead, and up to :data:`HEAP_KEEP_BYTES` of freed heap is kept for the next
     block. Elsewhere than glibc, nothing changes."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own C library
     except (OSError, AttributeError):
         return
     mallopt(_M_MMAP_THRESHOLD, 32 * 1024 * 1024)
