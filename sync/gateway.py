@@ -7,8 +7,10 @@ connection; it keeps a sequence number per stream and one epoch per start.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from typing import Final
 
 import zmq
 
@@ -17,6 +19,8 @@ from sync.closing import Closing
 from sync.command import curve_client
 from sync.keys import KeyPair
 from sync.protocol import Kind, pack_header, topic
+
+REDIAL_S: Final = 0.5
 
 
 def new_epoch() -> int:
@@ -52,17 +56,42 @@ class Gateway(Closing):
         socket = self._context.socket(zmq.XPUB)
         socket.setsockopt(zmq.SNDHWM, GATEWAY_SNDHWM)
         socket.setsockopt(zmq.LINGER, 0)
+        self._refusals: zmq.Socket[bytes] | None = None
         if self._curve is not None:
             curve_client(socket, *self._curve)
+            # a key the twin has not read yet is refused, and libzmq never dials again
+            # after a refused handshake: watched, so that waiting for the twin dials again
+            self._refusals = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         socket.connect(self._ingest)
         return socket
 
     def wait_for_subscriber(self, timeout_s: float) -> bool:
-        """Wait until the twin has subscribed (so nothing sent is dropped by PUB filtering)."""
-        if self.socket.poll(max(0, int(timeout_s * 1000)), zmq.POLLIN):
-            self.socket.recv()
-            return True
-        return False
+        """Wait until the twin has subscribed (so nothing sent is dropped by PUB filtering).
+        With keys, a handshake the twin refused (a key it has not read yet: it re-reads its
+        key directory once a second) is dialled again every :data:`REDIAL_S` meanwhile."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            left_s = deadline - time.monotonic()
+            if self.socket.poll(max(0, int(min(left_s, REDIAL_S) * 1000)), zmq.POLLIN):
+                self.socket.recv()
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            if self._refused():
+                self.reconnect()
+
+    def _refused(self) -> bool:
+        """Whether the twin refused a handshake since the last look."""
+        refusals = self._refusals
+        if refusals is None:
+            return False
+        seen = False
+        while True:
+            try:
+                refusals.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return seen
+            seen = True
 
     def restart(self) -> None:
         """Behave like a restarted gateway: new epoch, sequence numbers from 0."""
@@ -71,8 +100,16 @@ class Gateway(Closing):
 
     def reconnect(self) -> None:
         """Close and reopen the socket (a dropped and restored connection)."""
-        self.socket.close(linger=0)
+        self._close_socket()
         self.socket = self._open()
+
+    def _close_socket(self) -> None:
+        if self._refusals is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self.socket.disable_monitor()
+            self._refusals.close(linger=0)
+            self._refusals = None
+        self.socket.close(linger=0)
 
     def next_seq(self, kind: Kind, source_id: str) -> tuple[bytes, int]:
         """Claim the next sequence number of a stream (also used to emulate loss)."""
@@ -92,4 +129,4 @@ class Gateway(Closing):
 
     def close(self) -> None:
         """Close the socket without lingering."""
-        self.socket.close(linger=0)
+        self._close_socket()
