@@ -92,10 +92,10 @@ def test_frames_as_received_and_checked_arrays_make_the_same_block(model: str) -
             payload = msgspec.msgpack.encode(dict(reversed(entries.items())))
         header = pack_header(Kind.JOINT_STATE, i, 1000 + i, 5)
         checked = codec.check(payload)
-        as_frames.add_frame(100 + i, header, payload)
+        as_frames.extend(100 + i, [header], [payload])
         as_arrays.add(100 + i, 1000 + i, i, 5, checked)
         if i % 3:
-            mixed.add_frame(100 + i, header, payload)
+            mixed.extend(100 + i, [header], [payload])
         else:
             mixed.add(100 + i, 1000 + i, i, 5, checked)
     blocks = [b.take()[3] for b in buffers]

@@ -122,6 +122,19 @@ _encode: Final = msgspec.msgpack.Encoder().encode
 _decode: Final = msgspec.msgpack.Decoder(JointBlock).decode
 
 
+def _byte_planes(values: NDArray[Any], width: int) -> NDArray[np.uint8]:
+    """``(columns, count)`` unsigned values as ``(columns, width, count)`` bytes: byte 0 of
+    every value, then byte 1, ... (shifts into one buffer, far faster than a byte
+    transpose)."""
+    planes = np.empty((values.shape[0], width, values.shape[1]), dtype=np.uint8)
+    shifted = np.empty_like(values)
+    planes[:, 0] = values  # integer assignment keeps the low byte
+    for b in range(1, width):
+        np.right_shift(values, values.dtype.type(8 * b), out=shifted)
+        planes[:, b] = shifted
+    return planes
+
+
 def _delta(k: IntArray, scale: float) -> Column:
     """Integers (rows first) as a ``delta`` column (``i8``, plain int64, where a difference
     is beyond what zigzag coding keeps)."""
@@ -133,14 +146,7 @@ def _delta(k: IntArray, scale: float) -> Column:
     z ^= d >> 63
     flat = z.reshape(-1).view(np.uint64)
     width = 4 if not flat.size or int(flat.max()) < 2**32 else 8
-    # byte i of every value, then byte i + 1: shifts into one buffer, far faster than a
-    # byte transpose
-    planes = np.empty((width, flat.size), dtype=np.uint8)
-    shifted = np.empty_like(flat)
-    planes[0] = flat  # integer assignment keeps the low byte
-    for i in range(1, width):
-        np.right_shift(flat, np.uint64(8 * i), out=shifted)
-        planes[i] = shifted
+    planes = _byte_planes(flat[None], width)
     return Column("delta", planes.tobytes(), scale, width, base.astype("<i8").tobytes())
 
 
@@ -166,12 +172,7 @@ def _exact_columns(*columns: IntArray) -> list[Column]:
     z ^= d >> 63
     flat = z.view(np.uint64)
     widths = np.where(flat.max(axis=1) < 2**32, 4, 8).tolist()
-    planes = np.empty((len(columns), 8, flat.shape[1]), dtype=np.uint8)
-    shifted = np.empty_like(flat)
-    planes[:, 0] = flat  # integer assignment keeps the low byte
-    for b in range(1, max(widths)):
-        np.right_shift(flat, np.uint64(8 * b), out=shifted)
-        planes[:, b] = shifted
+    planes = _byte_planes(flat, max(widths))
     first = k[:, 0].astype("<i8")
     return [
         Column("delta", planes[i, :width].tobytes(), 1.0, width, first[i : i + 1].tobytes())
@@ -195,13 +196,7 @@ def _step_columns(k: FloatArray) -> list[Column]:
     z = small << 1
     z ^= small >> 31
     by_column = np.ascontiguousarray(z.transpose(1, 0, 2)).reshape(3, -1)
-    # byte b of every value: shifts into one buffer, faster than a byte transpose
-    planes = np.empty((3, 4, by_column.shape[1]), dtype=np.uint8)
-    shifted = np.empty_like(by_column)
-    planes[:, 0] = by_column  # integer assignment keeps the low byte
-    for b in (1, 2, 3):
-        np.right_shift(by_column, 8 * b, out=shifted)
-        planes[:, b] = shifted
+    planes = _byte_planes(by_column, 4)
     first = k[0].astype("<i8")
     return [
         Column("delta", planes[i].tobytes(), _SCALES[i], 4, first[i].tobytes()) for i in range(3)
@@ -397,9 +392,10 @@ _HEADER: Final = np.dtype(
 class BlockBuffer:
     """One robot's accepted joint states waiting for their block (the recorder's side).
 
-    A state costs a share of three list appends or extends: its receive time, its 32-byte
-    wire header and its values, as they came (:meth:`add_frame`, :meth:`extend`: the
-    payload's bytes, not even decoded; :meth:`add`: the (3, joints) array ingest checked).
+    A state costs a share of three list extends or appends: its receive time, its 32-byte
+    wire header and its values, as they came (:meth:`extend`, or :meth:`extenders` in a
+    caller's loop: the payload's bytes, not even decoded; :meth:`add`: the (3, joints)
+    array ingest checked).
     :meth:`take` reads the headers in one ``np.frombuffer`` and the payloads in one pass
     (``values_of``), converts and rounds every row at once and encodes the block."""
 
@@ -422,7 +418,7 @@ class BlockBuffer:
         values_of: Callable[[list[bytes]], FloatArray] | None = None,
     ) -> None:
         """``si_steps``: (3, joints), wire units to :data:`JOINT_STEPS`; ``values_of``: the
-        (n, 3, joints) wire values of accepted payloads, for :meth:`add_frame`
+        (n, 3, joints) wire values of accepted payloads, for :meth:`extend`
         (:meth:`sync.codecs.VendorCodec.accepted_values`)."""
         self.robot = robot
         self.names = names
@@ -435,12 +431,6 @@ class BlockBuffer:
 
     def __len__(self) -> int:
         return len(self._log_ns)
-
-    def add_frame(self, log_ns: int, header: bytes, payload: bytes) -> None:
-        """One state as the wire carried it (a payload ingest accepted); needs ``values_of``."""
-        self._log_ns.append(log_ns)
-        self._headers.append(header)
-        self._wire.append(payload)
 
     def extend(self, log_ns: int, headers: Sequence[bytes], payloads: Sequence[bytes]) -> None:
         """States received together at ``log_ns``, as the wire carried them (payloads ingest
