@@ -44,6 +44,9 @@ from sync.fanout import RequestError, request_status
 log = logging.getLogger("web-screenshot")
 
 CHROMIUM: Final = Path("/usr/bin/chromium")  # Debian's package (scripts/system-deps.sh)
+BACKGROUND: Final = Path(__file__).resolve().parent / "chromium-background"
+"""CHROMIUM at the lowest priority, its session's group included: its software WebGL must not
+take the CPU of the hall it photographs (robots would turn STALE in the picture)."""
 CHROMIUM_ARGS: Final = [
     "--headless",
     "--no-sandbox",
@@ -129,7 +132,7 @@ def shoot(url: str, robot_ids: Sequence[str], size: tuple[int, int], timeout_s: 
     as PNG bytes."""
     labels = PageLabels()
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(BACKGROUND), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": size[0], "height": size[1]})
             page.on("websocket", lambda socket: socket.on("framereceived", labels.frame))

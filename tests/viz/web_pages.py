@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,14 @@ def serving(scene: Scene, link: LiveLink, *, kiosk: bool = False) -> Iterator[We
 
 
 @contextmanager
-def opened(browser: Browser, url: str) -> Iterator[Page]:
-    """A 1280x720 page at ``url``, closed afterwards."""
+def opened(
+    browser: Browser, url: str, *, frames: Callable[[str | bytes], None] | None = None
+) -> Iterator[Page]:
+    """A 1280x720 page at ``url``, closed afterwards; ``frames`` is given every WebSocket
+    frame the page receives (while a Playwright call runs: ``page.wait_for_timeout``)."""
     page = browser.new_page(viewport={"width": 1280, "height": 720})
+    if frames is not None:
+        page.on("websocket", lambda socket: socket.on("framereceived", frames))
     try:
         page.goto(url)
         yield page
@@ -152,10 +157,60 @@ def page_socket(url: str) -> ClientConnection:
 
 
 def window_messages(raw: bytes, decompressor: zstandard.ZstdDecompressor) -> list[dict[str, Any]]:
-    """The messages of one of viser's windows, decoded as its page decodes them: a header of
-    two lengths, the zstd-compressed msgpack, then binary buffers (not needed here)."""
+    """The messages of one of viser's windows, decoded as its page decodes them (see
+    :func:`decode_window`)."""
+    return decode_window(raw, decompressor)[0]
+
+
+def decode_window(
+    raw: bytes, decompressor: zstandard.ZstdDecompressor
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """One of viser's windows as its page decodes it: a header of two lengths, the
+    zstd-compressed msgpack, then the binary buffers, each at an 8-byte boundary, whose
+    lengths the msgpack lists (arrays in the messages are placeholders that index them)."""
     inner_len = int.from_bytes(raw[0:8], "little")
     packed_len = int.from_bytes(raw[8:16], "little")
-    inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-    messages: list[dict[str, Any]] = msgspec.msgpack.decode(inner)["messages"]
-    return messages
+    inner = msgspec.msgpack.decode(decompressor.decompress(raw[16 : 16 + packed_len], inner_len))
+    buffers = []
+    offset = 16 + packed_len
+    for length in inner.get("binaryBufferLengths", ()):
+        offset += -offset % 8
+        buffers.append(raw[offset : offset + length])
+        offset += length
+    messages: list[dict[str, Any]] = inner["messages"]
+    return messages, buffers
+
+
+class PageScene:
+    """Every batched-meshes node's instance positions as the page holds them, read from the
+    page's own WebSocket frames (Playwright's ``framereceived``): what reached the browser,
+    not what the server meant to send."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, np.ndarray] = {}
+        """Node name -> (instances, 3) positions, hall frame (m)."""
+        self.updates = 0
+        """Position updates taken in."""
+        self._decompressor = zstandard.ZstdDecompressor()
+
+    def frame(self, payload: str | bytes) -> None:
+        """Take in one frame the page received."""
+        if not isinstance(payload, bytes) or len(payload) < 16:
+            return
+        messages, buffers = decode_window(payload, self._decompressor)
+        for message in messages:
+            if message.get("type") == "BatchedMeshesMessage":
+                value = message.get("props", {}).get("batched_positions")
+            elif message.get("type") == "SceneNodeUpdateMessage":
+                value = message.get("updates", {}).get("batched_positions")
+            else:
+                continue
+            if isinstance(value, dict) and "__binary_index" in value:
+                data = buffers[value["__binary_index"]]
+                array = np.frombuffer(data, dtype=np.dtype(value["dtype"])).reshape(-1, 3)
+            elif isinstance(value, bytes):
+                array = np.frombuffer(value, dtype="<f4").reshape(-1, 3)
+            else:
+                continue
+            self.positions[message["name"]] = array.astype(float)
+            self.updates += 1
