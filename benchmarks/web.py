@@ -4,7 +4,8 @@ the twin, measured with simulated browsers.
 Usage::
 
     python benchmarks/web.py [--robots N] [--clients C] [--seconds 15] [--warmup-s 6]
-                             [--client-procs 2] [--rate 30] [--processes 1] [--json]
+                             [--client-procs 2] [--rate 30] [--processes 1]
+                             [--no-browser] [--browser-screenshot PNG] [--json]
 
 Two halls:
 
@@ -40,7 +41,9 @@ Phases, in one run, each against the same server:
 2. ``one_client``: one page alone (the baseline for what a crowd costs): ``--warmup-s``
    to connect and settle, then a window of ``--seconds``.
 3. ``crowd``: C pages connecting at once; after ``--warmup-s``, a window of ``--seconds``;
-   halfway through it one more page connects (``late``). Default hall: the twin's status
+   halfway through it one more page connects (``late``). With them, one real browser
+   (``--browser``, the default; :mod:`benchmarks.web_browser`: Debian's Chromium driven by
+   Playwright, at the lowest priority) loads the page. Default hall: the twin's status
    again at the end.
 4. Default hall only: the web viewer closed, ``PHASE_S`` seconds of the twin alone again;
    its status.
@@ -68,6 +71,11 @@ Figures of a phase (per page: within the window only):
   WebSocket) each server process took during the phase; ``clients_cpu_percent``: the
   simulated browsers' processes over their whole run, in the same unit (they share the
   machine's two cores with the server, as the twin and the emulator do).
+- ``real_browser`` (crowd): the Chromium page's ``update_hz`` and ``bytes_per_s`` within the
+  window, counted from the frames it received as the simulated pages count theirs;
+  ``first_frame_s`` from asking for the page (HTML, scripts, WebGL set-up) to the end of the
+  scene's replay to it; ``drawn``: its canvas showed the hall at the end (a screenshot more
+  than 15 % not white, ``drawn_share``); ``error``. None with ``--no-browser``.
 - ``errors``: pages that failed (connection refused or closed).
 
 ``ingest_p99`` (default hall): the twin's own ``delay_ms_p99`` per robot (its send stamp to
@@ -255,8 +263,10 @@ def measure(
     *,
     seconds: float,
     late: bool,
+    browser: bool = False,
 ) -> dict[str, Any]:
-    """``clients`` simulated pages (``late``: one more halfway): the phase's figures."""
+    """``clients`` simulated pages (``late``: one more halfway; ``browser``: and one real
+    Chromium, :mod:`benchmarks.web_browser`): the phase's figures."""
     url = served.url
     pages0 = served.pages()
     procs = max(1, min(args.client_procs, clients))
@@ -273,6 +283,15 @@ def measure(
         if late and p == 0:
             command += ["--late-at", repr(start + seconds / 2)]
         children.append(subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True))
+    chromium = None
+    if browser:
+        command = [
+            sys.executable, "-m", "benchmarks.web_browser", url,
+            "--window-start", repr(start), "--window-end", repr(end),
+        ]  # fmt: skip
+        if args.browser_screenshot is not None:
+            command += ["--screenshot", str(args.browser_screenshot)]
+        chromium = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, text=True)
     time.sleep(max(0.0, start - time.monotonic()))
     cpu0, loop0, frames0, wall0 = (
         served.cpu_s(),
@@ -300,6 +319,22 @@ def measure(
         late_page = report["late"] or late_page
         clients_cpu_s += report["cpu_s"]
     window_s = wall1 - wall0
+    real_browser = None
+    if chromium is not None:
+        output, _ = chromium.communicate(timeout=args.warmup_s + seconds + 120.0)
+        if chromium.returncode != 0:
+            raise RuntimeError(f"the real browser's process failed (exit {chromium.returncode})")
+        real = json.loads(output)
+        real_browser = {
+            "update_hz": round(real["pose_updates"] / window_s, 2),
+            "bytes_per_s": round(real["bytes"] / window_s),
+            "first_frame_s": (
+                None if real["first_frame_s"] is None else round(real["first_frame_s"], 3)
+            ),
+            "drawn": real["drawn"],
+            "drawn_share": real["drawn_share"],
+            "error": real["error"],
+        }
     ok = [p for p in pages if not p["error"]]
     hz = [p["pose_updates"] / window_s for p in ok]
     rates = [p["bytes"] / window_s for p in ok]
@@ -330,6 +365,7 @@ def measure(
         ),
         "pages_per_process": [b - a for a, b in zip(pages0, served.pages(), strict=True)],
         "clients_cpu_percent": round(100.0 * clients_cpu_s / client_wall_s, 1),
+        "real_browser": real_browser,
         "errors": [p["error"] for p in pages if p["error"]]
         + ([late_page["error"]] if late_page is not None and late_page["error"] else []),
     }
@@ -391,7 +427,9 @@ def run_default_hall(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(0.1)
             one = measure(served, 1, args, seconds=args.seconds, late=False)
             crowd_s = max(args.seconds, PHASE_S - args.warmup_s)
-            crowd = measure(served, args.clients, args, seconds=crowd_s, late=True)
+            crowd = measure(
+                served, args.clients, args, seconds=crowd_s, late=True, browser=args.browser
+            )
             after = ingest_p99(_status(snapshot), PHASE_S)
         went_stale = sum(r["went_stale"] for r in _status(snapshot)["robots"])
         time.sleep(PHASE_S)  # phase 4: without the web again (the machine's load drifts)
@@ -469,7 +507,9 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     viewer = WebViewer(scene, source, options=WebOptions(port=0, rate_hz=args.rate_hz))
     with serving(viewer) as served:
         one = measure(served, 1, args, seconds=args.seconds, late=False)
-        crowd = measure(served, args.clients, args, seconds=args.seconds, late=True)
+        crowd = measure(
+            served, args.clients, args, seconds=args.seconds, late=True, browser=args.browser
+        )
     return {
         "hall": f"synthetic ({args.robots} x {SYNTHETIC_MODEL}; synthetic source, all moving)",
         "robots": args.robots,
@@ -516,6 +556,13 @@ def summary(result: dict[str, Any]) -> str:
             f"late {p['late_first_frame_s']}), server {p['server_cpu_percent']} % CPU, "
             f"errors {len(p['errors'])}, pages per process {p['pages_per_process']}"
         )
+    real = result["crowd"]["real_browser"]
+    if real is not None:
+        lines.append(
+            f"  chromium     1 page:  {real['update_hz']} Hz, {real['bytes_per_s']} B/s, "
+            f"first frame {real['first_frame_s']} s (page load included), "
+            f"drawn {real['drawn']}{', ' + real['error'] if real['error'] else ''}"
+        )
     if "ingest_p99" in result:
         i = result["ingest_p99"]
         lines.append(
@@ -548,6 +595,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--processes", type=int, default=1, help="server processes, as twin web --processes"
+    )
+    parser.add_argument(
+        "--browser",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one real Chromium page in the crowd too (benchmarks/web_browser.py)",
+    )
+    parser.add_argument(
+        "--browser-screenshot", type=Path, default=None, help="the real page's last view (PNG)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)

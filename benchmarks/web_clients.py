@@ -75,11 +75,33 @@ def carries_robot_poses(messages: Sequence[dict[str, Any]]) -> bool:
     return False
 
 
+def count_window(
+    figures: ClientFigures, raw: bytes, now: float, opened: float,
+    window: tuple[float, float], decompressor: zstandard.ZstdDecompressor,
+) -> None:  # fmt: skip
+    """Count in ``figures`` one of viser's windows received at ``now`` by a page opened at
+    ``opened``, decoded as the page's JavaScript decodes it."""
+    if figures.first_frame_s is None:
+        figures.first_frame_bytes += len(raw)
+    inner_len = int.from_bytes(raw[0:8], "little")
+    packed_len = int.from_bytes(raw[8:16], "little")
+    inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
+    messages = msgspec.msgpack.decode(inner)["messages"]
+    if figures.first_frame_s is None and any(
+        m.get("type") == "ReplayDoneMessage" for m in messages
+    ):
+        figures.first_frame_s = now - opened
+    if window[0] <= now <= window[1]:
+        figures.messages += 1
+        figures.bytes += len(raw)
+        if carries_robot_poses(messages):
+            figures.pose_updates += 1
+
+
 async def read_page(url: str, window: tuple[float, float], figures: ClientFigures) -> None:
     """One client: connect, read and decode everything until the window ends."""
-    start, end = window
+    end = window[1]
     decompressor = zstandard.ZstdDecompressor()
-    decode = msgspec.msgpack.decode
     opened = time.monotonic()
     try:
         async with websockets.connect(
@@ -97,23 +119,8 @@ async def read_page(url: str, window: tuple[float, float], figures: ClientFigure
                     raw = await asyncio.wait_for(socket.recv(), timeout=left)
                 except TimeoutError:
                     return
-                now = time.monotonic()
                 assert isinstance(raw, bytes)
-                if figures.first_frame_s is None:
-                    figures.first_frame_bytes += len(raw)
-                inner_len = int.from_bytes(raw[0:8], "little")
-                packed_len = int.from_bytes(raw[8:16], "little")
-                inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-                messages = decode(inner)["messages"]
-                if figures.first_frame_s is None and any(
-                    m.get("type") == "ReplayDoneMessage" for m in messages
-                ):
-                    figures.first_frame_s = now - opened
-                if start <= now <= end:
-                    figures.messages += 1
-                    figures.bytes += len(raw)
-                    if carries_robot_poses(messages):
-                        figures.pose_updates += 1
+                count_window(figures, raw, time.monotonic(), opened, window, decompressor)
     except (OSError, websockets.exceptions.WebSocketException) as exc:
         figures.error = f"{type(exc).__name__}: {exc}"
 
