@@ -75,7 +75,9 @@ Figures of a phase (per page: within the window only):
   window, counted from the frames it received as the simulated pages count theirs;
   ``first_frame_s`` from asking for the page (HTML, scripts, WebGL set-up) to the end of the
   scene's replay to it; ``drawn``: its canvas showed the hall at the end (a screenshot more
-  than 15 % not white, ``drawn_share``); ``error``. None with ``--no-browser``.
+  than 15 % not white, ``drawn_share``); ``driver_cpu_percent``: its Python driver, which
+  decodes every frame it relays (Chromium's own CPU is not counted); ``error``. None with
+  ``--no-browser``.
 - ``errors``: pages that failed (connection refused or closed).
 
 ``ingest_p99`` (default hall): the twin's own ``delay_ms_p99`` per robot (its send stamp to
@@ -321,7 +323,12 @@ def measure(
     window_s = wall1 - wall0
     real_browser = None
     if chromium is not None:
-        output, _ = chromium.communicate(timeout=args.warmup_s + seconds + 120.0)
+        try:
+            output, _ = chromium.communicate(timeout=args.warmup_s + seconds + 120.0)
+        except subprocess.TimeoutExpired:
+            chromium.kill()
+            chromium.wait()
+            raise
         if chromium.returncode != 0:
             raise RuntimeError(f"the real browser's process failed (exit {chromium.returncode})")
         real = json.loads(output)
@@ -333,6 +340,7 @@ def measure(
             ),
             "drawn": real["drawn"],
             "drawn_share": real["drawn_share"],
+            "driver_cpu_percent": round(100.0 * real["driver_cpu_s"] / client_wall_s, 1),
             "error": real["error"],
         }
     ok = [p for p in pages if not p["error"]]

@@ -15,10 +15,12 @@ screenshot with more than 15 % of its pixels not white (``drawn_share``; the hal
 alone covers about 30 % of the default view, while the page without the scene is white but
 for its panel's text).
 
-The browser runs through ``scripts/chromium-background``: at the lowest priority, its session's
-scheduling group included. A visitor's browser runs on the visitor's machine; here it shares
-two cores with the twin, the emulator and the server, and in software WebGL it would take a
-whole core from them (see the README). One JSON object on stdout when the window is over.
+The browser runs through ``scripts/chromium-background``: at the lowest priority, its
+session's scheduling group included; this process and Playwright's driver (which relay and
+decode every frame: ``driver_cpu_s``, this process's share) run at nice 19. A visitor's
+browser runs on the visitor's machine; here it shares two cores with the twin, the emulator
+and the server, and in software WebGL it would take a whole core from them (see the README).
+One JSON object on stdout when the window is over.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -39,7 +42,8 @@ import zstandard
 from benchmarks.web_clients import ClientFigures, count_window
 
 ROOT: Final = Path(__file__).resolve().parent.parent
-CHROMIUM: Final = Path("/usr/bin/chromium")  # Debian's package (scripts/system-deps.sh)
+CHROMIUM: Final = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+"""Debian's package (scripts/system-deps.sh); the wrapper runs ``$CHROMIUM`` when it is set."""
 BACKGROUND: Final = ROOT / "scripts" / "chromium-background"
 CHROMIUM_ARGS: Final = [
     "--headless",
@@ -110,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--window-end", type=float, required=True)
     parser.add_argument("--screenshot", type=Path, default=None, help="write the last view here")
     args = parser.parse_args(argv)
+    os.nice(19)  # this driver and Playwright's (which inherits it) yield too, as the browser
     cpu0 = time.process_time()
     figures = real_page(args.url, (args.window_start, args.window_end), args.screenshot)
     sys.stdout.write(json.dumps({**figures, "driver_cpu_s": time.process_time() - cpu0}) + "\n")

@@ -43,7 +43,7 @@ from sync.fanout import RequestError, request_status
 
 log = logging.getLogger("web-screenshot")
 
-CHROMIUM: Final = Path("/usr/bin/chromium")  # Debian's package (scripts/system-deps.sh)
+CHROMIUM: Final = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))  # as the wrapper runs
 BACKGROUND: Final = Path(__file__).resolve().parent / "chromium-background"
 """CHROMIUM at the lowest priority, its session's group included: its software WebGL must not
 take the CPU of the hall it photographs (robots would turn STALE in the picture)."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 from playwright.sync_api import Browser
 
@@ -19,7 +18,7 @@ from viz.web.live import LiveLink
 
 
 def test_the_page_waits_for_the_twin_and_outlives_its_restart(
-    browser: Browser, tmp_path: Path
+    browser: Browser,
 ) -> None:
     ports = [free_port() for _ in range(3)]
     ingest, fanout, snapshot = (f"tcp://127.0.0.1:{p}" for p in ports)

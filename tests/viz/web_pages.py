@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,8 +190,8 @@ class PageScene:
     def __init__(self) -> None:
         self.positions: dict[str, np.ndarray] = {}
         """Node name -> (instances, 3) positions, hall frame (m)."""
-        self.updates = 0
-        """Position updates taken in."""
+        self.updates: Counter[str] = Counter()
+        """Node name -> the positions taken in for it (its first from the scene's replay)."""
         self._decompressor = zstandard.ZstdDecompressor()
 
     def frame(self, payload: str | bytes) -> None:
@@ -213,4 +214,4 @@ class PageScene:
             else:
                 continue
             self.positions[message["name"]] = array.astype(float)
-            self.updates += 1
+            self.updates[message["name"]] += 1
