@@ -75,6 +75,25 @@ def carries_robot_poses(messages: Sequence[dict[str, Any]]) -> bool:
     return False
 
 
+def decode_window(
+    raw: bytes, decompressor: zstandard.ZstdDecompressor
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """One of viser's windows as its page decodes it: a header of two lengths, the
+    zstd-compressed msgpack, then the binary buffers, each at an 8-byte boundary, whose
+    lengths the msgpack lists (arrays in the messages are placeholders that index them)."""
+    inner_len = int.from_bytes(raw[0:8], "little")
+    packed_len = int.from_bytes(raw[8:16], "little")
+    inner = msgspec.msgpack.decode(decompressor.decompress(raw[16 : 16 + packed_len], inner_len))
+    buffers = []
+    offset = 16 + packed_len
+    for length in inner.get("binaryBufferLengths", ()):
+        offset += -offset % 8
+        buffers.append(raw[offset : offset + length])
+        offset += length
+    messages: list[dict[str, Any]] = inner["messages"]
+    return messages, buffers
+
+
 def count_window(
     figures: ClientFigures, raw: bytes, now: float, opened: float,
     window: tuple[float, float], decompressor: zstandard.ZstdDecompressor,
@@ -83,10 +102,7 @@ def count_window(
     ``opened``, decoded as the page's JavaScript decodes it."""
     if figures.first_frame_s is None:
         figures.first_frame_bytes += len(raw)
-    inner_len = int.from_bytes(raw[0:8], "little")
-    packed_len = int.from_bytes(raw[8:16], "little")
-    inner = decompressor.decompress(raw[16 : 16 + packed_len], inner_len)
-    messages = msgspec.msgpack.decode(inner)["messages"]
+    messages = decode_window(raw, decompressor)[0]
     if figures.first_frame_s is None and any(
         m.get("type") == "ReplayDoneMessage" for m in messages
     ):

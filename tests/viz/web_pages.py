@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import numpy as np
 import viser
 import zstandard
@@ -18,6 +17,7 @@ from playwright.sync_api import Browser, Page
 from websockets.sync.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from benchmarks.web_clients import decode_window
 from scenes.model import Scene
 from tests.helpers import STARTUP_S, wait_for
 from viz.web.live import LiveLink
@@ -161,25 +161,6 @@ def window_messages(raw: bytes, decompressor: zstandard.ZstdDecompressor) -> lis
     """The messages of one of viser's windows, decoded as its page decodes them (see
     :func:`decode_window`)."""
     return decode_window(raw, decompressor)[0]
-
-
-def decode_window(
-    raw: bytes, decompressor: zstandard.ZstdDecompressor
-) -> tuple[list[dict[str, Any]], list[bytes]]:
-    """One of viser's windows as its page decodes it: a header of two lengths, the
-    zstd-compressed msgpack, then the binary buffers, each at an 8-byte boundary, whose
-    lengths the msgpack lists (arrays in the messages are placeholders that index them)."""
-    inner_len = int.from_bytes(raw[0:8], "little")
-    packed_len = int.from_bytes(raw[8:16], "little")
-    inner = msgspec.msgpack.decode(decompressor.decompress(raw[16 : 16 + packed_len], inner_len))
-    buffers = []
-    offset = 16 + packed_len
-    for length in inner.get("binaryBufferLengths", ()):
-        offset += -offset % 8
-        buffers.append(raw[offset : offset + length])
-        offset += length
-    messages: list[dict[str, Any]] = inner["messages"]
-    return messages, buffers
 
 
 class PageScene:
