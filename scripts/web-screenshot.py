@@ -32,13 +32,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
+import msgspec
 import zmq
 import zstandard
 from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
-from benchmarks.web_clients import decode_window
 from sync.fanout import RequestError, request_status
 
 log = logging.getLogger("web-screenshot")
@@ -102,7 +102,10 @@ class PageLabels:
         """Take in one frame the page received."""
         if not isinstance(payload, bytes) or len(payload) < 16:
             return
-        for message in decode_window(payload, self._decompressor)[0]:
+        inner_len = int.from_bytes(payload[0:8], "little")
+        packed_len = int.from_bytes(payload[8:16], "little")
+        inner = self._decompressor.decompress(payload[16 : 16 + packed_len], inner_len)
+        for message in msgspec.msgpack.decode(inner).get("messages", []):
             name = message.get("name")
             if not isinstance(name, str) or not name.startswith(LABELS):
                 continue
